@@ -1,0 +1,1 @@
+"""Messenger adapters (one process each) and the ``ferry`` command line."""

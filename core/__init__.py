@@ -1,0 +1,1 @@
+"""Ferry's messenger-neutral core: one pipeline from an incoming message to reply events."""

@@ -1,0 +1,189 @@
+"""The store contract: records and the Protocol every backend implements.
+
+Records are frozen dataclasses; a backend stores them as plain JSON-compatible dicts via
+``to_dict``/``from_dict``. All methods are async so that PostgreSQL and the file-backed TinyDB
+store (which does its I/O in a worker thread) share one shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+SCHEMA_VERSION = 1
+
+T = TypeVar("T")
+
+
+def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """A person. One user may have several platform identities (``telegram:1``, ``signal:<uuid>``)."""
+
+    id: str
+    identities: tuple[str, ...] = ()
+    display_name: str | None = None
+    status: str = "pending"  # pending | approved | denied | blocked
+    is_admin: bool = False
+    lang: str | None = None  # explicit /lang choice; None = follow the messenger
+    model: str | None = None
+    instructions: str | None = None
+    created_at: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["identities"] = list(self.identities)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UserRecord:
+        rec = _from_dict(cls, data)
+        return dataclasses.replace(rec, identities=tuple(rec.identities))
+
+
+@dataclass(frozen=True)
+class ConversationRecord:
+    """A conversation. ``scope`` is who it belongs to: ``user:<id>`` or ``group:<chat key>``."""
+
+    id: str
+    scope: str
+    title: str | None = None
+    model: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    message_count: int = 0
+    source: str | None = None  # e.g. "whatsapp:<sha256 of the file>" for an import
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ConversationRecord:
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    """One turn of a conversation. ``seq`` is its 0-based position, assigned by the store.
+
+    ``status`` is ``ok``, ``pending`` (an answer being generated), ``interrupted`` (failed
+    halfway) or ``cancelled`` (stopped by the person).
+    """
+
+    id: str
+    conversation_id: str
+    role: str  # user | assistant | system
+    content: str
+    created_at: float
+    seq: int = -1
+    status: str = "ok"
+    author: str | None = None  # identity string of the user who said it (groups)
+    model: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MessageRecord:
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    """Tokens and cost of one answer, accounted to a user and a conversation."""
+
+    user_id: str
+    conversation_id: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+    at: float
+
+
+@dataclass(frozen=True)
+class UsageTotals:
+    """Summed usage over a period; ``by_model`` maps a model name to its own totals."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    by_model: dict[str, tuple[int, int, float]] = field(default_factory=dict)
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class StoreError(Exception):
+    """The store could not complete an operation (disk full, read-only folder, corrupt file)."""
+
+
+class Store(Protocol):
+    """What the core needs from persistence. One instance per process; safe across processes."""
+
+    async def open(self) -> None:
+        """Create or open the store and run pending migrations."""
+
+    async def close(self) -> None:
+        """Release files, locks and connections."""
+
+    # users and identities
+    async def get_user(self, user_id: str) -> UserRecord | None: ...
+    async def find_user(self, identity: str) -> UserRecord | None: ...
+    async def put_user(self, user: UserRecord) -> None:
+        """Insert or replace a user and index its identities (an identity maps to one user)."""
+
+    async def delete_user(self, user_id: str) -> None:
+        """Delete the user, its identities, its conversations, messages and usage."""
+
+    async def list_users(self) -> list[UserRecord]: ...
+
+    # conversations
+    async def put_conversation(self, conv: ConversationRecord) -> None: ...
+    async def get_conversation(self, conversation_id: str) -> ConversationRecord | None: ...
+    async def list_conversations(self, scope: str, limit: int = 20) -> list[ConversationRecord]:
+        """The scope's conversations, most recently updated first."""
+
+    async def find_conversation_by_source(self, scope: str, source: str) -> ConversationRecord | None: ...
+    async def move_conversations(self, from_scope: str, to_scope: str) -> int:
+        """Give every conversation of one scope to another (account linking); returns how many."""
+
+    # messages
+    async def append_messages(self, messages: list[MessageRecord]) -> list[MessageRecord]:
+        """Append to one conversation in order; returns them with ``seq`` assigned.
+
+        Durable when it returns. Also bumps the conversation's ``updated_at`` and count.
+        """
+
+    async def update_message(self, message: MessageRecord) -> None:
+        """Replace the stored message with the same conversation and ``seq``."""
+
+    async def get_messages(self, conversation_id: str, last: int | None = None) -> list[MessageRecord]:
+        """The conversation's messages in order; only the last ``last`` ones when given."""
+
+    async def truncate_messages(self, conversation_id: str, from_seq: int) -> None:
+        """Delete the messages with ``seq >= from_seq`` (used by /retry)."""
+
+    # usage
+    async def add_usage(self, usage: UsageRecord) -> None: ...
+    async def usage_totals(self, user_id: str, since: float) -> UsageTotals:
+        """The user's usage at or after ``since``, which is always a UTC midnight, so a backend
+        may keep per-day sums instead of every record."""
+
+    async def global_usage_totals(self, since: float) -> UsageTotals:
+        """Everyone's usage at or after ``since`` (a UTC midnight)."""
+
+    # small settings and state (claim code, global budget, link codes)
+    async def get_meta(self, key: str) -> Any: ...
+    async def set_meta(self, key: str, value: Any) -> None:
+        """Set a value; ``None`` deletes the key."""

@@ -1,0 +1,155 @@
+"""An in-memory store: the reference semantics of the contract, and a fast store for tests."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from core.store.base import (
+    ConversationRecord,
+    MessageRecord,
+    UsageRecord,
+    UsageTotals,
+    UserRecord,
+)
+
+
+def sum_usage(records: list[UsageRecord]) -> UsageTotals:
+    """Add up usage records into totals with a per-model breakdown."""
+    by_model: dict[str, tuple[int, int, float]] = {}
+    p = c = 0
+    cost = 0.0
+    for r in records:
+        p += r.prompt_tokens
+        c += r.completion_tokens
+        cost += r.cost
+        mp, mc, mcost = by_model.get(r.model, (0, 0, 0.0))
+        by_model[r.model] = (mp + r.prompt_tokens, mc + r.completion_tokens, mcost + r.cost)
+    return UsageTotals(prompt_tokens=p, completion_tokens=c, cost=cost, by_model=by_model)
+
+
+class MemoryStore:
+    """Keeps everything in dictionaries; lost when the process ends."""
+
+    def __init__(self) -> None:
+        self._users: dict[str, UserRecord] = {}
+        self._identities: dict[str, str] = {}
+        self._convs: dict[str, ConversationRecord] = {}
+        self._messages: dict[str, list[MessageRecord]] = {}
+        self._usage: list[UsageRecord] = []
+        self._meta: dict[str, Any] = {}
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def get_user(self, user_id: str) -> UserRecord | None:
+        return self._users.get(user_id)
+
+    async def find_user(self, identity: str) -> UserRecord | None:
+        uid = self._identities.get(identity)
+        return self._users.get(uid) if uid else None
+
+    async def put_user(self, user: UserRecord) -> None:
+        old = self._users.get(user.id)
+        if old:
+            for ident in old.identities:
+                if self._identities.get(ident) == user.id:
+                    del self._identities[ident]
+        self._users[user.id] = user
+        for ident in user.identities:
+            self._identities[ident] = user.id
+
+    async def delete_user(self, user_id: str) -> None:
+        user = self._users.pop(user_id, None)
+        if user:
+            for ident in user.identities:
+                self._identities.pop(ident, None)
+        scope = f"user:{user_id}"
+        for cid in [c.id for c in self._convs.values() if c.scope == scope]:
+            del self._convs[cid]
+            self._messages.pop(cid, None)
+        self._usage = [u for u in self._usage if u.user_id != user_id]
+
+    async def list_users(self) -> list[UserRecord]:
+        return sorted(self._users.values(), key=lambda u: u.created_at)
+
+    async def put_conversation(self, conv: ConversationRecord) -> None:
+        self._convs[conv.id] = conv
+        self._messages.setdefault(conv.id, [])
+
+    async def get_conversation(self, conversation_id: str) -> ConversationRecord | None:
+        return self._convs.get(conversation_id)
+
+    async def list_conversations(self, scope: str, limit: int = 20) -> list[ConversationRecord]:
+        convs = [c for c in self._convs.values() if c.scope == scope]
+        convs.sort(key=lambda c: c.updated_at, reverse=True)
+        return convs[:limit]
+
+    async def find_conversation_by_source(self, scope: str, source: str) -> ConversationRecord | None:
+        for c in self._convs.values():
+            if c.scope == scope and c.source == source:
+                return c
+        return None
+
+    async def move_conversations(self, from_scope: str, to_scope: str) -> int:
+        moved = 0
+        for c in list(self._convs.values()):
+            if c.scope == from_scope:
+                self._convs[c.id] = dataclasses.replace(c, scope=to_scope)
+                moved += 1
+        return moved
+
+    async def append_messages(self, messages: list[MessageRecord]) -> list[MessageRecord]:
+        if not messages:
+            return []
+        cid = messages[0].conversation_id
+        stored = self._messages.setdefault(cid, [])
+        out = []
+        for m in messages:
+            rec = dataclasses.replace(m, seq=len(stored))
+            stored.append(rec)
+            out.append(rec)
+        conv = self._convs.get(cid)
+        if conv:
+            self._convs[cid] = dataclasses.replace(
+                conv, updated_at=max(conv.updated_at, out[-1].created_at), message_count=len(stored)
+            )
+        return out
+
+    async def update_message(self, message: MessageRecord) -> None:
+        stored = self._messages.get(message.conversation_id, [])
+        if 0 <= message.seq < len(stored):
+            stored[message.seq] = message
+
+    async def get_messages(self, conversation_id: str, last: int | None = None) -> list[MessageRecord]:
+        stored = self._messages.get(conversation_id, [])
+        return list(stored[-last:] if last else stored)
+
+    async def truncate_messages(self, conversation_id: str, from_seq: int) -> None:
+        stored = self._messages.get(conversation_id)
+        if stored is not None:
+            del stored[from_seq:]
+            conv = self._convs.get(conversation_id)
+            if conv:
+                self._convs[conversation_id] = dataclasses.replace(conv, message_count=len(stored))
+
+    async def add_usage(self, usage: UsageRecord) -> None:
+        self._usage.append(usage)
+
+    async def usage_totals(self, user_id: str, since: float) -> UsageTotals:
+        return sum_usage([u for u in self._usage if u.user_id == user_id and u.at >= since])
+
+    async def global_usage_totals(self, since: float) -> UsageTotals:
+        return sum_usage([u for u in self._usage if u.at >= since])
+
+    async def get_meta(self, key: str) -> Any:
+        return self._meta.get(key)
+
+    async def set_meta(self, key: str, value: Any) -> None:
+        if value is None:
+            self._meta.pop(key, None)
+        else:
+            self._meta[key] = value
