@@ -1,0 +1,173 @@
+"""One settings object, loaded once in ``main()`` from the environment and an optional TOML file.
+
+The TOML file (named by ``FERRY_CONFIG``) uses the same names as the environment variables,
+for example ``FERRY_MODEL = "gpt-4o-mini"``; the environment wins over the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ACCESS_MODES = ("open", "allowlist", "approval")
+LANGUAGES = ("en", "id")
+DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything an operator can configure. Names match the documented setting names."""
+
+    openai_api_key: str | None = None
+    openai_base_url: str | None = None
+    model: str = "gpt-4o-mini"
+    models: tuple[str, ...] = ()
+    system_prompt: str = ""
+    reply_tokens: int = 2048
+    model_connect_timeout: float = 10.0
+    model_chunk_timeout: float = 60.0
+    model_retries: int = 2
+
+    telegram_bot_token: str | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    telegram_webhook_url: str | None = None
+    telegram_webhook_port: int = 8443
+    telegram_webhook_secret: str | None = None
+
+    signal_service: str | None = None
+    signal_phone_number: str | None = None
+
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    config_dir: Path = DEFAULT_CONFIG_DIR
+
+    access: str = "approval"
+    admins: tuple[str, ...] = ()
+    allowed: tuple[str, ...] = ()
+    default_lang: str = "en"
+    max_message_chars: int = 16_000
+    rate_per_minute: int = 20
+
+    health_port: int | None = None
+    log_level: str = "INFO"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def model_choices(self) -> tuple[str, ...]:
+        """The models a user may pick with /model; the default model always comes first."""
+        rest = tuple(m for m in self.models if m != self.model)
+        return (self.model, *rest)
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the environment (and ``FERRY_CONFIG``'s TOML file); raise SettingsError if invalid."""
+        environ = dict(os.environ if env is None else env)
+        values: dict[str, str] = {}
+        config_file = environ.get("FERRY_CONFIG")
+        if config_file:
+            values.update(_read_toml(Path(config_file)))
+        values.update({k: v for k, v in environ.items() if v != ""})
+        return cls.from_values(values)
+
+    @classmethod
+    def from_values(cls, v: Mapping[str, str]) -> Settings:
+        """Build settings from a flat mapping of setting names to strings."""
+        access = v.get("FERRY_ACCESS", "approval").strip().lower()
+        if access not in ACCESS_MODES:
+            raise SettingsError(f"FERRY_ACCESS must be one of {', '.join(ACCESS_MODES)}, not {access!r}")
+        lang = v.get("FERRY_LANG", "en").strip().lower()
+        if lang not in LANGUAGES:
+            raise SettingsError(f"FERRY_LANG must be one of {', '.join(LANGUAGES)}, not {lang!r}")
+        admins = _list(v.get("FERRY_ADMINS"))
+        for ident in (*admins, *_list(v.get("FERRY_ALLOWED"))):
+            if ":" not in ident:
+                raise SettingsError(
+                    f"FERRY_ADMINS / FERRY_ALLOWED entries look like telegram:123 or signal:+4915…, not {ident!r}"
+                )
+        return cls(
+            openai_api_key=v.get("OPENAI_API_KEY"),
+            openai_base_url=v.get("OPENAI_BASE_URL"),
+            model=v.get("FERRY_MODEL", "gpt-4o-mini").strip(),
+            models=_list(v.get("FERRY_MODELS")),
+            system_prompt=v.get("FERRY_SYSTEM_PROMPT", ""),
+            reply_tokens=_int(v, "FERRY_REPLY_TOKENS", 2048, low=16),
+            model_connect_timeout=_float(v, "FERRY_MODEL_CONNECT_TIMEOUT", 10.0),
+            model_chunk_timeout=_float(v, "FERRY_MODEL_CHUNK_TIMEOUT", 60.0),
+            model_retries=_int(v, "FERRY_MODEL_RETRIES", 2, low=0),
+            telegram_bot_token=v.get("TELEGRAM_BOT_TOKEN"),
+            telegram_api_url=v.get("TELEGRAM_API_URL", "https://api.telegram.org").rstrip("/"),
+            telegram_webhook_url=v.get("FERRY_TELEGRAM_WEBHOOK_URL"),
+            telegram_webhook_port=_int(v, "FERRY_TELEGRAM_WEBHOOK_PORT", 8443, low=1),
+            telegram_webhook_secret=v.get("FERRY_TELEGRAM_WEBHOOK_SECRET"),
+            signal_service=v.get("SIGNAL_SERVICE"),
+            signal_phone_number=v.get("SIGNAL_PHONE_NUMBER"),
+            data_dir=Path(v.get("FERRY_DATA_DIR", "data")),
+            database_url=v.get("FERRY_DATABASE_URL"),
+            config_dir=Path(v.get("FERRY_CONFIG_DIR", str(DEFAULT_CONFIG_DIR))),
+            access=access,
+            admins=admins,
+            allowed=_list(v.get("FERRY_ALLOWED")),
+            default_lang=lang,
+            max_message_chars=_int(v, "FERRY_MAX_MESSAGE_CHARS", 16_000, low=100),
+            rate_per_minute=_int(v, "FERRY_RATE_PER_MINUTE", 20, low=1),
+            health_port=_int(v, "FERRY_HEALTH_PORT", 0, low=0) or None,
+            log_level=v.get("FERRY_LOG_LEVEL", "INFO").upper(),
+        )
+
+
+def _read_toml(path: Path) -> dict[str, str]:
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError as e:
+        raise SettingsError(f"FERRY_CONFIG names {path}, which does not exist") from e
+    except tomllib.TOMLDecodeError as e:
+        raise SettingsError(f"{path} is not valid TOML: {e}") from e
+    out: dict[str, str] = {}
+    for key, value in data.items():
+        if isinstance(value, list):
+            out[key] = ",".join(str(x) for x in value)
+        elif isinstance(value, bool):
+            out[key] = "true" if value else "false"
+        else:
+            out[key] = str(value)
+    return out
+
+
+def _list(raw: str | None) -> tuple[str, ...]:
+    if not raw:
+        return ()
+    return tuple(x.strip() for x in raw.replace(";", ",").split(",") if x.strip())
+
+
+def _int(v: Mapping[str, str], name: str, default: int, low: int) -> int:
+    raw = v.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as e:
+        raise SettingsError(f"{name} must be a whole number, not {raw!r}") from e
+    if value < low:
+        raise SettingsError(f"{name} must be at least {low}, not {value}")
+    return value
+
+
+def _float(v: Mapping[str, str], name: str, default: float) -> float:
+    raw = v.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as e:
+        raise SettingsError(f"{name} must be a number of seconds, not {raw!r}") from e
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive, not {value}")
+    return value
