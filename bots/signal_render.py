@@ -1,0 +1,290 @@
+"""Render the model's Markdown as Signal text: plain text plus text-style ranges.
+
+Signal has no markup. A message is plain text plus a list of style ranges, which
+signal-cli (and signal-cli-rest-api) take as ``"start:length:STYLE"`` strings, with
+``start`` and ``length`` counted in UTF-16 code units as Signal's apps count them.
+The Markdown is read with markdown-it-py's token stream (never with regexes), so
+nesting, code spans and half-finished syntax behave the way a Markdown reader expects.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+
+log = logging.getLogger(__name__)
+
+BOLD = "BOLD"
+ITALIC = "ITALIC"
+STRIKETHROUGH = "STRIKETHROUGH"
+MONOSPACE = "MONOSPACE"
+SPOILER = "SPOILER"
+
+_SPOILER_MARK = "||"
+_BULLET = "• "
+_RULE = "⸻"
+
+_INLINE_STYLES = {
+    "strong_open": BOLD,
+    "strong_close": BOLD,
+    "em_open": ITALIC,
+    "em_close": ITALIC,
+    "s_open": STRIKETHROUGH,
+    "s_close": STRIKETHROUGH,
+}
+
+
+def utf16_len(text: str) -> int:
+    """Length of ``text`` in UTF-16 code units (an emoji outside the BMP counts 2)."""
+    # Counted rather than encoded, so a lone surrogate in odd input cannot raise.
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+@functools.cache  # built on first use, not at import; parsing does not mutate it
+def _parser() -> MarkdownIt:
+    # html off: a model's "<b>" is shown as typed rather than silently dropped.
+    return MarkdownIt("commonmark", {"html": False}).enable(["strikethrough", "table"])
+
+
+@dataclass
+class _Writer:
+    """Accumulates plain text and style ranges while the tokens are walked."""
+
+    parts: list[str] = field(default_factory=list)
+    pos: int = 0  # UTF-16 units written so far
+    pending: str = ""  # block separator waiting for the next text
+    open_styles: list[tuple[str, int]] = field(default_factory=list)
+    ranges: list[tuple[int, int, str]] = field(default_factory=list)
+
+    def flush(self) -> None:
+        if self.pending and self.parts:
+            self._put(self.pending)
+        self.pending = ""
+
+    def _put(self, text: str) -> None:
+        self.parts.append(text)
+        self.pos += utf16_len(text)
+
+    def emit(self, text: str) -> None:
+        if not text:
+            return
+        self.flush()
+        self._put(text)
+
+    def separate(self, sep: str) -> None:
+        # A blank line wins over a single newline; nothing leads the text.
+        if len(sep) > len(self.pending):
+            self.pending = sep
+
+    def open(self, style: str) -> None:
+        self.flush()
+        self.open_styles.append((style, self.pos))
+
+    def close(self, style: str) -> None:
+        for i in range(len(self.open_styles) - 1, -1, -1):
+            name, start = self.open_styles[i]
+            if name == style:
+                del self.open_styles[i]
+                if self.pos > start:
+                    self.ranges.append((start, self.pos - start, style))
+                return
+
+    def styled(self, text: str, style: str) -> None:
+        self.open(style)
+        self.emit(text)
+        self.close(style)
+
+    def text_since(self, index: int) -> str:
+        return "".join(self.parts[index:])
+
+
+@dataclass
+class _ListState:
+    ordered: bool
+    number: int
+
+
+class _Renderer:
+    def __init__(self) -> None:
+        self.w = _Writer()
+        self.lists: list[_ListState] = []
+        self.quote_depth = 0
+        self.cell_index = 0
+
+    # --- blocks ------------------------------------------------------------------------
+
+    def render(self, tokens: Sequence[Token]) -> None:
+        w = self.w
+        for tok in tokens:
+            kind = tok.type
+            if kind == "heading_open":
+                w.open(BOLD)
+            elif kind == "heading_close":
+                w.close(BOLD)
+                w.separate("\n\n")
+            elif kind == "paragraph_open":
+                if self.quote_depth:
+                    w.emit("> " * self.quote_depth)
+            elif kind == "paragraph_close":
+                w.separate("\n" if tok.hidden else "\n\n")
+            elif kind == "inline":
+                self.inline(tok.children or [])
+            elif kind in ("bullet_list_open", "ordered_list_open"):
+                start = tok.attrGet("start")
+                number = int(start) if isinstance(start, int | str) and str(start).isdigit() else 1
+                self.lists.append(_ListState(kind == "ordered_list_open", number))
+                w.separate("\n")
+            elif kind in ("bullet_list_close", "ordered_list_close"):
+                if self.lists:
+                    self.lists.pop()
+                w.separate("\n" if self.lists else "\n\n")
+            elif kind == "list_item_open":
+                self.list_item()
+            elif kind == "list_item_close":
+                w.separate("\n")
+            elif kind in ("fence", "code_block"):
+                w.styled(tok.content.rstrip("\n"), MONOSPACE)
+                w.separate("\n\n")
+            elif kind == "blockquote_open":
+                self.quote_depth += 1
+            elif kind == "blockquote_close":
+                self.quote_depth = max(0, self.quote_depth - 1)
+                w.separate("\n\n")
+            elif kind == "hr":
+                w.emit(_RULE)
+                w.separate("\n\n")
+            elif kind == "html_block":
+                w.emit(tok.content.rstrip("\n"))
+                w.separate("\n\n")
+            elif kind == "tr_open":
+                self.cell_index = 0
+            elif kind == "tr_close":
+                w.separate("\n")
+            elif kind in ("th_open", "td_open"):
+                if self.cell_index:
+                    w.emit(" | ")
+                self.cell_index += 1
+                if kind == "th_open":
+                    w.open(BOLD)
+            elif kind == "th_close":
+                w.close(BOLD)
+            elif kind == "table_close":
+                w.separate("\n\n")
+
+    def list_item(self) -> None:
+        w = self.w
+        if not self.lists:
+            return
+        state = self.lists[-1]
+        indent = "  " * (len(self.lists) - 1)
+        if state.ordered:
+            w.emit(f"{indent}{state.number}. ")
+            state.number += 1
+        else:
+            w.emit(indent + _BULLET)
+
+    # --- inline ------------------------------------------------------------------------
+
+    def inline(self, children: Sequence[Token]) -> None:
+        w = self.w
+        marks = _spoiler_marks(children)
+        links: list[tuple[str, int]] = []
+        for i, tok in enumerate(children):
+            kind = tok.type
+            if kind == "text":
+                self.text_with_spoilers(tok.content, marks.get(i, ()))
+            elif kind in ("softbreak", "hardbreak"):
+                w.emit("\n")
+            elif kind in _INLINE_STYLES:
+                style = _INLINE_STYLES[kind]
+                if kind.endswith("_open"):
+                    w.open(style)
+                else:
+                    w.close(style)
+            elif kind == "code_inline":
+                w.styled(tok.content, MONOSPACE)
+            elif kind == "link_open":
+                href = tok.attrGet("href")
+                w.flush()
+                links.append((str(href) if href else "", len(w.parts)))
+            elif kind == "link_close":
+                if links:
+                    href, index = links.pop()
+                    shown = w.text_since(index)
+                    if href and shown.strip() != href and f"mailto:{shown.strip()}" != href:
+                        w.emit(f" ({href})")
+            elif kind == "image":
+                alt = tok.content or ""
+                src = tok.attrGet("src")
+                w.emit(f"{alt} ({src})" if alt and src else str(alt or src or ""))
+            elif kind == "html_inline":
+                w.emit(tok.content)
+        # A style opened in this paragraph must not run on into the next one.
+        w.close(SPOILER)
+
+    def text_with_spoilers(self, text: str, cuts: Sequence[int]) -> None:
+        w = self.w
+        last = 0
+        for cut in cuts:
+            w.emit(text[last:cut])
+            if any(name == SPOILER for name, _ in w.open_styles):
+                w.close(SPOILER)
+            else:
+                w.open(SPOILER)
+            last = cut + len(_SPOILER_MARK)
+        w.emit(text[last:])
+
+
+def _spoiler_marks(children: Sequence[Token]) -> dict[int, tuple[int, ...]]:
+    """Where the paired ``||`` markers sit: child index -> offsets inside its text.
+
+    Markers pair up in order within one paragraph; an unpaired last one (a spoiler the
+    model is still typing) stays as literal text.
+    """
+    found: list[tuple[int, int]] = []
+    for i, tok in enumerate(children):
+        if tok.type != "text":
+            continue
+        at = tok.content.find(_SPOILER_MARK)
+        while at != -1:
+            found.append((i, at))
+            at = tok.content.find(_SPOILER_MARK, at + len(_SPOILER_MARK))
+    if len(found) % 2:
+        found.pop()
+    marks: dict[int, list[int]] = {}
+    for i, at in found:
+        marks.setdefault(i, []).append(at)
+    return {i: tuple(v) for i, v in marks.items()}
+
+
+def _finish(w: _Writer) -> tuple[str, list[str]]:
+    text = "".join(w.parts).rstrip()
+    total = utf16_len(text)
+    styles: list[str] = []
+    for start, length, style in sorted(w.ranges):
+        end = min(start + length, total)
+        if end > start:
+            styles.append(f"{start}:{end - start}:{style}")
+    return text, styles
+
+
+def render_signal(markdown: str) -> tuple[str, list[str]]:
+    """Render Markdown to ``(plain_text, ["start:length:STYLE", ...])`` for Signal.
+
+    Headings become bold, code blocks monospace, list items ``"• "`` lines, links
+    ``"text (url)"`` and ``||spoiler||`` a spoiler. Offsets are UTF-16 code units.
+    Never raises: half-finished Markdown (while streaming) renders as well as it can,
+    and anything unexpected falls back to the text as typed, without styles.
+    """
+    try:
+        renderer = _Renderer()
+        renderer.render(_parser().parse(markdown))
+        return _finish(renderer.w)
+    except Exception:  # a reply must never be lost to a rendering bug
+        log.exception("rendering Markdown for Signal failed; sending it as plain text")
+        return markdown, []
