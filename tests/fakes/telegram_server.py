@@ -1,0 +1,870 @@
+"""A fake Telegram Bot API server that speaks the real wire protocol on 127.0.0.1.
+
+It follows ``shared/research/protocols.md`` §1: every method is ``POST ROOT/bot<token>/METHOD``
+with a form-urlencoded, multipart or JSON body whose non-string values are JSON-encoded strings;
+files are served at ``GET ROOT/file/bot<token>/PATH``. Replies use Telegram's envelope
+(``{"ok": true, "result": …}`` or ``{"ok": false, "error_code": N, "description": …}``).
+
+It is strict where bots usually go wrong: HTML is parsed the way Telegram does (only Telegram's
+tags, properly nested, the visible text measured in UTF-16 units), identical edits are refused
+with "message is not modified", and flood control (429 ``retry_after``) or entity refusals can
+be scripted for the next calls of a method.
+
+Test API (not part of the Bot API): ``push_*`` helpers queue updates, ``sent[chat_id]`` holds
+what the bot did in each chat, ``wait_until(predicate)`` waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import itertools
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import ClientSession, web
+
+JSONDict = dict[str, Any]
+
+BOT_ID = 123456789
+BOT_USERNAME = "test_bot"
+TOKEN = f"{BOT_ID}:TESTTOKEN"
+MAX_TEXT = 4096
+
+# Telegram's HTML: https://core.telegram.org/bots/api#html-style
+ALLOWED_TAGS = {
+    "b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler",
+    "a", "code", "pre", "blockquote", "tg-emoji", "tg-time",
+}  # fmt: skip
+NAMED_ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}
+
+
+class EntityError(ValueError):
+    """The text is not valid Telegram HTML; the message is Telegram's own wording."""
+
+
+def utf16_len(text: str) -> int:
+    """Length in UTF-16 code units, the unit Telegram counts in."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+_TAG_RE = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)((?:\s+[^<>]*)?)\s*(/?)>")
+_ENTITY_RE = re.compile(r"&(#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[a-zA-Z]+);")
+
+
+def parse_html(text: str) -> str:
+    """Return the visible text of Telegram HTML, or raise :class:`EntityError` as Telegram would."""
+    out: list[str] = []
+    stack: list[tuple[str, int]] = []
+    i = 0
+    n = len(text)
+
+    def byte_offset(pos: int) -> int:
+        return len(text[:pos].encode("utf-8"))
+
+    while i < n:
+        ch = text[i]
+        if ch == "<":
+            m = _TAG_RE.match(text, i)
+            if m is None:
+                raise EntityError(f"Unclosed start tag at byte offset {byte_offset(i)}")
+            closing, name, attrs, selfclose = m.group(1), m.group(2).lower(), m.group(3), m.group(4)
+            if name not in ALLOWED_TAGS:
+                kind = "end" if closing else "start"
+                raise EntityError(f'Unsupported {kind} tag "{name}" at byte offset {byte_offset(i)}')
+            if closing:
+                if not stack or stack[-1][0] != name:
+                    raise EntityError(
+                        f'Unmatched end tag at byte offset {byte_offset(i)}, expected "</{stack[-1][0]}>", '
+                        f'found "</{name}>"'
+                        if stack
+                        else f"Unexpected end tag at byte offset {byte_offset(i)}"
+                    )
+                stack.pop()
+            elif not selfclose:
+                if name == "a" and "href" not in attrs:
+                    pass  # Telegram accepts <a> without href and shows plain text
+                if (
+                    stack
+                    and stack[-1][0] in ("code", "pre")
+                    and not (stack[-1][0] == "pre" and name == "code")
+                ):
+                    raise EntityError(
+                        f"Can't parse entities: entities can't be nested in code at byte offset "
+                        f"{byte_offset(i)}"
+                    )
+                stack.append((name, byte_offset(i)))
+            i = m.end()
+        elif ch == "&":
+            m = _ENTITY_RE.match(text, i)
+            if m is None:
+                out.append("&")
+                i += 1
+                continue
+            ent = m.group(1)
+            if ent.startswith("#"):
+                code = int(ent[2:], 16) if ent[1] in "xX" else int(ent[1:])
+                try:
+                    out.append(chr(code))
+                except (ValueError, OverflowError) as exc:
+                    raise EntityError(f"Invalid numeric entity at byte offset {byte_offset(i)}") from exc
+            elif ent in NAMED_ENTITIES:
+                out.append(NAMED_ENTITIES[ent])
+            else:
+                raise EntityError(f'Unsupported HTML entity "&{ent};" at byte offset {byte_offset(i)}')
+            i = m.end()
+        elif ch == ">":
+            # Telegram tolerates a bare ">" in text.
+            out.append(ch)
+            i += 1
+        else:
+            out.append(ch)
+            i += 1
+    if stack:
+        name, off = stack[-1]
+        raise EntityError(f'Can\'t find end tag corresponding to start tag "{name}" at byte offset {off}')
+    return "".join(out)
+
+
+def visible_text(text: str, parse_mode: str | None) -> str:
+    """What the user sees for ``text`` sent with ``parse_mode`` (only HTML and none supported)."""
+    if parse_mode is None or parse_mode == "":
+        return text
+    if parse_mode.upper() == "HTML":
+        return parse_html(text)
+    raise EntityError(f"unsupported parse_mode {parse_mode!r} in the fake")
+
+
+class ApiError(Exception):
+    """An error envelope to return."""
+
+    def __init__(self, code: int, description: str, parameters: JSONDict | None = None) -> None:
+        super().__init__(description)
+        self.code = code
+        self.description = description
+        self.parameters = parameters
+
+
+@dataclass
+class SentMessage:
+    """A message the bot sent; ``text`` is what the user sees, ``raw`` what the bot posted."""
+
+    message_id: int
+    chat_id: int
+    text: str
+    raw: str
+    parse_mode: str | None
+    reply_markup: JSONDict | None = None
+    message_thread_id: int | None = None
+    reply_to_message_id: int | None = None
+    edits: list[str] = field(default_factory=list)
+    deleted: bool = False
+
+    @property
+    def buttons(self) -> list[list[tuple[str, str]]]:
+        """The inline keyboard as rows of (label, callback_data)."""
+        if not self.reply_markup:
+            return []
+        return [
+            [(b["text"], b.get("callback_data", "")) for b in row]
+            for row in self.reply_markup.get("inline_keyboard", [])
+        ]
+
+
+@dataclass
+class Draft:
+    """One ``sendMessageDraft`` call."""
+
+    draft_id: int
+    text: str
+    raw: str
+    message_thread_id: int | None
+
+
+@dataclass
+class Document:
+    """One ``sendDocument`` upload."""
+
+    filename: str
+    data: bytes
+    mime_type: str | None
+    caption: str | None
+
+
+@dataclass
+class ChatLog:
+    """Everything the bot did in one chat, in order."""
+
+    messages: list[SentMessage] = field(default_factory=list)
+    drafts: list[Draft] = field(default_factory=list)
+    edits: list[tuple[int, str]] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+    documents: list[Document] = field(default_factory=list)
+    reactions: list[tuple[int, list[str]]] = field(default_factory=list)
+
+    @property
+    def texts(self) -> list[str]:
+        """The visible text of every message still in the chat (after edits)."""
+        return [m.text for m in self.messages if not m.deleted]
+
+
+@dataclass
+class Call:
+    """One recorded Bot API call."""
+
+    method: str
+    params: JSONDict
+    at: float
+    status: int = 200
+
+
+@dataclass
+class _Failure:
+    remaining: int
+    code: int
+    description: str
+    parameters: JSONDict | None
+
+
+class FakeTelegram:
+    """The fake Bot API server. ``await start()``, point the bot at ``base_url``/``base_file_url``."""
+
+    def __init__(self, token: str = TOKEN, bot_username: str = BOT_USERNAME) -> None:
+        self.token = token
+        self.bot_id = int(token.split(":", 1)[0])
+        self.bot_user: JSONDict = {
+            "id": self.bot_id,
+            "is_bot": True,
+            "first_name": "TestBot",
+            "username": bot_username,
+        }
+        self.calls: list[Call] = []
+        self.sent: dict[int, ChatLog] = {}
+        self.commands: dict[str | None, list[JSONDict]] = {}
+        self.callback_answers: list[JSONDict] = []
+        self.webhook: JSONDict | None = None
+        self.webhook_deliveries: list[int] = []  # HTTP status of each webhook POST
+        self._updates: list[JSONDict] = []
+        self._update_ids = itertools.count(1000)
+        self._msg_ids: dict[int, itertools.count[int]] = {}
+        self._messages: dict[tuple[int, int], SentMessage] = {}
+        self._chats: dict[int, JSONDict] = {}
+        self._files: dict[str, tuple[str, bytes]] = {}
+        self._failures: dict[str, list[_Failure]] = {}
+        self._changed = asyncio.Condition()
+        self._closing = False
+        self._runner: web.AppRunner | None = None
+        self._session: ClientSession | None = None
+        self.port = 0
+        self.listeners: list[Callable[[Call], None]] = []
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen on 127.0.0.1 on a free port."""
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/bot{token}/{method}", self._handle_method)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._handle_file)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        """Release pending long polls and stop listening."""
+        self._closing = True
+        async with self._changed:
+            self._changed.notify_all()
+        if self._session is not None:
+            await self._session.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def __aenter__(self) -> FakeTelegram:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def root(self) -> str:
+        """The Bot API server root, as ``TELEGRAM_API_URL`` would name it."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.root}/bot"
+
+    @property
+    def base_file_url(self) -> str:
+        return f"{self.root}/file/bot"
+
+    # --- scripting ----------------------------------------------------------------------
+
+    def flood(self, method: str, times: int = 1, retry_after: int = 1) -> None:
+        """Answer the next ``times`` calls of ``method`` with 429 flood control."""
+        self._failures.setdefault(method, []).append(
+            _Failure(
+                times, 429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after}
+            )
+        )
+
+    def refuse_entities(self, method: str, times: int = 1) -> None:
+        """Answer the next ``times`` formatted calls of ``method`` with "can't parse entities"."""
+        self._failures.setdefault(method, []).append(
+            _Failure(
+                times,
+                400,
+                "Bad Request: can't parse entities: Can't find end of the entity starting at byte offset 0",
+                {"_formatted_only": True},
+            )
+        )
+
+    def fail(self, method: str, code: int, description: str, times: int = 1) -> None:
+        """Answer the next ``times`` calls of ``method`` with any error."""
+        self._failures.setdefault(method, []).append(_Failure(times, code, description, None))
+
+    # --- pushing updates ----------------------------------------------------------------
+
+    def user(self, user_id: int, first_name: str = "Alice", language_code: str | None = "en") -> JSONDict:
+        u: JSONDict = {"id": user_id, "is_bot": False, "first_name": first_name}
+        if language_code:
+            u["language_code"] = language_code
+        return u
+
+    def _next_msg_id(self, chat_id: int) -> int:
+        return next(self._msg_ids.setdefault(chat_id, itertools.count(1)))
+
+    def _chat(self, chat_id: int, title: str | None = None, forum: bool = False) -> JSONDict:
+        if chat_id in self._chats:
+            return self._chats[chat_id]
+        if chat_id > 0:
+            chat: JSONDict = {"id": chat_id, "type": "private", "first_name": f"User{chat_id}"}
+        else:
+            chat = {"id": chat_id, "type": "supergroup", "title": title or f"Group{chat_id}"}
+            if forum:
+                chat["is_forum"] = True
+        self._chats[chat_id] = chat
+        return chat
+
+    def _message(self, chat_id: int, from_user: JSONDict, **extra: Any) -> JSONDict:
+        msg: JSONDict = {
+            "message_id": self._next_msg_id(chat_id),
+            "date": int(time.time()),
+            "from": from_user,
+            "chat": self._chat(chat_id),
+        }
+        msg.update({k: v for k, v in extra.items() if v is not None})
+        return msg
+
+    def push_update(self, update: JSONDict) -> int:
+        """Queue a raw update (``update_id`` is assigned); returns its update_id."""
+        update = {"update_id": next(self._update_ids), **update}
+        self._updates.append(update)
+        if self.webhook is not None:
+            self._deliver(update)
+        else:
+            asyncio.get_running_loop().create_task(self._notify())
+        return int(update["update_id"])
+
+    def push_text(
+        self,
+        user_id: int,
+        text: str,
+        *,
+        chat_id: int | None = None,
+        language_code: str | None = "en",
+        first_name: str = "Alice",
+        entities: list[JSONDict] | None = None,
+        message_thread_id: int | None = None,
+        reply_to: JSONDict | None = None,
+    ) -> JSONDict:
+        """Queue a text message from a user (private chat unless ``chat_id`` is a group's)."""
+        cid = user_id if chat_id is None else chat_id
+        if entities is None and text.startswith("/"):
+            cmd = text.split()[0]
+            entities = [{"type": "bot_command", "offset": 0, "length": utf16_len(cmd)}]
+        extra: JSONDict = {"text": text, "entities": entities or None, "reply_to_message": reply_to}
+        if message_thread_id is not None:
+            extra["message_thread_id"] = message_thread_id
+            extra["is_topic_message"] = True
+            self._chat(cid, forum=True)
+        msg = self._message(cid, self.user(user_id, first_name, language_code), **extra)
+        self.push_update({"message": msg})
+        return msg
+
+    def push_group_text(
+        self,
+        chat_id: int,
+        user_id: int,
+        text: str,
+        *,
+        mention: bool = False,
+        reply_to_bot: SentMessage | None = None,
+        message_thread_id: int | None = None,
+        language_code: str | None = "en",
+    ) -> JSONDict:
+        """Queue a group message; ``mention`` prefixes ``@botname`` with a mention entity."""
+        entities: list[JSONDict] | None = None
+        if mention:
+            handle = "@" + str(self.bot_user["username"])
+            text = f"{handle} {text}"
+            entities = [{"type": "mention", "offset": 0, "length": utf16_len(handle)}]
+        elif text.startswith("/"):
+            cmd = text.split()[0]
+            entities = [{"type": "bot_command", "offset": 0, "length": utf16_len(cmd)}]
+        reply: JSONDict | None = None
+        self._chat(chat_id, forum=message_thread_id is not None)
+        if reply_to_bot is not None:
+            reply = {
+                "message_id": reply_to_bot.message_id,
+                "date": int(time.time()),
+                "from": self.bot_user,
+                "chat": self._chat(chat_id),
+                "text": reply_to_bot.text,
+            }
+            if reply_to_bot.message_thread_id is not None:
+                reply["message_thread_id"] = reply_to_bot.message_thread_id
+                reply["is_topic_message"] = True
+        elif message_thread_id is not None:
+            # In a forum topic every message replies to the topic's service message.
+            reply = {
+                "message_id": message_thread_id,
+                "date": int(time.time()),
+                "from": self.user(user_id),
+                "chat": self._chat(chat_id),
+                "message_thread_id": message_thread_id,
+                "forum_topic_created": {"name": "Topic", "icon_color": 7322096},
+                "is_topic_message": True,
+            }
+        return self.push_text(
+            user_id,
+            text,
+            chat_id=chat_id,
+            language_code=language_code,
+            entities=entities or [],
+            message_thread_id=message_thread_id,
+            reply_to=reply,
+        )
+
+    def push_callback(self, user_id: int, data: str, message: SentMessage) -> str:
+        """Queue a button press on one of the bot's messages; returns the callback query id."""
+        qid = f"cq{next(self._update_ids)}"
+        msg: JSONDict = {
+            "message_id": message.message_id,
+            "date": int(time.time()),
+            "chat": self._chat(message.chat_id),
+            "from": self.bot_user,
+            "text": message.text,
+        }
+        if message.message_thread_id is not None:
+            msg["message_thread_id"] = message.message_thread_id
+        self.push_update(
+            {
+                "callback_query": {
+                    "id": qid,
+                    "chat_instance": "-123456",
+                    "data": data,
+                    "from": self.user(user_id),
+                    "message": msg,
+                }
+            }
+        )
+        return qid
+
+    def add_file(self, data: bytes, path: str) -> str:
+        """Make ``data`` downloadable; returns its file_id."""
+        file_id = f"FILE{len(self._files) + 1}"
+        self._files[file_id] = (path, data)
+        return file_id
+
+    def push_document(
+        self,
+        user_id: int,
+        filename: str,
+        data: bytes,
+        mime_type: str = "application/pdf",
+        caption: str | None = None,
+    ) -> JSONDict:
+        """Queue a document message whose file can be fetched with getFile."""
+        file_id = self.add_file(data, f"documents/{filename}")
+        doc = {
+            "file_id": file_id,
+            "file_unique_id": f"u{file_id}",
+            "file_name": filename,
+            "mime_type": mime_type,
+            "file_size": len(data),
+        }
+        msg = self._message(user_id, self.user(user_id), document=doc, caption=caption)
+        self.push_update({"message": msg})
+        return msg
+
+    def push_media(self, user_id: int, kind: str) -> JSONDict:
+        """Queue a voice note, photo or sticker (kinds the core answers with a notice)."""
+        payload: Any
+        if kind == "voice":
+            payload = {
+                "file_id": self.add_file(b"OggS", "voice/v.oga"),
+                "file_unique_id": "v1",
+                "duration": 2,
+                "mime_type": "audio/ogg",
+                "file_size": 4,
+            }
+        elif kind == "photo":
+            photo_id = self.add_file(b"\x89PNG", "photos/p.jpg")
+            payload = [
+                {"file_id": photo_id, "file_unique_id": "p1", "width": 90, "height": 90, "file_size": 4}
+            ]
+        elif kind == "sticker":
+            payload = {
+                "file_id": "STK",
+                "file_unique_id": "s1",
+                "type": "regular",
+                "width": 512,
+                "height": 512,
+                "is_animated": False,
+                "is_video": False,
+            }
+        else:
+            raise ValueError(kind)
+        msg = self._message(user_id, self.user(user_id), **{kind: payload})
+        self.push_update({"message": msg})
+        return msg
+
+    # --- observing ----------------------------------------------------------------------
+
+    def log(self, chat_id: int) -> ChatLog:
+        """What the bot did in ``chat_id``."""
+        return self.sent.setdefault(chat_id, ChatLog())
+
+    def calls_of(self, method: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method]
+
+    async def wait_until(self, predicate: Callable[[], bool], within: float = 10.0) -> None:
+        """Wait until ``predicate()`` holds (checked after every call); fail after ``within`` seconds."""
+
+        async def _wait() -> None:
+            async with self._changed:
+                await self._changed.wait_for(predicate)
+
+        await asyncio.wait_for(_wait(), within)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    # --- webhook delivery ---------------------------------------------------------------
+
+    def _deliver(self, update: JSONDict) -> None:
+        async def post() -> None:
+            assert self.webhook is not None
+            if self._session is None:
+                self._session = ClientSession()
+            headers = {"Content-Type": "application/json"}
+            if self.webhook.get("secret_token"):
+                headers["X-Telegram-Bot-Api-Secret-Token"] = self.webhook["secret_token"]
+            async with self._session.post(
+                self.webhook["url"], data=json.dumps(update), headers=headers
+            ) as resp:
+                self.webhook_deliveries.append(resp.status)
+            await self._notify()
+
+        asyncio.get_running_loop().create_task(post())
+
+    async def deliver_webhook(self, update: JSONDict, secret: str | None) -> int:
+        """POST an update to the registered webhook with an explicit secret; returns the status."""
+        assert self.webhook is not None
+        if self._session is None:
+            self._session = ClientSession()
+        headers = {"Content-Type": "application/json"}
+        if secret is not None:
+            headers["X-Telegram-Bot-Api-Secret-Token"] = secret
+        update = {"update_id": next(self._update_ids), **update}
+        async with self._session.post(self.webhook["url"], data=json.dumps(update), headers=headers) as resp:
+            return resp.status
+
+    # --- HTTP ---------------------------------------------------------------------------
+
+    async def _params(self, request: web.Request) -> JSONDict:
+        params: JSONDict = dict(request.query)
+        ctype = request.content_type
+        if ctype == "application/json":
+            body = await request.read()
+            if body:
+                params.update(json.loads(body))
+            return params
+        if ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            form = await request.post()
+            for key, value in form.items():
+                if isinstance(value, web.FileField):
+                    params[key] = {
+                        "filename": value.filename,
+                        "content_type": value.content_type,
+                        "data": value.file.read(),
+                    }
+                else:
+                    params[key] = _decode(key, str(value))
+        else:
+            await request.read()
+        return params
+
+    async def _handle_method(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        if request.match_info["token"] != self.token:
+            return _error(ApiError(401, "Unauthorized"))
+        params = await self._params(request)
+        call = Call(method, params, time.monotonic())
+        self.calls.append(call)
+        try:
+            self._maybe_fail(method, params)
+            handler = getattr(self, f"_m_{method}", None)
+            if handler is None:
+                raise ApiError(404, "Not Found")
+            result = await handler(params)
+        except ApiError as exc:
+            call.status = exc.code
+            await self._notify()
+            return _error(exc)
+        for listener in self.listeners:
+            listener(call)
+        await self._notify()
+        return web.json_response({"ok": True, "result": result})
+
+    async def _handle_file(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return web.Response(status=401)
+        path = request.match_info["path"]
+        for p, data in self._files.values():
+            if p == path:
+                return web.Response(body=data, content_type="application/octet-stream")
+        return web.Response(status=404)
+
+    def _maybe_fail(self, method: str, params: JSONDict) -> None:
+        queue = self._failures.get(method)
+        if not queue:
+            return
+        f = queue[0]
+        if f.parameters and f.parameters.get("_formatted_only") and not params.get("parse_mode"):
+            return
+        f.remaining -= 1
+        if f.remaining <= 0:
+            queue.pop(0)
+        parameters = None if f.parameters is None or "_formatted_only" in f.parameters else f.parameters
+        raise ApiError(f.code, f.description, parameters)
+
+    # --- methods ------------------------------------------------------------------------
+
+    async def _m_getMe(self, p: JSONDict) -> JSONDict:
+        return {
+            **self.bot_user,
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": False,
+            "can_connect_to_business": False,
+            "has_main_web_app": False,
+        }
+
+    async def _m_deleteWebhook(self, p: JSONDict) -> bool:
+        self.webhook = None
+        return True
+
+    async def _m_setWebhook(self, p: JSONDict) -> bool:
+        self.webhook = {"url": p["url"], "secret_token": p.get("secret_token")}
+        return True
+
+    async def _m_setMyCommands(self, p: JSONDict) -> bool:
+        self.commands[p.get("language_code") or None] = list(p["commands"])
+        return True
+
+    async def _m_getUpdates(self, p: JSONDict) -> list[JSONDict]:
+        offset = int(p.get("offset", 0) or 0)
+        timeout = float(p.get("timeout", 0) or 0)
+        if offset:
+            self._updates = [u for u in self._updates if u["update_id"] >= offset]
+
+        def ready() -> bool:
+            return self._closing or any(u["update_id"] >= offset for u in self._updates)
+
+        if not ready() and timeout > 0:
+            try:
+                async with self._changed:
+                    await asyncio.wait_for(self._changed.wait_for(ready), timeout)
+            except TimeoutError:
+                pass
+        limit = int(p.get("limit", 100) or 100)
+        return [u for u in self._updates if u["update_id"] >= offset][:limit]
+
+    def _check_text(self, text: str, parse_mode: str | None) -> str:
+        try:
+            visible = visible_text(text, parse_mode)
+        except EntityError as exc:
+            raise ApiError(400, f"Bad Request: can't parse entities: {exc}") from exc
+        if not visible.strip():
+            raise ApiError(400, "Bad Request: message text is empty")
+        if utf16_len(visible) > MAX_TEXT:
+            raise ApiError(400, "Bad Request: message is too long")
+        return visible
+
+    def _bot_message(self, sent: SentMessage) -> JSONDict:
+        msg: JSONDict = {
+            "message_id": sent.message_id,
+            "date": int(time.time()),
+            "chat": self._chat(sent.chat_id),
+            "from": self.bot_user,
+            "text": sent.text,
+        }
+        if sent.message_thread_id is not None:
+            msg["message_thread_id"] = sent.message_thread_id
+            msg["is_topic_message"] = True
+        if sent.reply_markup:
+            msg["reply_markup"] = sent.reply_markup
+        return msg
+
+    async def _m_sendMessage(self, p: JSONDict) -> JSONDict:
+        chat_id = int(p["chat_id"])
+        text = str(p["text"])
+        parse_mode = p.get("parse_mode")
+        visible = self._check_text(text, parse_mode)
+        reply = p.get("reply_parameters") or {}
+        sent = SentMessage(
+            message_id=self._next_msg_id(chat_id),
+            chat_id=chat_id,
+            text=visible,
+            raw=text,
+            parse_mode=parse_mode,
+            reply_markup=p.get("reply_markup"),
+            message_thread_id=_opt_int(p.get("message_thread_id")),
+            reply_to_message_id=_opt_int(reply.get("message_id")),
+        )
+        self._messages[(chat_id, sent.message_id)] = sent
+        self.log(chat_id).messages.append(sent)
+        return self._bot_message(sent)
+
+    async def _m_editMessageText(self, p: JSONDict) -> JSONDict:
+        chat_id = int(p["chat_id"])
+        message_id = int(p["message_id"])
+        sent = self._messages.get((chat_id, message_id))
+        if sent is None or sent.deleted:
+            raise ApiError(400, "Bad Request: message to edit not found")
+        text = str(p["text"])
+        parse_mode = p.get("parse_mode")
+        visible = self._check_text(text, parse_mode)
+        markup = p.get("reply_markup")
+        if visible == sent.text and text == sent.raw and markup == sent.reply_markup:
+            raise ApiError(
+                400,
+                "Bad Request: message is not modified: specified new message content and reply markup "
+                "are exactly the same as a current content and reply markup of the message",
+            )
+        sent.text, sent.raw, sent.parse_mode, sent.reply_markup = visible, text, parse_mode, markup
+        sent.edits.append(visible)
+        self.log(chat_id).edits.append((message_id, visible))
+        return {**self._bot_message(sent), "edit_date": int(time.time())}
+
+    async def _m_deleteMessage(self, p: JSONDict) -> bool:
+        sent = self._messages.get((int(p["chat_id"]), int(p["message_id"])))
+        if sent is None or sent.deleted:
+            raise ApiError(400, "Bad Request: message to delete not found")
+        sent.deleted = True
+        return True
+
+    async def _m_sendMessageDraft(self, p: JSONDict) -> bool:
+        chat_id = int(p["chat_id"])
+        if chat_id < 0:
+            raise ApiError(400, "Bad Request: draft can be sent only to private chats")
+        draft_id = int(p["draft_id"])
+        if draft_id == 0:
+            raise ApiError(400, "Bad Request: draft_id must be non-zero")
+        text = str(p.get("text", ""))
+        parse_mode = p.get("parse_mode")
+        visible = self._check_text(text, parse_mode) if text else ""
+        self.log(chat_id).drafts.append(Draft(draft_id, visible, text, _opt_int(p.get("message_thread_id"))))
+        return True
+
+    async def _m_sendChatAction(self, p: JSONDict) -> bool:
+        self.log(int(p["chat_id"])).actions.append(str(p["action"]))
+        return True
+
+    async def _m_answerCallbackQuery(self, p: JSONDict) -> bool:
+        self.callback_answers.append(p)
+        return True
+
+    async def _m_setMessageReaction(self, p: JSONDict) -> bool:
+        reactions = p.get("reaction") or []
+        emojis = [r.get("emoji", "") for r in reactions]
+        self.log(int(p["chat_id"])).reactions.append((int(p["message_id"]), emojis))
+        return True
+
+    async def _m_sendDocument(self, p: JSONDict) -> JSONDict:
+        chat_id = int(p["chat_id"])
+        doc = p["document"]
+        if not isinstance(doc, dict):
+            raise ApiError(400, "Bad Request: wrong file identifier/HTTP URL specified")
+        caption = p.get("caption")
+        self.log(chat_id).documents.append(
+            Document(doc["filename"], doc["data"], doc["content_type"], caption)
+        )
+        message_id = self._next_msg_id(chat_id)
+        return {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": self._chat(chat_id),
+            "from": self.bot_user,
+            "document": {
+                "file_id": f"UP{message_id}",
+                "file_unique_id": f"uup{message_id}",
+                "file_name": doc["filename"],
+                "file_size": len(doc["data"]),
+            },
+            **({"caption": caption} if caption else {}),
+        }
+
+    async def _m_getFile(self, p: JSONDict) -> JSONDict:
+        file_id = str(p["file_id"])
+        if file_id not in self._files:
+            raise ApiError(400, "Bad Request: invalid file_id")
+        path, data = self._files[file_id]
+        return {
+            "file_id": file_id,
+            "file_unique_id": f"u{file_id}",
+            "file_size": len(data),
+            "file_path": path,
+        }
+
+
+_JSON_FIELDS = {
+    "reply_markup", "entities", "caption_entities", "allowed_updates", "commands", "reply_parameters",
+    "link_preview_options", "media", "reaction", "scope",
+}  # fmt: skip
+
+
+def _decode(key: str, value: str) -> Any:
+    """Undo PTB's encoding: object-valued fields arrive as JSON strings."""
+    if key in _JSON_FIELDS:
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value in (None, "") else int(value)
+
+
+def _error(exc: ApiError) -> web.Response:
+    body: JSONDict = {"ok": False, "error_code": exc.code, "description": exc.description}
+    if exc.parameters:
+        body["parameters"] = exc.parameters
+    return web.json_response(body, status=exc.code)
+
+
+def strip_html(text: str) -> str:
+    """Visible text of already-valid HTML (a helper for tests)."""
+    return html.unescape(re.sub(r"<[^>]+>", "", text))
