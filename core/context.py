@@ -1,0 +1,107 @@
+"""Build the messages sent to the model, trimmed to its context window by whole turns.
+
+A turn is one user message and the answer to it. When the history does not fit the model's
+window minus the room kept for the reply, the oldest turns are dropped first, whole, so the
+model never sees an answer without its question. The newest user message is always kept; if it
+alone does not fit, :class:`ContextTooLarge` tells the caller to say so to the person.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from core.catalogue import ModelInfo
+from core.tokens import counter_for
+
+Counter = Callable[[Sequence[Mapping[str, Any]]], int]
+"""Counts the prompt tokens of a list of chat messages (see :func:`core.tokens.count_message_tokens`)."""
+
+
+@dataclass(frozen=True)
+class ChatTurn:
+    """One user message and, once it exists, the assistant's answer to it."""
+
+    user: str
+    assistant: str | None = None
+
+    def messages(self) -> list[dict[str, str]]:
+        """The chat messages of this turn, in order."""
+        out = [{"role": "user", "content": self.user}]
+        if self.assistant is not None:
+            out.append({"role": "assistant", "content": self.assistant})
+        return out
+
+
+class ContextTooLarge(Exception):
+    """The newest message (with the system prompt) does not fit the model's window on its own."""
+
+    def __init__(self, needed: int, available: int) -> None:
+        super().__init__(f"the message needs {needed} tokens but only {available} are available")
+        self.needed = needed
+        self.available = available
+
+
+def turns_from_history(messages: Iterable[tuple[str, str]]) -> list[ChatTurn]:
+    """Pair ``(role, content)`` history into turns.
+
+    Consecutive user messages are joined (with a blank line) into one turn, an assistant
+    message closes the turn it answers, and an assistant message with no question before it
+    (such as a greeting) is kept as a turn with an empty user text. System messages are skipped:
+    the system prompt is passed to :func:`fit_context` separately.
+    """
+    turns: list[ChatTurn] = []
+    pending: list[str] = []
+    for role, content in messages:
+        if role == "user":
+            pending.append(content)
+        elif role == "assistant":
+            turns.append(ChatTurn(user="\n\n".join(pending), assistant=content))
+            pending = []
+    if pending:
+        turns.append(ChatTurn(user="\n\n".join(pending)))
+    return turns
+
+
+def fit_context(
+    system: str,
+    turns: Sequence[ChatTurn],
+    model: ModelInfo,
+    reply_budget: int,
+    count: Counter | None = None,
+) -> list[dict[str, str]]:
+    """The messages for the model: the system prompt, then as many of the newest turns as fit.
+
+    The budget is ``model.context_window - reply_budget`` tokens, counted with ``count``
+    (by default :func:`core.tokens.count_message_tokens` for ``model.name``). The result is
+    the system message (left out when ``system`` is empty) followed by a suffix of ``turns``,
+    in order. The last turn is always included; raises :class:`ContextTooLarge` when even it
+    does not fit, and ValueError when ``turns`` is empty.
+    """
+    if not turns:
+        raise ValueError("fit_context needs at least one turn (the newest user message)")
+    counter = count if count is not None else counter_for(model.name)
+    available = model.context_window - max(reply_budget, 0)
+    head = [{"role": "system", "content": system}] if system else []
+
+    # Count the whole candidate each time rather than summing per-turn counts, so that a
+    # counter with fixed overheads (the reply primer) is charged exactly once. Binary search
+    # over how many turns to keep: the count only grows as older turns are added.
+    def messages_keeping(k: int) -> list[dict[str, str]]:
+        out = list(head)
+        for turn in turns[len(turns) - k :]:
+            out.extend(turn.messages())
+        return out
+
+    needed = counter(messages_keeping(1))
+    if needed > available:
+        raise ContextTooLarge(needed, available)
+    lo, hi = 1, len(turns)  # invariant: keeping lo turns fits
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if counter(messages_keeping(mid)) <= available:
+            lo = mid
+        else:
+            hi = mid - 1
+    return messages_keeping(lo)

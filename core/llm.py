@@ -1,0 +1,323 @@
+"""The model client: streams chat answers from any OpenAI-compatible API through the official library.
+
+The core sees one small interface, :class:`ModelClient`: ``stream()`` yields :class:`Delta` text
+pieces and, when the server reports it, one :class:`Usage` at the end; ``list_models()`` backs a
+health check. Every failure becomes one :class:`ModelError` whose ``kind`` the caller turns into
+a sentence for the person (quota used up, provider busy, provider down, request too large, ...).
+
+What the ``openai`` library does for us: retries of 429, 408/409, 5xx and connection failures
+before the response starts (``max_retries``, honouring ``retry-after`` / ``retry-after-ms``).
+What it does not, and is done here: it would retry ``insufficient_quota`` (a 429 that retrying
+cannot fix), it has no timeout *between* streamed chunks, and it never retries once a stream
+has started (neither do we: the text already shown would be repeated).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import httpx2
+import openai
+
+log = logging.getLogger(__name__)
+
+ErrorKind = Literal[
+    "quota",
+    "rate_limited",
+    "provider_down",
+    "too_large",
+    "unknown_model",
+    "auth",
+    "interrupted",
+    "bad_response",
+]
+
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_CHUNK_TIMEOUT = 60.0
+DEFAULT_MAX_RETRIES = 2
+
+# Providers word "the prompt is too long" in many ways; these cover OpenAI, vLLM, llama.cpp,
+# Ollama, LM Studio and OpenRouter as seen in their error messages.
+_TOO_LARGE_HINTS = (
+    "maximum context length",
+    "context length",
+    "context_length",
+    "context window",
+    "context size",
+    "too many tokens",
+    "too long",
+    "exceeds the context",
+    "prompt is too large",
+    "request too large",
+)
+# OpenAI's newer families reject ``max_tokens`` and want ``max_completion_tokens``.
+_COMPLETION_TOKENS_FAMILIES = ("o1", "o3", "o4", "gpt-5")
+
+
+@dataclass(frozen=True)
+class Delta:
+    """The next piece of the answer's text (only the new piece, not the whole answer)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens the provider counted for the request; yielded once, after the last Delta."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+
+ModelEvent = Delta | Usage
+
+
+class ModelError(Exception):
+    """The model could not answer. ``kind`` says why, in terms the person can be told.
+
+    * ``quota``: the provider account is out of credit (retrying will not help).
+    * ``rate_limited``: the provider is busy (429 after retries); try again shortly.
+    * ``provider_down``: 5xx after retries, no connection, or a timeout before any text.
+    * ``too_large``: the request exceeds the model's context window.
+    * ``unknown_model``: the provider does not know the model name.
+    * ``auth``: the API key is missing, wrong, or not allowed to use the model.
+    * ``interrupted``: the answer broke off after some text; ``partial_text`` holds that text.
+    * ``bad_response``: anything else (a reply the client could not understand).
+    """
+
+    def __init__(
+        self, kind: ErrorKind, message: str, partial_text: str = "", status: int | None = None
+    ) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind: ErrorKind = kind
+        self.message = message
+        self.partial_text = partial_text
+        self.status = status
+
+
+class ModelClient(Protocol):
+    """What the core needs from a model provider."""
+
+    def stream(
+        self, model: str, messages: list[dict[str, str]], max_tokens: int | None = None
+    ) -> AsyncIterator[ModelEvent]:
+        """Stream the answer to ``messages``; raises :class:`ModelError` on failure."""
+        ...
+
+    async def list_models(self) -> list[str]:
+        """The model ids the provider offers; raises :class:`ModelError` on failure."""
+        ...
+
+
+def _is_too_large(message: str) -> bool:
+    lowered = message.lower()
+    return any(hint in lowered for hint in _TOO_LARGE_HINTS)
+
+
+def _error_fields(err: openai.APIError) -> tuple[str, str, str]:
+    """(code, type, message) of an API error, as lower-case strings ('' when absent)."""
+    code = err.code if isinstance(err.code, str) else ""
+    etype = err.type if isinstance(err.type, str) else ""
+    message = err.message if isinstance(err.message, str) else str(err)
+    return code.lower(), etype.lower(), message
+
+
+def classify(err: BaseException, partial_text: str = "") -> ModelError:
+    """The :class:`ModelError` for an exception raised by the openai library (or a chunk timeout).
+
+    Once text has been streamed, every failure is ``interrupted`` so that the caller keeps
+    (and marks) the partial answer.
+    """
+    if isinstance(err, ModelError):
+        return err
+    status = err.status_code if isinstance(err, openai.APIStatusError) else None
+    if partial_text:
+        reason = "timed out" if isinstance(err, TimeoutError | openai.APITimeoutError) else str(err)
+        return ModelError("interrupted", f"the answer broke off: {reason}", partial_text, status)
+    if isinstance(err, TimeoutError | openai.APITimeoutError):
+        return ModelError("provider_down", "the model did not answer in time", status=status)
+    if isinstance(err, openai.APIConnectionError):
+        return ModelError("provider_down", f"cannot reach the model provider: {err}")
+    if isinstance(err, openai.APIError):
+        code, etype, message = _error_fields(err)
+        if code == "insufficient_quota" or etype == "insufficient_quota":
+            return ModelError("quota", message, status=status)
+        if code == "model_not_found" or status == 404:
+            return ModelError("unknown_model", message, status=status)
+        if status in (401, 403) or code == "invalid_api_key":
+            return ModelError("auth", message, status=status)
+        if code == "context_length_exceeded" or status == 413 or (
+            status in (400, 422, None) and _is_too_large(message)
+        ):
+            return ModelError("too_large", message, status=status)
+        if status == 429 or code == "rate_limit_exceeded":
+            return ModelError("rate_limited", message, status=status)
+        if status is None or status >= 500 or status in (408, 409):
+            # No status: an error event inside a stream, which is the provider failing.
+            return ModelError("provider_down", message, status=status)
+        return ModelError("bad_response", message, status=status)
+    return ModelError("bad_response", f"{type(err).__name__}: {err}", status=status)
+
+
+async def _stop_retrying_quota(response: httpx2.Response) -> None:
+    """Response hook: mark ``insufficient_quota`` as not retryable.
+
+    OpenAI sends it as a plain 429, which the library would retry with back-off; telling it
+    ``x-should-retry: false`` (a header the library obeys) makes the error surface at once.
+    """
+    if response.status_code != 429:
+        return
+    await response.aread()
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and "insufficient_quota" in (error.get("code"), error.get("type")):
+        response.headers["x-should-retry"] = "false"
+
+
+def _token_limit_param(model: str) -> str:
+    name = model.strip().lower().rsplit("/", 1)[-1]
+    for family in _COMPLETION_TOKENS_FAMILIES:
+        if name.startswith(family) and (len(name) == len(family) or not name[len(family)].isalnum()):
+            return "max_completion_tokens"
+    return "max_tokens"
+
+
+class OpenAIModelClient:
+    """A :class:`ModelClient` on ``openai.AsyncOpenAI`` (Chat Completions, streamed).
+
+    * ``base_url``: the provider root including ``/v1``; None uses the library's default
+      (``OPENAI_BASE_URL`` or api.openai.com).
+    * ``api_key``: sent as a bearer token; may be empty for local servers that need none.
+    * ``connect_timeout``: seconds to establish a connection.
+    * ``chunk_timeout``: seconds to wait for the response to start and between streamed chunks;
+      a stream that stalls longer fails (``interrupted`` if text was already streamed).
+    * ``max_retries``: retries of 429 / 5xx / connection failures before any text is streamed.
+    * ``http_client``: an ``httpx2.AsyncClient`` to use instead (tests, proxies); the quota
+      hook is then not installed.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        chunk_timeout: float = DEFAULT_CHUNK_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        http_client: httpx2.AsyncClient | None = None,
+    ) -> None:
+        self.chunk_timeout = chunk_timeout
+        timeout = httpx2.Timeout(chunk_timeout, connect=connect_timeout)
+        if http_client is None:
+            http_client = openai.DefaultAsyncHttpx2Client(
+                timeout=timeout, event_hooks={"response": [_stop_retrying_quota]}
+            )
+        self._client = openai.AsyncOpenAI(
+            base_url=base_url or None,
+            # Local servers (Ollama, llama.cpp) need no key, but the library insists on one.
+            api_key=api_key or "no-key",
+            timeout=timeout,
+            max_retries=max_retries,
+            http_client=http_client,
+        )
+
+    @classmethod
+    def from_settings(
+        cls,
+        base_url: str | None,
+        api_key: str | None,
+        timeout_s: float = DEFAULT_CHUNK_TIMEOUT,
+        *,
+        connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+    ) -> OpenAIModelClient:
+        """Build from the settings ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` and a timeout in seconds."""
+        return cls(
+            base_url,
+            api_key,
+            connect_timeout=connect_timeout_s,
+            chunk_timeout=timeout_s,
+            max_retries=max_retries,
+        )
+
+    def __repr__(self) -> str:  # never show the key
+        return f"OpenAIModelClient(base_url={str(self._client.base_url)!r})"
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections."""
+        await self._client.close()
+
+    async def __aenter__(self) -> OpenAIModelClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def list_models(self) -> list[str]:
+        """The model ids from ``GET /v1/models``; raises :class:`ModelError` on failure."""
+        try:
+            async with asyncio.timeout(self.chunk_timeout):
+                page = await self._client.models.list()
+            return [m.id for m in page.data]
+        except (openai.OpenAIError, TimeoutError) as exc:
+            raise classify(exc) from exc
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise ModelError("bad_response", f"unexpected /v1/models reply: {exc}") from exc
+
+    async def stream(
+        self, model: str, messages: Sequence[Mapping[str, str]], max_tokens: int | None = None
+    ) -> AsyncIterator[ModelEvent]:
+        """Stream the answer: :class:`Delta` pieces, then one :class:`Usage` if the server sent it.
+
+        ``messages`` is copied, never modified. Raises :class:`ModelError`; a cancellation
+        propagates as usual and closes the HTTP response.
+        """
+        params: dict[str, Any] = {
+            "model": model,
+            "messages": [dict(m) for m in messages],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if max_tokens is not None:
+            params[_token_limit_param(model)] = max_tokens
+        try:
+            response = await self._client.chat.completions.create(**params)
+        except openai.OpenAIError as exc:
+            raise classify(exc) from exc
+
+        produced: list[str] = []
+        usage: Usage | None = None
+        try:
+            iterator = response.__aiter__()
+            while True:
+                try:
+                    async with asyncio.timeout(self.chunk_timeout):
+                        chunk = await iterator.__anext__()
+                except StopAsyncIteration:
+                    break
+                if chunk.usage is not None:
+                    # Some servers (vLLM's continuous usage stats) repeat it; the last one counts.
+                    usage = Usage(
+                        int(chunk.usage.prompt_tokens or 0), int(chunk.usage.completion_tokens or 0)
+                    )
+                for choice in chunk.choices or ():
+                    text = choice.delta.content if choice.delta is not None else None
+                    if text:
+                        produced.append(text)
+                        yield Delta(text)
+        except (openai.OpenAIError, TimeoutError, ValueError, TypeError, AttributeError) as exc:
+            # ValueError & co: a chunk the library could not parse (a non-JSON SSE line).
+            log.warning("model stream for %s failed after %d pieces: %r", model, len(produced), exc)
+            raise classify(exc, "".join(produced)) from exc
+        finally:
+            await response.close()
+        if usage is not None:
+            yield usage

@@ -1,0 +1,518 @@
+"""A scripted fake OpenAI-compatible server, for driving the real ``openai`` client over real HTTP.
+
+It speaks the wire format recorded in ``shared/research/protocols.md`` §3: ``POST /v1/chat/completions``
+(JSON, or Server-Sent Events when ``stream`` is true, with the final usage chunk only when
+``stream_options.include_usage`` is set, then ``data: [DONE]``), ``GET /v1/models``, and the real
+error body ``{"error": {"message", "type", "param", "code"}}`` with ``retry-after`` /
+``retry-after-ms`` headers. It listens on 127.0.0.1 on an ephemeral port.
+
+Script it like simonw/llm's mock model: queue behaviours for the next chat requests, then inspect
+what the model was sent::
+
+    from tests.fakes.openai_server import FakeOpenAI, Reply, Error
+
+    async with FakeOpenAI() as server:
+        client = openai.AsyncOpenAI(base_url=server.base_url, api_key="test")
+        server.enqueue("Hello there!")                      # streamed in small chunks
+        server.enqueue(Error.rate_limited(retry_after_ms=10), Reply("after the retry"))
+        server.enqueue(Error.insufficient_quota())
+        server.enqueue(Reply("slow", chunk_size=1, chunk_delay=0.05))
+        server.enqueue(Reply("partial answer", break_after=2))       # connection dropped
+        server.enqueue(Reply("partial answer", break_after=2, break_with_error=True))
+        server.enqueue(Reply("stuck", hang_after=1))                  # never finishes
+        ...
+        server.requests[-1].json["messages"]     # the full context the model received
+        server.requests[-1].headers["x-stainless-retry-count"]
+
+When the queue is empty every chat request gets the default reply, ``"You said: <last user
+message>"`` (deterministic, handy for end-to-end tests of the bots). Each queued behaviour is
+used by exactly one request, so a retried request consumes the next entry.
+
+For pytest, use :func:`fake_openai` in a fixture::
+
+    @pytest.fixture
+    async def openai_server():
+        async with FakeOpenAI() as server:
+            yield server
+
+It is fast enough for benchmarks (no access log, pre-serialised chunks); pass ``record=False``
+or call :meth:`FakeOpenAI.clear` to keep memory flat over very many requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import math
+from collections import deque
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+CREATED = 1700000000
+"""The ``created`` timestamp of every response (fixed, so outputs are deterministic)."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    """The token counts the fake reports; None fields are estimated from the text (chars / 4)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Answer with ``text``; streamed in chunks of ``chunk_size`` characters when ``stream`` is set.
+
+    * ``chunk_delay``: seconds to sleep before each content chunk (a slow stream).
+    * ``first_chunk_delay``: seconds before the first byte of the response (headers included);
+      None uses the server's ``delay_first_chunk``.
+    * ``usage``: the counts to report; None estimates them. ``send_usage=False`` imitates a
+      server that ignores ``stream_options.include_usage`` (and leaves ``usage`` out of JSON replies).
+    * ``break_after``: send that many content chunks, then drop the connection mid-body
+      (or, with ``break_with_error``, send an SSE error event and end the stream).
+    * ``hang_after``: send that many content chunks, then send nothing more until the client
+      gives up or the server closes.
+    * ``finish_reason``: of the last chunk (``"length"`` to imitate a truncated answer).
+    """
+
+    text: str
+    chunk_size: int | None = None
+    chunk_delay: float = 0.0
+    first_chunk_delay: float | None = None
+    usage: Usage | None = None
+    send_usage: bool = True
+    break_after: int | None = None
+    break_with_error: bool = False
+    hang_after: int | None = None
+    finish_reason: str = "stop"
+    model: str | None = None  # the model name reported; None echoes the request's
+
+
+@dataclass(frozen=True)
+class Error:
+    """Answer with an HTTP error and the real OpenAI error body."""
+
+    status: int
+    message: str
+    type: str | None = "invalid_request_error"
+    code: str | None = None
+    param: str | None = None
+    retry_after: float | str | None = None  # seconds (or an HTTP date), sent as ``retry-after``
+    retry_after_ms: float | None = None  # sent as ``retry-after-ms``
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body, exactly as OpenAI sends it."""
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+    # --- the errors OpenAI really sends -------------------------------------------------
+
+    @classmethod
+    def rate_limited(cls, retry_after_ms: float | None = 10, retry_after: float | None = None) -> Error:
+        """429 rate_limit_exceeded (the client retries it, after ``retry-after-ms``)."""
+        return cls(
+            429,
+            "Rate limit reached for requests. Please try again shortly.",
+            type="requests",
+            code="rate_limit_exceeded",
+            retry_after=retry_after,
+            retry_after_ms=retry_after_ms,
+        )
+
+    @classmethod
+    def insufficient_quota(cls) -> Error:
+        """429 insufficient_quota: the account is out of credit; retrying does not help."""
+        return cls(
+            429,
+            "You exceeded your current quota, please check your plan and billing details.",
+            type="insufficient_quota",
+            code="insufficient_quota",
+        )
+
+    @classmethod
+    def server_error(cls, status: int = 500, retry_after_ms: float | None = 10) -> Error:
+        """A 5xx the client retries."""
+        return cls(
+            status,
+            "The server had an error while processing your request. Sorry about that!",
+            type="server_error",
+            code=None,
+            retry_after_ms=retry_after_ms,
+        )
+
+    @classmethod
+    def context_length_exceeded(cls, limit: int = 8192, asked: int = 9000) -> Error:
+        """400 context_length_exceeded."""
+        return cls(
+            400,
+            f"This model's maximum context length is {limit} tokens. However, your messages resulted "
+            f"in {asked} tokens. Please reduce the length of the messages.",
+            type="invalid_request_error",
+            code="context_length_exceeded",
+            param="messages",
+        )
+
+    @classmethod
+    def model_not_found(cls, model: str = "no-such-model") -> Error:
+        """404 model_not_found."""
+        return cls(
+            404,
+            f"The model `{model}` does not exist or you do not have access to it.",
+            type="invalid_request_error",
+            code="model_not_found",
+        )
+
+    @classmethod
+    def invalid_api_key(cls) -> Error:
+        """401 invalid_api_key."""
+        return cls(
+            401,
+            "Incorrect API key provided: sk-test. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.",
+            type="invalid_request_error",
+            code="invalid_api_key",
+        )
+
+
+Behaviour = Reply | Error
+
+
+@dataclass
+class RecordedRequest:
+    """One request the fake received: method, path, headers (lower-case names) and parsed JSON body."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    json: Any
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """The chat messages of a chat completion request (empty for other requests)."""
+        if isinstance(self.json, dict):
+            return list(self.json.get("messages") or [])
+        return []
+
+    @property
+    def retry_count(self) -> int:
+        """The ``x-stainless-retry-count`` the openai client sent (0 for a first attempt)."""
+        return int(self.headers.get("x-stainless-retry-count", "0"))
+
+
+def estimate_tokens(text: str) -> int:
+    """The fake's usage estimate: one token per four characters, rounded up."""
+    return math.ceil(len(text) / 4)
+
+
+def _message_text(message: Mapping[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
+
+
+def default_reply_text(messages: Sequence[Mapping[str, Any]]) -> str:
+    """The reply used when the queue is empty: ``"You said: <last user message>"``."""
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return f"You said: {_message_text(message)}"
+    return "You said nothing."
+
+
+class FakeOpenAI:
+    """A fake OpenAI-compatible API on 127.0.0.1; see the module docstring for how to script it.
+
+    * ``models``: the ids ``GET /v1/models`` lists.
+    * ``chunk_size``: characters per streamed content chunk when a :class:`Reply` sets none.
+    * ``delay_first_chunk``: seconds before every response starts (a slow provider).
+    * ``usage``: fixed counts for every reply that sets none (None: estimated from the text).
+    * ``send_usage``: False imitates a server that never reports usage.
+    * ``record``: False keeps no request log (for long benchmarks).
+    """
+
+    def __init__(
+        self,
+        *,
+        models: Sequence[str] = ("fake-model",),
+        chunk_size: int = 8,
+        delay_first_chunk: float = 0.0,
+        usage: Usage | None = None,
+        send_usage: bool = True,
+        record: bool = True,
+        port: int = 0,
+    ) -> None:
+        self.models = list(models)
+        self.chunk_size = chunk_size
+        self.delay_first_chunk = delay_first_chunk
+        self.usage = usage
+        self.send_usage = send_usage
+        self.record = record
+        self.requests: list[RecordedRequest] = []
+        self.request_count = 0  # counts chat requests even when record=False
+        self._queue: deque[Behaviour] = deque()
+        self._models_queue: deque[Error] = deque()
+        self._port = port
+        self._runner: web.AppRunner | None = None
+        self._closing = asyncio.Event()
+        self._ids = itertools.count(1)
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> FakeOpenAI:
+        """Start listening; returns self."""
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self._port, shutdown_timeout=0.1)
+        await site.start()
+        self._port = int(self._runner.addresses[0][1])
+        return self
+
+    async def close(self) -> None:
+        """Stop listening and end any hanging responses."""
+        self._closing.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeOpenAI:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def port(self) -> int:
+        """The TCP port the server listens on."""
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """The value for ``OPENAI_BASE_URL`` / ``AsyncOpenAI(base_url=...)`` (ends in ``/v1``)."""
+        return f"http://127.0.0.1:{self._port}/v1"
+
+    # --- scripting ---------------------------------------------------------------------
+
+    def enqueue(self, *behaviours: Behaviour | str) -> None:
+        """Queue behaviours for the next chat requests, one per request; a str means ``Reply(str)``."""
+        for behaviour in behaviours:
+            self._queue.append(Reply(behaviour) if isinstance(behaviour, str) else behaviour)
+
+    def enqueue_models_error(self, error: Error) -> None:
+        """Make the next ``GET /v1/models`` fail with ``error``."""
+        self._models_queue.append(error)
+
+    @property
+    def pending(self) -> int:
+        """How many queued behaviours have not been used yet."""
+        return len(self._queue)
+
+    @property
+    def chat_requests(self) -> list[RecordedRequest]:
+        """The recorded chat completion requests, oldest first."""
+        return [r for r in self.requests if r.path == "/v1/chat/completions"]
+
+    def clear(self) -> None:
+        """Forget recorded requests and queued behaviours."""
+        self.requests.clear()
+        self._queue.clear()
+        self._models_queue.clear()
+
+    async def wait_for_requests(self, count: int) -> None:
+        """Wait until at least ``count`` chat requests have arrived in total.
+
+        Bound it yourself: ``async with asyncio.timeout(5): await server.wait_for_requests(2)``.
+        """
+        if self.request_count >= count:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((count, future))
+        await future
+
+    # --- handlers ----------------------------------------------------------------------
+
+    async def _record(self, request: web.Request) -> Any:
+        try:
+            body = await request.json() if request.can_read_body else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = None
+        if self.record:
+            self.requests.append(
+                RecordedRequest(
+                    request.method, request.path, {k.lower(): v for k, v in request.headers.items()}, body
+                )
+            )
+        return body
+
+    def _notify(self) -> None:
+        keep = []
+        for count, future in self._waiters:
+            if self.request_count >= count:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                keep.append((count, future))
+        self._waiters = keep
+
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        await self._record(request)
+        if self._models_queue:
+            return self._error_response(self._models_queue.popleft())
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "ferry-fake"} for m in self.models]
+        return web.json_response({"object": "list", "data": data})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await self._record(request)
+        self.request_count += 1
+        self._notify()
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            return self._error_response(
+                Error(400, "'messages' is a required property", code=None, param="messages")
+            )
+        behaviour = self._queue.popleft() if self._queue else Reply(default_reply_text(body["messages"]))
+        if isinstance(behaviour, Error):
+            return self._error_response(behaviour)
+        delay = self.delay_first_chunk if behaviour.first_chunk_delay is None else behaviour.first_chunk_delay
+        if delay > 0:
+            await asyncio.sleep(delay)
+        completion_id = f"chatcmpl-{next(self._ids)}"
+        model = behaviour.model or str(body.get("model", "fake-model"))
+        usage = self._usage_for(behaviour, body["messages"])
+        if body.get("stream"):
+            return await self._stream(request, behaviour, completion_id, model, usage, body)
+        payload: dict[str, Any] = {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": CREATED,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": behaviour.text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": behaviour.finish_reason,
+                }
+            ],
+        }
+        if usage is not None:
+            payload["usage"] = usage
+        return web.json_response(payload, headers={"x-request-id": f"req_{completion_id}"})
+
+    def _usage_for(self, reply: Reply, messages: list[Any]) -> dict[str, int] | None:
+        if not (reply.send_usage and self.send_usage):
+            return None
+        fixed = reply.usage or self.usage
+        if fixed is not None:
+            prompt, completion = fixed.prompt_tokens, fixed.completion_tokens
+        else:
+            prompt = sum(3 + estimate_tokens(_message_text(m)) for m in messages if isinstance(m, dict)) + 3
+            completion = estimate_tokens(reply.text)
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    @staticmethod
+    def _error_response(error: Error) -> web.Response:
+        headers = dict(error.headers)
+        if error.retry_after is not None:
+            headers["retry-after"] = str(error.retry_after)
+        if error.retry_after_ms is not None:
+            headers["retry-after-ms"] = str(error.retry_after_ms)
+        return web.json_response(error.body(), status=error.status, headers=headers)
+
+    async def _stream(
+        self,
+        request: web.Request,
+        reply: Reply,
+        completion_id: str,
+        model: str,
+        usage: dict[str, int] | None,
+        body: dict[str, Any],
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-cache",
+                "x-request-id": f"req_{completion_id}",
+            }
+        )
+        await response.prepare(request)
+        head = (
+            f'{{"id":"{completion_id}","object":"chat.completion.chunk",'
+            f'"created":{CREATED},"model":{json.dumps(model)},'
+        )
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            choices = [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+            return f'data: {head}"choices":{json.dumps(choices)},"usage":null}}\n\n'.encode()
+
+        size = max(1, reply.chunk_size or self.chunk_size)
+        pieces = [reply.text[i : i + size] for i in range(0, len(reply.text), size)]
+        try:
+            await response.write(chunk({"role": "assistant", "content": ""}))
+            for n, piece in enumerate(pieces):
+                if reply.break_after is not None and n >= reply.break_after:
+                    return await self._break(request, response, reply)
+                if reply.hang_after is not None and n >= reply.hang_after:
+                    return await self._hang(request, response)
+                if reply.chunk_delay > 0:
+                    await asyncio.sleep(reply.chunk_delay)
+                await response.write(chunk({"content": piece}))
+            if reply.break_after is not None:
+                return await self._break(request, response, reply)
+            if reply.hang_after is not None:
+                return await self._hang(request, response)
+            await response.write(chunk({}, reply.finish_reason))
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            if include_usage and usage is not None:
+                await response.write(f'data: {head}"choices":[],"usage":{json.dumps(usage)}}}\n\n'.encode())
+            await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+        except ConnectionError:
+            pass  # the client went away (a timeout or a cancellation on its side)
+        return response
+
+    async def _break(
+        self, request: web.Request, response: web.StreamResponse, reply: Reply
+    ) -> web.StreamResponse:
+        if reply.break_with_error:
+            error = {
+                "error": {
+                    "message": "The server had an error while processing your request.",
+                    "type": "server_error",
+                    "param": None,
+                    "code": None,
+                }
+            }
+            await response.write(f"data: {json.dumps(error)}\n\n".encode())
+            await response.write_eof()
+            return response
+        # Drop the connection without the final empty chunk: the client sees a truncated body.
+        if request.transport is not None:
+            request.transport.close()
+        return response
+
+    async def _hang(self, request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+        # Wait until the server closes; the client's own timeout (or cancellation) ends it first.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(3600):
+                await self._closing.wait()
+        if request.transport is not None:
+            request.transport.close()
+        return response
+
+
+@contextlib.asynccontextmanager
+async def fake_openai(**options: Any) -> AsyncIterator[FakeOpenAI]:
+    """``async with fake_openai() as server:``, a started :class:`FakeOpenAI` (options as its constructor)."""
+    async with FakeOpenAI(**options) as server:
+        yield server
