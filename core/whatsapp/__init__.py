@@ -1,0 +1,1 @@
+"""Import of a WhatsApp "Export chat" file: reading, parsing, role detection, turns."""

@@ -1,0 +1,516 @@
+"""Parse the text of a WhatsApp "Export chat" file into messages and system lines.
+
+Pure and standard-library only. One pass over the lines collects header candidates; the date
+order (day/month/year, month/day/year or year/month/day) is then decided from the whole file,
+never line by line, and the messages are built in a second pass over the headers.
+
+Timestamps are naive ``datetime`` values: the phone's local wall-clock time exactly as written in
+the file. WhatsApp records no time zone, so attaching one here would be a guess.
+
+Formats are described in ``shared/research/whatsapp-export.md``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+DateOrder = Literal["dmy", "mdy", "ymd"]
+Platform = Literal["android", "ios"]
+
+# Directional and other invisible marks WhatsApp sprinkles over headers, names and placeholders.
+# ZWJ/ZWNJ (U+200D/U+200C) are kept: they are part of emoji and of names.
+INVISIBLE = "\u200b\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff\u061c"
+_SPACES = "\u00a0\u202f\u2009\u2007\u2002\u2003"
+_PROBE_TABLE = str.maketrans(
+    {**{ch: None for ch in INVISIBLE}, **{ch: " " for ch in _SPACES}, "\u060c": ","}  # Arabic comma
+)
+# Longest header seen ("05/01/2021, 3:07 in the afternoon - ", Arabic with marks) is well below this;
+# only this prefix of a line is normalised, so long message lines cost nothing extra.
+_PROBE_LEN = 80
+
+# Words used as AM/PM, normalised by _ampm_key (casefolded, dots and spaces removed).
+_AM = frozenset({"am", "inthemorning", "ص", "上午", "午前", "오전", "πμ", "vorm", "sa", "fm", "de", "pg"})
+_PM = frozenset(
+    {
+        "pm",
+        "intheafternoon",
+        "intheevening",
+        "atnight",
+        "م",
+        "下午",
+        "午後",
+        "오후",
+        "μμ",
+        "nachm",
+        "ch",
+        "em",
+        "du",
+        "ptg",
+        "noon",
+    }
+)
+
+_HEADER_RE = re.compile(
+    r"""^
+    (?P<br>\[)?
+    (?P<d1>\d{1,4})(?P<sep>[./-])\s?(?P<d2>\d{1,2})(?P=sep)\s?(?P<d3>\d{1,4})\.?
+    (?:\s?BE)?                                   # Thai Buddhist era on iOS
+    (?:,\s?|\s)
+    (?:(?:klo|um|à|at|lúc|a\slas|kl\.)\s)?       # locale words between date and time
+    (?:(?P<pre>오전|오후|上午|下午|午前|午後)\s?)?   # markers written before the time
+    (?P<h>\d{1,2})[:.](?P<mi>\d{2})(?:[:.](?P<s>\d{2}))?
+    (?:\s?(?P<ampm>[^\W\d_]+\.?(?:\s?[^\W\d_]+\.?){0,3}))?
+    (?P<end>(?(br)\]\s|(?(ampm)(?:\s[-–]\s|:\s)|\s[-–]\s)))  # "] ", " - ", old iOS "PM: "
+    (?P<rest>.*)$""",
+    re.VERBOSE,
+)
+
+_EDITED_RE = re.compile(
+    r"\s*\u200e?<(?:This message was edited|Pesan ini diedit|Este mensaje fue editado|"
+    r"Diese Nachricht wurde bearbeitet|Ce message a été modifié|Questo messaggio è stato modificato|"
+    r"Esta mensagem foi editada|Dit bericht is bewerkt|Сообщение изменено)>$"
+)
+_DELETED_OTHER = frozenset(
+    {
+        "this message was deleted",
+        "pesan ini telah dihapus",
+        "pesan ini dihapus",
+        "dit bericht is verwijderd",
+        "diese nachricht wurde gelöscht",
+        "se eliminó este mensaje",
+        "este mensaje fue eliminado",
+        "mensagem apagada",
+        "essa mensagem foi apagada",
+        "ce message a été supprimé",
+        "questo messaggio è stato eliminato",
+        "это сообщение удалено",
+        "تم حذف هذه الرسالة",
+    }
+)
+_DELETED_SELF = frozenset(
+    {
+        "you deleted this message",
+        "anda telah menghapus pesan ini",
+        "anda menghapus pesan ini",
+        "u hebt dit bericht verwijderd",
+        "du hast diese nachricht gelöscht",
+        "eliminaste este mensaje",
+        "você apagou esta mensagem",
+        "vous avez supprimé ce message",
+        "hai eliminato questo messaggio",
+        "вы удалили это сообщение",
+        "أنت حذفت هذه الرسالة",
+    }
+)
+_MISSED_CALL = frozenset(
+    {
+        "missed voice call",
+        "missed video call",
+        "panggilan suara tak terjawab",
+        "panggilan video tak terjawab",
+        "gemiste spraakoproep",
+        "gemiste video-oproep",
+        "verpasster sprachanruf",
+        "verpasster videoanruf",
+    }
+)
+_MEDIA_OMITTED_RE = re.compile(
+    r"^<(?:Media omitted|Media tidak disertakan|Medien ausgeschlossen|Medien weggelassen|"
+    r"Media weggelaten|Без медиафайлов|Média vynechány|Multimedia omitido|Archivo omitido|"
+    r"Mídia oculta|Arquivo de mídia oculto|Média omis|Media omessi)>$"
+)
+_FILE_ATTACHED_RE = re.compile(
+    r"^(?P<file>.+?) \((?:file attached|file terlampir|Datei angehängt|bestand bijgevoegd|"
+    r"archivo adjunto|arquivo anexado|fichier joint|file allegato|файл прикреплен)\)$"
+)
+_IOS_ATTACHED_RE = re.compile(
+    r"<(?:attached|terlampir|Anhang|anexo|adjunto|pièce jointe|allegato|вложение): (?P<file>[^>]+)>$"
+)
+# iOS "without media": "‎image omitted", "Some.pdf ‎• 2 pages ‎document omitted", Indonesian, …
+_IOS_OMITTED_RE = re.compile(
+    r"(?:^|\s)(?:(?P<en>image|video|audio|sticker|GIF|Contact card|document) omitted"
+    r"|(?P<id>gambar|video|audio|stiker|GIF|Kartu kontak|dokumen) tidak disertakan"
+    r"|(?P<de>Bild|Video|Audio|Sticker|GIF|Kontaktkarte|Dokument) weggelassen"
+    r"|(?P<es>imagen|video|audio|sticker|GIF|tarjeta de contacto|documento) omitid[oa]"
+    r"|(?P<ar>لم يتم إدراج .+|تم حذف الملصقات))$",
+    re.IGNORECASE,
+)
+_KIND_WORDS = (
+    ("image", ("image", "gambar", "bild", "imagen", "الصورة")),
+    ("gif", ("gif",)),
+    ("video", ("video", "الفيديو")),
+    ("audio", ("audio", "الصوتية")),
+    ("sticker", ("sticker", "stiker", "الملصقات")),
+    ("contact", ("contact", "kontak", "kontaktkarte", "contacto", "جهة اتصال")),
+    ("document", ("document", "dokumen", "dokument", "documento", "المستند")),
+)
+_ANDROID_FILE_KINDS = {"IMG": "image", "VID": "video", "PTT": "voice", "AUD": "audio", "STK": "sticker"}
+_IOS_FILE_KIND_RE = re.compile(r"^\d{8}-(PHOTO|VIDEO|AUDIO|STICKER|GIF)-")
+_IOS_FILE_KINDS = {"PHOTO": "image", "VIDEO": "video", "AUDIO": "audio", "STICKER": "sticker", "GIF": "gif"}
+_LOCATION_RE = re.compile(r"^[^\s:]{1,20}\s?: https?://")
+
+_SYSTEM_KINDS = (
+    (
+        "encryption",
+        re.compile(
+            r"end-to-end|end‑to‑end|terenkripsi|versleuteld|verschlüsselt|cifrad|chiffré|crittograf"
+            r"|criptograf|шифр|مشفرة|暗号化|加密|암호화",
+            re.IGNORECASE,
+        ),
+    ),
+    (
+        "security_code",
+        re.compile(
+            r"security code|kode keamanan|sicherheitsnummer|beveiligingscode|código de seguridad",
+            re.IGNORECASE,
+        ),
+    ),
+    ("business", re.compile(r"business|bisnis|\bMeta\b|unternehmen|empresa", re.IGNORECASE)),
+)
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message a person (or the assistant) sent, in file order.
+
+    ``text`` is the typed text, or the caption for media; it keeps newlines and is "" for a
+    deleted message or media without caption. ``media`` names the kind of an omitted or attached
+    file ("image", "video", "audio", "voice", "sticker", "gif", "document", "contact",
+    "view_once" or "media" when unknown), ``attachment`` its file name when the export gives one.
+    """
+
+    timestamp: datetime
+    sender: str
+    text: str
+    media: str | None = None
+    attachment: str | None = None
+    deleted: bool = False
+    deleted_by_exporter: bool = False  # "You deleted this message": the sender is the exporter
+    edited: bool = False
+    line: int = 0  # 1-based line number of the header in the export
+
+
+@dataclass(frozen=True)
+class SystemLine:
+    """A notice WhatsApp wrote itself (encryption, security code, group events, missed calls).
+
+    On iOS and for missed calls the notice is attributed to a ``sender``; otherwise it is None.
+    ``kind`` is "encryption", "security_code", "business", "missed_call" or "other".
+    """
+
+    timestamp: datetime
+    text: str
+    kind: str
+    sender: str | None = None
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class ParsedChat:
+    """The result of :func:`parse_export`.
+
+    ``date_order_ambiguous`` is True when no date in the file had a day above 12, so the order
+    came from the sequence of dates or the default; a caller should then show a preview.
+    """
+
+    messages: tuple[Message, ...]
+    system: tuple[SystemLine, ...]
+    senders: tuple[str, ...]  # distinct message senders, in order of first appearance
+    date_order: DateOrder
+    date_order_ambiguous: bool
+    platform: Platform | None  # None when the text held no message header
+
+
+@dataclass
+class _Block:
+    """A header line and the continuation lines after it, before dates are resolved."""
+
+    m: re.Match[str]
+    raw: str
+    raw_rest: str
+    line: int
+    lines: list[str]
+
+
+def _ampm_key(token: str) -> str:
+    return token.casefold().replace(".", "").replace(" ", "")
+
+
+def _clean_name(name: str) -> str:
+    name = name.translate(_PROBE_TABLE).strip()
+    if name.startswith("~"):  # iOS marks non-contacts in groups with "~ "
+        name = name[1:].strip()
+    return name
+
+
+def _raw_offset(raw: str, probe_pos: int) -> int:
+    """Map a position in the probe (marks deleted) back to the raw line."""
+    kept = 0
+    for i, ch in enumerate(raw):
+        if kept == probe_pos:
+            return i
+        if ch not in INVISIBLE:
+            kept += 1
+    return len(raw)
+
+
+def match_header(line: str) -> re.Match[str] | None:
+    """Return the header match of one export line, or None for a continuation line."""
+    first = line[:1]
+    if not first or not (first == "[" or first.isdigit() or first in INVISIBLE):
+        return None
+    return _HEADER_RE.match(line[:_PROBE_LEN].translate(_PROBE_TABLE))
+
+
+def looks_like_export(text: str, probe_lines: int = 20) -> bool:
+    """True when one of the first non-empty lines is a WhatsApp message header."""
+    seen = 0
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if match_header(line):
+            return True
+        seen += 1
+        if seen >= probe_lines:
+            break
+    return False
+
+
+def _style(m: re.Match[str]) -> str:
+    if m.group("br"):
+        return "bracket"
+    return "dash" if m.group("end").strip() in ("-", "–") else "colon"
+
+
+def _decide_order(blocks: list[_Block], hint: DateOrder | None, default: DateOrder) -> tuple[DateOrder, bool]:
+    if hint is not None:
+        return hint, False
+    if not blocks:
+        return default, True
+    four_first = sum(1 for b in blocks if len(b.m.group("d1")) >= 3)
+    if four_first * 2 > len(blocks):
+        return "ymd", False
+    first_big = sum(1 for b in blocks if int(b.m.group("d1")) > 12)
+    second_big = sum(1 for b in blocks if int(b.m.group("d2")) > 12)
+    if first_big and not second_big:
+        return "dmy", False
+    if second_big and not first_big:
+        return "mdy", False
+    if first_big and second_big:  # stray spoofed lines: trust the majority, but say so
+        return ("dmy" if first_big >= second_big else "mdy"), True
+    # No day above 12 anywhere: prefer the order under which dates run forward more often.
+    back = {"dmy": 0, "mdy": 0}
+    prev: dict[str, tuple[int, int, int]] = {}
+    for b in blocks:
+        a, c, y = int(b.m.group("d1")), int(b.m.group("d2")), int(b.m.group("d3"))
+        for order, key in (("dmy", (y, c, a)), ("mdy", (y, a, c))):
+            if order in prev and key < prev[order]:
+                back[order] += 1
+            prev[order] = key
+    if back["dmy"] != back["mdy"]:
+        return ("dmy" if back["dmy"] < back["mdy"] else "mdy"), True
+    return default, True
+
+
+def _year(text: str) -> int:
+    y = int(text)
+    if len(text) <= 2:
+        return 2000 + y
+    if y >= 2400:  # Thai Buddhist era
+        return y - 543
+    return y
+
+
+def _timestamp(m: re.Match[str], order: DateOrder) -> datetime:
+    d1, d2, d3 = m.group("d1"), m.group("d2"), m.group("d3")
+    if order == "ymd":
+        year, month, day = _year(d1), int(d2), int(d3)
+    elif order == "dmy":
+        year, month, day = _year(d3), int(d2), int(d1)
+    else:
+        year, month, day = _year(d3), int(d1), int(d2)
+    hour = int(m.group("h"))
+    token = m.group("ampm") or m.group("pre")
+    if token:
+        key = _ampm_key(token)
+        # Real files hold "23:59 PM" and "00:04 AM": only shift hours that are 12-hour values.
+        if key in _PM and hour < 12:
+            hour += 12
+        elif key in _AM and hour == 12:
+            hour = 0
+    sec = m.group("s")
+    return datetime(year, month, day, hour, int(m.group("mi")), int(sec) if sec else 0)
+
+
+def _media_kind_from_words(words: str) -> str:
+    low = words.casefold()
+    for kind, keys in _KIND_WORDS:
+        if any(k in low for k in keys):
+            return kind
+    return "media"
+
+
+def _android_file_kind(name: str) -> str:
+    if name.lower().endswith(".vcf"):
+        return "contact"
+    return _ANDROID_FILE_KINDS.get(name[:3], "document")
+
+
+def _ios_file_kind(name: str) -> str:
+    if name.lower().endswith(".vcf"):
+        return "contact"
+    km = _IOS_FILE_KIND_RE.match(name)
+    return _IOS_FILE_KINDS[km.group(1)] if km else "document"
+
+
+def _strip_lead(text: str) -> str:
+    return text.lstrip(INVISIBLE)
+
+
+def _system_kind(text: str) -> str:
+    for kind, rx in _SYSTEM_KINDS:
+        if rx.search(text):
+            return kind
+    return "other"
+
+
+def _build(block: _Block, ts: datetime, platform: Platform) -> Message | SystemLine | None:
+    rest = block.raw_rest
+    while block.lines and not block.lines[-1].strip():  # WhatsApp trims messages; this is file layout
+        block.lines.pop()
+    idx = rest.find(": ")
+    if idx == -1:
+        if rest.endswith(":") and len(rest) > 1 and not block.lines:
+            sender = _clean_name(rest[:-1])
+            if sender:  # "Carol:" with nothing after it (view-once or empty body)
+                return Message(ts, sender, "", line=block.line)
+        text = "\n".join([_strip_lead(rest), *block.lines]).rstrip()
+        return SystemLine(ts, text, _system_kind(text), None, block.line)
+    sender = _clean_name(rest[:idx])
+    if not sender:
+        text = _strip_lead(rest)
+        return SystemLine(ts, text, _system_kind(text), None, block.line)
+    raw_first = rest[idx + 2 :]
+    marked = raw_first[:1] in ("\u200e", "\u200f")
+    first = _strip_lead(raw_first)
+    edited = False
+    em = _EDITED_RE.search(first)
+    if em is None and block.lines:
+        last = block.lines[-1]
+        em2 = _EDITED_RE.search(last)
+        if em2:
+            block.lines[-1] = last[: em2.start()]
+            edited = True
+    elif em is not None:
+        first = first[: em.start()]
+        edited = True
+    caption = "\n".join(block.lines).rstrip()
+    probe = first.translate(_PROBE_TABLE).strip()
+    plain = probe.rstrip(".").casefold()
+
+    if not block.lines:
+        if plain in _DELETED_OTHER:
+            return Message(ts, sender, "", deleted=True, line=block.line)
+        if plain in _DELETED_SELF:
+            return Message(ts, sender, "", deleted=True, deleted_by_exporter=True, line=block.line)
+        if plain in _MISSED_CALL:
+            return SystemLine(ts, probe, "missed_call", sender, block.line)
+        if probe == "null" and platform == "android":  # Android view-once media
+            return Message(ts, sender, "", media="view_once", line=block.line)
+
+    if _MEDIA_OMITTED_RE.match(probe):
+        return Message(ts, sender, caption, media="media", edited=edited, line=block.line)
+    fm = _FILE_ATTACHED_RE.match(probe)
+    if fm:
+        name = fm.group("file").strip()
+        return Message(
+            ts,
+            sender,
+            caption,
+            media=_android_file_kind(name),
+            attachment=name,
+            edited=edited,
+            line=block.line,
+        )
+    am = _IOS_ATTACHED_RE.search(probe)
+    if am:
+        name = am.group("file").strip()
+        return Message(
+            ts, sender, caption, media=_ios_file_kind(name), attachment=name, edited=edited, line=block.line
+        )
+    # iOS placeholders always carry a direction mark; requiring one keeps a typed "video omitted" text.
+    if "\u200e" in raw_first or "\u200f" in raw_first:
+        om = _IOS_OMITTED_RE.search(probe)
+        if om:
+            return Message(
+                ts, sender, caption, media=_media_kind_from_words(om.group(0)), edited=edited, line=block.line
+            )
+    if marked and platform == "ios" and not block.lines and not _LOCATION_RE.match(probe):
+        # iOS writes notices as a mark-prefixed message from the other party.
+        return SystemLine(ts, probe, _system_kind(probe), sender, block.line)
+    text = "\n".join([first, *block.lines]).rstrip()
+    return Message(ts, sender, text, edited=edited, line=block.line)
+
+
+def parse_export(
+    text: str, *, date_order: DateOrder | None = None, default_order: DateOrder = "dmy"
+) -> ParsedChat:
+    """Parse the decoded text of an export.
+
+    ``date_order`` forces the order (for example after the user confirmed a preview);
+    ``default_order`` is used only when the file gives no evidence at all.
+    """
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    blocks: list[_Block] = []
+    current: list[str] | None = None
+    for number, line in enumerate(text.split("\n"), 1):
+        m = match_header(line)
+        if m is None:
+            if current is not None:
+                current.append(line)
+            continue
+        rest_at = m.start("rest")
+        probe_len = min(len(line), _PROBE_LEN)
+        # Fast path: nothing was deleted from the probed prefix, so offsets agree.
+        raw_rest = line[rest_at:] if len(m.string) == probe_len else line[_raw_offset(line, rest_at) :]
+        current = []
+        blocks.append(_Block(m, line, raw_rest, number, current))
+
+    style_counts = Counter(_style(b.m) for b in blocks)
+    style = style_counts.most_common(1)[0][0] if blocks else None
+    platform: Platform | None = None if style is None else ("android" if style == "dash" else "ios")
+    order, ambiguous = _decide_order([b for b in blocks if _style(b.m) == style], date_order, default_order)
+
+    messages: list[Message] = []
+    system: list[SystemLine] = []
+    seen: dict[str, None] = {}
+    resolved: list[tuple[_Block, datetime]] = []
+    for b in blocks:
+        ts: datetime | None = None
+        if _style(b.m) == style:
+            try:
+                ts = _timestamp(b.m, order)
+            except ValueError:
+                ts = None
+        if ts is None:
+            # Not a real header (a continuation line that looks like one): keep it as text.
+            if resolved:
+                prev = resolved[-1][0]
+                prev.lines.append(b.raw)
+                prev.lines.extend(b.lines)
+            continue
+        resolved.append((b, ts))
+    assert platform is not None or not resolved
+    for b, ts in resolved:
+        item = _build(b, ts, platform or "android")
+        if isinstance(item, Message):
+            messages.append(item)
+            seen.setdefault(item.sender, None)
+        elif item is not None:
+            system.append(item)
+    return ParsedChat(tuple(messages), tuple(system), tuple(seen), order, ambiguous, platform)
