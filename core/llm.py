@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -151,8 +151,10 @@ def classify(err: BaseException, partial_text: str = "") -> ModelError:
             return ModelError("unknown_model", message, status=status)
         if status in (401, 403) or code == "invalid_api_key":
             return ModelError("auth", message, status=status)
-        if code == "context_length_exceeded" or status == 413 or (
-            status in (400, 422, None) and _is_too_large(message)
+        if (
+            code == "context_length_exceeded"
+            or status == 413
+            or (status in (400, 422, None) and _is_too_large(message))
         ):
             return ModelError("too_large", message, status=status)
         if status == 429 or code == "rate_limit_exceeded":
@@ -274,11 +276,12 @@ class OpenAIModelClient:
 
     async def stream(
         self, model: str, messages: Sequence[Mapping[str, str]], max_tokens: int | None = None
-    ) -> AsyncIterator[ModelEvent]:
+    ) -> AsyncGenerator[ModelEvent, None]:
         """Stream the answer: :class:`Delta` pieces, then one :class:`Usage` if the server sent it.
 
         ``messages`` is copied, never modified. Raises :class:`ModelError`; a cancellation
-        propagates as usual and closes the HTTP response.
+        propagates as usual and closes the HTTP response, and so does closing the generator
+        early (``aclose()``, or leaving an ``async for`` over it with ``contextlib.aclosing``).
         """
         params: dict[str, Any] = {
             "model": model,

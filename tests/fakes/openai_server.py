@@ -257,13 +257,15 @@ class FakeOpenAI:
         self.record = record
         self.requests: list[RecordedRequest] = []
         self.request_count = 0  # counts chat requests even when record=False
+        # Streams the client abandoned before the end (seen while hanging or writing a chunk).
+        self.disconnects = 0
         self._queue: deque[Behaviour] = deque()
         self._models_queue: deque[Error] = deque()
         self._port = port
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
         self._ids = itertools.count(1)
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._changed = asyncio.Event()  # set whenever a request arrives or a client disconnects
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -274,7 +276,7 @@ class FakeOpenAI:
         app.router.add_get("/v1/models", self._models)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self._port, shutdown_timeout=0.1)
+        site = web.TCPSite(self._runner, "127.0.0.1", self._port)
         await site.start()
         self._port = int(self._runner.addresses[0][1])
         return self
@@ -334,11 +336,15 @@ class FakeOpenAI:
 
         Bound it yourself: ``async with asyncio.timeout(5): await server.wait_for_requests(2)``.
         """
-        if self.request_count >= count:
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append((count, future))
-        await future
+        while self.request_count < count:
+            self._changed.clear()
+            await self._changed.wait()
+
+    async def wait_for_disconnects(self, count: int) -> None:
+        """Wait until the client has abandoned at least ``count`` streams (timeouts, cancellations)."""
+        while self.disconnects < count:
+            self._changed.clear()
+            await self._changed.wait()
 
     # --- handlers ----------------------------------------------------------------------
 
@@ -355,15 +361,9 @@ class FakeOpenAI:
             )
         return body
 
-    def _notify(self) -> None:
-        keep = []
-        for count, future in self._waiters:
-            if self.request_count >= count:
-                if not future.done():
-                    future.set_result(None)
-            else:
-                keep.append((count, future))
-        self._waiters = keep
+    def _disconnected(self) -> None:
+        self.disconnects += 1
+        self._changed.set()
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
         await self._record(request)
@@ -375,7 +375,7 @@ class FakeOpenAI:
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)
         self.request_count += 1
-        self._notify()
+        self._changed.set()
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             return self._error_response(
                 Error(400, "'messages' is a required property", code=None, param="messages")
@@ -478,7 +478,7 @@ class FakeOpenAI:
             await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
         except ConnectionError:
-            pass  # the client went away (a timeout or a cancellation on its side)
+            self._disconnected()  # the client went away (a timeout or a cancellation on its side)
         return response
 
     async def _break(
@@ -502,10 +502,16 @@ class FakeOpenAI:
         return response
 
     async def _hang(self, request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
-        # Wait until the server closes; the client's own timeout (or cancellation) ends it first.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(3600):
-                await self._closing.wait()
+        # Send nothing more until the client goes away (its timeout or cancellation) or the
+        # server closes. aiohttp does not cancel a handler when its client disconnects, so look.
+        while not self._closing.is_set():
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                self._disconnected()
+                return response
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.01):
+                    await self._closing.wait()
         if request.transport is not None:
             request.transport.close()
         return response
