@@ -1,0 +1,79 @@
+"""The ``ferry`` command: one entry for every process and operator task."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from core.settings import Settings, SettingsError
+
+log = logging.getLogger("ferry")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # The HTTP libraries log every request (with the bot token in the URL) at INFO.
+    for noisy in ("httpx", "httpx2", "httpcore", "openai", "telegram.ext.Updater", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ferry", description="Self-hosted AI assistant for Telegram and Signal."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("chat", help="chat with the assistant in the terminal")
+    sub.add_parser("telegram", help="run the Telegram bot (TELEGRAM_BOT_TOKEN)")
+    sub.add_parser("signal", help="run the Signal bot (SIGNAL_SERVICE, SIGNAL_PHONE_NUMBER)")
+    return parser
+
+
+def _require(settings: Settings, *names: str) -> None:
+    missing = [n for n in names if not getattr(settings, n)]
+    if missing:
+        env = {"telegram_bot_token": "TELEGRAM_BOT_TOKEN", "signal_service": "SIGNAL_SERVICE",
+               "signal_phone_number": "SIGNAL_PHONE_NUMBER"}
+        raise SettingsError("missing setting: " + ", ".join(env.get(n, n) for n in missing))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a ``ferry`` subcommand; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.load()
+    except SettingsError as e:
+        print(f"ferry: {e}", file=sys.stderr)
+        return 2
+    _setup_logging(settings.log_level if args.command != "chat" else "WARNING")
+    try:
+        if args.command == "chat":
+            from bots import console
+
+            asyncio.run(console.run(settings))
+        elif args.command == "telegram":
+            _require(settings, "telegram_bot_token")
+            from bots import telegram_bot
+
+            asyncio.run(telegram_bot.run(settings))
+        elif args.command == "signal":
+            _require(settings, "signal_service", "signal_phone_number")
+            from bots import signal_bot
+
+            asyncio.run(signal_bot.run(settings))
+    except SettingsError as e:
+        print(f"ferry: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

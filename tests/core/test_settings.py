@@ -1,0 +1,38 @@
+"""Settings are validated at start with a message that says what to fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.settings import Settings, SettingsError
+
+
+def test_defaults_are_safe() -> None:
+    s = Settings.load({})
+    assert s.access == "approval"
+    assert s.data_dir == Path("data")
+    assert s.model_choices == ("gpt-4o-mini",)
+
+
+def test_environment_wins_over_the_toml_file(tmp_path: Path) -> None:
+    config = tmp_path / "ferry.toml"
+    config.write_text('FERRY_MODEL = "gpt-4o"\nFERRY_MODELS = ["gpt-4o", "llama3.1"]\nFERRY_ACCESS = "open"\n')
+    s = Settings.load({"FERRY_CONFIG": str(config), "FERRY_ACCESS": "allowlist"})
+    assert s.model == "gpt-4o" and s.models == ("gpt-4o", "llama3.1") and s.access == "allowlist"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"FERRY_ACCESS": "everyone"}, "FERRY_ACCESS must be one of open, allowlist, approval"),
+        ({"FERRY_ADMINS": "12345"}, "look like telegram:123"),
+        ({"FERRY_REPLY_TOKENS": "lots"}, "FERRY_REPLY_TOKENS must be a whole number"),
+        ({"FERRY_LANG": "fr"}, "FERRY_LANG must be one of en, id"),
+        ({"FERRY_CONFIG": "/nonexistent/ferry.toml"}, "does not exist"),
+    ],
+)
+def test_invalid_settings_say_what_to_fix(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.load(env)
