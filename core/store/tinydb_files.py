@@ -1,0 +1,272 @@
+"""Low-level file work for the TinyDB store: atomic writes, a TinyDB Storage, and lock stripes.
+
+A file is only ever replaced whole: the new content goes to a temporary file in the same folder,
+which is flushed and fsynced, renamed over the target with ``os.replace`` and made durable by
+fsyncing the folder. A reader therefore sees either the old or the new content, never a torn file,
+even after ``kill -9`` or a full disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+from tinydb.storages import Storage
+
+from core.store.base import StoreError
+
+TEMP_SUFFIX = ".tmp"
+# A temporary file lives for milliseconds; one older than this was left by a crashed writer.
+STALE_TEMP_SECONDS = 60.0
+LOCK_STRIPES = 256
+LOCK_TIMEOUT_SECONDS = 60.0
+
+
+def _fsync_dir(path: Path, fsync: Callable[[int], None]) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class FileOps:
+    """The system calls the store writes through; tests inject failing ones (disk full, read-only).
+
+    Only the calls that can fail on a full or read-only disk are seams; reads go straight to the OS.
+    """
+
+    write: Callable[[int, memoryview], int] = os.write
+    fsync: Callable[[int], None] = os.fsync
+    replace: Callable[[str | Path, str | Path], None] = os.replace
+    unlink: Callable[[str | Path], None] = os.unlink
+    makedirs: Callable[[Path], None] = field(default=lambda p: p.mkdir(parents=True, exist_ok=True))
+
+    def atomic_write(self, path: Path, data: bytes) -> None:
+        """Replace ``path`` with ``data`` durably: temp file, fsync, rename, fsync the folder."""
+        folder = path.parent
+        self.makedirs(folder)
+        tmp = folder / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[self.write(fd, view) :]
+                self.fsync(fd)
+            finally:
+                os.close(fd)
+            self.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(folder, self.fsync)
+
+    def remove(self, path: Path) -> None:
+        """Delete a file if it exists and make the deletion durable."""
+        try:
+            self.unlink(path)
+        except FileNotFoundError:
+            return
+        _fsync_dir(path.parent, self.fsync)
+
+
+def encode(data: Any) -> bytes:
+    """The on-disk serialisation of one TinyDB file (compact UTF-8 JSON)."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def store_error(exc: OSError, action: str, path: Path) -> StoreError:
+    """A clear message for an operating-system failure."""
+    reason = {
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is used up",
+        errno.EROFS: "the data folder is on a read-only file system",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+    }.get(exc.errno or 0, exc.strerror or str(exc))
+    return StoreError(f"could not {action} {path}: {reason}")
+
+
+class FileCache:
+    """Parsed file contents keyed by path, reused only while the file's bytes are unchanged.
+
+    The bytes are re-read and compared on every access, so a change by another process is always
+    seen (stat times are too coarse and inodes are reused); only the JSON parse is saved.
+    """
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self._entries: OrderedDict[Path, tuple[bytes, Any]] = OrderedDict()
+        self._max = max_entries
+        self._lock = threading.Lock()
+
+    def get(self, path: Path, raw: bytes) -> Any:
+        with self._lock:
+            hit = self._entries.get(path)
+            if hit is not None and hit[0] == raw:
+                self._entries.move_to_end(path)
+                return hit[1]
+        return None
+
+    def put(self, path: Path, raw: bytes, data: Any) -> None:
+        with self._lock:
+            self._entries[path] = (raw, data)
+            self._entries.move_to_end(path)
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+
+    def drop(self, path: Path) -> None:
+        with self._lock:
+            self._entries.pop(path, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+class AtomicJSONStorage(Storage):
+    """A TinyDB Storage that never tears its file: every write replaces it atomically.
+
+    Must be used under the file's lock; the data returned by ``read`` may be the cached object,
+    which TinyDB mutates before calling ``write``, so a failed write forgets the cache entry.
+    """
+
+    def __init__(self, path: Path, ops: FileOps, cache: FileCache) -> None:
+        self._path = path
+        self._ops = ops
+        self._cache = cache
+
+    def read(self) -> dict[str, dict[str, Any]] | None:
+        raw = read_bytes(self._path)
+        if raw is None:
+            return None
+        cached = self._cache.get(self._path, raw)
+        if cached is not None:
+            return cached
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise StoreError(f"corrupt store file {self._path}: {exc}") from exc
+        self._cache.put(self._path, raw, data)
+        return data
+
+    def write(self, data: dict[str, dict[str, Any]]) -> None:
+        try:
+            raw = encode(data)
+            self._ops.atomic_write(self._path, raw)
+        except BaseException as exc:
+            self._cache.drop(self._path)
+            if isinstance(exc, OSError):
+                raise store_error(exc, "write", self._path) from exc
+            raise
+        self._cache.put(self._path, raw, data)
+
+    def close(self) -> None:
+        return None
+
+
+def read_bytes(path: Path) -> bytes | None:
+    """A file's content, or None when it does not exist."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+    except NotADirectoryError:
+        return None
+    except OSError as exc:
+        raise store_error(exc, "read", path) from exc
+
+
+class LockStripes:
+    """Cross-process locks: a fixed set of lock files, each guarded in-process by a thread lock.
+
+    A data file maps to a stripe by hash, so the number of lock files does not grow with the data.
+    Callers hold one stripe at a time (or take several in sorted order), so there is no deadlock.
+    """
+
+    def __init__(self, folder: Path, stripes: int = LOCK_STRIPES) -> None:
+        self._folder = folder
+        self._stripes = stripes
+        self._thread_locks = [threading.Lock() for _ in range(stripes + 1)]
+        self._file_locks: dict[int, FileLock] = {}
+        self._guard = threading.Lock()
+
+    def _file_lock(self, index: int) -> FileLock:
+        with self._guard:
+            lock = self._file_locks.get(index)
+            if lock is None:
+                name = "global.lock" if index == self._stripes else f"{index:03d}.lock"
+                lock = FileLock(
+                    self._folder / name,
+                    timeout=LOCK_TIMEOUT_SECONDS,
+                    thread_local=False,
+                    poll_interval=0.001,
+                    preserve_lock_file=True,
+                )
+                self._file_locks[index] = lock
+            return lock
+
+    def stripe_of(self, key: str) -> int:
+        """The stripe guarding ``key`` (a hex hash string)."""
+        return int(key[:4], 16) % self._stripes
+
+    @contextlib.contextmanager
+    def hold(self, *keys: str) -> Iterator[None]:
+        """Hold the stripes for these hash keys (sorted, so two holders never wait on each other)."""
+        indexes = sorted({self.stripe_of(k) for k in keys})
+        with contextlib.ExitStack() as stack:
+            for i in indexes:
+                stack.enter_context(self._hold_index(i))
+            yield
+
+    @contextlib.contextmanager
+    def hold_global(self) -> Iterator[None]:
+        """The store-wide lock taken by ``open`` for migrations."""
+        with self._hold_index(self._stripes):
+            yield
+
+    @contextlib.contextmanager
+    def _hold_index(self, index: int) -> Iterator[None]:
+        with self._thread_locks[index]:
+            lock = self._file_lock(index)
+            try:
+                lock.acquire()
+            except Timeout as exc:
+                raise StoreError(f"timed out waiting for the store lock {lock.lock_file}") from exc
+            except OSError as exc:
+                raise store_error(exc, "lock", Path(lock.lock_file)) from exc
+            try:
+                yield
+            finally:
+                lock.release()
+
+
+def sweep_temp_files(root: Path, ops: FileOps, older_than: float = STALE_TEMP_SECONDS) -> int:
+    """Delete temporary files left by crashed writers; returns how many were removed."""
+    removed = 0
+    cutoff = time.time() - older_than
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            if name.startswith(".") and name.endswith(TEMP_SUFFIX):
+                path = Path(folder) / name
+                try:
+                    if path.stat().st_mtime <= cutoff:
+                        ops.unlink(path)
+                        removed += 1
+                except FileNotFoundError:
+                    continue
+    return removed

@@ -1,0 +1,171 @@
+"""Where the TinyDB store keeps each record, and the exact JSON each file holds.
+
+Every file is one TinyDB database (``{table: {doc_id: document}}``), sharded by a hash of its key
+so that no folder and no hot file grows with the number of users or conversations::
+
+    schema.json                               schema version and applied migrations
+    meta.json                                 small settings (table "meta": key, value)
+    locks/NNN.lock, locks/global.lock         cross-process lock stripes
+    users/<h:2>/<h>.json                      one user (table "user", doc 1)
+    identities/<h:2>/<h2:4>.json              identity -> user id, 65,536 shards
+    scopes/<h:2>/<h>.json                     a scope's conversations: id, updated_at, source
+    conversations/<h:2>/<h>/conversation.json the conversation record (table "conversation", doc 1)
+    conversations/<h:2>/<h>/m<seq:010>.json   messages from that seq on, up to CHUNK_SIZE per file
+    usage/users/<h:2>/<h>.json                a user's per-UTC-day, per-model sums
+    usage/global.json                         everyone's per-UTC-day, per-model sums
+
+``<h>`` is a SHA-256 prefix of the key, so file names never carry user identifiers. The bench's
+bulk loader writes this layout directly with these functions, so it stays faithful.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.store.base import ConversationRecord, MessageRecord, UserRecord
+
+CHUNK_SIZE = 256
+USER_TABLE = "user"
+IDENTITY_TABLE = "identities"
+SCOPE_TABLE = "conversations"
+CONVERSATION_TABLE = "conversation"
+MESSAGE_TABLE = "messages"
+USAGE_TABLE = "days"
+META_TABLE = "meta"
+SCHEMA_TABLE = "schema"
+SINGLE_DOC_ID = 1
+CHUNK_PREFIX = "m"
+DAY_SECONDS = 86400
+
+
+def key_hash(key: str) -> str:
+    """The 128-bit hex name of a key's file."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+
+
+def message_doc_id(seq: int) -> int:
+    """TinyDB document ids start at 1; a message's id is its seq + 1."""
+    return seq + 1
+
+
+def utc_day(at: float) -> int:
+    """The UTC midnight (epoch seconds) of the day containing ``at``."""
+    return int(at // DAY_SECONDS) * DAY_SECONDS
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths of every file of a store rooted at ``root``."""
+
+    root: Path
+
+    @property
+    def schema_file(self) -> Path:
+        return self.root / "schema.json"
+
+    @property
+    def meta_file(self) -> Path:
+        return self.root / "meta.json"
+
+    @property
+    def locks_dir(self) -> Path:
+        return self.root / "locks"
+
+    @property
+    def users_dir(self) -> Path:
+        return self.root / "users"
+
+    @property
+    def identities_dir(self) -> Path:
+        return self.root / "identities"
+
+    @property
+    def scopes_dir(self) -> Path:
+        return self.root / "scopes"
+
+    @property
+    def conversations_dir(self) -> Path:
+        return self.root / "conversations"
+
+    @property
+    def usage_dir(self) -> Path:
+        return self.root / "usage"
+
+    @property
+    def global_usage_file(self) -> Path:
+        return self.usage_dir / "global.json"
+
+    def user_file(self, user_id: str) -> Path:
+        h = key_hash(user_id)
+        return self.users_dir / h[:2] / f"{h}.json"
+
+    def identity_file(self, identity: str) -> Path:
+        h = key_hash(identity)
+        return self.identities_dir / h[:2] / f"{h[2:4]}.json"
+
+    def scope_file(self, scope: str) -> Path:
+        h = key_hash(scope)
+        return self.scopes_dir / h[:2] / f"{h}.json"
+
+    def conversation_dir(self, conversation_id: str) -> Path:
+        h = key_hash(conversation_id)
+        return self.conversations_dir / h[:2] / h
+
+    def conversation_file(self, conversation_id: str) -> Path:
+        return self.conversation_dir(conversation_id) / "conversation.json"
+
+    def chunk_file(self, conversation_id: str, first_seq: int) -> Path:
+        return self.conversation_dir(conversation_id) / f"{CHUNK_PREFIX}{first_seq:010d}.json"
+
+    def user_usage_file(self, user_id: str) -> Path:
+        h = key_hash(user_id)
+        return self.usage_dir / "users" / h[:2] / f"{h}.json"
+
+    def lock_key(self, path: Path) -> str:
+        """The lock-stripe key of a file (a conversation's folder is locked as one unit)."""
+        return key_hash(str(path.relative_to(self.root)))
+
+
+def chunk_first_seq(name: str) -> int | None:
+    """The first seq of a chunk file name, or None when the name is not a chunk."""
+    if name.startswith(CHUNK_PREFIX) and name.endswith(".json"):
+        digits = name[len(CHUNK_PREFIX) : -len(".json")]
+        if digits.isdigit():
+            return int(digits)
+    return None
+
+
+# The file contents, as the bulk loader writes them; the store writes the same via TinyDB tables.
+
+
+def user_tables(user: UserRecord) -> dict[str, Any]:
+    return {USER_TABLE: {str(SINGLE_DOC_ID): user.to_dict()}}
+
+
+def conversation_tables(conv: ConversationRecord) -> dict[str, Any]:
+    return {CONVERSATION_TABLE: {str(SINGLE_DOC_ID): conv.to_dict()}}
+
+
+def scope_entry(conv: ConversationRecord) -> dict[str, Any]:
+    return {"id": conv.id, "updated_at": conv.updated_at, "source": conv.source}
+
+
+def scope_tables(convs: Iterable[ConversationRecord]) -> dict[str, Any]:
+    return {SCOPE_TABLE: {str(i): scope_entry(c) for i, c in enumerate(convs, start=1)}}
+
+
+def identity_entry(identity: str, user_id: str) -> dict[str, Any]:
+    return {"identity": identity, "user_id": user_id}
+
+
+def identity_tables(entries: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    docs = {str(i): identity_entry(ident, uid) for i, (ident, uid) in enumerate(entries, start=1)}
+    return {IDENTITY_TABLE: docs}
+
+
+def chunk_tables(messages: Iterable[MessageRecord]) -> dict[str, Any]:
+    return {MESSAGE_TABLE: {str(message_doc_id(m.seq)): m.to_dict() for m in messages}}
