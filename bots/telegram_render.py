@@ -151,7 +151,7 @@ def _inline_of(node: SyntaxTreeNode, mode: _Mode) -> str:
 
 def _code_block(node: SyntaxTreeNode, mode: _Mode) -> list[_Block]:
     content = node.content[:-1] if node.content.endswith("\n") else node.content
-    if not content:
+    if not content.strip():
         return []
     if mode.plain:
         return [_Block(content, pre=True)]
@@ -172,9 +172,7 @@ def _table(node: SyntaxTreeNode, mode: _Mode) -> list[_Block]:
         for tr in section.children:
             cells = [" ".join(_inline_of(cell, plain).split()) for cell in tr.children]
             if not aligns:
-                aligns = [
-                    str(cell.attrs.get("style", "")).removeprefix("text-align:") for cell in tr.children
-                ]
+                aligns = [str(cell.attrs.get("style", "")).removeprefix("text-align:") for cell in tr.children]
             rows.append(cells)
             if section.type == "thead":
                 header_rows += 1
@@ -202,9 +200,7 @@ def _table(node: SyntaxTreeNode, mode: _Mode) -> list[_Block]:
 
 
 def _list(node: SyntaxTreeNode, mode: _Mode) -> list[_Block]:
-    tight = all(
-        child.hidden for item in node.children for child in item.children if child.type == "paragraph"
-    )
+    tight = all(child.hidden for item in node.children for child in item.children if child.type == "paragraph")
     start = int(str(node.attrs.get("start", 1))) if node.type == "ordered_list" else 1
     out: list[_Block] = []
     for k, item in enumerate(node.children):
