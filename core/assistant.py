@@ -17,7 +17,7 @@ import time
 import unicodedata
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from core.access import AccessControl, new_user_status
@@ -36,6 +36,7 @@ from core.store.base import (
     UserRecord,
 )
 from core.tokens import count_message_tokens
+from core.turn import Handler, Turn
 from core.types import (
     AdminAlert,
     Button,
@@ -112,6 +113,33 @@ class Assistant:
         self._locks = _ChatLocks()
         self._cancels: dict[str, asyncio.Event] = {}
         self._recent: dict[str, deque[float]] = {}
+        self._commands: dict[str, Handler] = {}
+        self._callbacks: dict[str, Handler] = {}
+        self._attachment_handlers: list[Handler] = []
+        self._chat_checks: list[Callable[[Turn], Awaitable[Notice | None]]] = []
+        self._answer_hooks: list[Callable[[Turn, UsageRecord], AsyncIterator[ReplyEvent]]] = []
+
+    # --- extension seams: features in their own modules plug in here ------------------------
+
+    def add_command(self, name: str, handler: Handler) -> None:
+        """Handle ``/name``; the handler gets the arguments text."""
+        self._commands[name] = handler
+
+    def add_callback(self, prefix: str, handler: Handler) -> None:
+        """Handle button data ``prefix:value``; the handler gets ``value``."""
+        self._callbacks[prefix] = handler
+
+    def add_attachment_handler(self, handler: Handler) -> None:
+        """Offer a message with attachments to a handler; it yields nothing when not its kind."""
+        self._attachment_handlers.append(handler)
+
+    def add_chat_check(self, check: Callable[[Turn], Awaitable[Notice | None]]) -> None:
+        """Run before a message goes to the model; a returned notice declines the message."""
+        self._chat_checks.append(check)
+
+    def add_answer_hook(self, hook: Callable[[Turn, UsageRecord], AsyncIterator[ReplyEvent]]) -> None:
+        """Run after an answer is stored and accounted (budgets, alerts)."""
+        self._answer_hooks.append(hook)
 
     async def start(self) -> None:
         """Open the store and make sure someone can become admin."""
@@ -197,6 +225,15 @@ class Assistant:
             async for event in self._command(msg, user, lang, admin, command):
                 yield event
             return
+        if msg.attachments:
+            turn = Turn(msg, user, lang, admin)
+            for handler in self._attachment_handlers:
+                handled = False
+                async for event in handler(turn, text):
+                    handled = True
+                    yield event
+                if handled:
+                    return
         if not text:
             if msg.attachments:
                 yield self._unsupported(lang, msg)
@@ -210,6 +247,11 @@ class Assistant:
         if not self._within_rate(user.id):
             yield self._notice(lang, "input.busy", limit=self.settings.rate_per_minute)
             return
+        for check in self._chat_checks:
+            refusal = await check(Turn(msg, user, lang, admin))
+            if refusal is not None:
+                yield refusal
+                return
         async for event in self._chat(msg, user, lang, text):
             yield event
 
@@ -310,6 +352,9 @@ class Assistant:
         elif name in ("approve", "deny"):
             async for event in self._decide(user, lang, admin, name, cmd.args):
                 yield event
+        elif name in self._commands:
+            async for event in self._commands[name](Turn(msg, user, lang, admin), cmd.args):
+                yield event
         else:
             yield self._notice(lang, "input.unknown_command", command=name)
 
@@ -343,6 +388,9 @@ class Assistant:
             yield await self._model(user, lang, value)
         elif kind == "lang":
             yield await self._set_lang(user, lang, value)
+        elif kind in self._callbacks:
+            async for event in self._callbacks[kind](Turn(msg, user, lang, admin), value):
+                yield event
         else:
             log.warning("unknown button data %r from %s", msg.callback, msg.sender)
 
@@ -587,9 +635,8 @@ class Assistant:
                 )
             ]
         )
-        await self.store.add_usage(
-            UsageRecord(user.id, conv.id, model_name, prompt_tokens, completion_tokens, cost, now)
-        )
+        usage_record = UsageRecord(user.id, conv.id, model_name, prompt_tokens, completion_tokens, cost, now)
+        await self.store.add_usage(usage_record)
         if status == "ok":
             yield FinalText(text, streamed=True)
         else:
@@ -600,6 +647,10 @@ class Assistant:
             else:
                 marker = self.texts.get(lang, "chat.cut_off")
             yield FinalText(f"{text}\n\n_{marker}_", interrupted=True, streamed=True)
+        turn = Turn(msg, user, lang, self.access.is_admin(user, (str(msg.sender), *msg.aliases)))
+        for hook in self._answer_hooks:
+            async for event in hook(turn, usage_record):
+                yield event
 
     def _tokens(
         self, model: str, messages: list[dict[str, str]], text: str, usage: Usage | None
