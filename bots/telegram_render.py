@@ -49,6 +49,8 @@ ALLOWED_TAGS = frozenset(
 )
 """Tags Telegram's HTML parse mode accepts."""
 
+_CODE_TAGS = frozenset({"code", "pre"})
+_FORMATTING_TAGS = frozenset({"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "tg-spoiler", "span"})
 _LINK_SCHEMES = frozenset({"http", "https", "tg", "mailto"})
 _HR = "──────────"
 _BULLET = "• "
@@ -284,7 +286,8 @@ def render_html(markdown: str) -> str:
     Half-written Markdown (an unclosed fence or ``**``) still renders to valid HTML, so
     this is safe for every edit of a streamed answer.
     """
-    return _render(markdown, _Mode(plain=False))
+    text, stacks = _flatten(_render(markdown, _Mode(plain=False)))
+    return _emit(text, stacks, 0, len(text))
 
 
 def plain_text(markdown: str) -> str:
@@ -337,6 +340,9 @@ class _Runs(HTMLParser):
         if not data:
             return
         stack = tuple(self.stack)
+        if any(tag.name in _CODE_TAGS for tag in stack):
+            # Telegram lets no entity overlap code: bold, italic and the like stop around it.
+            stack = tuple(tag for tag in stack if tag.name not in _FORMATTING_TAGS)
         if self.runs and self.runs[-1][0] == stack:
             self.runs[-1] = (stack, self.runs[-1][1] + data)
         else:
@@ -348,6 +354,15 @@ def _runs(html_text: str) -> list[tuple[tuple[_Tag, ...], str]]:
     parser.feed(html_text)
     parser.close()
     return parser.runs
+
+
+def _flatten(html_text: str) -> tuple[str, list[tuple[_Tag, ...]]]:
+    """The visible text of ``html_text`` and, for each of its characters, the elements open there."""
+    runs = _runs(html_text)
+    stacks: list[tuple[_Tag, ...]] = []
+    for stack, t in runs:
+        stacks.extend([stack] * len(t))
+    return "".join(t for _, t in runs), stacks
 
 
 def visible_text(html_text: str) -> str:
@@ -435,11 +450,7 @@ def split_message(html_text: str, limit: int = TELEGRAM_MAX_TEXT) -> list[str]:
     part is balanced HTML and a code block keeps its language. Parts whose visible text
     would be blank are dropped; an empty input gives ``[]``.
     """
-    runs = _runs(html_text)
-    text = "".join(t for _, t in runs)
-    stacks: list[tuple[_Tag, ...]] = []
-    for stack, t in runs:
-        stacks.extend([stack] * len(t))
+    text, stacks = _flatten(html_text)
     in_pre = [any(tag.name == "pre" for tag in stack) for stack in stacks]
     parts = []
     for a, b in _cuts(text, in_pre, limit):

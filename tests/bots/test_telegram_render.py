@@ -54,6 +54,8 @@ class TelegramHTMLChecker(HTMLParser):
         language_code = tag == "code" and bool(attrs) and self.stack[-1:] == ["pre"]
         if ("pre" in self.stack or "code" in self.stack) and not language_code:
             self.errors.append(f"<{tag}> inside code")
+        if tag in ("code", "pre") and {"b", "i", "s"} & set(self.stack):
+            self.errors.append(f"<{tag}> inside formatting")  # Telegram: code is part of no other entity
         if tag in ("pre", "blockquote") and "blockquote" in self.stack:
             self.errors.append(f"<{tag}> inside <blockquote>")
         if tag == "a" and "a" in self.stack:
@@ -149,6 +151,8 @@ RENDER_CASES = [
     ("javascript link is text", "[x](javascript:alert(1))", "[x](javascript:alert(1))"),
     ("ampersand in href", "[q](https://e.org/?a=1&b=2)", '<a href="https://e.org/?a=1&amp;b=2">q</a>'),
     ("quote in href", '[q](<https://e.org/a"b>)', '<a href="https://e.org/a%22b">q</a>'),
+    ("code leaves bold", "**use `x` now**", "<b>use </b><code>x</code><b> now</b>"),
+    ("code leaves nested formatting", "*a **b `c`***", "<i>a <b>b </b></i><code>c</code>"),
     ("code in link is text", "[`x`](https://e.org)", '<a href="https://e.org">x</a>'),
     ("bold link", "**[x](https://e.org)**", '<b><a href="https://e.org">x</a></b>'),
     ("image as link", "![a cat](https://e.org/cat.png)", '<a href="https://e.org/cat.png">a cat</a>'),
