@@ -34,9 +34,7 @@ class ModelInfo:
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         """The price in USD of one request with these token counts."""
-        return (
-            max(prompt_tokens, 0) * self.input_price + max(completion_tokens, 0) * self.output_price
-        ) / _PER_MILLION
+        return (max(prompt_tokens, 0) * self.input_price + max(completion_tokens, 0) * self.output_price) / _PER_MILLION
 
 
 _FIELD_TYPES: dict[str, type] = {
@@ -105,9 +103,7 @@ class Catalogue:
         models_table = data.get("models", {})
         if not isinstance(default_table, Mapping) or not isinstance(models_table, Mapping):
             raise ValueError(f"{where}: [default] and [models] must be tables")
-        default = replace(
-            ModelInfo(name="default", known=False), **_check_fields(f"{where} [default]", default_table)
-        )
+        default = replace(ModelInfo(name="default", known=False), **_check_fields(f"{where} [default]", default_table))
         base = {f.name: getattr(default, f.name) for f in fields(ModelInfo)}
         models: dict[str, ModelInfo] = {}
         for name, table in models_table.items():
@@ -138,11 +134,7 @@ class Catalogue:
             return found
         best: str | None = None
         for family in self.models:
-            if (
-                key.startswith(family)
-                and _is_boundary(key, len(family))
-                and (best is None or len(family) > len(best))
-            ):
+            if key.startswith(family) and _is_boundary(key, len(family)) and (best is None or len(family) > len(best)):
                 best = family
         if best is not None:
             return self.models[best]

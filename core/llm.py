@@ -90,9 +90,7 @@ class ModelError(Exception):
     * ``bad_response``: anything else (a reply the client could not understand).
     """
 
-    def __init__(
-        self, kind: ErrorKind, message: str, partial_text: str = "", status: int | None = None
-    ) -> None:
+    def __init__(self, kind: ErrorKind, message: str, partial_text: str = "", status: int | None = None) -> None:
         super().__init__(f"{kind}: {message}")
         self.kind: ErrorKind = kind
         self.message = message
@@ -308,9 +306,7 @@ class OpenAIModelClient:
                     break
                 if chunk.usage is not None:
                     # Some servers (vLLM's continuous usage stats) repeat it; the last one counts.
-                    usage = Usage(
-                        int(chunk.usage.prompt_tokens or 0), int(chunk.usage.completion_tokens or 0)
-                    )
+                    usage = Usage(int(chunk.usage.prompt_tokens or 0), int(chunk.usage.completion_tokens or 0))
                 for choice in chunk.choices or ():
                     text = choice.delta.content if choice.delta is not None else None
                     if text:

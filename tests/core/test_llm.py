@@ -80,18 +80,14 @@ async def test_usage_is_the_last_event(server: FakeOpenAI, client: OpenAIModelCl
     assert "".join(e.text for e in events if isinstance(e, Delta)) == "one two three"
 
 
-async def test_a_server_that_sends_no_usage_gives_no_usage_event(
-    server: FakeOpenAI, client: OpenAIModelClient
-) -> None:
+async def test_a_server_that_sends_no_usage_gives_no_usage_event(server: FakeOpenAI, client: OpenAIModelClient) -> None:
     server.enqueue(Reply("Hello without counts", send_usage=False))
     text, usages = await collect(client.stream("llama3.1:8b", HISTORY))
     assert text == "Hello without counts"
     assert usages == []
 
 
-async def test_the_default_reply_echoes_the_last_user_message(
-    server: FakeOpenAI, client: OpenAIModelClient
-) -> None:
+async def test_the_default_reply_echoes_the_last_user_message(server: FakeOpenAI, client: OpenAIModelClient) -> None:
     text, _ = await collect(client.stream("fake-model", HISTORY))
     assert text == "You said: And its population?"
 
@@ -138,9 +134,7 @@ async def test_a_slow_stream_within_the_timeout_completes(server: FakeOpenAI) ->
 # --- retries ----------------------------------------------------------------------------
 
 
-async def test_rate_limit_is_retried_with_the_same_request(
-    server: FakeOpenAI, client: OpenAIModelClient
-) -> None:
+async def test_rate_limit_is_retried_with_the_same_request(server: FakeOpenAI, client: OpenAIModelClient) -> None:
     server.enqueue(Error.rate_limited(retry_after_ms=10), Reply("after the wait"))
     text, _ = await collect(client.stream("gpt-4o", HISTORY))
     assert text == "after the wait"
@@ -150,9 +144,7 @@ async def test_rate_limit_is_retried_with_the_same_request(
     assert retry.messages == HISTORY
 
 
-async def test_rate_limit_after_all_retries_is_rate_limited(
-    server: FakeOpenAI, client: OpenAIModelClient
-) -> None:
+async def test_rate_limit_after_all_retries_is_rate_limited(server: FakeOpenAI, client: OpenAIModelClient) -> None:
     server.enqueue(*[Error.rate_limited(retry_after_ms=1)] * 3, Reply("never reached"))
     error = await failure(client.stream("gpt-4o", HISTORY))
     assert error.kind == "rate_limited"
@@ -188,9 +180,7 @@ async def test_max_retries_is_configurable(server: FakeOpenAI) -> None:
     assert len(server.chat_requests) == 1
 
 
-async def test_a_server_error_then_success_is_invisible(
-    server: FakeOpenAI, client: OpenAIModelClient
-) -> None:
+async def test_a_server_error_then_success_is_invisible(server: FakeOpenAI, client: OpenAIModelClient) -> None:
     server.enqueue(Error.server_error(502, retry_after_ms=1), Reply("fine now"))
     text, _ = await collect(client.stream("gpt-4o", HISTORY))
     assert text == "fine now"
@@ -228,9 +218,7 @@ async def test_errors_are_classified_without_retrying(
     assert len(server.chat_requests) == 1
 
 
-async def test_the_api_key_never_appears_in_errors_or_repr(
-    server: FakeOpenAI, client: OpenAIModelClient
-) -> None:
+async def test_the_api_key_never_appears_in_errors_or_repr(server: FakeOpenAI, client: OpenAIModelClient) -> None:
     server.enqueue(Error.invalid_api_key())
     raised = await failure(client.stream("gpt-4o", HISTORY))
     assert "sk-test-secret" not in str(raised)
@@ -252,9 +240,7 @@ async def test_an_unreachable_provider_is_down() -> None:
 # --- streams that fail halfway --------------------------------------------------------------
 
 
-async def test_a_dropped_connection_keeps_the_partial_text(
-    server: FakeOpenAI, client: OpenAIModelClient
-) -> None:
+async def test_a_dropped_connection_keeps_the_partial_text(server: FakeOpenAI, client: OpenAIModelClient) -> None:
     server.enqueue(Reply("Jakarta has about eleven million", chunk_size=4, break_after=3), Reply("no retry"))
     error = await failure(client.stream("gpt-4o", HISTORY))
     assert error.kind == "interrupted"
@@ -262,9 +248,7 @@ async def test_a_dropped_connection_keeps_the_partial_text(
     assert len(server.chat_requests) == 1  # a started stream is never retried
 
 
-async def test_an_error_event_mid_stream_keeps_the_partial_text(
-    server: FakeOpenAI, client: OpenAIModelClient
-) -> None:
+async def test_an_error_event_mid_stream_keeps_the_partial_text(server: FakeOpenAI, client: OpenAIModelClient) -> None:
     server.enqueue(Reply("Jakarta has about", chunk_size=4, break_after=2, break_with_error=True))
     error = await failure(client.stream("gpt-4o", HISTORY))
     assert error.kind == "interrupted"
@@ -305,9 +289,7 @@ async def test_a_response_that_never_starts_means_the_provider_is_down(server: F
     assert error.kind == "provider_down"
 
 
-async def test_cancellation_propagates_and_closes_the_response(
-    server: FakeOpenAI, client: OpenAIModelClient
-) -> None:
+async def test_cancellation_propagates_and_closes_the_response(server: FakeOpenAI, client: OpenAIModelClient) -> None:
     server.enqueue(Reply("Jakarta has about", chunk_size=4, hang_after=2))
     first_delta = asyncio.Event()
     received: list[str] = []

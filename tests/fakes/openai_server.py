@@ -355,9 +355,7 @@ class FakeOpenAI:
             body = None
         if self.record:
             self.requests.append(
-                RecordedRequest(
-                    request.method, request.path, {k.lower(): v for k, v in request.headers.items()}, body
-                )
+                RecordedRequest(request.method, request.path, {k.lower(): v for k, v in request.headers.items()}, body)
             )
         return body
 
@@ -377,9 +375,7 @@ class FakeOpenAI:
         self.request_count += 1
         self._changed.set()
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-            return self._error_response(
-                Error(400, "'messages' is a required property", code=None, param="messages")
-            )
+            return self._error_response(Error(400, "'messages' is a required property", code=None, param="messages"))
         behaviour = self._queue.popleft() if self._queue else Reply(default_reply_text(body["messages"]))
         if isinstance(behaviour, Error):
             return self._error_response(behaviour)
@@ -481,9 +477,7 @@ class FakeOpenAI:
             self._disconnected()  # the client went away (a timeout or a cancellation on its side)
         return response
 
-    async def _break(
-        self, request: web.Request, response: web.StreamResponse, reply: Reply
-    ) -> web.StreamResponse:
+    async def _break(self, request: web.Request, response: web.StreamResponse, reply: Reply) -> web.StreamResponse:
         if reply.break_with_error:
             error = {
                 "error": {
