@@ -439,16 +439,15 @@ def _build(block: _Block, ts: datetime, platform: Platform) -> Message | SystemL
     am = _IOS_ATTACHED_RE.search(probe)
     if am:
         name = am.group("file").strip()
-        return Message(
-            ts, sender, caption, media=_ios_file_kind(name), attachment=name, edited=edited, line=block.line
-        )
+        return Message(ts, sender, caption, media=_ios_file_kind(name), attachment=name, edited=edited, line=block.line)
     # iOS placeholders always carry a direction mark; requiring one keeps a typed "video omitted" text.
     if "\u200e" in raw_first or "\u200f" in raw_first:
         om = _IOS_OMITTED_RE.search(probe)
         if om:
-            return Message(
-                ts, sender, caption, media=_media_kind_from_words(om.group(0)), edited=edited, line=block.line
-            )
+            kind = _media_kind_from_words(om.group(0))
+            # "Resume.pdf • 2 pages document omitted": the text before the marker names the file.
+            name = probe[: om.start()].split("•")[0].strip() or None
+            return Message(ts, sender, caption, media=kind, attachment=name, edited=edited, line=block.line)
     if marked and platform == "ios" and not block.lines and not _LOCATION_RE.match(probe):
         # iOS writes notices as a mark-prefixed message from the other party.
         return SystemLine(ts, probe, _system_kind(probe), sender, block.line)
@@ -456,9 +455,7 @@ def _build(block: _Block, ts: datetime, platform: Platform) -> Message | SystemL
     return Message(ts, sender, text, edited=edited, line=block.line)
 
 
-def parse_export(
-    text: str, *, date_order: DateOrder | None = None, default_order: DateOrder = "dmy"
-) -> ParsedChat:
+def parse_export(text: str, *, date_order: DateOrder | None = None, default_order: DateOrder = "dmy") -> ParsedChat:
     """Parse the decoded text of an export.
 
     ``date_order`` forces the order (for example after the user confirmed a preview);

@@ -38,6 +38,7 @@ _MEDIA_NOTES = {
     "sticker": "[sticker omitted]",
     "gif": "[GIF omitted]",
     "contact": "[contact card omitted]",
+    "document": "[document omitted]",
     "view_once": "[view-once media omitted]",
     "media": "[media omitted]",
 }
@@ -70,9 +71,7 @@ class RoleGuess:
             raise ValueError(f"{assistant!r} is not a sender of this chat")
         others = [s for s in self.senders if s != assistant]
         user = others[0] if len(others) == 1 else None
-        return replace(
-            self, assistant=assistant, user=user, confidence="high", conflict=False, needs_question=False
-        )
+        return replace(self, assistant=assistant, user=user, confidence="high", conflict=False, needs_question=False)
 
 
 @dataclass(frozen=True)

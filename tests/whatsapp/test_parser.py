@@ -182,7 +182,7 @@ CASES = [
             ),
             M("2024-01-13 09:00:00", "Alex", deleted=True, deleted_by_exporter=True),
             M("2024-01-13 09:01:00", "Alex", "Fixed typo", edited=True),
-            M("2024-01-13 09:02:00", "Alex", media="document"),
+            M("2024-01-13 09:02:00", "Alex", media="document", attachment="Resume.pdf"),
         ),
     ),
     Case(
