@@ -26,6 +26,7 @@ from core.commands import MENU, Command, parse_command
 from core.context import ContextTooLarge, fit_context, turns_from_history
 from core.i18n import Texts
 from core.llm import Delta, ModelClient, ModelError, Usage
+from core.metrics import Metrics
 from core.settings import Settings
 from core.store.base import (
     ConversationRecord,
@@ -102,6 +103,7 @@ class Assistant:
         catalogue: Catalogue | None = None,
         texts: Texts | None = None,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -109,6 +111,7 @@ class Assistant:
         self.catalogue = catalogue or Catalogue.load(settings.config_dir / "models.toml")
         self.texts = texts or Texts.load(settings.config_dir / "locales")
         self.clock = clock
+        self.metrics = metrics or Metrics()
         self.access = AccessControl(settings, store, clock)
         self._locks = _ChatLocks()
         self._cancels: dict[str, asyncio.Event] = {}
@@ -190,13 +193,19 @@ class Assistant:
 
     async def _guarded(self, msg: Incoming, events: AsyncIterator[ReplyEvent]) -> AsyncIterator[ReplyEvent]:
         """Turn failures into one sentence for the person and a traceback for the operator."""
+        platform = msg.chat.platform
         try:
             async for event in events:
                 yield event
+            self.metrics.messages.labels(platform, "ok").inc()
         except StoreError as e:
+            self.metrics.messages.labels(platform, "error").inc()
+            self.metrics.errors.labels("store").inc()
             log.error("store failed while handling a message from %s: %s", msg.sender, e)
             yield Notice(self.texts.get(self.language(msg.language_code), "error.store"), is_error=True)
         except Exception:
+            self.metrics.messages.labels(platform, "error").inc()
+            self.metrics.errors.labels("internal").inc()
             log.exception("unexpected error while handling a message from %s", msg.sender)
             yield Notice(self.texts.get(self.language(msg.language_code), "error.internal"), is_error=True)
 
@@ -591,10 +600,13 @@ class Assistant:
         usage: Usage | None = None
         failure: ModelError | None = None
         cancelled = False
+        started = time.monotonic()
         try:
             async for item in self._stream(model_name, messages, reply_budget, cancel):
                 if isinstance(item, Delta):
                     if item.text:
+                        if not text:
+                            self.metrics.model_latency.labels(model_name).observe(time.monotonic() - started)
                         text += item.text
                         yield TextDelta(text)
                 else:
@@ -602,6 +614,7 @@ class Assistant:
         except ModelError as e:
             failure = e
             text = text or e.partial_text
+            self.metrics.errors.labels(f"model_{e.kind}").inc()
         except _Cancelled:
             cancelled = True
         finally:
@@ -635,6 +648,10 @@ class Assistant:
                 )
             ]
         )
+        self.metrics.model_duration.labels(model_name).observe(time.monotonic() - started)
+        self.metrics.tokens.labels(model_name, "prompt").inc(prompt_tokens)
+        self.metrics.tokens.labels(model_name, "completion").inc(completion_tokens)
+        self.metrics.cost.labels(model_name).inc(cost)
         usage_record = UsageRecord(user.id, conv.id, model_name, prompt_tokens, completion_tokens, cost, now)
         await self.store.add_usage(usage_record)
         if status == "ok":

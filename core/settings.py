@@ -56,6 +56,7 @@ class Settings:
     rate_per_minute: int = 20
 
     health_port: int | None = None
+    health_host: str = "127.0.0.1"
     log_level: str = "INFO"
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -89,7 +90,8 @@ class Settings:
         for ident in (*admins, *_list(v.get("FERRY_ALLOWED"))):
             if ":" not in ident:
                 raise SettingsError(
-                    f"FERRY_ADMINS / FERRY_ALLOWED entries look like telegram:123 or signal:+4915…, not {ident!r}"
+                    "FERRY_ADMINS / FERRY_ALLOWED entries look like telegram:123 or signal:+4915…, "
+                    f"not {ident!r}"
                 )
         return cls(
             openai_api_key=v.get("OPENAI_API_KEY"),
@@ -118,6 +120,7 @@ class Settings:
             max_message_chars=_int(v, "FERRY_MAX_MESSAGE_CHARS", 16_000, low=100),
             rate_per_minute=_int(v, "FERRY_RATE_PER_MINUTE", 20, low=1),
             health_port=_int(v, "FERRY_HEALTH_PORT", 0, low=0) or None,
+            health_host=v.get("FERRY_HEALTH_HOST", "127.0.0.1"),
             log_level=v.get("FERRY_LOG_LEVEL", "INFO").upper(),
         )
 
