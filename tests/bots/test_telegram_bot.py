@@ -1,0 +1,401 @@
+"""End-to-end tests of ``ferry telegram``: the real python-telegram-bot against the fake Bot API,
+the real Assistant over a real store, and the fake OpenAI server, all on 127.0.0.1.
+
+Exiting ``polling(app)`` waits for every update being handled, so counts checked after it are final.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bots.telegram_bot import Pacing, build_application, polling
+from core.assistant import Assistant
+from core.llm import OpenAIModelClient
+from core.settings import Settings
+from core.store.memory import MemoryStore
+from core.store.tinydb_store import TinyDBStore
+from core.types import Incoming, ReplyEvent
+from tests.fakes.openai_server import FakeOpenAI, Reply
+from tests.fakes.telegram_server import EntityError, FakeTelegram, parse_html, utf16_len
+
+FAST = Pacing(draft_interval=0.05, edit_interval=0.1, typing_interval=0.5)
+GROUP = -1001234567890
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as server:
+        yield server
+
+
+@pytest.fixture
+async def ai() -> AsyncIterator[FakeOpenAI]:
+    async with FakeOpenAI(chunk_size=4) as server:
+        yield server
+
+
+def settings_for(ai: FakeOpenAI, tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "openai_base_url": ai.base_url,
+        "openai_api_key": "test",
+        "model": "fake-model",
+        "telegram_bot_token": "x",
+        "data_dir": tmp_path,
+        "access": "open",
+        "model_retries": 0,
+        "rate_per_minute": 1000,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+class Recording:
+    """The real assistant, remembering every Incoming it was given (for adapter assertions)."""
+
+    def __init__(self, inner: Assistant) -> None:
+        self.inner = inner
+        self.seen: list[Incoming] = []
+
+    async def handle(self, msg: Incoming) -> AsyncIterator[ReplyEvent]:
+        self.seen.append(msg)
+        async for event in self.inner.handle(msg):
+            yield event
+
+    def command_menu(self, lang: str) -> list[tuple[str, str]]:
+        return self.inner.command_menu(lang)
+
+    def text(self, lang: str, key: str, **values: Any) -> str:
+        return self.inner.text(lang, key, **values)
+
+    def language(self, language_code: str | None) -> str:
+        return self.inner.language(language_code)
+
+
+async def make_assistant(settings: Settings, store: Any = None) -> Assistant:
+    assistant = Assistant(
+        settings, store or MemoryStore(), OpenAIModelClient(settings.openai_base_url, "test", max_retries=0)
+    )
+    await assistant.start()
+    return assistant
+
+
+@pytest.fixture
+async def assistant(ai: FakeOpenAI, tmp_path: Path) -> AsyncIterator[Recording]:
+    inner = await make_assistant(settings_for(ai, tmp_path))
+    yield Recording(inner)
+    await inner.close()
+
+
+def app_for(tg: FakeTelegram, assistant: Any) -> Any:
+    return build_application(assistant, tg.token, tg.root, pacing=FAST)
+
+
+# --- the fake itself ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("markup", "visible"),
+    [
+        ("<b>a</b> &amp; <i>b</i>", "a & b"),
+        ('<pre><code class="language-py">x &lt; 1</code></pre>', "x < 1"),
+        ('<a href="https://x.y">link</a> &#128512;', "link 😀"),
+        ("<blockquote expandable>q</blockquote>", "q"),
+    ],
+)
+def test_fake_parses_telegram_html(markup: str, visible: str) -> None:
+    assert parse_html(markup) == visible
+
+
+@pytest.mark.parametrize("markup", ["<b>open", "<div>x</div>", "<b><i>x</b></i>", "a &nbsp; b", "x < y"])
+def test_fake_refuses_what_telegram_refuses(markup: str) -> None:
+    with pytest.raises(EntityError):
+        parse_html(markup)
+
+
+# --- private chats --------------------------------------------------------------------------------
+
+
+async def test_private_chat_streams_drafts_then_sends_one_message(
+    tg: FakeTelegram, ai: FakeOpenAI, assistant: Recording
+) -> None:
+    answer = "Here is **a** long answer, " + " ".join(f"word{i}" for i in range(60))
+    ai.enqueue(Reply(answer, chunk_size=20, chunk_delay=0.03))
+    async with polling(app_for(tg, assistant), poll_timeout=1):
+        tg.push_text(42, "hello", language_code="id")
+        await tg.wait_until(lambda: len(tg.log(42).messages) == 1)
+    log = tg.log(42)
+    assert len(log.messages) == 1
+    final = log.messages[0]
+    assert final.parse_mode == "HTML"
+    assert final.text == answer.replace("**", "")
+    assert "<b>a</b>" in final.raw
+    assert log.drafts, "the answer should stream as drafts first"
+    assert all(final.text.startswith(d.text) for d in log.drafts)
+    assert len({d.draft_id for d in log.drafts}) == 1
+    assert "typing" in log.actions
+    assert not tg.calls_of("editMessageText")
+    seen = assistant.seen[0]
+    assert seen.language_code == "id"
+    assert (seen.chat.chat_id, seen.chat.is_group, str(seen.sender)) == ("42", False, "telegram:42")
+
+
+async def test_command_menu_is_registered_in_english_and_indonesian(tg: FakeTelegram, assistant: Recording) -> None:
+    async with polling(app_for(tg, assistant), poll_timeout=1):
+        pass
+    assert set(tg.commands) == {None, "id"}
+    names = [c["command"] for c in tg.commands[None]]
+    assert "cancel" in names and "help" in names
+    assert tg.commands["id"] != tg.commands[None]
+
+
+async def test_voice_message_gets_a_friendly_notice(tg: FakeTelegram, ai: FakeOpenAI, assistant: Recording) -> None:
+    async with polling(app_for(tg, assistant), poll_timeout=1):
+        tg.push_media(42, "voice")
+        await tg.wait_until(lambda: len(tg.log(42).messages) == 1)
+    assert "voice" in tg.log(42).messages[0].text
+    assert assistant.seen[0].attachments[0].kind == "voice"
+    assert assistant.seen[0].text == ""
+    assert not ai.requests
+
+
+async def test_document_is_downloaded_and_passed_to_the_core(tg: FakeTelegram, assistant: Recording) -> None:
+    data = b"[1/2/26, 10:00] Alice: hi\n"
+    async with polling(app_for(tg, assistant), poll_timeout=1):
+        tg.push_document(42, "chat.txt", data, "text/plain")
+        await tg.wait_until(lambda: len(tg.log(42).messages) == 1)
+    att = assistant.seen[0].attachments[0]
+    assert (att.kind, att.filename, att.mime_type, att.size, att.data) == (
+        "document",
+        "chat.txt",
+        "text/plain",
+        len(data),
+        data,
+    )
+
+
+async def test_cancel_overtakes_a_running_answer(tg: FakeTelegram, ai: FakeOpenAI, assistant: Recording) -> None:
+    ai.enqueue(Reply("slow " * 200, chunk_size=5, chunk_delay=0.05))
+    async with polling(app_for(tg, assistant), poll_timeout=1):
+        tg.push_text(42, "tell me a long story")
+        await tg.wait_until(lambda: bool(tg.log(42).drafts))
+        tg.push_text(42, "/cancel")
+        await tg.wait_until(lambda: len(tg.log(42).messages) == 1)
+    (final,) = tg.log(42).messages
+    assert final.text.endswith("(cut off)")
+    assert len(final.text) < len("slow " * 200)
+
+
+# --- groups and topics ----------------------------------------------------------------------------
+
+
+async def test_group_mention_gets_a_placeholder_that_is_edited(
+    tg: FakeTelegram, ai: FakeOpenAI, assistant: Recording
+) -> None:
+    answer = " ".join(f"part{i}" for i in range(40))
+    ai.enqueue(Reply(answer, chunk_size=10, chunk_delay=0.03))
+    async with polling(app_for(tg, assistant), poll_timeout=1):
+        asked = tg.push_group_text(GROUP, 7, "hello there", mention=True)
+        await tg.wait_until(lambda: bool(tg.log(GROUP).messages) and tg.log(GROUP).messages[0].text == answer)
+    log = tg.log(GROUP)
+    assert len(log.messages) == 1, "one placeholder, edited into the answer"
+    placeholder = log.messages[0]
+    assert placeholder.reply_to_message_id == asked["message_id"]
+    assert len(placeholder.edits) >= 2
+    assert not log.drafts
+    seen = assistant.seen[0]
+    assert seen.text == "hello there"
+    assert (seen.chat.chat_id, seen.chat.topic, seen.chat.is_group) == (str(GROUP), None, True)
+    assert ai.requests[0].messages[-1]["content"].endswith("hello there")
+
+
+async def test_unaddressed_group_message_gets_no_answer(tg: FakeTelegram, ai: FakeOpenAI, assistant: Recording) -> None:
+    async with polling(app_for(tg, assistant), poll_timeout=1):
+        tg.push_group_text(GROUP, 7, "just chatting among ourselves")
+        tg.push_group_text(GROUP, 7, "/help@other_bot")
+        tg.push_group_text(GROUP, 7, "/help@test_bot")
+        await tg.wait_until(lambda: len(tg.log(GROUP).messages) == 1)
+    assert len(tg.log(GROUP).messages) == 1
+    assert "/new" in tg.log(GROUP).messages[0].text  # the help text
+    assert [m.addressed for m in assistant.seen] == [False, False, True]
+    assert assistant.seen[2].text == "/help"
+    assert not ai.requests
+
+
+async def test_reply_in_a_forum_topic_stays_in_the_topic(
+    tg: FakeTelegram, ai: FakeOpenAI, assistant: Recording
+) -> None:
+    async with polling(app_for(tg, assistant), poll_timeout=1):
+        tg.push_group_text(GROUP, 7, "first question", mention=True, message_thread_id=77)
+        await tg.wait_until(lambda: tg.log(GROUP).texts == ["You said: Alice: first question"])
+        answer = tg.log(GROUP).messages[0]
+        tg.push_group_text(GROUP, 8, "and a follow-up", reply_to_bot=answer, message_thread_id=77)
+        await tg.wait_until(lambda: len(tg.log(GROUP).texts) == 2 and tg.log(GROUP).texts[1].startswith("You"))
+    assert [m.message_thread_id for m in tg.log(GROUP).messages] == [77, 77]
+    assert all(a == "typing" for a in tg.log(GROUP).actions)
+    assert {(m.chat.topic, m.addressed) for m in assistant.seen} == {("77", True)}
+    assert assistant.seen[1].quoted_text == "You said: Alice: first question"
+    context = [m["content"] for m in ai.requests[1].messages]
+    assert any("first question" in c for c in context), "the topic's earlier turns are in the context"
+
+
+# --- flood control, refusals, long answers --------------------------------------------------------
+
+
+async def test_flood_control_mid_stream_delivers_the_answer_exactly_once(
+    tg: FakeTelegram, ai: FakeOpenAI, assistant: Recording
+) -> None:
+    answer = "Flood " + " ".join(f"w{i}" for i in range(50))
+    ai.enqueue(Reply(answer, chunk_size=8, chunk_delay=0.02))
+    ai.enqueue(Reply(answer, chunk_size=8, chunk_delay=0.02))
+    tg.flood("sendMessageDraft", times=2, retry_after=1)
+    tg.flood("sendMessage", times=1, retry_after=1)
+    async with polling(app_for(tg, assistant), poll_timeout=1):
+        tg.push_text(42, "private please")
+        await tg.wait_until(lambda: tg.log(42).texts == [answer], within=15)
+        tg.flood("editMessageText", times=1, retry_after=1)
+        tg.push_group_text(GROUP, 7, "group please", mention=True)
+        await tg.wait_until(lambda: tg.log(GROUP).texts == [answer], within=15)
+    assert tg.log(42).texts == [answer]
+    assert tg.log(GROUP).texts == [answer]
+    refused = {c.method for c in tg.calls if c.status == 429}
+    assert refused == {"sendMessageDraft", "sendMessage", "editMessageText"}
+
+
+async def test_refused_entities_fall_back_to_plain_text(tg: FakeTelegram, ai: FakeOpenAI, assistant: Recording) -> None:
+    ai.enqueue(Reply("Some **bold** and `code`."))
+    tg.refuse_entities("sendMessage")
+    async with polling(app_for(tg, assistant), poll_timeout=1):
+        tg.push_text(42, "format something")
+        await tg.wait_until(lambda: len(tg.log(42).messages) == 1)
+    (message,) = tg.log(42).messages
+    assert message.parse_mode is None
+    assert message.text == "Some bold and code."
+    assert [c.status for c in tg.calls_of("sendMessage")] == [400, 200]
+
+
+async def test_ten_thousand_characters_with_code_blocks_split_into_intact_parts(
+    tg: FakeTelegram, ai: FakeOpenAI, assistant: Recording
+) -> None:
+    blocks = []
+    code_lines = []
+    for i in range(12):
+        blocks.append(f"Paragraph {i}: " + "lorem ipsum dolor sit amet " * 20)
+        lines = [f"    value_{i}_{j} = compute({j}) + {i} * 2  # step {j}" for j in range(8)]
+        code_lines += [line.strip() for line in lines]
+        blocks.append("```python\n" + "\n".join(line.strip() for line in lines) + "\n```")
+    answer = "\n\n".join(blocks)
+    assert len(answer) > 10_000
+    ai.enqueue(Reply(answer, chunk_size=400))
+    async with polling(app_for(tg, assistant), poll_timeout=1):
+        tg.push_text(42, "write a lot")
+        await tg.wait_until(lambda: sum(len(t) for t in tg.log(42).texts) > 9_000)
+    messages = tg.log(42).messages
+    assert len(messages) >= 3
+    assert all(utf16_len(m.text) <= 4096 for m in messages)
+    in_code = []
+    for m in messages:
+        assert m.raw.count("<pre>") == m.raw.count("</pre>")
+        for block in re.findall(r"<pre>(.*?)</pre>", m.raw, flags=re.S):
+            in_code += html.unescape(re.sub(r"<[^>]+>", "", block)).splitlines()
+    assert set(code_lines) <= set(in_code), "every code line arrives inside a code block"
+
+
+async def test_an_adapter_error_tells_the_user_one_sentence_and_the_bot_goes_on(
+    tg: FakeTelegram, assistant: Recording
+) -> None:
+    tg.fail("sendMessage", 400, "Bad Request: chat not found")
+    async with polling(app_for(tg, assistant), poll_timeout=1):
+        tg.push_text(42, "/help")
+        await tg.wait_until(lambda: len(tg.log(42).messages) == 1)
+        tg.push_text(42, "/help")
+        await tg.wait_until(lambda: len(tg.log(42).messages) == 2)
+    first, second = tg.log(42).texts
+    assert first == assistant.text("en", "error.internal")
+    assert "/new" in second
+
+
+# --- access approval ------------------------------------------------------------------------------
+
+
+async def test_admin_approves_a_new_user_with_a_button(tg: FakeTelegram, ai: FakeOpenAI, tmp_path: Path) -> None:
+    settings = settings_for(ai, tmp_path, access="approval", admins=("telegram:1",))
+    assistant = await make_assistant(settings)
+    try:
+        async with polling(app_for(tg, assistant), poll_timeout=1):
+            tg.push_text(42, "hi, may I?")
+            await tg.wait_until(lambda: bool(tg.log(42).messages) and bool(tg.log(1).messages))
+            alert = tg.log(1).messages[0]
+            labels = [label for row in alert.buttons for label, _ in row]
+            assert labels == ["Approve", "Deny"]
+            approve = next(data for row in alert.buttons for label, data in row if label == "Approve")
+            tg.push_callback(1, approve, alert)
+            await tg.wait_until(lambda: len(tg.log(42).messages) == 2)
+            tg.push_text(42, "now can I chat?")
+            await tg.wait_until(lambda: len(tg.log(42).messages) == 3)
+    finally:
+        await assistant.close()
+    assert tg.callback_answers, "the button press is answered"
+    texts = tg.log(42).texts
+    assert "asked the admin" in texts[0]
+    assert "let you in" in texts[1]
+    assert texts[2] == "You said: now can I chat?"
+
+
+# --- restart --------------------------------------------------------------------------------------
+
+
+async def test_restart_keeps_the_conversation(tg: FakeTelegram, ai: FakeOpenAI, tmp_path: Path) -> None:
+    settings = settings_for(ai, tmp_path)
+    for turn, text in enumerate(["my name is Bob", "what is my name?"], start=1):
+        assistant = await make_assistant(settings, TinyDBStore(tmp_path))
+        try:
+            async with polling(app_for(tg, assistant), poll_timeout=1):
+                tg.push_text(42, text)
+                await tg.wait_until(lambda n=turn: len(tg.log(42).messages) == n)  # type: ignore[misc]
+        finally:
+            await assistant.close()
+    context = [m["content"] for m in ai.requests[1].messages]
+    assert "my name is Bob" in context
+    assert "You said: my name is Bob" in context
+
+
+# --- webhook --------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_webhook_mode_checks_the_secret_token(tg: FakeTelegram, assistant: Recording) -> None:
+    app = app_for(tg, assistant)
+    port = _free_port()
+    async with app:
+        await app.start()
+        assert app.updater is not None
+        await app.updater.start_webhook(
+            listen="127.0.0.1",
+            port=port,
+            url_path="tg-hook",
+            webhook_url=f"http://127.0.0.1:{port}/tg-hook",
+            secret_token="s3cret",
+        )
+        try:
+            assert tg.webhook == {"url": f"http://127.0.0.1:{port}/tg-hook", "secret_token": "s3cret"}
+            forged = {"message": tg._message(42, tg.user(42), text="/help")}
+            assert await tg.deliver_webhook(forged, secret="wrong") == 403
+            tg.push_text(42, "/help")
+            await tg.wait_until(lambda: len(tg.log(42).messages) == 1)
+        finally:
+            await app.updater.stop()
+            await app.stop()
+    assert tg.webhook_deliveries == [200]
+    assert "/new" in tg.log(42).messages[0].text
