@@ -296,6 +296,7 @@ class OpenAIModelClient:
 
         produced: list[str] = []
         usage: Usage | None = None
+        chunks = 0
         try:
             iterator = response.__aiter__()
             while True:
@@ -304,6 +305,7 @@ class OpenAIModelClient:
                         chunk = await iterator.__anext__()
                 except StopAsyncIteration:
                     break
+                chunks += 1
                 if chunk.usage is not None:
                     # Some servers (vLLM's continuous usage stats) repeat it; the last one counts.
                     usage = Usage(int(chunk.usage.prompt_tokens or 0), int(chunk.usage.completion_tokens or 0))
@@ -318,5 +320,8 @@ class OpenAIModelClient:
             raise classify(exc, "".join(produced)) from exc
         finally:
             await response.close()
+        if chunks == 0:
+            # Not even the opening chunk: a server that ignored stream=True, or sent no events.
+            raise ModelError("bad_response", "the provider answered without a single streamed chunk")
         if usage is not None:
             yield usage

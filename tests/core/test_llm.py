@@ -324,6 +324,18 @@ async def test_stopping_early_closes_the_response(server: FakeOpenAI, client: Op
         await server.wait_for_disconnects(1)
 
 
+async def test_a_server_that_ignores_streaming_is_a_bad_response(server: FakeOpenAI, client: OpenAIModelClient) -> None:
+    server.enqueue(Reply("a plain JSON answer", ignore_stream=True))
+    error = await failure(client.stream("gpt-4o", HISTORY))
+    assert error.kind == "bad_response"
+
+
+async def test_an_empty_answer_is_not_an_error(server: FakeOpenAI, client: OpenAIModelClient) -> None:
+    server.enqueue(Reply("", finish_reason="content_filter"))
+    text, _ = await collect(client.stream("gpt-4o", HISTORY))
+    assert text == ""
+
+
 # --- models -------------------------------------------------------------------------------
 
 

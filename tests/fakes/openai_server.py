@@ -9,34 +9,52 @@ error body ``{"error": {"message", "type", "param", "code"}}`` with ``retry-afte
 Script it like simonw/llm's mock model: queue behaviours for the next chat requests, then inspect
 what the model was sent::
 
-    from tests.fakes.openai_server import FakeOpenAI, Reply, Error
+    from core.llm import OpenAIModelClient
+    from tests.fakes.openai_server import Error, FakeOpenAI, Reply, Usage
 
-    async with FakeOpenAI() as server:
-        client = openai.AsyncOpenAI(base_url=server.base_url, api_key="test")
-        server.enqueue("Hello there!")                      # streamed in small chunks
+    async with FakeOpenAI() as server:                     # or the ``openai_server`` fixture
+        client = OpenAIModelClient(server.base_url, "sk-test")   # or openai.AsyncOpenAI(base_url=...)
+        server.enqueue("Hello there!")                     # streamed in chunks of ``chunk_size`` chars
+        server.enqueue(Reply("Hi", usage=Usage(12, 1)))    # fixed token counts
         server.enqueue(Error.rate_limited(retry_after_ms=10), Reply("after the retry"))
-        server.enqueue(Error.insufficient_quota())
+        server.enqueue(Error.insufficient_quota())         # also server_error, context_length_exceeded,
+                                                           # model_not_found, invalid_api_key, Error(...)
         server.enqueue(Reply("slow", chunk_size=1, chunk_delay=0.05))
-        server.enqueue(Reply("partial answer", break_after=2))       # connection dropped
-        server.enqueue(Reply("partial answer", break_after=2, break_with_error=True))
+        server.enqueue(Reply("late", first_chunk_delay=1.0))         # nothing, not even headers, for 1 s
+        server.enqueue(Reply("partial answer", break_after=2))       # connection dropped after 2 chunks
+        server.enqueue(Reply("partial answer", break_after=2, break_with_error=True))  # SSE error event
         server.enqueue(Reply("stuck", hang_after=1))                  # never finishes
         ...
-        server.requests[-1].json["messages"]     # the full context the model received
-        server.requests[-1].headers["x-stainless-retry-count"]
+        server.chat_requests[-1].messages       # the full context the model received
+        server.chat_requests[-1].json           # the whole request body (model, stream_options, ...)
+        server.chat_requests[-1].retry_count    # the client's x-stainless-retry-count header
+        server.request_count                    # chat requests so far (also with record=False)
+        await server.wait_for_requests(2)       # until the 2nd chat request arrived (bound it with
+                                                # asyncio.timeout)
+        await server.wait_for_disconnects(1)    # until the client abandoned a stream (cancel, timeout)
 
 When the queue is empty every chat request gets the default reply, ``"You said: <last user
 message>"`` (deterministic, handy for end-to-end tests of the bots). Each queued behaviour is
-used by exactly one request, so a retried request consumes the next entry.
+used by exactly one request, in order, so a request the client retries consumes the next entry
+(queue the error *and* the reply that follows it). ``GET /v1/models`` lists ``models`` unless
+:meth:`FakeOpenAI.enqueue_models_error` queued a failure.
 
-For pytest, use :func:`fake_openai` in a fixture::
+Usage is reported as the real API does: in streams only when the request asks for it with
+``stream_options.include_usage`` (one last chunk with ``"choices": []``); counts are estimated
+(about one token per four characters) unless fixed by ``Usage``; ``send_usage=False`` (per reply
+or per server) imitates servers that never report usage.
+
+A pytest fixture::
 
     @pytest.fixture
     async def openai_server():
         async with FakeOpenAI() as server:
             yield server
 
-It is fast enough for benchmarks (no access log, pre-serialised chunks); pass ``record=False``
-or call :meth:`FakeOpenAI.clear` to keep memory flat over very many requests.
+It is fast enough for benchmarks (no access log; about 2,000 streamed requests a second with an
+aiohttp client in the same loop); pass ``record=False`` or call :meth:`FakeOpenAI.clear` to keep
+memory flat over very many requests. Note that :class:`Usage` here is the fake's script value,
+not ``core.llm.Usage``.
 """
 
 from __future__ import annotations
@@ -79,6 +97,7 @@ class Reply:
     * ``hang_after``: send that many content chunks, then send nothing more until the client
       gives up or the server closes.
     * ``finish_reason``: of the last chunk (``"length"`` to imitate a truncated answer).
+    * ``ignore_stream``: answer with plain JSON even when a stream was asked for (a broken server).
     """
 
     text: str
@@ -91,6 +110,7 @@ class Reply:
     break_with_error: bool = False
     hang_after: int | None = None
     finish_reason: str = "stop"
+    ignore_stream: bool = False
     model: str | None = None  # the model name reported; None echoes the request's
 
 
@@ -385,7 +405,7 @@ class FakeOpenAI:
         completion_id = f"chatcmpl-{next(self._ids)}"
         model = behaviour.model or str(body.get("model", "fake-model"))
         usage = self._usage_for(behaviour, body["messages"])
-        if body.get("stream"):
+        if body.get("stream") and not behaviour.ignore_stream:
             return await self._stream(request, behaviour, completion_id, model, usage, body)
         payload: dict[str, Any] = {
             "id": completion_id,
