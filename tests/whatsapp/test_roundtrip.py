@@ -16,7 +16,7 @@ from datetime import datetime
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from core.whatsapp.parser import INVISIBLE, match_header, parse_export
+from core.whatsapp.parser import INVISIBLE, DateOrder, match_header, parse_export
 
 CLOCKS: list[tuple[str, str] | None] = [
     None,
@@ -33,7 +33,7 @@ ARABIC_DIGITS = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 @dataclass(frozen=True)
 class Fmt:
     shape: str  # "android", "ios" or "old_ios"
-    order: str
+    order: DateOrder
     date_sep: str
     year4: bool
     pad: bool
@@ -81,7 +81,7 @@ class Fmt:
 @st.composite
 def formats(draw: st.DrawFn) -> Fmt:
     shape = draw(st.sampled_from(["android", "ios", "old_ios"]))
-    order = draw(st.sampled_from(["dmy", "mdy", "ymd"]))
+    order: DateOrder = draw(st.sampled_from(["dmy", "mdy", "ymd"]))
     clock = draw(st.sampled_from(CLOCKS))
     if shape == "old_ios" and clock is None:
         clock = ("AM", "PM")  # the 2016 iOS shape is only attested with a 12-hour clock
@@ -127,7 +127,7 @@ TRICKY_LINES = [
 ]
 lines = st.one_of(
     st.text(
-        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters=_BAD),
+        alphabet=st.characters(codec="utf-8", blacklist_characters=_BAD),
         max_size=40,
     ),
     st.sampled_from(TRICKY_LINES),
