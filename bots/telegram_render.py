@@ -430,15 +430,31 @@ def _cuts(text: str, in_pre: Sequence[bool], limit: int) -> list[tuple[int, int]
 
 
 def _hard_cut(text: str, start: int, end: int) -> int:
-    """Cut at ``end``, backing off a little so as not to separate combining marks or ZWJ sequences."""
-    j = end
-    while (
-        j > start + 1
-        and end - j < 32
-        and (text[j] in _JOINERS or text[j - 1] == "\u200d" or unicodedata.combining(text[j]))
-    ):
-        j -= 1
-    return j if j > start else end
+    """Cut at ``end``, backing off a little so as not to cut a character cluster apart."""
+    for j in range(end, max(start, end - 32), -1):
+        if not _inside_cluster(text, j):
+            return j
+    return end  # one cluster longer than the window (Zalgo text): cut it anyway
+
+
+def _is_regional(ch: str) -> bool:
+    return 0x1F1E6 <= ord(ch) <= 0x1F1FF
+
+
+def _inside_cluster(text: str, j: int) -> bool:
+    """Whether a cut before ``text[j]`` would split an emoji sequence or a combining sequence."""
+    ch, prev = text[j], text[j - 1]
+    code = ord(ch)
+    if ch in _JOINERS or prev == "\u200d" or unicodedata.combining(ch):
+        return True
+    if 0x1F3FB <= code <= 0x1F3FF or 0xE0020 <= code <= 0xE007F:  # skin tones, flag tags
+        return True
+    if _is_regional(ch) and _is_regional(prev):
+        run = 0
+        while j - run - 1 >= 0 and _is_regional(text[j - run - 1]):
+            run += 1
+        return run % 2 == 1  # flags are pairs of regional indicators
+    return False
 
 
 def split_message(html_text: str, limit: int = TELEGRAM_MAX_TEXT) -> list[str]:

@@ -384,6 +384,12 @@ def test_split_never_separates_surrogates_or_zwj_sequences() -> None:
     assert all(p.startswith("👨") and p.endswith("👧") for p in parts)
     astral = split_message("😀" * 5, limit=3)
     assert astral == ["😀"] * 5
+    flags = "🇩🇪🇫🇷🇯🇵"
+    assert split_message(flags, limit=6) == ["🇩🇪", "🇫🇷", "🇯🇵"]  # 4 units per flag
+    assert split_message("👍🏽" * 3, limit=6) == ["👍🏽", "👍🏽", "👍🏽"]
+    assert split_message("e\u0301" * 4, limit=3) == ["e\u0301", "e\u0301", "e\u0301", "e\u0301"]
+    zalgo = "a" + "\u0301" * 100
+    assert "".join(split_message(zalgo, limit=40)) == zalgo  # no boundary at all: cut anyway
 
 
 def test_split_counts_entities_as_one_character() -> None:
