@@ -8,7 +8,9 @@ store (which does its I/O in a worker thread) share one shape.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 SCHEMA_VERSION = 1
@@ -187,3 +189,21 @@ class Store(Protocol):
     async def get_meta(self, key: str) -> Any: ...
     async def set_meta(self, key: str, value: Any) -> None:
         """Set a value; ``None`` deletes the key."""
+
+    async def update_meta(self, key: str, change: Callable[[Any], Any]) -> Any:
+        """Replace a value with ``change(old)`` atomically, also across processes; returns the new value.
+
+        ``old`` is None when the key is unset and is the caller's own copy; a None result deletes the
+        key. ``change`` runs under the store's lock: keep it short and free of I/O.
+        """
+
+    # account linking
+    async def move_usage(self, from_user: str, to_user: str) -> None:
+        """Account every usage record of one user to another (merging linked accounts)."""
+
+    # operator tasks
+    async def backup(self, dest: Path) -> None:
+        """Write a consistent copy of the whole store to the new folder ``dest`` while it is in use."""
+
+    async def restore(self, src: Path) -> None:
+        """Replace the store's whole content with a copy written by :meth:`backup`."""

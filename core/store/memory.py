@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from core.store.base import (
@@ -12,6 +16,8 @@ from core.store.base import (
     UsageTotals,
     UserRecord,
 )
+
+BACKUP_FILE = "memory-store.json"
 
 
 def sum_usage(records: list[UsageRecord]) -> UsageTotals:
@@ -26,6 +32,15 @@ def sum_usage(records: list[UsageRecord]) -> UsageTotals:
         mp, mc, mcost = by_model.get(r.model, (0, 0, 0.0))
         by_model[r.model] = (mp + r.prompt_tokens, mc + r.completion_tokens, mcost + r.cost)
     return UsageTotals(prompt_tokens=p, completion_tokens=c, cost=cost, by_model=by_model)
+
+
+def _write_backup(dest: Path, text: str) -> None:
+    dest.mkdir(parents=True, exist_ok=False)
+    (dest / BACKUP_FILE).write_text(text, encoding="utf-8")
+
+
+def _read_backup(src: Path) -> str:
+    return (src / BACKUP_FILE).read_text(encoding="utf-8")
 
 
 class MemoryStore:
@@ -153,3 +168,36 @@ class MemoryStore:
             self._meta.pop(key, None)
         else:
             self._meta[key] = value
+
+    async def update_meta(self, key: str, change: Callable[[Any], Any]) -> Any:
+        value = change(copy.deepcopy(self._meta.get(key)))
+        await self.set_meta(key, copy.deepcopy(value))
+        return value
+
+    async def move_usage(self, from_user: str, to_user: str) -> None:
+        self._usage = [
+            dataclasses.replace(u, user_id=to_user) if u.user_id == from_user else u for u in self._usage
+        ]
+
+    async def backup(self, dest: Path) -> None:
+        """Write everything as one JSON file in the new folder ``dest``."""
+        data = {
+            "users": [u.to_dict() for u in self._users.values()],
+            "conversations": [c.to_dict() for c in self._convs.values()],
+            "messages": [m.to_dict() for ms in self._messages.values() for m in ms],
+            "usage": [dataclasses.asdict(u) for u in self._usage],
+            "meta": self._meta,
+        }
+        _write_backup(dest, json.dumps(data, ensure_ascii=False))
+
+    async def restore(self, src: Path) -> None:
+        data = json.loads(_read_backup(src))
+        self._users, self._identities, self._convs, self._messages = {}, {}, {}, {}
+        for user in data["users"]:
+            await self.put_user(UserRecord.from_dict(user))
+        for conv in data["conversations"]:
+            await self.put_conversation(ConversationRecord.from_dict(conv))
+        for m in sorted(data["messages"], key=lambda m: m["seq"]):
+            self._messages.setdefault(m["conversation_id"], []).append(MessageRecord.from_dict(m))
+        self._usage = [UsageRecord(**u) for u in data["usage"]]
+        self._meta = dict(data["meta"])

@@ -36,6 +36,8 @@ from core.store.base import (
     UserRecord,
 )
 from core.store.tinydb_files import (
+    LOCK_STRIPES,
+    TEMP_SUFFIX,
     AtomicJSONStorage,
     FileCache,
     FileOps,
@@ -610,27 +612,138 @@ class TinyDBStore:
             docs = [dict(d) for d in self._table(path, USAGE_TABLE).all()]
         return _totals(docs, since)
 
+    async def move_usage(self, from_user: str, to_user: str) -> None:
+        """Add one user's daily sums to another's and delete them (the global sums stay as they are)."""
+        if from_user != to_user:
+            await self._run(self._move_usage, from_user, to_user)
+
+    def _move_usage(self, from_user: str, to_user: str) -> None:
+        src = self._layout.user_usage_file(from_user)
+        dst = self._layout.user_usage_file(to_user)
+        assert self._locks is not None
+        with self._locks.hold(self._layout.lock_key(src), self._layout.lock_key(dst)):
+            rows = [dict(d) for d in self._table(src, USAGE_TABLE).all()]
+            if not rows:
+                return
+            # Added before the source goes: a crash between over-counts, never under.
+            table = self._table(dst, USAGE_TABLE)
+            current = {(d["day"], d["model"]): d for d in table.all() if isinstance(d, Document)}
+            for row in rows:
+                old = current.get((row["day"], row["model"]))
+                if old is None:
+                    table.insert(row)
+                else:
+                    table.update(
+                        {n: old[n] + row[n] for n in ("prompt_tokens", "completion_tokens", "cost")},
+                        doc_ids=[old.doc_id],
+                    )
+            self._forget(src)
+
     # meta
 
     async def get_meta(self, key: str) -> Any:
         return await self._run(self._get_meta, key)
 
     def _get_meta(self, key: str) -> Any:
-        path = self._layout.meta_file
-        with self._locked(path):
-            doc = self._table(path, META_TABLE).get(where("key") == key)
-            return copy.deepcopy(doc["value"]) if isinstance(doc, dict) else None
+        with self._locked(self._layout.meta_file):
+            return self._get_meta_unlocked(key)
+
+    def _get_meta_unlocked(self, key: str) -> Any:
+        doc = self._table(self._layout.meta_file, META_TABLE).get(where("key") == key)
+        return copy.deepcopy(doc["value"]) if isinstance(doc, dict) else None
 
     async def set_meta(self, key: str, value: Any) -> None:
         """Set a JSON-compatible value; ``None`` deletes the key."""
         await self._run(self._set_meta, key, value)
 
+    async def update_meta(self, key: str, change: Callable[[Any], Any]) -> Any:
+        """Replace a value with ``change(old)`` under the meta file's cross-process lock."""
+        return await self._run(self._update_meta, key, change)
+
+    def _update_meta(self, key: str, change: Callable[[Any], Any]) -> Any:
+        with self._locked(self._layout.meta_file):
+            value = change(self._get_meta_unlocked(key))
+            self._set_meta_unlocked(key, value)
+        return copy.deepcopy(value)
+
     def _set_meta(self, key: str, value: Any) -> None:
-        path = self._layout.meta_file
-        with self._locked(path):
-            table = self._table(path, META_TABLE)
-            if value is None:
-                if table.contains(where("key") == key):
-                    table.remove(where("key") == key)
-            else:
-                table.upsert({"key": key, "value": copy.deepcopy(value)}, where("key") == key)
+        with self._locked(self._layout.meta_file):
+            self._set_meta_unlocked(key, value)
+
+    def _set_meta_unlocked(self, key: str, value: Any) -> None:
+        table = self._table(self._layout.meta_file, META_TABLE)
+        if value is None:
+            if table.contains(where("key") == key):
+                table.remove(where("key") == key)
+        else:
+            table.upsert({"key": key, "value": copy.deepcopy(value)}, where("key") == key)
+
+    # operator tasks
+
+    @contextmanager
+    def _everything_locked(self) -> Iterator[None]:
+        """Every lock of the store, in the order ``open`` takes them: a moment between operations."""
+        assert self._locks is not None
+        # One key per stripe (stripe_of reads the first four hex digits).
+        keys = [f"{i:04x}" for i in range(LOCK_STRIPES)]
+        with self._locks.hold_global(), self._locks.hold(*keys):
+            yield
+
+    def _data_files(self, root: Path) -> Iterator[Path]:
+        """The store's files under ``root``, relative to it (no locks, no temporary files)."""
+        for folder, dirs, files in os.walk(root):
+            if Path(folder) == root and self._layout.locks_dir.name in dirs:
+                dirs.remove(self._layout.locks_dir.name)
+            for name in files:
+                if not (name.startswith(".") and name.endswith(TEMP_SUFFIX)):
+                    yield (Path(folder) / name).relative_to(root)
+
+    async def backup(self, dest: Path) -> None:
+        """Copy every file to the new folder ``dest`` while holding all the store's locks.
+
+        Writers in every process wait for the copy, so it is one consistent moment of the store:
+        everything written before the backup began, and no half of any later operation.
+        """
+        await self._run(self._backup, Path(dest))
+
+    def _backup(self, dest: Path) -> None:
+        if dest.exists() and any(dest.iterdir()):
+            raise StoreError(f"the backup folder {dest} is not empty")
+        # Into a temporary sibling first, renamed when complete: a backup folder is always whole.
+        tmp = dest.with_name(f".{dest.name}.partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        with self._everything_locked():
+            for rel in self._data_files(self._layout.root):
+                target = tmp / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(self._layout.root / rel, target)
+                with open(target, "rb+") as f:
+                    os.fsync(f.fileno())
+        if dest.exists():
+            dest.rmdir()
+        os.replace(tmp, dest)
+
+    async def restore(self, src: Path) -> None:
+        """Replace the whole store with a backup folder's files, holding all the store's locks."""
+        await self._run(self._restore, Path(src))
+
+    def _restore(self, src: Path) -> None:
+        if not (src / self._layout.schema_file.name).is_file():
+            raise StoreError(f"{src} is not a Ferry backup (it has no {self._layout.schema_file.name})")
+        root = self._layout.root
+        with self._everything_locked():
+            for entry in list(root.iterdir()):
+                if entry == self._layout.locks_dir:
+                    continue
+                if entry.is_dir():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+            for rel in self._data_files(src):
+                raw = read_bytes(src / rel)
+                if raw is not None:
+                    self._ops.atomic_write(root / rel, raw)
+            self._cache.clear()
+            # A backup of an older Ferry is brought up to date like any store at open.
+            self._migrate()
