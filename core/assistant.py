@@ -25,6 +25,7 @@ from core.catalogue import Catalogue
 from core.commands import MENU, Command, parse_command
 from core.context import ContextTooLarge, fit_context, turns_from_history
 from core.i18n import Texts
+from core.importer import WhatsAppImport
 from core.llm import Delta, ModelClient, ModelError, Usage
 from core.metrics import Metrics
 from core.settings import Settings
@@ -121,6 +122,7 @@ class Assistant:
         self._attachment_handlers: list[Handler] = []
         self._chat_checks: list[Callable[[Turn], Awaitable[Notice | None]]] = []
         self._answer_hooks: list[Callable[[Turn, UsageRecord], AsyncIterator[ReplyEvent]]] = []
+        WhatsAppImport(self).register()
 
     # --- extension seams: features in their own modules plug in here ------------------------
 
@@ -356,8 +358,6 @@ class Assistant:
             yield await self._instructions(user, lang, cmd.args)
         elif name == "lang":
             yield await self._set_lang(user, lang, cmd.args)
-        elif name == "import":
-            yield self._notice(lang, "import.help")
         elif name in ("approve", "deny"):
             async for event in self._decide(user, lang, admin, name, cmd.args):
                 yield event

@@ -1,0 +1,243 @@
+"""Bring a WhatsApp ChatGPT chat along: file → preview → confirm → a new conversation.
+
+The parsed export waits in memory (never on disk) until the person confirms the preview, says
+which sender was the assistant, swaps the roles, or cancels. Importing the same file twice finds
+the first import by its fingerprint instead of duplicating it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from core.store.base import ConversationRecord, MessageRecord, Store
+from core.turn import Turn
+from core.types import Button, Notice, Progress, ReplyEvent
+from core.whatsapp.archive import ImportRejected, read_export
+from core.whatsapp.parser import ParsedChat, parse_export
+from core.whatsapp.roles import RoleGuess, Transcript, detect_roles, to_turns
+
+if TYPE_CHECKING:
+    from core.assistant import Assistant
+
+log = logging.getLogger(__name__)
+
+PENDING_SECONDS = 30 * 60
+BATCH = 500  # messages per store write; progress is reported per batch
+PROGRESS_FROM = 2 * BATCH  # smaller imports finish too fast to need progress
+IMPORTABLE = (".txt", ".zip")
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A parsed export waiting for the person's answer."""
+
+    chat: ParsedChat
+    roles: RoleGuess
+    name: str
+    at: float
+
+
+def parse_upload(filename: str, data: bytes) -> tuple[ParsedChat, RoleGuess, str]:
+    """Read and parse an upload; raises ImportRejected when it is not a 1:1 WhatsApp export."""
+    export = read_export(filename, data)
+    chat = parse_export(export.text)
+    if not chat.messages:
+        raise ImportRejected("not_export", "no messages")
+    roles = detect_roles(chat, filename)
+    if roles.is_group:
+        raise ImportRejected("group_chat", f"{len(chat.senders)} senders")
+    name = export.chat_name or roles.assistant or "WhatsApp"
+    return chat, roles, name
+
+
+def wall_clock_epoch(when: dt.datetime) -> float:
+    """Export times are the phone's wall clock with no zone; they are kept as if UTC."""
+    return when.replace(tzinfo=dt.UTC).timestamp()
+
+
+async def store_transcript(
+    store: Store,
+    scope: str,
+    title: str,
+    transcript: Transcript,
+    clock: Callable[[], float] = time.time,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> tuple[ConversationRecord, bool]:
+    """Store the turns as a new conversation; returns it and whether it already existed."""
+    source = f"whatsapp:{transcript.fingerprint}"
+    existing = await store.find_conversation_by_source(scope, source)
+    if existing is not None:
+        return existing, True
+    turns = transcript.turns
+    first = wall_clock_epoch(turns[0].timestamp) if turns else clock()
+    conv = ConversationRecord(
+        id=uuid.uuid4().hex[:16], scope=scope, title=title, created_at=first, updated_at=first, source=source
+    )
+    await store.put_conversation(conv)
+    for start in range(0, len(turns), BATCH):
+        batch = turns[start : start + BATCH]
+        await store.append_messages(
+            [
+                MessageRecord(
+                    id=uuid.uuid4().hex,
+                    conversation_id=conv.id,
+                    role=t.role,
+                    content=t.text,
+                    created_at=wall_clock_epoch(t.timestamp),
+                    author="whatsapp",
+                )
+                for t in batch
+            ]
+        )
+        if on_progress is not None:
+            on_progress(start + len(batch), len(turns))
+    # Make it the current conversation: the person continues where they left off.
+    stored = await store.get_conversation(conv.id) or conv
+    stored = dataclasses.replace(stored, updated_at=clock())
+    await store.put_conversation(stored)
+    return stored, False
+
+
+class WhatsAppImport:
+    """The chat side of the import: the /import help, the file, the preview and its buttons."""
+
+    def __init__(self, assistant: Assistant) -> None:
+        self.assistant = assistant
+        self._pending: dict[str, Pending] = {}
+
+    def register(self) -> None:
+        self.assistant.add_command("import", self.help)
+        self.assistant.add_attachment_handler(self.on_file)
+        self.assistant.add_callback("wa", self.on_button)
+
+    def _t(self, turn: Turn, key: str, **values: object) -> str:
+        return self.assistant.texts.get(turn.lang, key, **values)
+
+    def _key(self, turn: Turn) -> str:
+        return f"{turn.scope}|{turn.user.id}"
+
+    async def help(self, turn: Turn, args: str) -> AsyncIterator[ReplyEvent]:
+        yield Notice(self._t(turn, "import.help"))
+
+    async def on_file(self, turn: Turn, text: str) -> AsyncIterator[ReplyEvent]:
+        docs = [a for a in turn.msg.attachments if a.kind == "document"]
+        if not docs:
+            return
+        doc = docs[0]
+        name = (doc.filename or "").lower()
+        if not name.endswith(IMPORTABLE) and doc.mime_type not in ("text/plain", "application/zip"):
+            return
+        if doc.data is None:
+            yield Notice(self._t(turn, "import.too_large", limit=50), is_error=True)
+            return
+        try:
+            chat, roles, chat_name = await asyncio.to_thread(parse_upload, doc.filename or "", doc.data)
+        except ImportRejected as e:
+            log.info("WhatsApp import declined for user %s: %s", turn.user.id, e.reason)
+            yield Notice(self._t(turn, f"import.rejected_{e.reason}", limit=50), is_error=True)
+            return
+        self._expire()
+        pending = Pending(chat, roles, chat_name, self.assistant.clock())
+        self._pending[self._key(turn)] = pending
+        yield self._ask(turn, pending)
+
+    def _expire(self) -> None:
+        now = self.assistant.clock()
+        for key in [k for k, p in self._pending.items() if now - p.at > PENDING_SECONDS]:
+            del self._pending[key]
+
+    def _ask(self, turn: Turn, pending: Pending) -> Notice:
+        roles = pending.roles
+        if roles.assistant is None or roles.needs_question:
+            buttons = (
+                *((Button(sender, f"wa:who:{i}"),) for i, sender in enumerate(pending.chat.senders)),
+                (Button(self._t(turn, "import.cancel_button"), "wa:no"),),
+            )
+            return Notice(self._t(turn, "import.which", count=len(pending.chat.messages)), buttons=buttons)
+        messages = pending.chat.messages
+        months = self._t(turn, "import.months").split(",")
+
+        def day(d: dt.datetime, year: bool) -> str:
+            text = f"{d.day} {months[d.month - 1].strip()}"
+            return f"{text} {d.year}" if year else text
+
+        first, last = messages[0].timestamp, messages[-1].timestamp
+        span = day(last, True) if first.date() == last.date() else (
+            f"{day(first, first.year != last.year)} – {day(last, True)}"
+        )
+        text = self._t(
+            turn,
+            "import.preview",
+            count=len(messages),
+            span=span,
+            assistant=roles.assistant,
+            user=roles.user or "?",
+        )
+        buttons = (
+            (Button(self._t(turn, "import.yes_button"), "wa:yes"),),
+            (Button(self._t(turn, "import.swap_button"), "wa:swap"),),
+            (Button(self._t(turn, "import.cancel_button"), "wa:no"),),
+        )
+        return Notice(text, buttons=buttons)
+
+    async def on_button(self, turn: Turn, value: str) -> AsyncIterator[ReplyEvent]:
+        self._expire()
+        key = self._key(turn)
+        pending = self._pending.get(key)
+        if pending is None:
+            yield Notice(self._t(turn, "import.expired"))
+            return
+        action, _, arg = value.partition(":")
+        if action == "no":
+            del self._pending[key]
+            yield Notice(self._t(turn, "import.cancelled"))
+        elif action == "who" and arg.isdigit() and int(arg) < len(pending.chat.senders):
+            roles = pending.roles.with_assistant(pending.chat.senders[int(arg)])
+            self._pending[key] = dataclasses.replace(pending, roles=roles)
+            yield self._ask(turn, self._pending[key])
+        elif action == "swap" and pending.roles.user is not None:
+            roles = pending.roles.with_assistant(pending.roles.user)
+            self._pending[key] = dataclasses.replace(pending, roles=roles)
+            yield self._ask(turn, self._pending[key])
+        elif action == "yes" and pending.roles.assistant is not None:
+            del self._pending[key]
+            async for event in self._import(turn, pending):
+                yield event
+
+    async def _import(self, turn: Turn, pending: Pending) -> AsyncIterator[ReplyEvent]:
+        transcript = to_turns(pending.chat, pending.roles)
+        if not transcript.turns:
+            yield Notice(self._t(turn, "import.rejected_empty"), is_error=True)
+            return
+        title = self._t(turn, "import.title", name=pending.name)
+        progress: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
+
+        def report(done: int, total: int) -> None:
+            if total >= PROGRESS_FROM:
+                progress.put_nowait((done, total))
+
+        task = asyncio.create_task(
+            store_transcript(self.assistant.store, turn.scope, title, transcript, self.assistant.clock, report)
+        )
+        while not task.done() or not progress.empty():
+            getter = asyncio.create_task(progress.get())
+            done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                count, total = getter.result()
+                yield Progress(self._t(turn, "import.progress", done=count, total=total), count, total)
+            else:
+                getter.cancel()
+        conv, existed = task.result()
+        if existed:
+            yield Notice(self._t(turn, "import.duplicate", title=conv.title or title))
+            return
+        log.info("user %s imported %d WhatsApp messages", turn.user.id, len(transcript.turns))
+        yield Notice(self._t(turn, "import.done", count=len(transcript.turns), title=title))
