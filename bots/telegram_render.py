@@ -23,6 +23,7 @@ from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 from markdown_it import MarkdownIt
+from markdown_it.token import Token
 from markdown_it.tree import SyntaxTreeNode
 
 __all__ = [
@@ -51,6 +52,7 @@ ALLOWED_TAGS = frozenset(
 
 _CODE_TAGS = frozenset({"code", "pre"})
 _FORMATTING_TAGS = frozenset({"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "tg-spoiler", "span"})
+_MAX_INLINE_DEPTH = 32
 _LINK_SCHEMES = frozenset({"http", "https", "tg", "mailto"})
 _HR = "──────────"
 _BULLET = "• "
@@ -275,8 +277,35 @@ def _join(blocks: Sequence[_Block], mode: _Mode) -> str:
     return "".join(parts)
 
 
+def _flatten_deep_inline(tokens: list[Token], max_depth: int = _MAX_INLINE_DEPTH) -> None:
+    """Drop inline open/close pairs nested deeper than ``max_depth``, keeping their text.
+
+    markdown-it bounds block nesting but not emphasis nesting (``'*' * 20000``), and the
+    syntax tree is built recursively: without this, such input raises RecursionError.
+    """
+    for token in tokens:
+        if token.type != "inline" or not token.children:
+            continue
+        kept: list[Token] = []
+        dropped: list[bool] = []
+        for child in token.children:
+            if child.nesting == 1:
+                drop = len(dropped) >= max_depth
+                dropped.append(drop)
+                if not drop:
+                    kept.append(child)
+            elif child.nesting == -1:
+                if not dropped or not dropped.pop():
+                    kept.append(child)
+            else:
+                kept.append(child)
+        token.children = kept
+
+
 def _render(markdown: str, mode: _Mode) -> str:
-    tree = SyntaxTreeNode(_parser().parse(markdown))
+    tokens = _parser().parse(markdown)
+    _flatten_deep_inline(tokens)
+    tree = SyntaxTreeNode(tokens)
     return _join(_children(tree.children, mode, "\n\n"), mode)
 
 

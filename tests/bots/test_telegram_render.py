@@ -287,6 +287,26 @@ def test_render_never_raises_and_is_always_valid(text: str) -> None:
     plain_text(text)
 
 
+@pytest.mark.parametrize(
+    "markdown",
+    [
+        "*" * 20_000 + "x" + "*" * 20_000,  # emphasis nesting is not bounded by markdown-it
+        "_" * 20_000 + "x" + "_" * 20_000,
+        "[a" * 5_000 + "](https://e.org)" * 5_000,
+        "[" * 20_000,
+        "> " * 2_000 + "x",
+        "- " * 2_000 + "x",
+        "|a" * 500 + "|\n" + "|-" * 500 + "|\n" + "|b" * 500 + "|",
+    ],
+    ids=["stars", "underscores", "links", "brackets", "quotes", "lists", "wide table"],
+)
+def test_pathological_input_renders(markdown: str) -> None:
+    html_text = render_html(markdown)
+    check_html(html_text)
+    check_parts(html_text, split_message(html_text), TELEGRAM_MAX_TEXT)
+    plain_text(markdown)
+
+
 @given(st.text(alphabet=st.sampled_from("*_`~[]()<>&\"'#>-+|!\n \\x1😀")))
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 def test_markdown_punctuation_soup_is_valid(text: str) -> None:
