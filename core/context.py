@@ -28,7 +28,9 @@ class ChatTurn:
 
     def messages(self) -> list[dict[str, str]]:
         """The chat messages of this turn, in order."""
-        out = [{"role": "user", "content": self.user}]
+        # An answer with no question before it (an imported greeting) goes alone: some
+        # providers reject an empty user message.
+        out = [{"role": "user", "content": self.user}] if self.user or self.assistant is None else []
         if self.assistant is not None:
             out.append({"role": "assistant", "content": self.assistant})
         return out

@@ -136,3 +136,12 @@ def test_fit_context_never_modifies_its_input(turns: list[ChatTurn]) -> None:
     before = list(turns)
     fit_context("sys", turns, model(10_000), 0, count=words)
     assert turns == before
+
+
+def test_an_answer_without_a_question_is_sent_without_an_empty_user_message() -> None:
+    turns = turns_from_history([("assistant", "Hi! I'm ChatGPT."), ("user", "hello"), ("assistant", "Hey")])
+    assert [m for t in turns for m in t.messages()] == [
+        {"role": "assistant", "content": "Hi! I'm ChatGPT."},
+        {"role": "user", "content": "hello"},
+        {"role": "assistant", "content": "Hey"},
+    ]
