@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from bots import import_cli
 from core.settings import Settings, SettingsError
 
 log = logging.getLogger("ferry")
@@ -32,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("chat", help="chat with the assistant in the terminal")
     sub.add_parser("telegram", help="run the Telegram bot (TELEGRAM_BOT_TOKEN)")
     sub.add_parser("signal", help="run the Signal bot (SIGNAL_SERVICE, SIGNAL_PHONE_NUMBER)")
+    import_cli.add_subcommand(sub)
     return parser
 
 
@@ -67,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from bots import signal_bot
 
             asyncio.run(signal_bot.run(settings))
+        elif args.command == "import-whatsapp":
+            return asyncio.run(import_cli.run(args, settings))
     except SettingsError as e:
         print(f"ferry: {e}", file=sys.stderr)
         return 2
