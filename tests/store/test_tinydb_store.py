@@ -1,0 +1,217 @@
+"""TinyDB-specific behaviour: failing disks, leftover temp files, migrations, sharding."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from core.store.base import SCHEMA_VERSION, ConversationRecord, MessageRecord, StoreError, UserRecord
+from core.store.tinydb_files import FileOps
+from core.store.tinydb_migrations import MIGRATIONS, Migration, MigrationContext
+from core.store.tinydb_store import TinyDBStore
+
+
+def all_files(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.parent.name != "locks"
+    }
+
+
+async def seeded(root: Path) -> None:
+    store = TinyDBStore(root)
+    await store.open()
+    await store.put_user(UserRecord(id="u1", identities=("telegram:1",)))
+    await store.put_conversation(ConversationRecord(id="c1", scope="user:u1"))
+    await store.append_messages([MessageRecord("m0", "c1", "user", "halo", 1.0)])
+    await store.set_meta("k", "v")
+    await store.close()
+
+
+def failing(errno_code: int) -> Callable[..., None]:
+    def fail(*args: object) -> None:
+        raise OSError(errno_code, os.strerror(errno_code))
+
+    return fail
+
+
+def half_then_disk_full(fd: int, data: memoryview) -> int:
+    """Like a disk filling up mid-file: the first call writes half, the next one fails."""
+    if len(data) > 1 and os.fstat(fd).st_size == 0:
+        return os.write(fd, data[: len(data) // 2])
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize(
+    ("ops", "message"),
+    [
+        (FileOps(replace=failing(errno.EROFS)), "read-only"),
+        (FileOps(fsync=failing(errno.EIO)), "Input/output error"),
+        (FileOps(write=half_then_disk_full), "disk is full"),
+    ],
+    ids=["read-only", "io-error", "disk-full"],
+)
+async def test_failed_write_raises_store_error_and_keeps_old_content(
+    tmp_path: Path, ops: FileOps, message: str
+) -> None:
+    await seeded(tmp_path)
+    before = all_files(tmp_path)
+    store = TinyDBStore(tmp_path, ops=ops)
+    await store.open()
+    with pytest.raises(StoreError, match=message):
+        await store.append_messages([MessageRecord("m1", "c1", "user", "lost", 2.0)])
+    with pytest.raises(StoreError, match=message):
+        await store.set_meta("k", "new")
+    with pytest.raises(StoreError, match=message):
+        await store.put_user(UserRecord(id="u1", identities=("telegram:1", "signal:x")))
+    # The same instance still reads the old content (its cache forgot the failed writes)...
+    assert [m.content for m in await store.get_messages("c1")] == ["halo"]
+    assert await store.get_meta("k") == "v"
+    assert await store.find_user("signal:x") is None
+    await store.close()
+    # ...and on disk nothing changed and no temp file was left behind.
+    assert all_files(tmp_path) == before
+    healthy = TinyDBStore(tmp_path)
+    await healthy.open()
+    [m] = await healthy.append_messages([MessageRecord("m1", "c1", "user", "kept", 2.0)])
+    assert m.seq == 1
+
+
+async def test_unwritable_data_folder_fails_open_with_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    with pytest.raises(StoreError, match="data folder"):
+        await TinyDBStore(blocker / "data").open()
+
+
+async def test_torn_temp_files_are_ignored_and_stale_ones_removed(tmp_path: Path) -> None:
+    await seeded(tmp_path)
+    store = TinyDBStore(tmp_path)
+    conv_dir = store.layout.conversation_dir("c1")
+    stale = conv_dir / ".m0000000000.json.4242.deadbeef.tmp"
+    fresh = tmp_path / ".meta.json.4243.cafebabe.tmp"
+    for path in (stale, fresh):
+        path.write_bytes(b'{"messages": {"1": {"id": "m0", "conv')  # torn mid-write
+    os.utime(stale, (1.0, 1.0))
+    await store.open()
+    assert not stale.exists()  # left by a crashed writer long ago
+    assert fresh.exists()  # may belong to a live writer in the other process: left alone
+    assert [m.content for m in await store.get_messages("c1")] == ["halo"]
+    assert await store.get_meta("k") == "v"
+    [m] = await store.append_messages([MessageRecord("m1", "c1", "user", "next", 2.0)])
+    assert m.seq == 1
+
+
+async def test_corrupt_file_is_reported(tmp_path: Path) -> None:
+    await seeded(tmp_path)
+    store = TinyDBStore(tmp_path)
+    (tmp_path / "meta.json").write_text("{not json")
+    await store.open()
+    with pytest.raises(StoreError, match="corrupt"):
+        await store.get_meta("k")
+
+
+async def test_store_must_be_opened(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="not open"):
+        await TinyDBStore(tmp_path).get_meta("k")
+
+
+async def test_initial_migration_is_recorded(tmp_path: Path) -> None:
+    store = TinyDBStore(tmp_path)
+    await store.open()
+    assert await store.schema() == {"schema_version": SCHEMA_VERSION, "migrations": ["0001_initial"]}
+    assert MIGRATIONS[-1].version == SCHEMA_VERSION
+
+
+async def test_new_migration_runs_once_and_is_recorded(tmp_path: Path) -> None:
+    await seeded(tmp_path)
+    runs: list[Path] = []
+
+    def add_flag(ctx: MigrationContext) -> None:
+        runs.append(ctx.layout.root)
+        ctx.ops.atomic_write(ctx.layout.root / "flag.json", b"{}")
+
+    migrations = (*MIGRATIONS, Migration("0002_add_flag", SCHEMA_VERSION + 1, add_flag))
+    for _ in range(3):
+        store = TinyDBStore(tmp_path, migrations=migrations)
+        await store.open()
+        await store.close()
+    assert runs == [tmp_path]
+    store = TinyDBStore(tmp_path, migrations=migrations)
+    await store.open()
+    assert await store.schema() == {
+        "schema_version": SCHEMA_VERSION + 1,
+        "migrations": ["0001_initial", "0002_add_flag"],
+    }
+    assert await store.get_meta("k") == "v"  # data untouched
+    # An older Ferry, which does not know 0002, refuses the store instead of misreading it.
+    with pytest.raises(StoreError, match="upgrade Ferry"):
+        await TinyDBStore(tmp_path).open()
+
+
+class RecordingOps(FileOps):
+    """Writes normally and remembers which files were replaced."""
+
+    def __init__(self, written: list[Path]) -> None:
+        super().__init__()
+        object.__setattr__(self, "_written", written)
+
+    def atomic_write(self, path: Path, data: bytes) -> None:
+        self._written.append(path)  # type: ignore[attr-defined]
+        super().atomic_write(path, data)
+
+
+async def test_storing_a_turn_touches_only_its_conversation_files(tmp_path: Path) -> None:
+    written: list[Path] = []
+    store = TinyDBStore(tmp_path, ops=RecordingOps(written))
+    await store.open()
+    for u in range(50):
+        await store.put_user(UserRecord(id=f"u{u}", identities=(f"telegram:{u}",)))
+        await store.put_conversation(ConversationRecord(id=f"c{u}", scope=f"user:u{u}"))
+        await store.append_messages([MessageRecord(f"m{u}", f"c{u}", "user", "x", 1.0)])
+    written.clear()
+    [_user, pending] = await store.append_messages(
+        [MessageRecord("q", "c7", "user", "hi", 5.0), MessageRecord("a", "c7", "assistant", "", 5.0)]
+    )
+    await store.update_message(MessageRecord("a", "c7", "assistant", "hello", 5.0, seq=pending.seq))
+    layout = store.layout
+    assert written == [
+        layout.chunk_file("c7", 0),
+        layout.conversation_file("c7"),
+        layout.scope_file("user:u7"),
+        layout.chunk_file("c7", 0),
+    ]
+
+
+async def test_files_carry_no_identifiers_in_their_names(tmp_path: Path) -> None:
+    await seeded(tmp_path)
+    names = "\n".join(all_files(tmp_path))
+    assert "u1" not in names and "telegram" not in names and "user:" not in names
+
+
+async def test_returned_values_are_copies(tmp_path: Path) -> None:
+    store = TinyDBStore(tmp_path)
+    await store.open()
+    await store.put_user(UserRecord(id="u1", extra={"k": {"v": 1}}))
+    await store.set_meta("m", {"list": [1]})
+    got = await store.get_user("u1")
+    assert got is not None
+    got.extra["k"]["v"] = 2
+    meta = await store.get_meta("m")
+    meta["list"].append(2)
+    again = await store.get_user("u1")
+    assert again is not None and again.extra == {"k": {"v": 1}}
+    assert await store.get_meta("m") == {"list": [1]}
+
+
+async def test_message_files_are_plain_tinydb_json(tmp_path: Path) -> None:
+    await seeded(tmp_path)
+    store = TinyDBStore(tmp_path)
+    data = json.loads(store.layout.chunk_file("c1", 0).read_bytes())
+    assert data["messages"]["1"]["content"] == "halo"
