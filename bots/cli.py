@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from bots import import_cli
+from bots import doctor, import_cli
 from core.settings import Settings, SettingsError
 
 log = logging.getLogger("ferry")
@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("telegram", help="run the Telegram bot (TELEGRAM_BOT_TOKEN)")
     sub.add_parser("signal", help="run the Signal bot (SIGNAL_SERVICE, SIGNAL_PHONE_NUMBER)")
     import_cli.add_subcommand(sub)
+    doctor.add_subcommand(sub)
     return parser
 
 
@@ -51,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.load()
     except SettingsError as e:
+        if args.command == "doctor":
+            print(f"[FAIL] settings: {e}")
+            return 1
         print(f"ferry: {e}", file=sys.stderr)
         return 2
     _setup_logging(settings.log_level if args.command != "chat" else "WARNING")
@@ -71,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(signal_bot.run(settings))
         elif args.command == "import-whatsapp":
             return asyncio.run(import_cli.run(args, settings))
+        elif args.command == "doctor":
+            return asyncio.run(doctor.run(settings))
     except SettingsError as e:
         print(f"ferry: {e}", file=sys.stderr)
         return 2

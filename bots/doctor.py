@@ -1,0 +1,172 @@
+"""``ferry doctor``: check the settings, the store, the model and each messenger, and say how to fix.
+
+Each check is a small async function returning :class:`Finding` values; the command prints
+them and exits 1 when anything is wrong. It talks to the messengers' HTTP APIs directly (one
+request each), so it works whichever process is or is not running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from typing import TextIO
+
+import aiohttp
+
+from core.app import build_model_client, build_store
+from core.llm import ModelError
+from core.settings import Settings, SettingsError
+
+TIMEOUT = aiohttp.ClientTimeout(total=10)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of the report: what was checked, whether it is fine, and how to fix it."""
+
+    area: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sub.add_parser("doctor", help="check settings, store, model and messengers, and say how to fix them")
+
+
+async def check_store(settings: Settings) -> list[Finding]:
+    try:
+        store = build_store(settings)
+        await store.open()
+        try:
+            await store.set_meta("doctor_check", "ok")
+            value = await store.get_meta("doctor_check")
+            await store.set_meta("doctor_check", None)
+        finally:
+            await store.close()
+    except SettingsError as e:
+        return [Finding("store", False, str(e))]
+    except Exception as e:
+        return [
+            Finding(
+                "store", False, f"cannot use {settings.data_dir}: {e}",
+                "make FERRY_DATA_DIR a writable folder with free space (in Docker: the /data volume)",
+            )
+        ]
+    if value != "ok":
+        return [Finding("store", False, "a value written to the store did not read back")]
+    return [Finding("store", True, f"{settings.data_dir} opens, writes and reads back")]
+
+
+async def check_model(settings: Settings) -> list[Finding]:
+    where = settings.openai_base_url or "api.openai.com"
+    if not settings.openai_api_key and not settings.openai_base_url:
+        fix = "set OPENAI_API_KEY (or OPENAI_BASE_URL for a local server)"
+        return [Finding("model", False, "OPENAI_API_KEY is not set", fix)]
+    client = build_model_client(settings)
+    try:
+        models = await client.list_models()
+    except ModelError as e:
+        fixes = {
+            "auth": "check OPENAI_API_KEY",
+            "provider_down": f"check OPENAI_BASE_URL ({where}) is reachable from here and ends in /v1",
+            "quota": "top up the provider account",
+        }
+        return [Finding("model", False, f"{where}: {e.kind}: {e.message}", fixes.get(e.kind, ""))]
+    finally:
+        await client.aclose()
+    missing = [m for m in settings.model_choices if models and m not in models]
+    if missing:
+        return [
+            Finding(
+                "model", False, f"{where} does not list {', '.join(missing)}",
+                "set FERRY_MODEL / FERRY_MODELS to names from: " + ", ".join(models[:15]),
+            )
+        ]
+    return [Finding("model", True, f"{where} answers and offers {', '.join(settings.model_choices)}")]
+
+
+async def check_telegram(settings: Settings, http: aiohttp.ClientSession) -> list[Finding]:
+    if not settings.telegram_bot_token:
+        return [Finding("telegram", True, "not configured (TELEGRAM_BOT_TOKEN is empty); skipped")]
+    url = f"{settings.telegram_api_url}/bot{settings.telegram_bot_token}/getMe"
+    try:
+        async with http.post(url) as r:
+            body = await r.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+        problem = f"cannot reach {settings.telegram_api_url}: {e}"
+        return [Finding("telegram", False, problem, "check TELEGRAM_API_URL and the network")]
+    if not body.get("ok"):
+        return [
+            Finding(
+                "telegram", False, f"Telegram refused the token: {body.get('description', r.status)}",
+                "copy the token again from @BotFather into TELEGRAM_BOT_TOKEN",
+            )
+        ]
+    return [Finding("telegram", True, f"connected as @{body['result'].get('username')}")]
+
+
+async def check_signal(settings: Settings, http: aiohttp.ClientSession) -> list[Finding]:
+    if not settings.signal_service:
+        return [Finding("signal", True, "not configured (SIGNAL_SERVICE is empty); skipped")]
+    base = settings.signal_service if "://" in settings.signal_service else f"http://{settings.signal_service}"
+    try:
+        async with http.get(f"{base}/v1/about") as r:
+            about = await r.json(content_type=None)
+        async with http.get(f"{base}/v1/accounts") as r:
+            accounts = await r.json(content_type=None) if r.status == 200 else []
+    except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+        return [
+            Finding(
+                "signal", False, f"cannot reach signal-cli-rest-api at {settings.signal_service}: {e}",
+                "start it (docker compose up -d signal-cli) and set SIGNAL_SERVICE to its host:port",
+            )
+        ]
+    found: list[Finding] = []
+    mode = about.get("mode")
+    if mode != "json-rpc":
+        problem = f"signal-cli-rest-api runs in {mode!r} mode"
+        found.append(Finding("signal", False, problem, "set MODE=json-rpc on it"))
+    number = settings.signal_phone_number
+    if not number:
+        fix = "set it to the bot's number, +countrycode…"
+        found.append(Finding("signal", False, "SIGNAL_PHONE_NUMBER is empty", fix))
+    elif number not in (accounts or []):
+        found.append(
+            Finding(
+                "signal", False, f"{number} is not registered or linked in signal-cli-rest-api",
+                "link it: open http://127.0.0.1:8080/v1/qrcodelink?device_name=ferry and scan it in Signal",
+            )
+        )
+    if found:
+        return found
+    return [Finding("signal", True, f"signal-cli-rest-api {about.get('version')} in json-rpc mode, {number} linked")]
+
+
+async def diagnose(settings: Settings) -> list[Finding]:
+    """Every finding, settings first."""
+    findings = [Finding("settings", True, f"loaded; access mode {settings.access}, model {settings.model}")]
+    findings += await check_store(settings)
+    findings += await check_model(settings)
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as http:
+        findings += await check_telegram(settings, http)
+        findings += await check_signal(settings, http)
+    if not settings.admins and settings.access == "approval":
+        findings.append(
+            Finding("access", True, "no FERRY_ADMINS: the bot logs a claim code at start; send /claim CODE to it")
+        )
+    return findings
+
+
+def report(findings: list[Finding], out: TextIO) -> int:
+    for f in findings:
+        mark = "ok " if f.ok else "FAIL"
+        out.write(f"[{mark}] {f.area}: {f.detail}\n")
+        if f.fix:
+            out.write(f"       fix: {f.fix}\n")
+    return 0 if all(f.ok for f in findings) else 1
+
+
+async def run(settings: Settings, out: TextIO = sys.stdout) -> int:
+    return report(await diagnose(settings), out)
