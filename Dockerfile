@@ -28,7 +28,7 @@ RUN groupadd --system --gid 10001 ferry \
     && mkdir -p /data && chown ferry:ferry /data
 COPY --from=build /opt/ferry /opt/ferry
 COPY config /opt/ferry-config
-USER ferry:ferry
+USER 10001:10001
 VOLUME ["/data"]
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
