@@ -239,7 +239,7 @@ class SignalAdapter:
     async def stop(self) -> None:
         """Stop receiving, cancel answers in progress and close connections."""
         self.ready.clear()
-        bot, self.bot = self.bot, None
+        bot = self.bot
         if bot is not None:
             if bot.init_task is not None and not bot.init_task.done():
                 bot.init_task.cancel()
@@ -247,11 +247,14 @@ class SignalAdapter:
                     await bot.init_task
             # Not bot.stop(): that also stops the event loop, which is not ours to stop.
             await bot._pipeline.stop()
-            await bot.close()
+        # Answers in progress first, while their connection is still open (they stop typing).
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self.bot = None
+        if bot is not None:
+            await bot.close()
         if self._session is not None:
             await self._session.close()
             self._session = None

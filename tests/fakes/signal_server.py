@@ -129,6 +129,10 @@ class FakeSignalServer:
         self.groups: dict[str, FakeGroup] = {}
         self.ws_connections = 0
         """How many receive WebSockets were ever opened."""
+        self.on_send: Callable[[dict[str, Any], int], None] | None = None
+        """Called with each accepted ``/v2/send`` body and its timestamp (for benchmarks)."""
+        self.on_typing: Callable[[str, str], None] | None = None
+        """Called with ``("start" | "stop", recipient)`` for each typing-indicator call."""
 
         self._frames: deque[str] = deque()
         self._frame_ready = asyncio.Event()
@@ -487,9 +491,12 @@ class FakeSignalServer:
             status, error = self._send_failures.popleft()
             return web.json_response({**error, "account": self.number}, status=status)
         ts = self.next_timestamp()
-        self.sent.append(body)
-        self.sent_timestamps.append(ts)
-        self.content_types.append(request.headers.get("Content-Type", ""))
+        if self.record:
+            self.sent.append(body)
+            self.sent_timestamps.append(ts)
+            self.content_types.append(request.headers.get("Content-Type", ""))
+        if self.on_send is not None:
+            self.on_send(body, ts)
         self._changed.set()
         return web.json_response([{"timestamp": str(ts)}], status=201)
 
@@ -500,7 +507,10 @@ class FakeSignalServer:
         body = await self._body(request)
         if not body or not body.get("recipient"):
             return self._bad()
-        self.typing.append((action, str(body["recipient"])))
+        if self.record:
+            self.typing.append((action, str(body["recipient"])))
+        if self.on_typing is not None:
+            self.on_typing(action, str(body["recipient"]))
         return web.Response(status=204)
 
     async def _typing_start(self, request: web.Request) -> web.StreamResponse:
