@@ -56,10 +56,11 @@ _PM = frozenset(
 
 _HEADER_RE = re.compile(
     r"""^
+    [\u200b\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff\u061c]*   # marks and stray BOMs before a header
     (?P<br>\[)?
     (?P<d1>\d{1,4})(?P<sep>[./-])\s?(?P<d2>\d{1,2})(?P=sep)\s?(?P<d3>\d{1,4})\.?
     (?:\s?BE)?                                   # Thai Buddhist era on iOS
-    (?:,\s?|\s)
+    (?:[,،]\s?|\s)                              # ", ", " ", Arabic comma
     (?:(?:klo|um|à|at|lúc|a\slas|kl\.)\s)?       # locale words between date and time
     (?:(?P<pre>오전|오후|上午|下午|午前|午後)\s?)?   # markers written before the time
     (?P<h>\d{1,2})[:.](?P<mi>\d{2})(?:[:.](?P<s>\d{2}))?
@@ -151,6 +152,9 @@ _KIND_WORDS = (
 _ANDROID_FILE_KINDS = {"IMG": "image", "VID": "video", "PTT": "voice", "AUD": "audio", "STK": "sticker"}
 _IOS_FILE_KIND_RE = re.compile(r"^\d{8}-(PHOTO|VIDEO|AUDIO|STICKER|GIF)-")
 _IOS_FILE_KINDS = {"PHOTO": "image", "VIDEO": "video", "AUDIO": "audio", "STICKER": "sticker", "GIF": "gif"}
+# Lines holding any of these need the slow, normalised probe; most lines hold none.
+_SPECIAL_RE = re.compile("[" + INVISIBLE + _SPACES + "\u060c]")
+_INVISIBLE_RE = re.compile("[" + INVISIBLE + "]")
 _LOCATION_RE = re.compile(r"^[^\s:]{1,20}\s?: https?://")
 
 _SYSTEM_KINDS = (
@@ -173,7 +177,7 @@ _SYSTEM_KINDS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Message:
     """One message a person (or the assistant) sent, in file order.
 
@@ -194,7 +198,7 @@ class Message:
     line: int = 0  # 1-based line number of the header in the export
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SystemLine:
     """A notice WhatsApp wrote itself (encryption, security code, group events, missed calls).
 
@@ -225,19 +229,23 @@ class ParsedChat:
     platform: Platform | None  # None when the text held no message header
 
 
-@dataclass
+@dataclass(slots=True)
 class _Block:
     """A header line and the continuation lines after it, before dates are resolved."""
 
-    m: re.Match[str]
+    fields: tuple[str, ...]  # d1, d2, d3, hour, minute, second, am/pm token (see _FIELDS)
+    style: str  # "bracket" (iOS), "dash" (Android) or "colon" (iOS before 2017)
     raw: str
     raw_rest: str
     line: int
     lines: list[str]
 
 
+_FIELDS = ("d1", "d2", "d3", "h", "mi", "s", "ampm", "pre", "br", "end")
+
+
 def _ampm_key(token: str) -> str:
-    return token.casefold().replace(".", "").replace(" ", "")
+    return "".join(token.casefold().replace(".", "").split())
 
 
 def _clean_name(name: str) -> str:
@@ -258,12 +266,27 @@ def _raw_offset(raw: str, probe_pos: int) -> int:
     return len(raw)
 
 
+def _match(line: str) -> tuple[re.Match[str], str] | None:
+    """The header match of a line that may be a header, and the raw text after the header."""
+    m = _HEADER_RE.match(line)
+    if m is not None:
+        return m, line[m.start("rest") :]
+    if _SPECIAL_RE.search(line, 0, _PROBE_LEN) is None:
+        return None
+    # Marks inside the date (Arabic RLM) or an Arabic comma: match a normalised copy of the prefix.
+    m = _HEADER_RE.match(line[:_PROBE_LEN].translate(_PROBE_TABLE))
+    if m is None:
+        return None
+    return m, line[_raw_offset(line, m.start("rest")) :]
+
+
 def match_header(line: str) -> re.Match[str] | None:
     """Return the header match of one export line, or None for a continuation line."""
     first = line[:1]
     if not first or not (first == "[" or first.isdigit() or first in INVISIBLE):
         return None
-    return _HEADER_RE.match(line[:_PROBE_LEN].translate(_PROBE_TABLE))
+    found = _match(line)
+    return found[0] if found else None
 
 
 def looks_like_export(text: str, probe_lines: int = 20) -> bool:
@@ -280,10 +303,10 @@ def looks_like_export(text: str, probe_lines: int = 20) -> bool:
     return False
 
 
-def _style(m: re.Match[str]) -> str:
-    if m.group("br"):
+def _style(br: str | None, end: str) -> str:
+    if br:
         return "bracket"
-    return "dash" if m.group("end").strip() in ("-", "–") else "colon"
+    return "dash" if end.strip() in ("-", "–") else "colon"
 
 
 def _decide_order(blocks: list[_Block], hint: DateOrder | None, default: DateOrder) -> tuple[DateOrder, bool]:
@@ -291,11 +314,11 @@ def _decide_order(blocks: list[_Block], hint: DateOrder | None, default: DateOrd
         return hint, False
     if not blocks:
         return default, True
-    four_first = sum(1 for b in blocks if len(b.m.group("d1")) >= 3)
+    four_first = sum(1 for b in blocks if len(b.fields[0]) >= 3)
     if four_first * 2 > len(blocks):
         return "ymd", False
-    first_big = sum(1 for b in blocks if int(b.m.group("d1")) > 12)
-    second_big = sum(1 for b in blocks if int(b.m.group("d2")) > 12)
+    first_big = sum(1 for b in blocks if int(b.fields[0]) > 12)
+    second_big = sum(1 for b in blocks if int(b.fields[1]) > 12)
     if first_big and not second_big:
         return "dmy", False
     if second_big and not first_big:
@@ -306,7 +329,7 @@ def _decide_order(blocks: list[_Block], hint: DateOrder | None, default: DateOrd
     back = {"dmy": 0, "mdy": 0}
     prev: dict[str, tuple[int, int, int]] = {}
     for b in blocks:
-        a, c, y = int(b.m.group("d1")), int(b.m.group("d2")), int(b.m.group("d3"))
+        a, c, y = int(b.fields[0]), int(b.fields[1]), int(b.fields[2])
         for order, key in (("dmy", (y, c, a)), ("mdy", (y, a, c))):
             if order in prev and key < prev[order]:
                 back[order] += 1
@@ -325,25 +348,40 @@ def _year(text: str) -> int:
     return y
 
 
-def _timestamp(m: re.Match[str], order: DateOrder) -> datetime:
-    d1, d2, d3 = m.group("d1"), m.group("d2"), m.group("d3")
+def _date(d1: str, d2: str, d3: str, order: DateOrder) -> tuple[int, int, int]:
     if order == "ymd":
-        year, month, day = _year(d1), int(d2), int(d3)
-    elif order == "dmy":
-        year, month, day = _year(d3), int(d2), int(d1)
-    else:
-        year, month, day = _year(d3), int(d1), int(d2)
-    hour = int(m.group("h"))
-    token = m.group("ampm") or m.group("pre")
-    if token:
-        key = _ampm_key(token)
-        # Real files hold "23:59 PM" and "00:04 AM": only shift hours that are 12-hour values.
-        if key in _PM and hour < 12:
-            hour += 12
-        elif key in _AM and hour == 12:
-            hour = 0
-    sec = m.group("s")
-    return datetime(year, month, day, hour, int(m.group("mi")), int(sec) if sec else 0)
+        return _year(d1), int(d2), int(d3)
+    if order == "dmy":
+        return _year(d3), int(d2), int(d1)
+    return _year(d3), int(d1), int(d2)
+
+
+class _Clock:
+    """Turns header fields into datetimes, caching the parts that repeat across a chat."""
+
+    def __init__(self, order: DateOrder) -> None:
+        self.order: DateOrder = order
+        self.dates: dict[tuple[str, str, str], tuple[int, int, int]] = {}
+        self.shifts: dict[str, str] = {}
+
+    def timestamp(self, fields: tuple[str, ...]) -> datetime:
+        d1, d2, d3, h, mi, sec, token = fields
+        key = (d1, d2, d3)
+        ymd = self.dates.get(key)
+        if ymd is None:
+            ymd = self.dates[key] = _date(d1, d2, d3, self.order)
+        hour = int(h)
+        if token:
+            shift = self.shifts.get(token)
+            if shift is None:
+                k = _ampm_key(token)
+                shift = self.shifts[token] = "pm" if k in _PM else "am" if k in _AM else ""
+            # Real files hold "23:59 PM" and "00:04 AM": only shift hours that are 12-hour values.
+            if shift == "pm" and hour < 12:
+                hour += 12
+            elif shift == "am" and hour == 12:
+                hour = 0
+        return datetime(ymd[0], ymd[1], ymd[2], hour, int(mi), int(sec) if sec else 0)
 
 
 def _media_kind_from_words(words: str) -> str:
@@ -368,7 +406,7 @@ def _ios_file_kind(name: str) -> str:
 
 
 def _strip_lead(text: str) -> str:
-    return text.lstrip(INVISIBLE)
+    return text.lstrip(INVISIBLE) if text and text[0] in INVISIBLE else text
 
 
 def _system_kind(text: str) -> str:
@@ -378,19 +416,22 @@ def _system_kind(text: str) -> str:
     return "other"
 
 
-def _build(block: _Block, ts: datetime, platform: Platform) -> Message | SystemLine | None:
+def _build(block: _Block, ts: datetime, platform: Platform, names: dict[str, str]) -> Message | SystemLine | None:
     rest = block.raw_rest
     while block.lines and not block.lines[-1].strip():  # WhatsApp trims messages; this is file layout
         block.lines.pop()
     idx = rest.find(": ")
     if idx == -1:
         if rest.endswith(":") and len(rest) > 1 and not block.lines:
-            sender = _clean_name(rest[:-1])
-            if sender:  # "Carol:" with nothing after it (view-once or empty body)
-                return Message(ts, sender, "", line=block.line)
+            bare = _clean_name(rest[:-1])
+            if bare:  # "Carol:" with nothing after it (view-once or empty body)
+                return Message(ts, bare, "", line=block.line)
         text = "\n".join([_strip_lead(rest), *block.lines]).rstrip()
         return SystemLine(ts, text, _system_kind(text), None, block.line)
-    sender = _clean_name(rest[:idx])
+    raw_name = rest[:idx]
+    sender = names.get(raw_name)
+    if sender is None:
+        sender = names[raw_name] = _clean_name(raw_name)
     if not sender:
         text = _strip_lead(rest)
         return SystemLine(ts, text, _system_kind(text), None, block.line)
@@ -398,19 +439,20 @@ def _build(block: _Block, ts: datetime, platform: Platform) -> Message | SystemL
     marked = raw_first[:1] in ("\u200e", "\u200f")
     first = _strip_lead(raw_first)
     edited = False
-    em = _EDITED_RE.search(first)
-    if em is None and block.lines:
+    # Cheap endswith() guards keep the regexes off the long lines of ordinary answers.
+    em = _EDITED_RE.search(first) if first.endswith(">") else None
+    if em is not None:
+        first = first[: em.start()]
+        edited = True
+    elif block.lines and block.lines[-1].endswith(">"):
         last = block.lines[-1]
         em2 = _EDITED_RE.search(last)
         if em2:
             block.lines[-1] = last[: em2.start()]
             edited = True
-    elif em is not None:
-        first = first[: em.start()]
-        edited = True
     caption = "\n".join(block.lines).rstrip()
-    probe = first.translate(_PROBE_TABLE).strip()
-    plain = probe.rstrip(".").casefold()
+    probe = (first.translate(_PROBE_TABLE) if _SPECIAL_RE.search(first) else first).strip()
+    plain = probe.rstrip(".").casefold() if len(probe) < 64 else ""
 
     if not block.lines:
         if plain in _DELETED_OTHER:
@@ -422,9 +464,9 @@ def _build(block: _Block, ts: datetime, platform: Platform) -> Message | SystemL
         if probe == "null" and platform == "android":  # Android view-once media
             return Message(ts, sender, "", media="view_once", line=block.line)
 
-    if _MEDIA_OMITTED_RE.match(probe):
+    if probe.startswith("<") and _MEDIA_OMITTED_RE.match(probe):
         return Message(ts, sender, caption, media="media", edited=edited, line=block.line)
-    fm = _FILE_ATTACHED_RE.match(probe)
+    fm = _FILE_ATTACHED_RE.match(probe) if probe.endswith(")") else None
     if fm:
         name = fm.group("file").strip()
         return Message(
@@ -436,7 +478,7 @@ def _build(block: _Block, ts: datetime, platform: Platform) -> Message | SystemL
             edited=edited,
             line=block.line,
         )
-    am = _IOS_ATTACHED_RE.search(probe)
+    am = _IOS_ATTACHED_RE.search(probe) if probe.endswith(">") else None
     if am:
         name = am.group("file").strip()
         return Message(ts, sender, caption, media=_ios_file_kind(name), attachment=name, edited=edited, line=block.line)
@@ -461,37 +503,44 @@ def parse_export(text: str, *, date_order: DateOrder | None = None, default_orde
     ``date_order`` forces the order (for example after the user confirmed a preview);
     ``default_order`` is used only when the file gives no evidence at all.
     """
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "\r" in text and "\n" not in text:
+        text = text.replace("\r", "\n")  # bare CR line ends; CRLF is handled per line below
     blocks: list[_Block] = []
     current: list[str] | None = None
+    # Splitting on "\n" only: str.splitlines() would also split inside messages at U+2028, U+0085…
+    # CRLF is trimmed per line rather than by replacing in the whole text, which can be a 4-byte
+    # per character string of tens of MB once a single emoji is in it.
     for number, line in enumerate(text.split("\n"), 1):
-        m = match_header(line)
-        if m is None:
+        if line.endswith("\r"):
+            line = line[:-1]
+        first = line[:1]
+        found = _match(line) if first and (first == "[" or first.isdigit() or first in INVISIBLE) else None
+        if found is None:
             if current is not None:
                 current.append(line)
             continue
-        rest_at = m.start("rest")
-        probe_len = min(len(line), _PROBE_LEN)
-        # Fast path: nothing was deleted from the probed prefix, so offsets agree.
-        raw_rest = line[rest_at:] if len(m.string) == probe_len else line[_raw_offset(line, rest_at) :]
+        m, raw_rest = found
+        d1, d2, d3, h, mi, sec, ampm, pre, br, end = m.group(*_FIELDS)
         current = []
-        blocks.append(_Block(m, line, raw_rest, number, current))
+        fields = (d1, d2, d3, h, mi, sec or "", ampm or pre or "")
+        blocks.append(_Block(fields, _style(br, end), line, raw_rest, number, current))
 
-    style_counts = Counter(_style(b.m) for b in blocks)
+    style_counts = Counter(b.style for b in blocks)
     style = style_counts.most_common(1)[0][0] if blocks else None
     platform: Platform | None = None if style is None else ("android" if style == "dash" else "ios")
-    order, ambiguous = _decide_order([b for b in blocks if _style(b.m) == style], date_order, default_order)
+    order, ambiguous = _decide_order([b for b in blocks if b.style == style], date_order, default_order)
+    clock = _Clock(order)
 
     messages: list[Message] = []
     system: list[SystemLine] = []
     seen: dict[str, None] = {}
+    names: dict[str, str] = {}
     resolved: list[tuple[_Block, datetime]] = []
     for b in blocks:
         ts: datetime | None = None
-        if _style(b.m) == style:
+        if b.style == style:
             try:
-                ts = _timestamp(b.m, order)
+                ts = clock.timestamp(b.fields)
             except ValueError:
                 ts = None
         if ts is None:
@@ -502,9 +551,8 @@ def parse_export(text: str, *, date_order: DateOrder | None = None, default_orde
                 prev.lines.extend(b.lines)
             continue
         resolved.append((b, ts))
-    assert platform is not None or not resolved
     for b, ts in resolved:
-        item = _build(b, ts, platform or "android")
+        item = _build(b, ts, platform or "android", names)
         if isinstance(item, Message):
             messages.append(item)
             seen.setdefault(item.sender, None)

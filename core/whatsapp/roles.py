@@ -191,8 +191,13 @@ def _display_attachment(name: str) -> str:
     return re.sub(r"^\d{8}-", "", name)
 
 
+_INVISIBLE_RE = re.compile("[" + INVISIBLE + "]")
+
+
 def _normal(text: str) -> str:
-    return unicodedata.normalize("NFC", text.translate({ord(c): None for c in INVISIBLE}))
+    if _INVISIBLE_RE.search(text):
+        text = _INVISIBLE_RE.sub("", text)
+    return text if unicodedata.is_normalized("NFC", text) else unicodedata.normalize("NFC", text)
 
 
 def fingerprint(messages: Iterable[Message]) -> str:
