@@ -777,9 +777,11 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
         )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
+    handled: list[os_signal.Signals] = []
     for sig in (os_signal.SIGINT, os_signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+            handled.append(sig)
     assistant = build_assistant(settings)
     await assistant.start()
     adapter = SignalAdapter(
@@ -800,6 +802,8 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
         log.info("Signal: stopping")
         await adapter.stop()
         await assistant.close()
+        for sig in handled:
+            loop.remove_signal_handler(sig)
 
 
 __all__ = [

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bots.signal_bot import Backoff, SignalAdapter, recipient_of, with_choices
+from bots.signal_bot import Backoff, SignalAdapter, recipient_of, run, with_choices
 from bots.signal_render import render_signal
 from core.types import (
     Button,
@@ -21,7 +22,7 @@ from core.types import (
     StreamStart,
     TextDelta,
 )
-from tests.conftest import MakeAssistant
+from tests.conftest import MakeAssistant, make_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.fakes.signal_server import (
     ALICE_NUMBER,
@@ -489,3 +490,24 @@ async def test_stream_events_without_a_model(fake: FakeSignalServer, make_adapte
     messages = [b["message"] for b in fake.sent]
     assert messages[0] == "Hel" and messages[-1] == "Hello world"
     assert fake.sent[-1]["text_style"] == ["6:5:BOLD"]
+
+
+async def test_run_is_the_ferry_signal_process(
+    fake: FakeSignalServer, openai_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    settings = make_settings(
+        SIGNAL_SERVICE=fake.service,
+        SIGNAL_PHONE_NUMBER=fake.number,
+        OPENAI_BASE_URL=openai_server.base_url,
+        OPENAI_API_KEY="sk-test",
+        FERRY_DATA_DIR=str(tmp_path),
+    )
+    stop = asyncio.Event()
+    process = asyncio.create_task(run(settings, stop=stop))
+    await fake.wait_connected()
+    await fake.push_message(ALICE_UUID, ALICE_NUMBER, "are you there?")
+    await answered(fake, ALICE_UUID)
+    assert final_texts(fake, ALICE_UUID) == ["You said: are you there?"]
+    stop.set()
+    await asyncio.wait_for(process, 10)
+    assert fake.connected == 0
