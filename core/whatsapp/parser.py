@@ -292,14 +292,19 @@ def match_header(line: str) -> re.Match[str] | None:
 def looks_like_export(text: str, probe_lines: int = 20) -> bool:
     """True when one of the first non-empty lines is a WhatsApp message header."""
     seen = 0
-    for line in text.splitlines():
+    start = 0
+    # Walk line by line with find(): splitting a large text just to look at its head would copy it.
+    while seen < probe_lines and start <= len(text):
+        end = text.find("\n", start)
+        if end == -1:
+            end = len(text)
+        line = text[start:end].rstrip("\r")
+        start = end + 1
         if not line.strip():
             continue
         if match_header(line):
             return True
         seen += 1
-        if seen >= probe_lines:
-            break
     return False
 
 

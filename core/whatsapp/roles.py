@@ -226,9 +226,12 @@ def fingerprint(messages: Iterable[Message]) -> str:
 def to_turns(chat: ParsedChat, roles: RoleGuess) -> Transcript:
     """Map the chat's messages to user/assistant turns in file order.
 
-    Raises :class:`ImportRejected` ("group_chat") for more than two senders and ``ValueError`` if
-    the roles are still undecided (ask the user first, then :meth:`RoleGuess.with_assistant`).
+    Raises :class:`ImportRejected` ("empty" without messages, "group_chat" for more than two
+    senders) and ``ValueError`` if the roles are still undecided (ask the user first, then
+    :meth:`RoleGuess.with_assistant`).
     """
+    if not chat.messages:
+        raise ImportRejected("empty", "no messages, only system lines")
     if len(chat.senders) > 2:
         raise ImportRejected("group_chat", f"{len(chat.senders)} senders")
     if roles.assistant is None or roles.assistant not in chat.senders:

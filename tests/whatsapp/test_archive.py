@@ -196,3 +196,10 @@ def test_rejection_carries_a_code_and_a_detail() -> None:
         read_export("notes.txt", b"hello")
     assert info.value.reason == "not_export"
     assert "header" in info.value.detail
+
+
+def test_export_header_may_follow_a_few_blank_or_odd_lines() -> None:
+    text = "\r\n\r\n" + CHAT.replace("\n", "\r\n")
+    assert read_export("WhatsApp Chat with ChatGPT.txt", text.encode()).text == text
+    junk = "".join(f"line {i}\n" for i in range(30)) + CHAT
+    assert reason("notes.txt", junk.encode()) == "not_export"

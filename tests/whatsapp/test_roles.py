@@ -173,3 +173,23 @@ def test_fingerprint_is_stable_and_content_sensitive() -> None:
     c = parse_export(text.replace("Nice photo!", "Nice photo."))
     assert to_turns(c, detect_roles(c, None)).fingerprint != fa
     assert len(fa) == 64
+
+
+def test_export_with_only_system_lines_is_empty() -> None:
+    chat = parse_export("12/01/2024, 14:03 - Messages and calls are end-to-end encrypted.\n")
+    guess = detect_roles(chat, "WhatsApp Chat with ChatGPT.txt")
+    assert guess.needs_question and guess.senders == ()
+    with pytest.raises(ImportRejected) as info:
+        to_turns(chat, guess)
+    assert info.value.reason == "empty"
+
+
+def test_public_api_is_importable_from_the_package() -> None:
+    import core.whatsapp as wa
+
+    export = wa.read_export(
+        "WhatsApp Chat with ChatGPT.txt", b"12/01/2024, 14:03 - Dana: hi\n12/01/2024, 14:04 - ChatGPT: hello\n"
+    )
+    chat = wa.parse_export(export.text)
+    transcript = wa.to_turns(chat, wa.detect_roles(chat, "WhatsApp Chat with ChatGPT.txt"))
+    assert [(t.role, t.text) for t in transcript.turns] == [("user", "hi"), ("assistant", "hello")]
