@@ -684,11 +684,11 @@ class _Reply:
         choices = self.adapter.remember_choices(self.chat.chat_id, buttons)
         full = with_choices(markdown, choices)
         async with self.lock:
-            stream, self.stream = self.stream, None
-            self.latest = self.shown = ""
+            stream, shown = self.stream, self.shown
+            self.stream, self.latest, self.shown = None, "", ""
             if stream is None:
                 await self.deliver(full)
-            else:
+            elif full != shown:  # already showing exactly this: an edit would change nothing
                 await self.deliver(full, edit=stream)
         await self.stop_typing()
 
