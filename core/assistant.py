@@ -20,6 +20,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from core import accounts, userdata
+from core import admin as admin_feature
 from core.access import AccessControl, new_user_status
 from core.catalogue import Catalogue
 from core.commands import MENU, Command, parse_command
@@ -122,6 +124,9 @@ class Assistant:
         self._attachment_handlers: list[Handler] = []
         self._chat_checks: list[Callable[[Turn], Awaitable[Notice | None]]] = []
         self._answer_hooks: list[Callable[[Turn, UsageRecord], AsyncIterator[ReplyEvent]]] = []
+        accounts.register(self)
+        admin_feature.register(self)
+        userdata.register(self)
         WhatsAppImport(self).register()
 
     # --- extension seams: features in their own modules plug in here ------------------------

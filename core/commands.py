@@ -16,11 +16,26 @@ MENU: tuple[str, ...] = (
     "instructions",
     "lang",
     "import",
+    "usage",
+    "link",
+    "export",
+    "forget",
     "help",
 )
 
 # Commands that exist but are not advertised in the menu.
-HIDDEN: tuple[str, ...] = ("start", "claim", "approve", "deny")
+HIDDEN: tuple[str, ...] = (
+    "start",
+    "claim",
+    "approve",
+    "deny",
+    "unlink",
+    "users",
+    "block",
+    "unblock",
+    "admin",
+    "budget",
+)
 
 KNOWN = frozenset(MENU + HIDDEN)
 
