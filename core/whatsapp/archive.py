@@ -14,8 +14,10 @@ rejected with reason ``encoding`` and the user is asked for the original export.
 from __future__ import annotations
 
 import io
+import lzma
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -44,6 +46,17 @@ _NAME_PREFIXES = (
     "WhatsApp-chat met ",
     "WhatsApp-Chat mit ",
     "WhatsApp Sohbeti: ",
+)
+# What a damaged or hostile member can raise while it is inflated (zipfile does not wrap these).
+_INFLATE_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    NotImplementedError,
+    EOFError,
+    OSError,
+    ValueError,
+    RuntimeError,
 )
 _COPY_SUFFIX_RE = re.compile(r"\s*\(\d+\)$")  # "… (1).txt" after a second download
 
@@ -147,8 +160,7 @@ def _pick_members(infos: list[zipfile.ZipInfo]) -> list[zipfile.ZipInfo]:
     texts = [
         i
         for i in infos
-        if not i.is_dir()
-        and i.filename.lower().endswith(".txt")
+        if i.filename.lower().endswith(".txt")  # also excludes "" (is_dir() fails on it)
         and not i.filename.startswith("__MACOSX/")
         and "/." not in "/" + i.filename
     ]
@@ -161,7 +173,7 @@ def _pick_members(infos: list[zipfile.ZipInfo]) -> list[zipfile.ZipInfo]:
 def _read_zip(filename: str, data: bytes, limit: int) -> ExportText:
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError) as exc:
+    except (zipfile.LargeZipFile, *_INFLATE_ERRORS) as exc:
         raise ImportRejected("not_export", "unreadable zip") from exc
     with zf:
         infos = zf.infolist()
@@ -177,7 +189,7 @@ def _read_zip(filename: str, data: bytes, limit: int) -> ExportText:
         for info in candidates:
             try:
                 raw = _read_member(zf, info, limit)
-            except (zipfile.BadZipFile, NotImplementedError, EOFError, OSError, ValueError) as exc:
+            except _INFLATE_ERRORS as exc:
                 raise ImportRejected("unsafe_zip", f"{info.filename}: {exc}") from exc
             try:
                 text, encoding = _decode(raw)
