@@ -386,7 +386,25 @@ class TinyDBStore:
         path = self._layout.conversation_file(conversation_id)
         with self._locked(path.parent):
             doc = self._single(path, CONVERSATION_TABLE)
-        return ConversationRecord.from_dict(doc) if doc else None
+            if doc is None:
+                return None
+            return self._with_counters(doc)
+
+    def _with_counters(self, doc: dict[str, Any]) -> ConversationRecord:
+        """The record with ``message_count`` and ``updated_at`` read from its message files.
+
+        Appending a message therefore writes no conversation record (one file fewer per turn).
+        """
+        cid = doc["id"]
+        chunks = self._chunks(cid)
+        count = self._count(cid, chunks)
+        updated_at = doc["updated_at"]
+        if count:
+            # The newest file holds the newest messages; only two writers racing across a file
+            # boundary could put a later time in the previous file, and then it is off by moments.
+            times = [d["created_at"] for d in self._chunk_table(cid, chunks[-1]).all()]
+            updated_at = max([updated_at, *times])
+        return ConversationRecord.from_dict({**doc, "message_count": count, "updated_at": updated_at})
 
     async def list_conversations(self, scope: str, limit: int = 20) -> list[ConversationRecord]:
         """The scope's conversations, most recently updated first (reads the scope's index only)."""
@@ -479,28 +497,19 @@ class TinyDBStore:
             self._chunk_table(cid, first).insert_multiple(
                 Document(m.to_dict(), doc_id=message_doc_id(m.seq)) for m in out
             )
-            conv = self._bump_conversation(cid, out[-1].created_at, count + len(out))
-        if conv is not None:
-            self._index_touch(conv)
+            doc = self._single(self._layout.conversation_file(cid), CONVERSATION_TABLE)
+        if doc is not None:
+            self._index_touch(doc["scope"], cid, max(doc["updated_at"], out[-1].created_at))
         return out
 
-    def _bump_conversation(self, cid: str, at: float, count: int) -> ConversationRecord | None:
-        path = self._layout.conversation_file(cid)
-        doc = self._single(path, CONVERSATION_TABLE)
-        if doc is None:
-            return None
-        doc["updated_at"] = max(doc["updated_at"], at)
-        doc["message_count"] = count
-        self._put_single(path, CONVERSATION_TABLE, doc)
-        return ConversationRecord.from_dict(doc)
-
-    def _index_touch(self, conv: ConversationRecord) -> None:
-        path = self._layout.scope_file(conv.scope)
+    def _index_touch(self, scope: str, conversation_id: str, updated_at: float) -> None:
+        """Keep the scope index's ordering key in step (only for entries it already has)."""
+        path = self._layout.scope_file(scope)
         with self._locked(path):
             table = self._table(path, SCOPE_TABLE)
-            entry = table.get(where("id") == conv.id)
-            if isinstance(entry, dict) and entry["updated_at"] != conv.updated_at:
-                table.update({"updated_at": conv.updated_at}, doc_ids=[entry.doc_id])
+            entry = table.get(where("id") == conversation_id)
+            if isinstance(entry, Document) and entry["updated_at"] < updated_at:
+                table.update({"updated_at": updated_at}, doc_ids=[entry.doc_id])
 
     async def update_message(self, message: MessageRecord) -> None:
         """Replace the stored message with the same conversation and ``seq`` (no-op when absent)."""
@@ -544,7 +553,14 @@ class TinyDBStore:
 
     def _truncate_messages(self, cid: str, from_seq: int) -> None:
         from_seq = max(0, from_seq)
-        with self._locked(self._layout.conversation_dir(cid)):
+        path = self._layout.conversation_file(cid)
+        with self._locked(path.parent):
+            doc = self._single(path, CONVERSATION_TABLE)
+            if doc is not None:
+                # Counters come from the message files; pin updated_at first so it never moves back.
+                before = self._with_counters(doc)
+                if doc["updated_at"] < before.updated_at:
+                    self._put_single(path, CONVERSATION_TABLE, {**doc, "updated_at": before.updated_at})
             chunks = self._chunks(cid)
             count = self._count(cid, chunks)
             # Newest first, so every crash state is a contiguous prefix.
@@ -552,17 +568,10 @@ class TinyDBStore:
                 if first >= from_seq:
                     self._forget(self._layout.chunk_file(cid, first))
                     continue
-                table = self._chunk_table(cid, first)
                 doomed = [message_doc_id(s) for s in range(from_seq, count)]
                 if doomed:
-                    table.remove(doc_ids=doomed)
+                    self._chunk_table(cid, first).remove(doc_ids=doomed)
                 break
-            path = self._layout.conversation_file(cid)
-            doc = self._single(path, CONVERSATION_TABLE)
-            new_count = min(count, from_seq)
-            if doc is not None and doc["message_count"] != new_count:
-                doc["message_count"] = new_count
-                self._put_single(path, CONVERSATION_TABLE, doc)
 
     # usage
 

@@ -181,12 +181,8 @@ async def test_storing_a_turn_touches_only_its_conversation_files(tmp_path: Path
     )
     await store.update_message(MessageRecord("a", "c7", "assistant", "hello", 5.0, seq=pending.seq))
     layout = store.layout
-    assert written == [
-        layout.chunk_file("c7", 0),
-        layout.conversation_file("c7"),
-        layout.scope_file("user:u7"),
-        layout.chunk_file("c7", 0),
-    ]
+    # The message file (twice) and the scope's index; nothing shared with other users.
+    assert written == [layout.chunk_file("c7", 0), layout.scope_file("user:u7"), layout.chunk_file("c7", 0)]
 
 
 async def test_files_carry_no_identifiers_in_their_names(tmp_path: Path) -> None:
