@@ -31,6 +31,7 @@ _PROBE_TABLE = str.maketrans(
 # Longest header seen ("05/01/2021, 3:07 in the afternoon - ", Arabic with marks) is well below this;
 # only this prefix of a line is normalised, so long message lines cost nothing extra.
 _PROBE_LEN = 80
+_TAIL = 80  # the longest edited marker with its leading space and mark fits in this
 
 # Words used as AM/PM, normalised by _ampm_key (casefolded, dots and spaces removed).
 _AM = frozenset({"am", "inthemorning", "ص", "上午", "午前", "오전", "πμ", "vorm", "sa", "fm", "de", "pg"})
@@ -445,13 +446,15 @@ def _build(block: _Block, ts: datetime, platform: Platform, names: dict[str, str
     first = _strip_lead(raw_first)
     edited = False
     # Cheap endswith() guards keep the regexes off the long lines of ordinary answers.
-    em = _EDITED_RE.search(first) if first.endswith(">") else None
+    # The marker ends the line; searching only its tail keeps "\s*" from going quadratic on a
+    # hostile line of spaces.
+    em = _EDITED_RE.search(first, max(0, len(first) - _TAIL)) if first.endswith(">") else None
     if em is not None:
         first = first[: em.start()]
         edited = True
     elif block.lines and block.lines[-1].endswith(">"):
         last = block.lines[-1]
-        em2 = _EDITED_RE.search(last)
+        em2 = _EDITED_RE.search(last, max(0, len(last) - _TAIL))
         if em2:
             block.lines[-1] = last[: em2.start()]
             edited = True
@@ -489,7 +492,7 @@ def _build(block: _Block, ts: datetime, platform: Platform, names: dict[str, str
         return Message(ts, sender, caption, media=_ios_file_kind(name), attachment=name, edited=edited, line=block.line)
     # iOS placeholders always carry a direction mark; requiring one keeps a typed "video omitted" text.
     if "\u200e" in raw_first or "\u200f" in raw_first:
-        om = _IOS_OMITTED_RE.search(probe)
+        om = _IOS_OMITTED_RE.search(probe, max(0, len(probe) - _TAIL))
         if om:
             kind = _media_kind_from_words(om.group(0))
             # "Resume.pdf • 2 pages document omitted": the text before the marker names the file.
