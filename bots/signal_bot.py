@@ -767,6 +767,7 @@ class _Reply:
 
 async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """``ferry signal``: run the Signal bot until SIGINT/SIGTERM (or ``stop`` is set)."""
+    from bots.health import serve_health
     from core.app import build_assistant
     from core.settings import SettingsError
 
@@ -788,16 +789,17 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
         assistant, service=settings.signal_service, phone_number=settings.signal_phone_number
     )
     try:
-        starting = asyncio.create_task(adapter.start())
-        stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if starting.done():
-            starting.result()
-            await stopping
-        else:
-            starting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await starting
+        async with serve_health(settings, assistant, "Signal", adapter.ready.is_set):
+            starting = asyncio.create_task(adapter.start())
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if starting.done():
+                starting.result()
+                await stopping
+            else:
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
     finally:
         log.info("Signal: stopping")
         await adapter.stop()
