@@ -20,6 +20,8 @@ from typing import Literal
 
 DateOrder = Literal["dmy", "mdy", "ymd"]
 Platform = Literal["android", "ios"]
+MediaKind = Literal["image", "video", "audio", "voice", "sticker", "gif", "document", "contact", "view_once", "media"]
+SystemKind = Literal["encryption", "security_code", "business", "missed_call", "other"]
 
 # Directional and other invisible marks WhatsApp sprinkles over headers, names and placeholders.
 # ZWJ/ZWNJ (U+200D/U+200C) are kept: they are part of emoji and of names.
@@ -141,7 +143,7 @@ _IOS_OMITTED_RE = re.compile(
     r"|(?P<ar>لم يتم إدراج .+|تم حذف الملصقات))$",
     re.IGNORECASE,
 )
-_KIND_WORDS = (
+_KIND_WORDS: tuple[tuple[MediaKind, tuple[str, ...]], ...] = (
     ("image", ("image", "gambar", "bild", "imagen", "الصورة")),
     ("gif", ("gif",)),
     ("video", ("video", "الفيديو")),
@@ -150,15 +152,27 @@ _KIND_WORDS = (
     ("contact", ("contact", "kontak", "kontaktkarte", "contacto", "جهة اتصال")),
     ("document", ("document", "dokumen", "dokument", "documento", "المستند")),
 )
-_ANDROID_FILE_KINDS = {"IMG": "image", "VID": "video", "PTT": "voice", "AUD": "audio", "STK": "sticker"}
+_ANDROID_FILE_KINDS: dict[str, MediaKind] = {
+    "IMG": "image",
+    "VID": "video",
+    "PTT": "voice",
+    "AUD": "audio",
+    "STK": "sticker",
+}
 _IOS_FILE_KIND_RE = re.compile(r"^\d{8}-(PHOTO|VIDEO|AUDIO|STICKER|GIF)-")
-_IOS_FILE_KINDS = {"PHOTO": "image", "VIDEO": "video", "AUDIO": "audio", "STICKER": "sticker", "GIF": "gif"}
+_IOS_FILE_KINDS: dict[str, MediaKind] = {
+    "PHOTO": "image",
+    "VIDEO": "video",
+    "AUDIO": "audio",
+    "STICKER": "sticker",
+    "GIF": "gif",
+}
 # Lines holding any of these need the slow, normalised probe; most lines hold none.
 _SPECIAL_RE = re.compile("[" + INVISIBLE + _SPACES + "\u060c]")
 _INVISIBLE_RE = re.compile("[" + INVISIBLE + "]")
 _LOCATION_RE = re.compile(r"^[^\s:]{1,20}\s?: https?://")
 
-_SYSTEM_KINDS = (
+_SYSTEM_KINDS: tuple[tuple[SystemKind, re.Pattern[str]], ...] = (
     (
         "encryption",
         re.compile(
@@ -191,7 +205,7 @@ class Message:
     timestamp: datetime
     sender: str
     text: str
-    media: str | None = None
+    media: MediaKind | None = None
     attachment: str | None = None
     deleted: bool = False
     deleted_by_exporter: bool = False  # "You deleted this message": the sender is the exporter
@@ -209,7 +223,7 @@ class SystemLine:
 
     timestamp: datetime
     text: str
-    kind: str
+    kind: SystemKind
     sender: str | None = None
     line: int = 0
 
@@ -390,7 +404,7 @@ class _Clock:
         return datetime(ymd[0], ymd[1], ymd[2], hour, int(mi), int(sec) if sec else 0)
 
 
-def _media_kind_from_words(words: str) -> str:
+def _media_kind_from_words(words: str) -> MediaKind:
     low = words.casefold()
     for kind, keys in _KIND_WORDS:
         if any(k in low for k in keys):
@@ -398,13 +412,13 @@ def _media_kind_from_words(words: str) -> str:
     return "media"
 
 
-def _android_file_kind(name: str) -> str:
+def _android_file_kind(name: str) -> MediaKind:
     if name.lower().endswith(".vcf"):
         return "contact"
     return _ANDROID_FILE_KINDS.get(name[:3], "document")
 
 
-def _ios_file_kind(name: str) -> str:
+def _ios_file_kind(name: str) -> MediaKind:
     if name.lower().endswith(".vcf"):
         return "contact"
     km = _IOS_FILE_KIND_RE.match(name)
@@ -415,7 +429,7 @@ def _strip_lead(text: str) -> str:
     return text.lstrip(INVISIBLE) if text and text[0] in INVISIBLE else text
 
 
-def _system_kind(text: str) -> str:
+def _system_kind(text: str) -> SystemKind:
     for kind, rx in _SYSTEM_KINDS:
         if rx.search(text):
             return kind

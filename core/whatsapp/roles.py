@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Literal
 
 from core.whatsapp.archive import ImportRejected, chat_name_from_filename
-from core.whatsapp.parser import INVISIBLE, Message, ParsedChat
+from core.whatsapp.parser import INVISIBLE, MediaKind, Message, ParsedChat
 
 Role = Literal["user", "assistant"]
 Confidence = Literal["high", "medium", "none"]
@@ -30,7 +30,7 @@ Confidence = Literal["high", "medium", "none"]
 CHATGPT_NUMBER_DIGITS = "18002428478"
 _ASSISTANT_NAME_RE = re.compile(r"chatgpt|openai")
 _NON_ALNUM_RE = re.compile(r"[\W_]+")
-_MEDIA_NOTES = {
+_MEDIA_NOTES: dict[MediaKind, str] = {
     "image": "[image omitted]",
     "video": "[video omitted]",
     "audio": "[audio omitted]",
