@@ -37,12 +37,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.store.base import ConversationRecord, MessageRecord, UserRecord
 from core.store.tinydb_files import FileOps, encode
 from core.store.tinydb_layout import (
+    CHUNK_BYTES,
     CHUNK_SIZE,
     Layout,
     chunk_tables,
     conversation_tables,
     identity_tables,
     scope_tables,
+    split_chunks,
     user_tables,
 )
 from core.store.tinydb_store import TinyDBStore
@@ -84,10 +86,7 @@ def write_file(path: Path, data: bytes) -> None:
 def chunk_bytes_by_template(messages_per_conversation: int) -> list[tuple[int, bytes]]:
     """Each chunk file of one conversation, serialised once with a placeholder id to substitute."""
     msgs = [message(PLACEHOLDER, s) for s in range(messages_per_conversation)]
-    return [
-        (first, encode(chunk_tables(msgs[first : first + CHUNK_SIZE])))
-        for first in range(0, messages_per_conversation, CHUNK_SIZE)
-    ]
+    return [(chunk[0].seq, encode(chunk_tables(chunk))) for chunk in split_chunks(msgs)]
 
 
 def bulk_load(root: Path, users: int, messages_each: int) -> list[str]:
@@ -189,7 +188,8 @@ def main() -> None:
     scenarios.append((f"1 conversation of {long_conversation:,} msgs", 1, long_conversation))
 
     print(f"one turn = append_messages([user, pending assistant]) + update_message(answer); "
-          f"{turns} turns measured after 20 warm-up turns; chunk size {CHUNK_SIZE}")
+          f"{turns} turns measured after 20 warm-up turns; "
+          f"chunks of up to {CHUNK_SIZE} messages or {CHUNK_BYTES // 1024} KiB")
     print(f"{'scenario':<34} {'load s':>7} {'store MB':>9} {'median ms':>10} {'p99 ms':>8} "
           f"{'wchar B/turn':>13} {'disk B/turn':>12} {'1 bare write med/p99 ms':>24}")
     results = {}

@@ -10,7 +10,7 @@ so that no folder and no hot file grows with the number of users or conversation
     identities/<h:2>/<h2:4>.json              identity -> user id, 65,536 shards
     scopes/<h:2>/<h>.json                     a scope's conversations: id, updated_at, source
     conversations/<h:2>/<h>/conversation.json the conversation record (table "conversation", doc 1)
-    conversations/<h:2>/<h>/m<seq:010>.json   messages from that seq on, up to CHUNK_SIZE per file
+    conversations/<h:2>/<h>/m<seq:010>.json   messages from that seq on (a chunk, see chunk_is_full)
     usage/users/<h:2>/<h>.json                a user's per-UTC-day, per-model sums
     usage/global.json                         everyone's per-UTC-day, per-model sums
 
@@ -21,14 +21,19 @@ bulk loader writes this layout directly with these functions, so it stays faithf
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from core.store.base import ConversationRecord, MessageRecord, UserRecord
+from core.store.tinydb_files import encode
 
-CHUNK_SIZE = 256
+# A chunk takes appends until it holds CHUNK_SIZE messages or CHUNK_BYTES of JSON, whichever comes
+# first; a whole batch always lands in one chunk. Every turn rewrites the newest chunk twice, so its
+# size is the bytes a turn writes: kept small, and independent of the conversation's length.
+CHUNK_SIZE = 128
+CHUNK_BYTES = 32 * 1024
 USER_TABLE = "user"
 IDENTITY_TABLE = "identities"
 SCOPE_TABLE = "conversations"
@@ -128,6 +133,21 @@ class Layout:
     def lock_key(self, path: Path) -> str:
         """The lock-stripe key of a file (a conversation's folder is locked as one unit)."""
         return key_hash(str(path.relative_to(self.root)))
+
+
+def chunk_is_full(messages: int, size: int, max_messages: int = CHUNK_SIZE, max_bytes: int = CHUNK_BYTES) -> bool:
+    """Whether the next append starts a new chunk after one of ``messages`` records, ``size`` bytes."""
+    return messages >= max_messages or size >= max_bytes
+
+
+def split_chunks(messages: Sequence[MessageRecord]) -> list[list[MessageRecord]]:
+    """Cut messages (each appended alone) into chunks exactly as the store would."""
+    chunks: list[list[MessageRecord]] = []
+    for m in messages:
+        if not chunks or chunk_is_full(len(chunks[-1]), len(encode(chunk_tables(chunks[-1])))):
+            chunks.append([])
+        chunks[-1].append(m)
+    return chunks
 
 
 def chunk_first_seq(name: str) -> int | None:

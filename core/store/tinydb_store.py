@@ -47,6 +47,7 @@ from core.store.tinydb_files import (
     sweep_temp_files,
 )
 from core.store.tinydb_layout import (
+    CHUNK_BYTES,
     CHUNK_SIZE,
     CONVERSATION_TABLE,
     IDENTITY_TABLE,
@@ -59,6 +60,7 @@ from core.store.tinydb_layout import (
     USER_TABLE,
     Layout,
     chunk_first_seq,
+    chunk_is_full,
     identity_entry,
     message_doc_id,
     scope_entry,
@@ -107,11 +109,13 @@ class TinyDBStore:
         ops: FileOps | None = None,
         migrations: Sequence[Migration] = MIGRATIONS,
         chunk_size: int = CHUNK_SIZE,
+        chunk_bytes: int = CHUNK_BYTES,
     ) -> None:
         self._layout = Layout(Path(data_dir))
         self._ops = ops or FileOps()
         self._migrations = tuple(migrations)
         self._chunk_size = chunk_size
+        self._chunk_bytes = chunk_bytes
         self._cache = FileCache()
         self._locks: LockStripes | None = None
 
@@ -492,7 +496,11 @@ class TinyDBStore:
         with self._locked(folder):
             chunks = self._chunks(cid)
             count = self._count(cid, chunks)
-            first = chunks[-1] if chunks and count - chunks[-1] < self._chunk_size else count
+            first = count
+            if chunks:
+                size = os.stat(self._layout.chunk_file(cid, chunks[-1])).st_size
+                if not chunk_is_full(count - chunks[-1], size, self._chunk_size, self._chunk_bytes):
+                    first = chunks[-1]
             out = [dataclasses.replace(m, seq=count + i) for i, m in enumerate(messages)]
             self._chunk_table(cid, first).insert_multiple(
                 Document(m.to_dict(), doc_id=message_doc_id(m.seq)) for m in out

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from core.store.base import SCHEMA_VERSION, ConversationRecord, MessageRecord, StoreError, UserRecord
-from core.store.tinydb_files import FileOps
+from core.store.tinydb_files import FileOps, encode
+from core.store.tinydb_layout import chunk_tables, conversation_tables, scope_tables, split_chunks
 from core.store.tinydb_migrations import MIGRATIONS, Migration, MigrationContext
 from core.store.tinydb_store import TinyDBStore
 
@@ -211,3 +212,26 @@ async def test_message_files_are_plain_tinydb_json(tmp_path: Path) -> None:
     store = TinyDBStore(tmp_path)
     data = json.loads(store.layout.chunk_file("c1", 0).read_bytes())
     assert data["messages"]["1"]["content"] == "halo"
+
+
+async def test_bulk_layout_functions_write_what_the_store_writes(tmp_path: Path) -> None:
+    """The bench's bulk loader relies on these functions being byte-faithful to the store."""
+    store = TinyDBStore(tmp_path)
+    await store.open()
+    conv = ConversationRecord(id="c1", scope="user:u1")
+    await store.put_conversation(conv)
+    msgs = [MessageRecord(f"m{i}", "c1", "user", "kata " * (i % 50), float(i), seq=i) for i in range(400)]
+    for m in msgs:
+        await store.append_messages([m])
+    expected = {m[0].seq: encode(chunk_tables(m)) for m in split_chunks(msgs)}
+    assert len(expected) > 2
+    layout = store.layout
+    assert {p.name for p in layout.conversation_dir("c1").glob("m*.json")} == {
+        layout.chunk_file("c1", first).name for first in expected
+    }
+    for first, data in expected.items():
+        assert layout.chunk_file("c1", first).read_bytes() == data
+    assert layout.conversation_file("c1").read_bytes() == encode(conversation_tables(conv))
+    assert layout.scope_file("user:u1").read_bytes() == encode(
+        scope_tables([ConversationRecord(id="c1", scope="user:u1", updated_at=399.0)])
+    )
