@@ -20,7 +20,9 @@ bulk loader writes this layout directly with these functions, so it stays faithf
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +49,7 @@ CHUNK_PREFIX = "m"
 DAY_SECONDS = 86400
 
 
+@functools.lru_cache(maxsize=65536)
 def key_hash(key: str) -> str:
     """The 128-bit hex name of a key's file."""
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
@@ -132,7 +135,7 @@ class Layout:
 
     def lock_key(self, path: Path) -> str:
         """The lock-stripe key of a file (a conversation's folder is locked as one unit)."""
-        return key_hash(str(path.relative_to(self.root)))
+        return key_hash(os.path.relpath(path, self.root))
 
 
 def chunk_is_full(messages: int, size: int, max_messages: int = CHUNK_SIZE, max_bytes: int = CHUNK_BYTES) -> bool:

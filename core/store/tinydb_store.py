@@ -171,14 +171,15 @@ class TinyDBStore:
         except OSError as exc:
             raise store_error(exc, "create the data folder", root) from exc
         locks = LockStripes(self._layout.locks_dir)
-        with locks.hold_global():
-            self._locks = locks
-            try:
+        try:
+            with locks.hold_global():
+                self._locks = locks
                 self._migrate()
                 sweep_temp_files(root, self._ops)
-            except BaseException:
-                self._locks = None
-                raise
+        except BaseException:
+            self._locks = None
+            locks.close()
+            raise
 
     def _migrate(self) -> None:
         path = self._layout.schema_file
@@ -194,8 +195,10 @@ class TinyDBStore:
             self._put_single(path, SCHEMA_TABLE, {"schema_version": version, "migrations": applied})
 
     async def close(self) -> None:
-        """Forget cached files; every write is already durable and no lock is held between calls."""
-        self._locks = None
+        """Close lock files and forget cached files; every write is already durable."""
+        locks, self._locks = self._locks, None
+        if locks is not None:
+            locks.close()
         self._cache.clear()
 
     async def schema(self) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,14 +50,12 @@ def store(backend: tuple[Store, Reopen]) -> Store:
     return backend[0]
 
 
-def msg(cid: str, n: int, role: str = "user", **kw: object) -> MessageRecord:
-    return MessageRecord(
-        id=f"{cid}-m{n}", conversation_id=cid, role=role, content=f"text {n}", created_at=T0 + n, **kw
-    )  # type: ignore[arg-type]
+def msg(cid: str, n: int, role: str = "user") -> MessageRecord:
+    return MessageRecord(id=f"{cid}-m{n}", conversation_id=cid, role=role, content=f"text {n}", created_at=T0 + n)
 
 
-def conv(cid: str, scope: str, updated_at: float = T0, **kw: object) -> ConversationRecord:
-    return ConversationRecord(id=cid, scope=scope, created_at=T0, updated_at=updated_at, **kw)  # type: ignore[arg-type]
+def conv(cid: str, scope: str, updated_at: float = T0, **kw: Any) -> ConversationRecord:
+    return ConversationRecord(id=cid, scope=scope, created_at=T0, updated_at=updated_at, **kw)
 
 
 # users and identities
