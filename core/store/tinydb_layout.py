@@ -97,7 +97,7 @@ class Layout:
 
     @property
     def conversations_dir(self) -> Path:
-        return self.root / "conversations"
+        return self.root / "conversations"  # as in _conversation_dir
 
     @property
     def usage_dir(self) -> Path:
@@ -120,8 +120,7 @@ class Layout:
         return self.scopes_dir / h[:2] / f"{h}.json"
 
     def conversation_dir(self, conversation_id: str) -> Path:
-        h = key_hash(conversation_id)
-        return self.conversations_dir / h[:2] / h
+        return _conversation_dir(self.root, conversation_id)
 
     def conversation_file(self, conversation_id: str) -> Path:
         return self.conversation_dir(conversation_id) / "conversation.json"
@@ -135,7 +134,21 @@ class Layout:
 
     def lock_key(self, path: Path) -> str:
         """The lock-stripe key of a file (a conversation's folder is locked as one unit)."""
-        return key_hash(os.path.relpath(path, self.root))
+        return _lock_key(self.root, path)
+
+
+# Path arithmetic is a visible part of a turn's CPU time; these are pure, so they are memoised.
+
+
+@functools.lru_cache(maxsize=16384)
+def _conversation_dir(root: Path, conversation_id: str) -> Path:
+    h = key_hash(conversation_id)
+    return root / "conversations" / h[:2] / h
+
+
+@functools.lru_cache(maxsize=16384)
+def _lock_key(root: Path, path: Path) -> str:
+    return key_hash(os.path.relpath(path, root))
 
 
 def chunk_is_full(messages: int, size: int, max_messages: int = CHUNK_SIZE, max_bytes: int = CHUNK_BYTES) -> bool:
