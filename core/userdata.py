@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from core.access import HAS_ADMIN_KEY
 from core.accounts import forget_link_state
 from core.i18n import Texts
 from core.store.base import ConversationRecord, MessageRecord, Store, UserRecord
@@ -64,7 +65,10 @@ def _conversation_json(c: ConversationRecord, messages: list[MessageRecord]) -> 
 
 async def export_document(store: Store, user: UserRecord, now: float) -> dict[str, Any]:
     """Everything the user may take away, as the versioned export document."""
-    convs = sorted(await store.list_conversations(f"user:{user.id}", ALL), key=lambda c: (c.created_at, c.id))
+    convs = sorted(
+        (c for c in await store.list_conversations(f"user:{user.id}", ALL) if c.message_count),
+        key=lambda c: (c.created_at, c.id),
+    )
     totals = await store.usage_totals(user.id, 0)
     return {
         "format": EXPORT_FORMAT,
@@ -133,6 +137,9 @@ async def forget_user(store: Store, user: UserRecord) -> None:
     """Delete everything stored about the user, on every linked identity."""
     await forget_link_state(store, user)
     await store.delete_user(user.id)
+    if user.is_admin and not any(u.is_admin for u in await store.list_users()):
+        # Nobody in the store can administer the bot any more: the next start offers a claim code.
+        await store.set_meta(HAS_ADMIN_KEY, None)
     log.info("forgot user %s at their request", user.id)
 
 
