@@ -106,10 +106,14 @@ def format_moment(at: float) -> str:
 
 
 def format_amount(amount: float, unit: str) -> str:
-    """``50,000 tokens`` or ``$5.00`` (small sums keep four decimals so they do not read as zero)."""
+    """``50,000 tokens``, ``$5.00``, or ``$0.0011``: sums not in whole cents keep four decimals, so
+    that small sums do not read as zero and what is left does not read as all of it."""
     if unit == "tokens":
         return f"{round(amount):,} tokens"
-    return f"${amount:,.2f}" if amount >= 1 or amount == 0 else f"${amount:.4f}"
+    if 0 < amount < 0.00005:
+        return "<$0.0001"
+    cents = amount * 100
+    return f"${amount:,.2f}" if amount >= 100 or abs(cents - round(cents)) < 1e-6 else f"${amount:,.4f}"
 
 
 def parse_limit(words: list[str]) -> Limit | None:
