@@ -120,7 +120,9 @@ def proc_io() -> dict[str, int]:
 
 async def measure(root: Path, conv_ids: list[str], turns: int, warmup: int) -> dict[str, float]:
     store = TinyDBStore(root)
+    t = time.perf_counter()
     await store.open()
+    open_s = time.perf_counter() - t
     # Faithfulness check: the bulk-loaded files read back through the store.
     got = await store.get_messages(conv_ids[0], last=2)
     assert got and got[-1].conversation_id == conv_ids[0], "bulk layout not readable"
@@ -151,6 +153,7 @@ async def measure(root: Path, conv_ids: list[str], turns: int, warmup: int) -> d
     await store.close()
     times.sort()
     return {
+        "open_s": open_s,
         "median_ms": statistics.median(times) * 1000,
         "p99_ms": times[min(len(times) - 1, int(len(times) * 0.99))] * 1000,
         "wchar": (after["wchar"] - before["wchar"]) / turns,
@@ -190,7 +193,7 @@ def main() -> None:
     print(f"one turn = append_messages([user, pending assistant]) + update_message(answer); "
           f"{turns} turns measured after 20 warm-up turns; "
           f"chunks of up to {CHUNK_SIZE} messages or {CHUNK_BYTES // 1024} KiB")
-    print(f"{'scenario':<34} {'load s':>7} {'store MB':>9} {'median ms':>10} {'p99 ms':>8} "
+    print(f"{'scenario':<34} {'load s':>7} {'store MB':>9} {'open s':>7} {'median ms':>10} {'p99 ms':>8} "
           f"{'wchar B/turn':>13} {'disk B/turn':>12} {'1 bare write med/p99 ms':>24}")
     results = {}
     for name, users, msgs in scenarios:
@@ -205,7 +208,8 @@ def main() -> None:
             floor = bare_write_ms(root)
             r = asyncio.run(measure(root, conv_ids, turns, warmup=20))
             results[name] = r
-            print(f"{name:<34} {load_s:>7.1f} {size_mb:>9.1f} {r['median_ms']:>10.2f} {r['p99_ms']:>8.2f} "
+            print(f"{name:<34} {load_s:>7.1f} {size_mb:>9.1f} {r['open_s']:>7.2f} "
+                  f"{r['median_ms']:>10.2f} {r['p99_ms']:>8.2f} "
                   f"{r['wchar']:>13,.0f} {r['write_bytes']:>12,.0f} {floor[0]:>15.2f} /{floor[1]:>6.2f}",
                   flush=True)
         finally:
