@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _require(settings, "telegram_bot_token")
             from bots import telegram_bot
 
-            asyncio.run(telegram_bot.run(settings))
+            telegram_bot.run(settings)  # PTB runs its own event loop
         elif args.command == "signal":
             _require(settings, "signal_service", "signal_phone_number")
             from bots import signal_bot
