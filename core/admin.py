@@ -197,6 +197,11 @@ class Admin:
     def _notice(self, lang: str, key: str, **values: Any) -> Notice:
         return Notice(self._a.texts.get(lang, key, **values))
 
+    def _amount(self, lang: str, amount: float, unit: str) -> str:
+        if unit == "tokens":
+            return self._a.texts.get(lang, "budget.tokens", count=f"{round(amount):,}")
+        return format_amount(amount, unit)
+
     def _status(self, lang: str, status: str) -> str:
         return self._a.texts.get(lang, f"admin.status_{status}") if status in (
             "pending", "approved", "denied", "blocked"
@@ -350,7 +355,7 @@ class Admin:
         if not budget:
             return self._a.texts.get(lang, "budget.none")
         return ", ".join(
-            self._a.texts.get(lang, f"budget.per_{period}", amount=format_amount(lim.amount, lim.unit))
+            self._a.texts.get(lang, f"budget.per_{period}", amount=self._amount(lang, lim.amount, lim.unit))
             for period, lim in budget.items()
         )
 
@@ -363,7 +368,7 @@ class Admin:
         if over is None:
             return None
         key = "budget.global_over" if over.is_global else f"budget.over_{over.period}"
-        limit = format_amount(over.limit.amount, over.limit.unit)
+        limit = self._amount(turn.lang, over.limit.amount, over.limit.unit)
         text = self._a.texts.get(turn.lang, key, limit=limit, resets=format_moment(over.resets_at))
         return Notice(text, is_error=True)
 
@@ -397,8 +402,8 @@ class Admin:
             text=self._a.texts.get(
                 lang,
                 "budget.alert",
-                used=format_amount(used, limit.unit),
-                limit=format_amount(limit.amount, limit.unit),
+                used=self._amount(lang, used, limit.unit),
+                limit=self._amount(lang, limit.amount, limit.unit),
                 percent=int(used * 100 // limit.amount),
                 resets=format_moment(end),
             ),
@@ -438,8 +443,8 @@ class Admin:
                     t.get(
                         lang,
                         "usage.left",
-                        left=format_amount(left, limit.unit),
-                        limit=format_amount(limit.amount, limit.unit),
+                        left=self._amount(lang, left, limit.unit),
+                        limit=self._amount(lang, limit.amount, limit.unit),
                         resets=format_moment(end),
                     )
                 )
