@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from core.store.base import ConversationRecord, MessageRecord, Store
 from core.turn import Turn
-from core.types import Button, Notice, Progress, ReplyEvent
+from core.types import Button, Notice, Progress, Reaction, ReplyEvent
 from core.whatsapp.archive import ImportRejected, read_export
 from core.whatsapp.parser import ParsedChat, parse_export
 from core.whatsapp.roles import RoleGuess, Transcript, detect_roles, to_turns
@@ -138,6 +138,7 @@ class WhatsAppImport:
         if doc.data is None:
             yield Notice(self._t(turn, "import.too_large", limit=50), is_error=True)
             return
+        yield Reaction("👀")  # reading a large export takes a moment
         try:
             chat, roles, chat_name = await asyncio.to_thread(parse_upload, doc.filename or "", doc.data)
         except ImportRejected as e:
@@ -218,6 +219,8 @@ class WhatsAppImport:
             yield Notice(self._t(turn, "import.rejected_empty"), is_error=True)
             return
         title = self._t(turn, "import.title", name=pending.name)
+        if len(transcript.turns) >= PROGRESS_FROM:
+            yield Reaction("👀")
         progress: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
 
         def report(done: int, total: int) -> None:

@@ -6,7 +6,7 @@ import io
 import zipfile
 
 from core.assistant import Assistant
-from core.types import Attachment, Notice, Progress, ReplyEvent
+from core.types import Attachment, Notice, Progress, Reaction, ReplyEvent
 from tests.conftest import MakeAssistant
 from tests.core.test_assistant import final, say, texts
 from tests.fakes.openai_server import FakeOpenAI
@@ -170,3 +170,9 @@ async def test_an_imported_chat_shows_up_in_chats(make_assistant: MakeAssistant)
     listing = only_notice(await say(assistant, "/chats"))
     assert listing.buttons[0][0].label.startswith("WhatsApp: ChatGPT")
     assert final(await say(assistant, "continue")).text == "You said: continue"
+
+
+async def test_reading_a_file_is_acknowledged_with_a_reaction(make_assistant: MakeAssistant) -> None:
+    assistant = await make_assistant()
+    events = await send_file(assistant, document(EXPORT))
+    assert isinstance(events[0], Reaction) and events[0].emoji == "👀"
