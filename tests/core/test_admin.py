@@ -150,7 +150,9 @@ async def test_a_daily_token_budget_stops_the_user_until_the_next_utc_day(
     # In Indonesian, and the budget can be lifted.
     await say(assistant, "/lang id", ALICE)
     await say(assistant, "again", ALICE)
-    assert "diatur ulang pada 2026-11-21 00:00 UTC" in notice(await say(assistant, "lagi", ALICE)).text
+    assert notice(await say(assistant, "lagi", ALICE)).text == (
+        "Batas pemakaian Anda untuk hari ini (200 token) sudah habis. Batas ini diatur ulang pada 2026-11-21 00:00 UTC."
+    )
     assert "no limit" in notice(await say(assistant, f"/budget {ALICE} day off", ADMIN)).text
     assert isinstance((await say(assistant, "lagi", ALICE))[-1], FinalText)
 
