@@ -10,7 +10,7 @@ from core.admin import Limit, format_amount, parse_limit, period_bounds
 from core.store.memory import MemoryStore
 from core.types import AdminAlert, ChatKey, FinalText
 from tests.conftest import MakeAssistant
-from tests.core.test_accounts import T0, Clock, notice
+from tests.core.test_accounts import CODE, T0, Clock, notice
 from tests.core.test_assistant import final, say
 from tests.fakes.openai_server import FakeOpenAI, Usage
 
@@ -243,3 +243,18 @@ async def test_usage_shows_today_and_this_month_per_model_and_what_is_left(
     ]
     # An admin can look at someone else's.
     assert notice(await say(assistant, f"/usage {ALICE}", ADMIN)).text == text
+
+
+async def test_an_admin_linked_across_messengers_is_admin_on_both(make_assistant: MakeAssistant) -> None:
+    assistant = await make_assistant(MemoryStore(), clock=Clock(T0), FERRY_ADMINS=ADMIN)
+    assert notice(await say(assistant, "/users", BOB)).text == "Only an admin can do that."
+    code = link_code_of(notice(await say(assistant, "/link", ADMIN)).text)
+    await say(assistant, f"/link {code}", BOB)
+    assert notice(await say(assistant, "/users", BOB)).text.startswith("Users (1):")
+    assert "no limit" in notice(await say(assistant, "/budget global off", BOB)).text
+
+
+def link_code_of(text: str) -> str:
+    match = CODE.search(text)
+    assert match
+    return match.group(1)
