@@ -62,6 +62,9 @@ class FileOps:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileNotFoundError:  # the file's shard folder does not exist yet
             self.makedirs(folder)
+            # New folders are entries in their parents: make those durable too (two levels of shards).
+            for parent in (folder.parent, folder.parent.parent):
+                _fsync_dir(parent, self.fsync)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             try:
