@@ -5,9 +5,11 @@ Storage: ``core/store/tinydb_files.py``. Each operation reads and rewrites only 
 it concerns, under their cross-process lock, and re-reads a file whenever its bytes changed, so two
 processes never lose each other's updates. The file I/O runs in a worker thread.
 
-An operation that touches several files writes them in an order that keeps every crash state
-readable: messages before the conversation's counters, a scope index entry before the conversation
-that points at it; readers check the conversation record itself, so a stale index entry is ignored.
+A turn writes the conversation's newest message file and then its scope index's ordering key; the
+conversation's ``message_count`` and ``updated_at`` are read from the message files, so they never
+disagree with them. An operation that touches several files writes them in an order that keeps
+every crash state readable (a scope index entry before the conversation that points at it; readers
+check the conversation record itself, so a stale index entry is ignored).
 """
 
 from __future__ import annotations
