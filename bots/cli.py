@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from bots import doctor, import_cli
+from bots import admin_cli, doctor, import_cli
 from core.settings import Settings, SettingsError
 
 log = logging.getLogger("ferry")
@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("signal", help="run the Signal bot (SIGNAL_SERVICE, SIGNAL_PHONE_NUMBER)")
     import_cli.add_subcommand(sub)
     doctor.add_subcommand(sub)
+    admin_cli.add_subcommands(sub)
     return parser
 
 
@@ -77,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(import_cli.run(args, settings))
         elif args.command == "doctor":
             return asyncio.run(doctor.run(settings))
+        elif args.command in admin_cli.COMMANDS:
+            return asyncio.run(admin_cli.run(args, settings))
     except SettingsError as e:
         print(f"ferry: {e}", file=sys.stderr)
         return 2

@@ -227,6 +227,16 @@ class Assistant:
         if command is not None and command.name == "claim":
             yield self._notice(lang, f"access.claim_{await self.access.claim(user, command.args)}")
             return
+        if command is not None and command.name == "link" and command.args and user.status != "blocked":
+            # A link code proves the sender owns an account that already has access.
+            async for event in self._commands["link"](Turn(msg, user, lang, admin), command.args):
+                yield event
+            if user.status != "approved" and not admin:
+                after = await self.store.find_user(str(msg.sender))
+                if after is not None and after.status != "approved":  # the code was wrong
+                    async for event in self._refuse(after, lang, is_new, identities):
+                        yield event
+            return
         if user.status != "approved" and not admin:
             async for event in self._refuse(user, lang, is_new, identities):
                 yield event
@@ -263,13 +273,20 @@ class Assistant:
         if not self._within_rate(user.id):
             yield self._notice(lang, "input.busy", limit=self.settings.rate_per_minute)
             return
-        for check in self._chat_checks:
-            refusal = await check(Turn(msg, user, lang, admin))
-            if refusal is not None:
-                yield refusal
-                return
+        refusal = await self._refusal(Turn(msg, user, lang, admin))
+        if refusal is not None:
+            yield refusal
+            return
         async for event in self._chat(msg, user, lang, text):
             yield event
+
+    async def _refusal(self, turn: Turn) -> Notice | None:
+        """The first pre-chat check (budgets) that declines a message to the model."""
+        for check in self._chat_checks:
+            refusal = await check(turn)
+            if refusal is not None:
+                return refusal
+        return None
 
     async def _identify(self, msg: Incoming, identities: tuple[str, ...]) -> tuple[UserRecord, bool]:
         user = await self.store.find_user(str(msg.sender))
@@ -355,6 +372,10 @@ class Assistant:
         elif name == "chats":
             yield await self._list_chats(msg, user, lang)
         elif name == "retry":
+            refusal = await self._refusal(Turn(msg, user, lang, admin))
+            if refusal is not None:
+                yield refusal
+                return
             async for event in self._retry(msg, user, lang):
                 yield event
         elif name == "model":

@@ -204,3 +204,23 @@ async def test_link_is_refused_in_groups(make_assistant: MakeAssistant) -> None:
     events = await say(assistant, "/link", TG, chat=group)
     assert "private chat" in texts(events)[0]
     assert not CODE.search(texts(events)[0])
+
+
+async def test_a_new_account_waiting_for_approval_can_link_to_an_approved_one(
+    make_assistant: MakeAssistant, openai_server: FakeOpenAI
+) -> None:
+    assistant = await make_assistant(FERRY_ACCESS="approval", FERRY_ADMINS="telegram:1")
+    await say(assistant, "/approve " + TG, "telegram:1")  # unknown yet: nothing to approve
+    first = await say(assistant, "hello", TG)
+    assert any(isinstance(e, AdminAlert) for e in first)
+    await say(assistant, f"/approve {TG}", "telegram:1")
+    code = await link_code(assistant, TG)
+
+    linked = await say(assistant, f"/link {code}", SG)
+    assert not any(isinstance(e, AdminAlert) and "asks for access" in e.text for e in linked)
+    assert final(await say(assistant, "now from Signal", SG)).text == "You said: now from Signal"
+    # A stranger's wrong code is only a wrong code: no access, and the admin is asked as usual.
+    wrong = await say(assistant, "/link AAAA-BBBB", "signal:stranger")
+    assert "asked the admin" in texts(wrong)[-1]
+    assert [e.to for e in wrong if isinstance(e, AdminAlert)] == [("telegram:1",)]
+    assert "waiting for the admin" in texts(await say(assistant, "hi again", "signal:stranger"))[0]

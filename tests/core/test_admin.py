@@ -142,6 +142,8 @@ async def test_a_daily_token_budget_stops_the_user_until_the_next_utc_day(
         "You've used your budget for today (200 tokens). It resets at 2026-11-20 00:00 UTC."
     )
     assert len(openai_server.chat_requests) == 2  # the model was not asked
+    assert notice(await say(assistant, "/retry", ALICE)).text == refused.text  # nor by /retry
+    assert len(openai_server.chat_requests) == 2
     assert final(await say(assistant, "something", BOB)).text  # others are not limited
 
     clock.now = utc("2026-11-20 00:00:01")
