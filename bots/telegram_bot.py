@@ -51,6 +51,7 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
+from telegram.request import HTTPXRequest
 
 from bots.telegram_render import render_parts, split_plain, visible_text
 from core.types import (
@@ -568,30 +569,37 @@ class Turn:
         self.sender = Sender(app, bot.gate, bot.pacing)
         self.live: LiveAnswer | None = None
         self.typing: asyncio.Task[None] | None = None
+        self._typing_stop = asyncio.Event()
         self.progress_id: int | None = None
         self.progress_at = 0.0
 
-    async def _typing_loop(self) -> None:
-        while True:
-            try:
-                await self.app.bot.send_chat_action(
-                    self.target.chat_id, ChatAction.TYPING, message_thread_id=self.target.thread_id
-                )
-            except RetryAfter as exc:
-                self.bot.gate.close_for(self.target.chat_id, _retry_seconds(exc))
-            except TelegramError as exc:
-                log.debug("typing action failed: %s", exc)
-            await asyncio.sleep(self.bot.pacing.typing_interval)
+    async def _typing_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            if not self.bot.gate.wait_time(self.target.chat_id):
+                try:
+                    await self.app.bot.send_chat_action(
+                        self.target.chat_id, ChatAction.TYPING, message_thread_id=self.target.thread_id
+                    )
+                except RetryAfter as exc:
+                    self.bot.gate.close_for(self.target.chat_id, _retry_seconds(exc))
+                except TelegramError as exc:
+                    log.debug("typing action failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.bot.pacing.typing_interval)
 
     def start_typing(self) -> None:
         if self.typing is None:
-            self.typing = asyncio.create_task(self._typing_loop())
+            self._typing_stop = asyncio.Event()
+            self.typing = asyncio.create_task(self._typing_loop(self._typing_stop))
 
     async def stop_typing(self) -> None:
+        """Stop typing; an action in flight is let through so it cannot land after the answer."""
         if self.typing is not None:
-            self.typing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            self._typing_stop.set()
+            try:
                 await self.typing
+            except Exception:
+                log.exception("typing loop failed")
             self.typing = None
 
     async def render(self, event: ReplyEvent) -> None:
@@ -747,7 +755,8 @@ class TelegramBot:
                 await turn.render(event)
             await turn.close()
         except asyncio.CancelledError:
-            await turn.stop_typing()
+            if turn.typing is not None:
+                turn.typing.cancel()
             raise
         except Exception:
             log.exception("failed to answer in chat %s", target.chat_id)
@@ -764,6 +773,23 @@ class TelegramBot:
 # --- building and running ------------------------------------------------------------------------
 
 
+class QueuedRequest(HTTPXRequest):
+    """PTB's httpx transport with an asyncio queue in front of the connection pool.
+
+    httpcore's pool does work proportional to the requests waiting in it for every request;
+    with a thousand busy chats the bot spent most of its CPU there. Waiting on a semaphore
+    first keeps the pool's queue short and the cost per request flat.
+    """
+
+    def __init__(self, connections: int, **kwargs: Any) -> None:
+        super().__init__(connection_pool_size=connections, **kwargs)
+        self._slots = asyncio.Semaphore(connections)
+
+    async def do_request(self, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
+        async with self._slots:
+            return await super().do_request(*args, **kwargs)
+
+
 def build_application(
     assistant: AssistantLike,
     token: str,
@@ -771,7 +797,7 @@ def build_application(
     *,
     pacing: Pacing | None = None,
     concurrency: int = 4096,
-    pool_size: int = 256,
+    pool_size: int = 16,
     manage_assistant: bool = False,
 ) -> Application[Any, Any, Any, Any, Any, Any]:
     """A PTB Application wired to ``assistant``; ``api_url`` is the Bot API server root.
@@ -797,8 +823,7 @@ def build_application(
         .base_url(f"{root}/bot")
         .base_file_url(f"{root}/file/bot")
         .concurrent_updates(concurrency)
-        .connection_pool_size(pool_size)
-        .pool_timeout(30.0)
+        .request(QueuedRequest(pool_size, pool_timeout=30.0))
         .post_init(post_init)
         .post_shutdown(post_shutdown)
         .build()

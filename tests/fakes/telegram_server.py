@@ -618,7 +618,10 @@ class FakeTelegram:
         method = request.match_info["method"]
         if request.match_info["token"] != self.token:
             return _error(ApiError(401, "Unauthorized"))
-        params = await self._params(request)
+        try:
+            params = await self._params(request)
+        except ConnectionResetError:  # the client gave up (cancelled) while sending
+            return web.Response(status=499)
         call = Call(method, params, time.monotonic())
         self.calls.append(call)
         try:
