@@ -21,6 +21,7 @@ import itertools
 import logging
 import os
 import re
+import secrets
 import time
 import warnings
 from collections.abc import AsyncIterator, Sequence
@@ -851,6 +852,39 @@ async def polling(
             await app.stop()
 
 
+def webhook_params(url: str, port: int, secret: str | None, listen: str = "0.0.0.0") -> dict[str, Any]:
+    """Arguments for PTB's webhook server: listen on ``port`` at ``url``'s path.
+
+    Without a configured secret a random one is made, so that only Telegram (which is told the
+    secret by ``setWebhook``) can post updates; PTB answers 403 to anyone else.
+    """
+    return {
+        "listen": listen,
+        "port": port,
+        "url_path": urlsplit(url).path.strip("/"),
+        "webhook_url": url,
+        "secret_token": secret or secrets.token_urlsafe(32),
+    }
+
+
+@contextlib.asynccontextmanager
+async def webhook(
+    app: Application[Any, Any, Any, Any, Any, Any], url: str, port: int, secret: str | None, listen: str = "0.0.0.0"
+) -> AsyncIterator[Application[Any, Any, Any, Any, Any, Any]]:
+    """Run ``app`` with a webhook inside the current event loop (tests); ``run`` uses ``run_webhook``."""
+    async with app:
+        bot: TelegramBot = app.bot_data["ferry"]
+        await bot.set_commands(app)
+        await app.start()
+        assert app.updater is not None
+        await app.updater.start_webhook(**webhook_params(url, port, secret, listen), allowed_updates=ALLOWED_UPDATES)
+        try:
+            yield app
+        finally:
+            await app.updater.stop()
+            await app.stop()
+
+
 async def _call(obj: object, name: str) -> None:
     method = getattr(obj, name, None)
     if method is not None:
@@ -868,16 +902,11 @@ def run(settings: Any) -> None:
     assistant = build_assistant(settings)
     app = build_application(assistant, settings.telegram_bot_token, settings.telegram_api_url, manage_assistant=True)
     if settings.telegram_webhook_url:
-        path = urlsplit(settings.telegram_webhook_url).path.strip("/")
-        log.info("Telegram webhook on port %s at /%s", settings.telegram_webhook_port, path)
-        app.run_webhook(
-            listen="0.0.0.0",
-            port=settings.telegram_webhook_port,
-            url_path=path,
-            webhook_url=settings.telegram_webhook_url,
-            secret_token=settings.telegram_webhook_secret,
-            allowed_updates=ALLOWED_UPDATES,
+        params = webhook_params(
+            settings.telegram_webhook_url, settings.telegram_webhook_port, settings.telegram_webhook_secret
         )
+        log.info("Telegram webhook on port %s at /%s", params["port"], params["url_path"])
+        app.run_webhook(**params, allowed_updates=ALLOWED_UPDATES)
     else:
         log.info("Telegram long polling via %s", settings.telegram_api_url)
         app.run_polling(allowed_updates=ALLOWED_UPDATES)

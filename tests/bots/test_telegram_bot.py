@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bots.telegram_bot import Pacing, build_application, polling
+from bots.telegram_bot import Pacing, build_application, polling, webhook, webhook_params
 from core.assistant import Assistant
 from core.llm import OpenAIModelClient
 from core.settings import Settings
@@ -376,26 +376,40 @@ def _free_port() -> int:
 
 
 async def test_webhook_mode_checks_the_secret_token(tg: FakeTelegram, assistant: Recording) -> None:
-    app = app_for(tg, assistant)
     port = _free_port()
-    async with app:
-        await app.start()
-        assert app.updater is not None
-        await app.updater.start_webhook(
-            listen="127.0.0.1",
-            port=port,
-            url_path="tg-hook",
-            webhook_url=f"http://127.0.0.1:{port}/tg-hook",
-            secret_token="s3cret",
-        )
-        try:
-            assert tg.webhook == {"url": f"http://127.0.0.1:{port}/tg-hook", "secret_token": "s3cret"}
-            forged = {"message": tg._message(42, tg.user(42), text="/help")}
-            assert await tg.deliver_webhook(forged, secret="wrong") == 403
-            tg.push_text(42, "/help")
-            await tg.wait_until(lambda: len(tg.log(42).messages) == 1)
-        finally:
-            await app.updater.stop()
-            await app.stop()
+    url = f"http://127.0.0.1:{port}/tg-hook"
+    async with webhook(app_for(tg, assistant), url, port, "s3cret", listen="127.0.0.1"):
+        assert tg.webhook == {"url": url, "secret_token": "s3cret"}
+        forged = {"message": tg._message(42, tg.user(42), text="/help")}
+        assert await tg.deliver_webhook(forged, secret="wrong") == 403
+        assert await tg.deliver_webhook(forged, secret=None) == 403
+        tg.push_text(42, "/help")
+        await tg.wait_until(lambda: len(tg.log(42).messages) == 1)
     assert tg.webhook_deliveries == [200]
     assert "/new" in tg.log(42).messages[0].text
+
+
+def test_webhook_without_a_configured_secret_gets_a_random_one() -> None:
+    first = webhook_params("https://bot.example/hook/tg", 8443, None)
+    second = webhook_params("https://bot.example/hook/tg", 8443, None)
+    assert first["url_path"] == "hook/tg"
+    assert len(first["secret_token"]) >= 32
+    assert first["secret_token"] != second["secret_token"]
+    assert webhook_params("https://bot.example/x", 1, "mine")["secret_token"] == "mine"
+
+
+async def test_long_group_answer_overflows_into_new_messages_exactly_once(
+    tg: FakeTelegram, ai: FakeOpenAI, assistant: Recording
+) -> None:
+    answer = "\n\n".join(f"Section {i}. " + "the quick brown fox jumps " * 30 for i in range(14))
+    ai.enqueue(Reply(answer, chunk_size=300, chunk_delay=0.01))
+    async with polling(app_for(tg, assistant), poll_timeout=1):
+        tg.push_group_text(GROUP, 7, "write a lot", mention=True)
+        await tg.wait_until(lambda: "Section 13." in "".join(tg.log(GROUP).texts))
+    texts = tg.log(GROUP).texts
+    assert len(texts) >= 3
+    assert all(utf16_len(t) <= 4096 for t in texts)
+    joined = "\n\n".join(texts)
+    for i in range(14):
+        assert joined.count(f"Section {i}.") == 1, "every section is shown exactly once"
+    assert tg.log(GROUP).messages[0].reply_to_message_id is not None
