@@ -200,6 +200,7 @@ class SignalAdapter:
         self.typing_refresh = typing_refresh
         self.bot: SignalBot | None = None
         self.ready = asyncio.Event()
+        self._relay: asyncio.Task[None] | None = None
         """Set once the service passed the checks and signalbot is receiving."""
         self._scheme = "https" if connection_mode == ConnectionMode.HTTPS_ONLY else "http"
         self._session: aiohttp.ClientSession | None = None
@@ -235,10 +236,25 @@ class SignalAdapter:
         await bot.wait_until_ready()
         self.ready.set()
         log.info("Signal: ready, receiving messages for %s via %s", self.phone_number, self.base_url)
+        alerts = getattr(self.assistant, "alerts", None)
+        if alerts is not None:  # alerts the Telegram process left for people on Signal
+            self._relay = asyncio.create_task(self._relay_alerts(alerts("signal")))
+
+    async def _relay_alerts(self, alerts: AsyncIterator[AdminAlert]) -> None:
+        async for alert in alerts:
+            try:
+                await self.send_alert(alert)
+            except Exception:
+                log.exception("Signal: could not deliver an alert from the other messenger")
 
     async def stop(self) -> None:
         """Stop receiving, cancel answers in progress and close connections."""
         self.ready.clear()
+        if self._relay is not None:
+            self._relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._relay
+            self._relay = None
         bot = self.bot
         if bot is not None:
             if bot.init_task is not None and not bot.init_task.done():

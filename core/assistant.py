@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from core import accounts, userdata
+from core import accounts, outbox, userdata
 from core import admin as admin_feature
 from core.access import AccessControl, new_user_status
 from core.catalogue import Catalogue
@@ -174,6 +174,16 @@ class Assistant:
         """The bot language for a messenger's language code."""
         return self.texts.pick_language(language_code, self.settings.default_lang)
 
+    async def alerts(self, platform: str, interval: float = 2.0) -> AsyncIterator[AdminAlert]:
+        """Alerts the other messenger's process left for this one's people, as they come."""
+        while True:
+            try:
+                for alert in await outbox.collect(self.store, platform, self.clock):
+                    yield alert
+            except StoreError as e:
+                log.warning("could not read the alert outbox: %s", e)
+            await asyncio.sleep(interval)
+
     def command_menu(self, lang: str) -> list[tuple[str, str]]:
         """(command, description) pairs for a messenger's command menu."""
         return [(name, self.texts.get(lang, f"cmd.{name}")) for name in MENU]
@@ -203,6 +213,13 @@ class Assistant:
         platform = msg.chat.platform
         try:
             async for event in events:
+                if isinstance(event, AdminAlert):
+                    mine, elsewhere = outbox.split(event, platform)
+                    for other, alert in elsewhere.items():
+                        await outbox.post(self.store, other, alert, self.clock())
+                    if mine is None:
+                        continue
+                    event = mine
                 yield event
             self.metrics.messages.labels(platform, "ok").inc()
         except StoreError as e:

@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from core import outbox
 from core.access import HAS_ADMIN_KEY
 from core.accounts import forget_link_state
 from core.i18n import Texts
@@ -136,6 +137,7 @@ async def export_files(store: Store, user: UserRecord, texts: Texts, lang: str, 
 async def forget_user(store: Store, user: UserRecord) -> None:
     """Delete everything stored about the user, on every linked identity."""
     await forget_link_state(store, user)
+    await outbox.forget(store, user.identities, (user.display_name or "", user.id))
     await store.delete_user(user.id)
     if user.is_admin and not any(u.is_admin for u in await store.list_users()):
         # Nobody in the store can administer the bot any more: the next start offers a claim code.

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from core import outbox
 from core.accounts import CODES_KEY, TRIES_KEY
 from core.assistant import Assistant
 from core.store.base import Store
@@ -71,8 +72,10 @@ async def test_link_on_telegram_then_continue_the_conversation_on_signal(
 
     done = await say(signal, f"/link {code}", SG)
     assert "Linked" in notice(done).text
-    alerts = [e for e in done if isinstance(e, AdminAlert)]
-    assert alerts and alerts[0].to == (TG,) and SG in alerts[0].text  # the Telegram side is told
+    assert not [e for e in done if isinstance(e, AdminAlert)]  # Signal cannot send on Telegram...
+    alerts = await outbox.collect(telegram.store, "telegram", clock)  # ...the Telegram process does
+    assert len(alerts) == 1 and alerts[0].to == (TG,) and SG in alerts[0].text
+    assert await outbox.collect(telegram.store, "telegram", clock) == []  # delivered once
 
     chats = notice(await say(signal, "/chats", SG))
     assert "my name is Dana" in chats.text
@@ -222,5 +225,7 @@ async def test_a_new_account_waiting_for_approval_can_link_to_an_approved_one(
     # A stranger's wrong code is only a wrong code: no access, and the admin is asked as usual.
     wrong = await say(assistant, "/link AAAA-BBBB", "signal:stranger")
     assert "asked the admin" in texts(wrong)[-1]
-    assert [e.to for e in wrong if isinstance(e, AdminAlert)] == [("telegram:1",)]
+    requests = await outbox.collect(assistant.store, "telegram", assistant.clock)  # for the Telegram admin
+    assert [a.to for a in requests] == [(TG,), ("telegram:1",)]  # "you were linked", then the request
+    assert "New access request" in requests[1].text
     assert "waiting for the admin" in texts(await say(assistant, "hi again", "signal:stranger"))[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import AsyncIterator
 from typing import Any
 
 from core.assistant import Assistant, clean_text, short_title
@@ -320,10 +321,12 @@ async def test_without_admins_a_claim_code_makes_the_first_admin(make_assistant:
     ]
     again = await say(assistant, f"/claim {code}", sender="signal:def")
     assert texts(again) == ["This assistant already has an admin."]
-    # The new admin now receives access requests.
+    # The new admin now receives access requests: on Signal, from a request made on Telegram.
     events = await say(assistant, "hi", sender="telegram:3")
-    alerts = [e for e in events if isinstance(e, AdminAlert)]
-    assert alerts and alerts[0].to == ("signal:abc",)
+    assert not [e for e in events if isinstance(e, AdminAlert)]
+    alerts = [a async for a in _first(assistant.alerts("signal", interval=0.01))]
+    assert alerts[0].to == ("signal:abc",) and "telegram:3" in alerts[0].text
+    assert alerts[0].buttons[0][0].data.startswith("acc:approve:")
 
 
 async def test_a_group_answers_only_when_addressed_and_shares_one_conversation(
@@ -375,6 +378,12 @@ async def test_per_user_rate_limit_declines_with_the_limit(make_assistant: MakeA
     assert "limit 2 a minute" in texts(await say(assistant, "three"))[0]
     now[0] += 61
     assert final(await say(assistant, "four")).text == "You said: four"
+
+
+async def _first(alerts: AsyncIterator[AdminAlert]) -> AsyncIterator[AdminAlert]:
+    async for alert in alerts:
+        yield alert
+        return
 
 
 def test_text_helpers() -> None:
