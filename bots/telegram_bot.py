@@ -690,6 +690,30 @@ class Turn:
                         await self.app.bot.delete_message(self.target.chat_id, message_id)
 
 
+class _Intake:
+    """FIFO locks per chat, held only while a message needs awaiting before it reaches the core."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    def busy(self, key: str) -> bool:
+        return key in self._locks
+
+    @contextlib.asynccontextmanager
+    async def turn(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
 class TelegramBot:
     """The handlers that connect one :class:`Application` to the assistant."""
 
@@ -697,6 +721,7 @@ class TelegramBot:
         self.assistant = assistant
         self.pacing = pacing or Pacing()
         self.gate = _Gate()
+        self.intake = _Intake()
 
     def install(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         """Register the handlers (every message and button press goes to the core)."""
@@ -716,17 +741,35 @@ class TelegramBot:
 
     async def on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
-        if message is None:
+        if message is None or message.from_user is None:
             return
-        target = target_for(message, message.from_user.language_code if message.from_user else None)
+        target = target_for(message, message.from_user.language_code)
+        key = str(chat_key(message, message.from_user))
+        if message.document is None and not self.intake.busy(key):
+            # Nothing to await before the core takes the message: arrival order is kept as is.
+            incoming = await self._read(update, message, context)
+            if incoming is not None:
+                await self.serve(context.application, incoming, target)
+            return
+        # A download comes first: hold later messages of this chat until this one is in the core's queue.
+        async with self.intake.turn(key):
+            incoming = await self._read(update, message, context)
+            if incoming is None:
+                return
+            task = asyncio.create_task(self.serve(context.application, incoming, target))
+            await asyncio.sleep(0)  # serve() reaches the core's per-chat queue before anything else
         try:
-            incoming = await incoming_from_message(message, context.bot.bot)
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+
+    async def _read(self, update: Update, message: Message, context: ContextTypes.DEFAULT_TYPE) -> Incoming | None:
+        try:
+            return await incoming_from_message(message, context.bot.bot)
         except Exception:
             log.exception("could not read update %s", update.update_id)
-            return
-        if incoming is None:
-            return
-        await self.serve(context.application, incoming, target)
+            return None
 
     async def on_callback(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query

@@ -180,6 +180,15 @@ async def test_document_is_downloaded_and_passed_to_the_core(tg: FakeTelegram, a
     )
 
 
+async def test_a_message_after_a_document_waits_for_the_download(tg: FakeTelegram, assistant: Recording) -> None:
+    async with polling(app_for(tg, assistant), poll_timeout=1):
+        tg.push_document(42, "chat.txt", b"x" * 100_000, "text/plain")
+        tg.push_text(42, "/help")
+        await tg.wait_until(lambda: len(tg.log(42).messages) == 2)
+    assert [m.attachments[0].kind if m.attachments else m.text for m in assistant.seen] == ["document", "/help"]
+    assert "/import" in tg.log(42).messages[0].text  # the core's answer to the file comes first
+
+
 async def test_cancel_overtakes_a_running_answer(tg: FakeTelegram, ai: FakeOpenAI, assistant: Recording) -> None:
     ai.enqueue(Reply("slow " * 200, chunk_size=5, chunk_delay=0.05))
     async with polling(app_for(tg, assistant), poll_timeout=1):
