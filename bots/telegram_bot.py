@@ -640,7 +640,7 @@ class Turn:
                 except TelegramError as exc:  # a reaction is decoration; the answer goes on
                     log.info("could not react in chat %s: %s", self.target.chat_id, exc)
         elif isinstance(event, AdminAlert):
-            await self._alert(event)
+            await self.bot.send_alert(self.app, event)
 
     async def _progress(self, event: Progress) -> None:
         now = time.monotonic()
@@ -651,16 +651,6 @@ class Turn:
         slots = [self.progress_id] if self.progress_id is not None else []
         ids = await self.sender.deliver(self.target, event.text, slots=slots)
         self.progress_id = ids[0] if ids else None
-
-    async def _alert(self, event: AdminAlert) -> None:
-        for identity in event.to:
-            platform, _, ident = identity.partition(":")
-            if platform != PLATFORM or not ident.lstrip("-").isdigit():
-                continue
-            try:
-                await self.sender.deliver(Target(chat_id=int(ident)), event.text, event.buttons)
-            except TelegramError as exc:
-                log.warning("could not alert %s: %s", identity, exc)
 
     async def fail(self) -> None:
         """After an adapter error: one sentence for the person, replacing any placeholder."""
@@ -722,6 +712,41 @@ class TelegramBot:
         self.pacing = pacing or Pacing()
         self.gate = _Gate()
         self.intake = _Intake()
+        self._relay: asyncio.Task[None] | None = None
+
+    async def send_alert(self, app: Application[Any, Any, Any, Any, Any, Any], alert: AdminAlert) -> None:
+        """Send an alert to each of its ``telegram:<id>`` recipients (others are not ours)."""
+        sender = Sender(app, self.gate, self.pacing)
+        for identity in alert.to:
+            platform, _, ident = identity.partition(":")
+            if platform != PLATFORM or not ident.lstrip("-").isdigit():
+                continue
+            try:
+                await sender.deliver(Target(chat_id=int(ident)), alert.text, alert.buttons)
+            except TelegramError as exc:
+                log.warning("could not alert %s: %s", identity, exc)
+
+    def start_relay(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        """Deliver alerts the other messenger's process left for people on Telegram."""
+        alerts = getattr(self.assistant, "alerts", None)
+        if alerts is not None and self._relay is None:
+            self._relay = asyncio.create_task(self._relay_alerts(app, alerts(PLATFORM)))
+
+    async def stop_relay(self) -> None:
+        if self._relay is not None:
+            self._relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._relay
+            self._relay = None
+
+    async def _relay_alerts(
+        self, app: Application[Any, Any, Any, Any, Any, Any], alerts: AsyncIterator[AdminAlert]
+    ) -> None:
+        async for alert in alerts:
+            try:
+                await self.send_alert(app, alert)
+            except Exception:
+                log.exception("could not deliver an alert from the other messenger")
 
     def install(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         """Register the handlers (every message and button press goes to the core)."""
@@ -856,8 +881,10 @@ def build_application(
         if manage_assistant:
             await _call(assistant, "start")
         await bot.set_commands(app)
+        bot.start_relay(app)
 
     async def post_shutdown(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        await bot.stop_relay()
         if manage_assistant:
             await _call(assistant, "close")
 
@@ -888,9 +915,11 @@ async def polling(
         await app.start()
         assert app.updater is not None
         await app.updater.start_polling(timeout=int(poll_timeout), allowed_updates=ALLOWED_UPDATES)
+        bot.start_relay(app)
         try:
             yield app
         finally:
+            await bot.stop_relay()
             await app.updater.stop()
             await app.stop()
 
@@ -921,9 +950,11 @@ async def webhook(
         await app.start()
         assert app.updater is not None
         await app.updater.start_webhook(**webhook_params(url, port, secret, listen), allowed_updates=ALLOWED_UPDATES)
+        bot.start_relay(app)
         try:
             yield app
         finally:
+            await bot.stop_relay()
             await app.updater.stop()
             await app.stop()
 

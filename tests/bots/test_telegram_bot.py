@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 
 from bots.telegram_bot import Pacing, build_application, polling, webhook, webhook_params
+from core import outbox
 from core.assistant import Assistant
 from core.llm import OpenAIModelClient
 from core.settings import Settings
 from core.store.memory import MemoryStore
 from core.store.tinydb_store import TinyDBStore
-from core.types import Incoming, ReplyEvent
+from core.types import AdminAlert, Incoming, ReplyEvent
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.fakes.telegram_server import EntityError, FakeTelegram, parse_html, utf16_len
 
@@ -76,6 +77,9 @@ class Recording:
 
     def language(self, language_code: str | None) -> str:
         return self.inner.language(language_code)
+
+    def alerts(self, platform: str) -> AsyncIterator[AdminAlert]:
+        return self.inner.alerts(platform, interval=0.05)
 
 
 async def make_assistant(settings: Settings, store: Any = None) -> Assistant:
@@ -355,6 +359,16 @@ async def test_admin_approves_a_new_user_with_a_button(tg: FakeTelegram, ai: Fak
     assert "asked the admin" in texts[0]
     assert "let you in" in texts[1]
     assert texts[2] == "You said: now can I chat?"
+
+
+async def test_alerts_left_by_the_signal_process_are_delivered_on_telegram(
+    tg: FakeTelegram, assistant: Recording
+) -> None:
+    alert = AdminAlert(to=("telegram:5", "signal:abc"), text="You were **linked**.")
+    await outbox.post(assistant.inner.store, "telegram", alert, assistant.inner.clock())
+    async with polling(app_for(tg, assistant), poll_timeout=1):
+        await tg.wait_until(lambda: len(tg.log(5).messages) == 1)
+    assert tg.log(5).texts == ["You were linked."]
 
 
 # --- restart --------------------------------------------------------------------------------------
