@@ -337,8 +337,9 @@ class Sender:
                 await asyncio.sleep(min(2**attempt, 10))
             except BadRequest:
                 raise
-            except NetworkError:
-                if not idempotent and attempt > 0:
+            except NetworkError as exc:
+                # Only a connection that was never made proves a new message did not arrive.
+                if not idempotent and "ConnectError" not in str(exc):
                     raise
                 await asyncio.sleep(min(2**attempt, 10))
         raise TimedOut(f"gave up after {self.pacing.max_send_attempts} attempts")
@@ -361,6 +362,9 @@ class Sender:
         except BadRequest as exc:
             if _is(exc, "not modified") and edit is not None:
                 return [edit]
+            if edit is not None and _is(exc, "message to edit not found"):
+                # Someone deleted the placeholder: the answer still arrives, as a new message.
+                return await self.put(target, html_part, markup=markup, quote=quote)
             if not (_is(exc, "can't parse entities") or _is(exc, "too long")):
                 raise
             log.warning("Telegram refused a formatted message (%s); sending plain text", exc.message)

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from bots.telegram_bot import Pacing, build_application, polling, webhook, webhook_params
+from bots.telegram_bot import Pacing, build_application, polling, run, webhook, webhook_params
 from core import outbox
 from core.assistant import Assistant
 from core.llm import OpenAIModelClient
-from core.settings import Settings
+from core.settings import Settings, SettingsError
 from core.store.memory import MemoryStore
 from core.store.tinydb_store import TinyDBStore
 from core.types import AdminAlert, Incoming, ReplyEvent
@@ -332,6 +332,22 @@ async def test_an_adapter_error_tells_the_user_one_sentence_and_the_bot_goes_on(
     first, second = tg.log(42).texts
     assert first == assistant.text("en", "error.internal")
     assert "/new" in second
+
+
+async def test_a_deleted_placeholder_does_not_lose_the_answer(
+    tg: FakeTelegram, ai: FakeOpenAI, assistant: Recording
+) -> None:
+    ai.enqueue(Reply("the answer", chunk_size=3, chunk_delay=0.02))
+    tg.fail("editMessageText", 400, "Bad Request: message to edit not found", times=100)
+    async with polling(app_for(tg, assistant), poll_timeout=1):
+        tg.push_group_text(GROUP, 7, "hi", mention=True)
+        await tg.wait_until(lambda: "the answer" in tg.log(GROUP).texts)
+    assert tg.log(GROUP).texts == ["…", "the answer"]
+
+
+def test_run_without_a_token_says_what_to_set() -> None:
+    with pytest.raises(SettingsError, match="TELEGRAM_BOT_TOKEN"):
+        run(Settings(telegram_bot_token=None))
 
 
 # --- access approval ------------------------------------------------------------------------------
