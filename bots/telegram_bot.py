@@ -620,12 +620,14 @@ class Turn:
                 await self.live.start()
             self.live.update(event.text)
         elif isinstance(event, FinalText | Notice):
-            await self.stop_typing()
+            # Stop typing and previews before anything awaits: a fast answer needs neither.
+            self._typing_stop.set()
             if self.live is not None:
                 live, self.live = self.live, None
                 await live.finish(event.text, event.buttons)
             else:
                 await self.sender.deliver(self.target, event.text, event.buttons)
+            await self.stop_typing()
         elif isinstance(event, FileReply):
             await self.app.bot.send_document(
                 self.target.chat_id,
