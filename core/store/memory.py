@@ -81,7 +81,8 @@ class MemoryStore:
         user = self._users.pop(user_id, None)
         if user:
             for ident in user.identities:
-                self._identities.pop(ident, None)
+                if self._identities.get(ident) == user_id:  # not one since moved to another user
+                    del self._identities[ident]
         scope = f"user:{user_id}"
         for cid in [c.id for c in self._convs.values() if c.scope == scope]:
             del self._convs[cid]
