@@ -150,6 +150,15 @@ async def test_private_chat_streams_drafts_then_sends_one_message(
     assert (seen.chat.chat_id, seen.chat.is_group, str(seen.sender)) == ("42", False, "telegram:42")
 
 
+async def test_typing_is_repeated_while_the_model_works(tg: FakeTelegram, ai: FakeOpenAI, assistant: Recording) -> None:
+    ai.enqueue(Reply("finally", first_chunk_delay=1.6))  # FAST repeats typing every 0.5 s
+    async with polling(app_for(tg, assistant), poll_timeout=1):
+        tg.push_text(42, "think hard")
+        await tg.wait_until(lambda: len(tg.log(42).messages) == 1)
+    actions = tg.log(42).actions
+    assert len(actions) >= 2 and set(actions) == {"typing"}
+
+
 async def test_command_menu_is_registered_in_english_and_indonesian(tg: FakeTelegram, assistant: Recording) -> None:
     async with polling(app_for(tg, assistant), poll_timeout=1):
         pass
