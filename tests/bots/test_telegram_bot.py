@@ -6,9 +6,13 @@ Exiting ``polling(app)`` waits for every update being handled, so counts checked
 
 from __future__ import annotations
 
+import asyncio
 import html
+import os
 import re
+import signal
 import socket
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -357,6 +361,34 @@ async def test_a_deleted_placeholder_does_not_lose_the_answer(
 def test_run_without_a_token_says_what_to_set() -> None:
     with pytest.raises(SettingsError, match="TELEGRAM_BOT_TOKEN"):
         run(Settings(telegram_bot_token=None))
+
+
+async def test_ferry_telegram_process_answers_and_stops_cleanly(
+    tg: FakeTelegram, ai: FakeOpenAI, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "TELEGRAM_BOT_TOKEN": tg.token,
+        "TELEGRAM_API_URL": tg.root,
+        "OPENAI_BASE_URL": ai.base_url,
+        "OPENAI_API_KEY": "test",
+        "FERRY_MODEL": "fake-model",
+        "FERRY_DATA_DIR": str(tmp_path),
+        "FERRY_ACCESS": "open",
+    }
+    env.pop("FERRY_CONFIG", None)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import sys; from bots.cli import main; sys.exit(main(['telegram']))", env=env
+    )
+    try:
+        await tg.wait_until(lambda: bool(tg.calls_of("getUpdates")), within=30)
+        tg.push_text(42, "hello from the real process")
+        await tg.wait_until(lambda: len(tg.log(42).messages) == 1, within=30)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = await asyncio.wait_for(proc.wait(), 30)
+    assert tg.log(42).texts == ["You said: hello from the real process"]
+    assert code == 0
 
 
 # --- access approval ------------------------------------------------------------------------------
