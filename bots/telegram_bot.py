@@ -24,7 +24,7 @@ import re
 import secrets
 import time
 import warnings
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -120,15 +120,26 @@ class _Gate:
     """Per-chat flood-control gate: nothing is sent to the chat before ``until``."""
 
     until: dict[int, float] = field(default_factory=dict)
+    on_flood: Callable[[float], None] | None = None  # counts flood-control waits (metrics)
 
     def wait_time(self, chat_id: int) -> float:
         return max(0.0, self.until.get(chat_id, 0.0) - time.monotonic())
 
     def close_for(self, chat_id: int, seconds: float) -> None:
+        if self.on_flood is not None:
+            self.on_flood(seconds)
         self.until[chat_id] = max(self.until.get(chat_id, 0.0), time.monotonic() + seconds)
         if len(self.until) > 10_000:  # forget gates that opened long ago
             now = time.monotonic()
             self.until = {k: v for k, v in self.until.items() if v > now}
+
+
+def _flood_counter(metrics: Any) -> Callable[[float], None]:
+    def count(seconds: float) -> None:
+        metrics.flood_waits.labels(PLATFORM).inc()
+        metrics.flood_wait_seconds.labels(PLATFORM).inc(seconds)
+
+    return count
 
 
 def _retry_seconds(exc: RetryAfter) -> float:
@@ -716,7 +727,8 @@ class TelegramBot:
     def __init__(self, assistant: AssistantLike, pacing: Pacing | None = None) -> None:
         self.assistant = assistant
         self.pacing = pacing or Pacing()
-        self.gate = _Gate()
+        metrics = getattr(assistant, "metrics", None)
+        self.gate = _Gate(on_flood=_flood_counter(metrics) if metrics is not None else None)
         self.intake = _Intake()
         self._relay: asyncio.Task[None] | None = None
 
@@ -971,6 +983,30 @@ async def _call(obj: object, name: str) -> None:
         await method()
 
 
+def _serve_health_with(app: Application[Any, Any, Any, Any, Any, Any], settings: Any, assistant: Any) -> None:
+    """Serve /healthz and /metrics for as long as PTB runs ``app`` (it owns the event loop)."""
+    from bots.health import serve_health
+
+    stack = contextlib.AsyncExitStack()
+    started, stopped = app.post_init, app.post_shutdown
+
+    def connected() -> bool:
+        return bool(app.running and app.updater is not None and app.updater.running)
+
+    async def post_init(a: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        if started is not None:
+            await started(a)
+        await stack.enter_async_context(serve_health(settings, assistant, "Telegram", connected))
+
+    async def post_shutdown(a: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        await stack.aclose()
+        if stopped is not None:
+            await stopped(a)
+
+    app.post_init = post_init
+    app.post_shutdown = post_shutdown
+
+
 def run(settings: Any) -> None:
     """Run the Telegram bot until interrupted: long polling, or a webhook when one is configured."""
     from core.app import build_assistant
@@ -981,6 +1017,7 @@ def run(settings: Any) -> None:
         raise SettingsError("TELEGRAM_BOT_TOKEN is not set; get one from @BotFather")
     assistant = build_assistant(settings)
     app = build_application(assistant, settings.telegram_bot_token, settings.telegram_api_url, manage_assistant=True)
+    _serve_health_with(app, settings, assistant)
     if settings.telegram_webhook_url:
         params = webhook_params(
             settings.telegram_webhook_url, settings.telegram_webhook_port, settings.telegram_webhook_secret

@@ -111,3 +111,50 @@ async def test_link_on_telegram_and_continue_the_conversation_on_signal(
         await adapter.stop()
         await on_telegram.close()
         await on_signal.close()
+
+
+def said_on_signal(fake: FakeSignalServer) -> list[str]:
+    """Every message text the bot sent on Signal, to anyone."""
+    return [body["message"] for body in fake.sent]
+
+
+async def test_an_access_request_on_telegram_reaches_the_admin_on_signal(
+    tg: FakeTelegram, signal: FakeSignalServer, tmp_path: Path
+) -> None:
+    async with FakeOpenAI() as ai:
+        settings = Settings(
+            openai_base_url=ai.base_url, openai_api_key="test", model="gpt-4o-mini", data_dir=tmp_path,
+            access="approval", admins=(f"signal:{ALICE_NUMBER}",), model_retries=0, rate_per_minute=1000,
+        )
+
+        async def bot_process() -> Assistant:
+            client = OpenAIModelClient(ai.base_url, "test", max_retries=0)
+            assistant = Assistant(settings, TinyDBStore(tmp_path), client)
+            await assistant.start()
+            return assistant
+
+        on_telegram, on_signal = await bot_process(), await bot_process()
+        adapter = SignalAdapter(
+            on_signal, service=signal.service, phone_number=signal.number, edit_interval=0.02,
+            startup_backoff=FAST, reconnect_backoff=FAST, typing_refresh=3600,
+        )
+        try:
+            await adapter.start()
+            await signal.wait_connected()
+            async with polling(build_application(on_telegram, tg.token, tg.root, pacing=Pacing(0.05, 0.1, 0.5)), 1):
+                tg.push_text(DANA, "hello?")
+                await tg.wait_until(lambda: len(tg.log(DANA).messages) == 1)
+                assert "asked the admin" in tg.log(DANA).messages[0].text
+                # The admin is only on Signal (known by number): the Signal process delivers the request with choices.
+                await signal.wait_for(lambda: any("New access request" in m for m in said_on_signal(signal)))
+                request = next(m for m in said_on_signal(signal) if "New access request" in m)
+                assert "1. Approve" in request and "2. Deny" in request
+                await signal.push_message(ALICE_UUID, ALICE_NUMBER, "1")
+                await signal.wait_for(lambda: any("Access approved" in m for m in said_on_signal(signal)))
+                # ...and Dana hears back on Telegram, through the Telegram process.
+                await tg.wait_until(lambda: len(tg.log(DANA).messages) == 2, within=15)
+                assert "let you in" in tg.log(DANA).messages[1].text
+        finally:
+            await adapter.stop()
+            await on_telegram.close()
+            await on_signal.close()

@@ -100,3 +100,29 @@ async def test_ferry_signal_is_healthy_once_connected_and_answers(
         log = (await proc.stderr.read()).decode()
         assert "MODE=json-rpc" in log
         assert "hello from Signal" not in log  # no message text in the log at INFO
+
+
+async def test_ferry_telegram_is_healthy_and_counts_flood_control(openai_server: FakeOpenAI, tmp_path: Path) -> None:
+    from tests.fakes.telegram_server import TOKEN, FakeTelegram
+
+    port = free_port()
+    async with FakeTelegram() as tg:
+        async with ferry_process(
+            "telegram",
+            TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_API_URL=tg.root,
+            OPENAI_BASE_URL=openai_server.base_url, OPENAI_API_KEY="sk-test",
+            FERRY_DATA_DIR=str(tmp_path), FERRY_ACCESS="open", FERRY_HEALTH_PORT=str(port),
+        ) as proc:
+            body = await wait_healthy(port, proc)
+            assert body["checks"] == {"Telegram": "ok", "store": "ok"}
+            tg.flood("sendMessage", times=1, retry_after=1)
+            tg.push_text(42, "hello from Telegram")
+            await tg.wait_until(lambda: len(tg.log(42).messages) == 1, within=20)
+            assert tg.log(42).messages[0].text == "You said: hello from Telegram"
+            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as r:
+                metrics = await r.text()
+            assert 'ferry_flood_control_waits_total{platform="telegram"} 1.0' in metrics
+        assert proc.returncode == 0
+        assert proc.stderr is not None
+        log = (await proc.stderr.read()).decode()
+        assert "hello from Telegram" not in log and TOKEN not in log  # no message text or secret in the log
