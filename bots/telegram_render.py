@@ -14,6 +14,7 @@ so a code block split across messages stays a code block, with its language, in 
 from __future__ import annotations
 
 import bisect
+import functools
 import html
 import re
 import unicodedata
@@ -73,6 +74,7 @@ def _esc_attr(text: str) -> str:
     return html.escape(text, quote=True)
 
 
+@functools.cache  # built on first use, not at import; parsing does not mutate it
 def _parser() -> MarkdownIt:
     # html=False: raw HTML in the answer is parsed as text and escaped, never passed through.
     return MarkdownIt("commonmark", {"html": False}).enable(["strikethrough", "table"])

@@ -290,7 +290,16 @@ class OpenAIModelClient:
         if max_tokens is not None:
             params[_token_limit_param(model)] = max_tokens
         try:
-            response = await self._client.chat.completions.create(**params)
+            # The library's typed create() walks every message through its parameter transform
+            # (a recursive TypedDict walk: 40 % of a turn's CPU with a long history). The body here
+            # is plain JSON already, so it is posted as is, and chunks stay plain dicts.
+            response = await self._client.post(
+                "/chat/completions",
+                body=params,
+                cast_to=object,
+                stream=True,
+                stream_cls=openai.AsyncStream[object],
+            )
         except openai.OpenAIError as exc:
             raise classify(exc) from exc
 
@@ -306,14 +315,20 @@ class OpenAIModelClient:
                 except StopAsyncIteration:
                     break
                 chunks += 1
-                if chunk.usage is not None:
+                if not isinstance(chunk, dict):
+                    raise ValueError(f"a streamed chunk is not a JSON object: {chunk!r:.80}")
+                reported = chunk.get("usage")
+                if isinstance(reported, dict):
                     # Some servers (vLLM's continuous usage stats) repeat it; the last one counts.
-                    usage = Usage(int(chunk.usage.prompt_tokens or 0), int(chunk.usage.completion_tokens or 0))
-                for choice in chunk.choices or ():
-                    text = choice.delta.content if choice.delta is not None else None
+                    usage = Usage(
+                        int(reported.get("prompt_tokens") or 0), int(reported.get("completion_tokens") or 0)
+                    )
+                for choice in chunk.get("choices") or ():
+                    delta = choice.get("delta") if isinstance(choice, dict) else None
+                    text = delta.get("content") if isinstance(delta, dict) else None
                     if text:
                         produced.append(text)
-                        yield Delta(text)
+                        yield Delta(str(text))
         except (openai.OpenAIError, TimeoutError, ValueError, TypeError, AttributeError) as exc:
             # ValueError & co: a chunk the library could not parse (a non-JSON SSE line).
             log.warning("model stream for %s failed after %d pieces: %r", model, len(produced), exc)

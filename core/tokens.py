@@ -14,7 +14,7 @@ import gzip
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -120,11 +120,18 @@ def count_tokens(model: str, text: str) -> int:
     encoding_name = encoding_name_for(model)
     if encoding_name is not None:
         try:
-            # disallowed_special=() : a user typing "<|endoftext|>" is text, not an error.
-            return len(get_encoding(encoding_name).encode(text, disallowed_special=()))
+            return _encoded_length(encoding_name, text)
         except Exception:
             log.warning("token counting failed for %s; using an estimate", model, exc_info=True)
     return estimate_tokens(text)
+
+
+@lru_cache(maxsize=16_384)
+def _encoded_length(encoding_name: str, text: str) -> int:
+    # Memoised: every turn recounts the conversation's history to fit the window, and the
+    # history is the same texts as last time. disallowed_special=(): a user typing
+    # "<|endoftext|>" is text, not an error.
+    return len(get_encoding(encoding_name).encode(text, disallowed_special=()))
 
 
 def _content_text(content: Any) -> str:
