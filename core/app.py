@@ -28,6 +28,7 @@ def build_model_client(settings: Settings) -> OpenAIModelClient:
         connect_timeout=settings.model_connect_timeout,
         chunk_timeout=settings.model_chunk_timeout,
         max_retries=settings.model_retries,
+        concurrency=settings.model_concurrency,
     )
 
 

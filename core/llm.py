@@ -39,6 +39,7 @@ ErrorKind = Literal[
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_CHUNK_TIMEOUT = 60.0
+DEFAULT_CONCURRENCY = 64
 DEFAULT_MAX_RETRIES = 2
 
 # Providers word "the prompt is too long" in many ways; these cover OpenAI, vLLM, llama.cpp,
@@ -202,6 +203,9 @@ class OpenAIModelClient:
     * ``max_retries``: retries of 429 / 5xx / connection failures before any text is streamed.
     * ``http_client``: an ``httpx2.AsyncClient`` to use instead (tests, proxies); the quota
       hook is then not installed.
+    * ``concurrency``: answers generated at the same time; more wait for a free slot. The HTTP
+      pool scans all its connections for every request, so an unbounded pool costs more CPU
+      per request the more chats are active.
     """
 
     def __init__(
@@ -213,12 +217,16 @@ class OpenAIModelClient:
         chunk_timeout: float = DEFAULT_CHUNK_TIMEOUT,
         max_retries: int = DEFAULT_MAX_RETRIES,
         http_client: httpx2.AsyncClient | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
     ) -> None:
         self.chunk_timeout = chunk_timeout
+        self._slots = asyncio.Semaphore(concurrency)
         timeout = httpx2.Timeout(chunk_timeout, connect=connect_timeout)
         if http_client is None:
             http_client = openai.DefaultAsyncHttpx2Client(
-                timeout=timeout, event_hooks={"response": [_stop_retrying_quota]}
+                timeout=timeout,
+                limits=httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+                event_hooks={"response": [_stop_retrying_quota]},
             )
         self._client = openai.AsyncOpenAI(
             base_url=base_url or None,
@@ -273,6 +281,14 @@ class OpenAIModelClient:
             raise ModelError("bad_response", f"unexpected /v1/models reply: {exc}") from exc
 
     async def stream(
+        self, model: str, messages: Sequence[Mapping[str, str]], max_tokens: int | None = None
+    ) -> AsyncGenerator[ModelEvent, None]:
+        """Stream the answer once a generation slot is free (see ``concurrency``)."""
+        async with self._slots:
+            async for event in self._stream(model, messages, max_tokens):
+                yield event
+
+    async def _stream(
         self, model: str, messages: Sequence[Mapping[str, str]], max_tokens: int | None = None
     ) -> AsyncGenerator[ModelEvent, None]:
         """Stream the answer: :class:`Delta` pieces, then one :class:`Usage` if the server sent it.
