@@ -47,13 +47,13 @@ from signalbot import (
     SentMessage,
     SignalAPIError,
     SignalBot,
+    TextMode,
 )
 from signalbot import Attachment as SignalAttachment
 from signalbot._generated import Message as ReceivedFrame
-from signalbot._generated import SendMessageV2
 from signalbot.messages import ReceiveError
 
-from bots.signal_render import render_signal
+from bots.signal_render import render_signal, styled_markup
 from core.types import (
     AdminAlert,
     Attachment,
@@ -114,30 +114,20 @@ class SignalServiceProblem(Exception):
 # --- sending with text styles ---------------------------------------------------------------
 
 
-class _StyledSendMessageV2(SendMessageV2):
-    # signal-cli's own style format ("start:length:STYLE", UTF-16 units), passed through.
-    text_style: list[str] | None = None
+def styled(markdown: str, *, plain: bool = False) -> SendMessage:
+    """A message for Signal from Markdown, with its text styles where they can travel.
 
-
-class StyledSendMessage(SendMessage):
-    """signalbot's SendMessage plus ``text_style`` ranges (``"start:length:STYLE"``).
-
-    signalbot 2.2.1 only knows ``text_mode="styled"`` (markup the server re-parses, which
-    cannot nest and mangles literal ``*`` and ``~``); ranges computed from the Markdown
-    token stream are exact, so they travel as they are.
+    signal-cli-rest-api takes styles only as its "styled" markup, which it re-parses: every
+    ``*``, ``~``, `` ` `` and ``|`` becomes markup, and styles cannot nest. So the rendered text
+    goes as markup when it holds none of those characters, and as plain text (nothing lost,
+    only unstyled) when it does. The mode is always explicit, so a server whose default is
+    styled cannot eat a literal asterisk.
     """
-
-    text_style: list[str] | None = None
-
-    async def to_generated(self, number: str, recipients: list[str]) -> SendMessageV2:
-        base = await super().to_generated(number, recipients)
-        return _StyledSendMessageV2.model_construct(**dict(base), text_style=self.text_style or None)
-
-
-def styled(markdown: str, *, plain: bool = False) -> StyledSendMessage:
-    """A message for Signal from Markdown: rendered text plus its style ranges."""
     text, styles = render_signal(markdown)
-    return StyledSendMessage(text=text, text_style=None if plain else styles or None)
+    markup = None if plain or not styles else styled_markup(text, styles)
+    if markup is None:
+        return SendMessage(text=text, text_mode=TextMode.NORMAL)
+    return SendMessage(text=markup, text_mode=TextMode.STYLED)
 
 
 def numbered_choices(buttons: Sequence[Sequence[Button]]) -> list[Button]:
@@ -829,7 +819,6 @@ __all__ = [
     "Backoff",
     "SignalAdapter",
     "SignalServiceProblem",
-    "StyledSendMessage",
     "numbered_choices",
     "recipient_of",
     "run",

@@ -288,3 +288,49 @@ def render_signal(markdown: str) -> tuple[str, list[str]]:
     except Exception:  # a reply must never be lost to a rendering bug
         log.exception("rendering Markdown for Signal failed; sending it as plain text")
         return markdown, []
+
+
+# signal-cli-rest-api's "styled" text mode: the markup its server turns into signal-cli styles.
+# Every marker character is taken as markup (there is no escape in the released parsers), and
+# styles cannot nest or overlap.
+_MARKERS = {BOLD: "**", ITALIC: "*", STRIKETHROUGH: "~", MONOSPACE: "`", SPOILER: "||"}
+MARKUP_CHARACTERS = frozenset("*~`|\\")
+
+
+def styled_markup(text: str, styles: Sequence[str]) -> str | None:
+    """``text`` with its style ranges written as signal-cli-rest-api's styled markup.
+
+    None when the text itself holds a marker character (the server would eat it): then the
+    message must go as plain text. Nested or overlapping ranges keep the outer, earlier one.
+    """
+    if MARKUP_CHARACTERS & set(text):
+        return None
+    # UTF-16 offsets (as the ranges count) to string indexes.
+    index_of: dict[int, int] = {}
+    units = 0
+    for i, ch in enumerate(text):
+        index_of[units] = i
+        units += 2 if ord(ch) > 0xFFFF else 1
+    index_of[units] = len(text)
+    ranges: list[tuple[int, int, str]] = []
+    for spec in styles:
+        start_s, length_s, style = spec.split(":", 2)
+        start, length = int(start_s), int(length_s)
+        if length <= 0 or style not in _MARKERS or start not in index_of or start + length not in index_of:
+            continue
+        ranges.append((index_of[start], index_of[start + length], style))
+    ranges.sort(key=lambda r: (r[0], -r[1]))
+    out: list[str] = []
+    at = 0
+    for begin, end, style in ranges:
+        if begin < at:
+            continue  # nested in or overlapping an earlier range
+        if begin == at and out and out[-1] == "*" and _MARKERS[style].startswith("*"):
+            continue  # "*a**b*": the server would read the middle "**" as bold
+        if not text[begin:end].strip():
+            continue  # markers around blank text would not survive as a range
+        marker = _MARKERS[style]
+        out += [text[at:begin], marker, text[begin:end], marker]
+        at = end
+    out.append(text[at:])
+    return "".join(out)

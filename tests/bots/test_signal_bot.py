@@ -511,3 +511,15 @@ async def test_run_is_the_ferry_signal_process(
     stop.set()
     await asyncio.wait_for(process, 10)
     assert fake.connected == 0
+
+
+async def test_an_answer_with_a_literal_asterisk_is_sent_plain_and_intact(
+    fake: FakeSignalServer, make_adapter: MakeAdapter, openai_server: FakeOpenAI
+) -> None:
+    openai_server.enqueue("2*3 is **six**, and a|b too")
+    await make_adapter()
+    await fake.push_message(ALICE_UUID, ALICE_NUMBER, "math")
+    await answered(fake, ALICE_UUID)
+    final = bodies_to(fake, ALICE_UUID)[-1]
+    assert final["message"] == "2*3 is six, and a|b too"  # nothing eaten by the server's markup parser
+    assert final["text_mode"] == "normal" and "text_style" not in final

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bots.signal_render import render_signal, utf16_len
+from bots.signal_render import MARKUP_CHARACTERS, render_signal, styled_markup, utf16_len
+from tests.fakes.signal_server import parse_styled
 
 
 def spans(text: str, styles: list[str]) -> list[tuple[str, str]]:
@@ -100,3 +101,37 @@ def test_every_prefix_renders(markdown: str) -> None:
     # While streaming, every prefix of an answer is rendered; none may fail.
     for cut in range(0, len(markdown) + 1, 7):
         render_signal(markdown[:cut])
+
+
+# --- signal-cli-rest-api's styled markup --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("markdown", "markup"),
+    [
+        ("**Hello** there", "**Hello** there"),
+        ("😀👍 **bold** and `code`", "😀👍 **bold** and `code`"),
+        ("_it_ then **bold**", "*it* then **bold**"),
+        ("**bold *inner* bold**", "**bold inner bold**"),  # no nesting: the outer style wins
+        ("~~gone~~ ||secret||", "~gone~ ||secret||"),
+        ("plain words", "plain words"),
+        ("2*3 is **six**", None),  # a literal asterisk would be eaten: send plain instead
+        ("a | b and **c**", None),
+    ],
+)
+def test_styled_markup(markdown: str, markup: str | None) -> None:
+    text, styles = render_signal(markdown)
+    assert styled_markup(text, styles) == markup
+
+
+@given(st.text(alphabet=st.sampled_from("ab 😀*_~`|#\n-"), max_size=60))
+@settings(max_examples=300, deadline=None)
+def test_the_server_reads_back_exactly_the_text_and_a_subset_of_the_styles(markdown: str) -> None:
+    text, styles = render_signal(markdown)
+    markup = styled_markup(text, styles)
+    if markup is None:
+        assert MARKUP_CHARACTERS & set(text)
+        return
+    shown, shown_styles = parse_styled(markup)
+    assert shown == text
+    assert set(shown_styles) <= set(styles)

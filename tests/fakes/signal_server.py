@@ -89,6 +89,91 @@ class FakeGroup:
         }
 
 
+def _utf16(ch: str) -> int:
+    return 2 if ord(ch) > 0xFFFF else 1
+
+
+def parse_styled(message: str) -> tuple[str, list[str]]:
+    """What signal-cli-rest-api makes of a ``text_mode: styled`` message: the text and its ranges.
+
+    Like the server: ``*italic*``, ``**bold**``, ``~strike~``, `` `mono` ``, ``||spoiler||``;
+    every marker character is markup and disappears, ranges are in UTF-16 units, no nesting.
+    """
+    out: list[str] = []
+    styles: list[str] = []
+    units = 0
+    state = ""
+    start = 0
+    previous = ""
+
+    def emit(style: str) -> None:
+        styles.append(f"{start}:{units - start}:{style}")
+
+    for ch in message:
+        if ch == "*":
+            if state == "":
+                state, start = "italic", units
+            elif state == "italic":
+                if previous == "*":
+                    state, start = "bold", units
+                else:
+                    emit("ITALIC")
+                    state = ""
+            elif state == "bold":
+                state = "bold-closing"
+            elif state == "bold-closing":
+                emit("BOLD")
+                state = ""
+        elif ch == "|":
+            if state == "":
+                state = "spoiler-opening"
+            elif state == "spoiler-opening" and previous == "|":
+                state, start = "spoiler", units
+            elif state == "spoiler":
+                state = "spoiler-closing"
+            elif state == "spoiler-closing" and previous == "|":
+                emit("SPOILER")
+                state = ""
+        elif ch == "`":
+            if state == "":
+                state, start = "mono", units
+            elif state == "mono":
+                emit("MONOSPACE")
+                state = ""
+        elif ch == "~":
+            if state == "":
+                state, start = "strike", units
+            elif state == "strike":
+                emit("STRIKETHROUGH")
+                state = ""
+        else:
+            out.append(ch)
+            units += _utf16(ch)
+        previous = ch
+    return "".join(out), styles
+
+
+def as_delivered(body: dict[str, Any]) -> dict[str, Any]:
+    """The send request as the person receives it: styled markup parsed, unknown fields dropped."""
+    delivered = {k: v for k, v in body.items() if k in SEND_FIELDS}
+    if body.get("text_mode") == "styled":
+        text, styles = parse_styled(str(body.get("message", "")))
+        delivered.update(message=text, markup=body.get("message"))
+        if styles:
+            delivered["text_style"] = styles
+    return delivered
+
+
+# The fields of signal-cli-rest-api's SendMessageV2; the Go server ignores any other.
+SEND_FIELDS = frozenset(
+    {
+        "base64_attachments", "edit_timestamp", "link_preview", "mentions", "message", "notify_self", "number",
+        "quote_author", "quote_mentions", "quote_message", "quote_timestamp", "recipients", "sticker",
+        "text_mode", "view_once",
+    }
+)
+
+
 class FakeSignalServer:
     """An in-process signal-cli-rest-api on 127.0.0.1 with a recording, scriptable test API."""
 
@@ -491,6 +576,7 @@ class FakeSignalServer:
             status, error = self._send_failures.popleft()
             return web.json_response({**error, "account": self.number}, status=status)
         ts = self.next_timestamp()
+        body = as_delivered(body)
         if self.record:
             self.sent.append(body)
             self.sent_timestamps.append(ts)
