@@ -52,8 +52,8 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
-from telegram.request import HTTPXRequest
 
+from bots.telegram_http import AiohttpRequest
 from bots.telegram_render import render_parts, split_plain, visible_text
 from core.types import (
     AdminAlert,
@@ -860,23 +860,6 @@ class TelegramBot:
 # --- building and running ------------------------------------------------------------------------
 
 
-class QueuedRequest(HTTPXRequest):
-    """PTB's httpx transport with an asyncio queue in front of the connection pool.
-
-    httpcore's pool does work proportional to the requests waiting in it for every request;
-    with a thousand busy chats the bot spent most of its CPU there. Waiting on a semaphore
-    first keeps the pool's queue short and the cost per request flat.
-    """
-
-    def __init__(self, connections: int, **kwargs: Any) -> None:
-        super().__init__(connection_pool_size=connections, **kwargs)
-        self._slots = asyncio.Semaphore(connections)
-
-    async def do_request(self, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
-        async with self._slots:
-            return await super().do_request(*args, **kwargs)
-
-
 def build_application(
     assistant: AssistantLike,
     token: str,
@@ -912,7 +895,7 @@ def build_application(
         .base_url(f"{root}/bot")
         .base_file_url(f"{root}/file/bot")
         .concurrent_updates(concurrency)
-        .request(QueuedRequest(pool_size, pool_timeout=30.0))
+        .request(AiohttpRequest(pool_size))
         .post_init(post_init)
         .post_shutdown(post_shutdown)
         .build()

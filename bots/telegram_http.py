@@ -1,0 +1,105 @@
+"""python-telegram-bot's transport on aiohttp instead of httpx.
+
+PTB puts the network behind one injectable request object; this is one. Under load the bot
+spent over a third of its CPU in httpx/httpcore/anyio (the pool scans every connection for
+each request, anyio wraps every socket call); aiohttp's client does the same work with a C
+HTTP parser and a FIFO connection limit. Errors map onto PTB's own: a timeout is ``TimedOut``,
+anything else ``NetworkError``, with "ConnectError" in the message when no connection was made
+(so the caller knows a new message was certainly not delivered).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+from telegram.error import NetworkError, TimedOut
+from telegram.request import BaseRequest, RequestData
+
+
+class AiohttpRequest(BaseRequest):
+    """A PTB request object on one aiohttp session with at most ``connections`` connections."""
+
+    def __init__(
+        self,
+        connections: int = 16,
+        *,
+        read_timeout: float | None = 5.0,
+        write_timeout: float | None = 5.0,
+        connect_timeout: float | None = 5.0,
+        pool_timeout: float | None = 30.0,
+        media_write_timeout: float | None = 20.0,
+    ) -> None:
+        self._connections = connections
+        self._read = read_timeout
+        self._write = write_timeout
+        self._connect = connect_timeout
+        self._pool = pool_timeout
+        self._media_write = media_write_timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def read_timeout(self) -> float | None:
+        return self._read
+
+    async def initialize(self) -> None:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._connections),
+                headers={"User-Agent": self.USER_AGENT},
+            )
+
+    async def shutdown(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+    async def do_request(
+        self,
+        url: str,
+        method: str,
+        request_data: RequestData | None = None,
+        read_timeout: Any = BaseRequest.DEFAULT_NONE,
+        write_timeout: Any = BaseRequest.DEFAULT_NONE,
+        connect_timeout: Any = BaseRequest.DEFAULT_NONE,
+        pool_timeout: Any = BaseRequest.DEFAULT_NONE,
+    ) -> tuple[int, bytes]:
+        if self._session is None or self._session.closed:
+            raise RuntimeError("This AiohttpRequest is not initialized!")
+        files = request_data.multipart_data if request_data else None
+        data: Any = None
+        if request_data is not None:
+            if files:
+                form = aiohttp.FormData()
+                for name, value in request_data.json_parameters.items():
+                    form.add_field(name, value)
+                for name, (filename, content, mime_type) in files.items():
+                    form.add_field(name, content, filename=filename, content_type=mime_type)
+                data = form
+            else:
+                data = request_data.json_parameters or None
+        read = self._read if read_timeout is BaseRequest.DEFAULT_NONE else read_timeout
+        connect = self._connect if connect_timeout is BaseRequest.DEFAULT_NONE else connect_timeout
+        pool = self._pool if pool_timeout is BaseRequest.DEFAULT_NONE else pool_timeout
+        write = self._write if write_timeout is BaseRequest.DEFAULT_NONE else write_timeout
+        if files and write_timeout is BaseRequest.DEFAULT_NONE:
+            write = self._media_write
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=_add(connect, pool),  # waiting for a free connection, then connecting
+            sock_connect=connect,
+            sock_read=_add(read, write),  # aiohttp has no write timeout: the read one covers both
+        )
+        try:
+            async with self._session.request(method, url, data=data, timeout=timeout) as response:
+                return response.status, await response.read()
+        except aiohttp.ClientConnectorError as err:
+            raise NetworkError(f"aiohttp.ConnectError: {err}") from err
+        except TimeoutError as err:
+            raise TimedOut from err
+        except aiohttp.ClientError as err:
+            raise NetworkError(f"aiohttp.{err.__class__.__name__}: {err}") from err
+
+
+def _add(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a + b
