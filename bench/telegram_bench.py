@@ -70,8 +70,10 @@ LOADS = [
     Load(1, 200),
     Load(100, 2000),
     Load(1000, 4000),
-    Load(100, 1000, rate=50.0),
-    Load(1000, 1000, rate=50.0),
+    # The added latency the issue asks about, at the throughput it targets (200 msg/s): a steady
+    # load, so the figure is the bot's own delay rather than the queue of a saturated run.
+    Load(100, 2000, rate=200.0),
+    Load(1000, 2000, rate=200.0),
 ]
 
 
