@@ -421,7 +421,21 @@ class Admin:
             user = found
         else:
             user = await self._a.store.get_user(user.id) or user
-        yield Notice(await self.usage_text(turn.lang, user))
+        text = await self.usage_text(turn.lang, user)
+        if not args.strip():
+            text += await self._conversation_usage(turn)
+        yield Notice(text)
+
+    async def _conversation_usage(self, turn: Turn) -> str:
+        """The current conversation's sums, from the figures stored with each answer."""
+        current = await self._a.store.list_conversations(turn.scope, 1)
+        if not current:
+            return ""
+        messages = await self._a.store.get_messages(current[0].id)
+        tokens = sum(m.prompt_tokens + m.completion_tokens for m in messages)
+        cost = format_amount(sum(m.cost for m in messages), "usd")
+        title = current[0].title or self._a.texts.get(turn.lang, "chat.untitled")
+        return "\n\n" + self._a.texts.get(turn.lang, "usage.conversation", title=title, tokens=f"{tokens:,}", cost=cost)
 
     async def usage_text(self, lang: str, user: UserRecord) -> str:
         t = self._a.texts

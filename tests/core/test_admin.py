@@ -246,9 +246,11 @@ async def test_usage_shows_today_and_this_month_per_model_and_what_is_left(
         "  • gpt-4o: 120 tokens · $0.0004",
         "  • gpt-4o-mini: 240 tokens · $0.0001",
         "  Left: $0.9995 of $1.00 (resets at 2026-12-01 00:00 UTC)",
+        "",
+        "*This conversation* («yesterday»): 360 tokens · $0.0005",  # summed per conversation too
     ]
-    # An admin can look at someone else's.
-    assert notice(await say(assistant, f"/usage {ALICE}", ADMIN)).text == text
+    # An admin can look at someone else's (without the conversation line, which is the admin's own).
+    assert notice(await say(assistant, f"/usage {ALICE}", ADMIN)).text == text.rsplit("\n\n", 1)[0]
 
 
 async def test_an_admin_linked_across_messengers_is_admin_on_both(make_assistant: MakeAssistant) -> None:
