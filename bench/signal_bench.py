@@ -1,15 +1,18 @@
-"""How fast the Signal process handles messages end to end, on loopback.
+"""Benchmark of the Signal bot process, end to end over loopback HTTP and WebSocket.
 
-The real signalbot talks to the fake signal-cli-rest-api (WebSocket in, ``/v2/send`` out),
-the real Assistant runs on the in-memory store, and the real openai client talks to the fake
-model, which answers at once. Printed per level of concurrency (1, 100 and 1,000 chats):
+The fake signal-cli-rest-api and the fake model (answering at once) run in a child process
+together with the driver that plays the users; this process runs only the bot (the real
+SignalAdapter on signalbot, the real Assistant on the in-memory store, the real openai client),
+so its CPU and peak memory are the bot's own.
 
-* messages per second handled end to end (pushed on the WebSocket → final text delivered);
-* the latency the process adds from a message pushed on the WebSocket to the first text sent
-  back (median and p99);
-* and, at the end, the process's peak memory (``ru_maxrss``).
+The loads are the Telegram bench's: 1, 100 and 1,000 chats each sending its next message as soon
+as its answer is finished (typing stopped), then 100 and 1,000 chats paced at 200 messages/s
+over all chats. Printed per load: messages per second handled end to end, the added latency from
+a message pushed on the WebSocket to the first ``/v2/send`` to that person (median and p99), and
+how busy the bot's process and the fakes' process were; at the end the bot process's peak RSS
+(``ru_maxrss``). A short warm-up runs first and is not counted.
 
-Run: ``.venv/bin/python -m bench.signal_bench`` (``--chats 1 100 1000 --rounds 3``).
+Run: ``.venv/bin/python -m bench.signal_bench [--chats 1,100,1000]``
 """
 
 from __future__ import annotations
@@ -17,119 +20,182 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import multiprocessing as mp
 import resource
-import statistics
-import sys
+import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
 
-from bots.signal_bot import SignalAdapter
-from core.assistant import Assistant
-from core.llm import OpenAIModelClient
-from core.settings import Settings
-from core.store.memory import MemoryStore
-from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.signal_server import FakeSignalServer
+from bench.telegram_bench import LOADS, TURNS_PER_CONVERSATION, Load, RunResult
 
+WARM_UP = Load(5, 25)
 
-@dataclass
-class Round:
-    """Timings of one batch of messages, one per chat."""
-
-    pushed: dict[str, float] = field(default_factory=dict)
-    first_text: dict[str, float] = field(default_factory=dict)
-    done: dict[str, float] = field(default_factory=dict)
-    all_done: asyncio.Event = field(default_factory=asyncio.Event)
+# --- the child: fakes and the simulated users ---------------------------------------------------
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
+class _Clock:
+    """When each person's message was pushed, first answered (a ``/v2/send``) and finished."""
+
+    def __init__(self) -> None:
+        self.pushed_at: dict[str, float] = {}
+        self.first_at: dict[str, float] = {}
+        self.done: dict[str, asyncio.Event] = {}
+
+    def push(self, person: str) -> asyncio.Event:
+        self.done[person] = asyncio.Event()
+        self.first_at.pop(person, None)
+        self.pushed_at[person] = time.perf_counter()
+        return self.done[person]
+
+    def output(self, person: str) -> None:
+        if person in self.pushed_at and person not in self.first_at:
+            self.first_at[person] = time.perf_counter()
+
+    def finished(self, person: str) -> None:
+        if person in self.done:
+            self.done[person].set()
+
+    def latency(self, person: str) -> float:
+        return self.first_at[person] - self.pushed_at[person]
+
+    def clear(self) -> None:
+        self.pushed_at.clear()
+        self.first_at.clear()
+        self.done.clear()
 
 
-async def bench(levels: list[int], rounds: int, min_messages: int = 50) -> None:
-    async with FakeSignalServer(record=False) as signal_api, FakeOpenAI() as model_api:
-        settings = Settings.from_values(
-            {
-                "FERRY_ACCESS": "open",
-                "FERRY_MODEL": "gpt-4o-mini",
-                "OPENAI_BASE_URL": model_api.base_url,
-                "OPENAI_API_KEY": "sk-bench",
-                "FERRY_RATE_PER_MINUTE": "100000",
-            }
+async def _person(
+    signal: Any, load: Load, base: int, slot: int, rounds: int, start: float, latencies: list[float], clock: _Clock
+) -> None:
+    """One person writing ``rounds`` messages, each after the previous one was answered."""
+    for k in range(rounds):
+        if load.rate is not None:
+            await asyncio.sleep(max(0.0, start + (k * load.chats + slot) / load.rate - time.perf_counter()))
+        # Conversations stay short, as people's do; the core's cost grows with history.
+        person = str(uuid.UUID(int=base + slot + load.chats * (k // TURNS_PER_CONVERSATION)))
+        done = clock.push(person)
+        await signal.push_message(person, None, f"message {k} from {person[-8:]}")
+        await done.wait()
+        latencies.append(clock.latency(person))
+
+
+def _servers_main(conn: Connection, loads: list[Load]) -> None:
+    asyncio.run(_servers(conn, loads))
+
+
+async def _servers(conn: Connection, loads: list[Load]) -> None:
+    from tests.fakes.openai_server import FakeOpenAI
+    from tests.fakes.signal_server import FakeSignalServer
+
+    signal = FakeSignalServer(record=False)
+    ai = FakeOpenAI(chunk_size=4096, record=False)
+    await signal.start()
+    await ai.start()
+    conn.send((signal.service, signal.number, ai.base_url))
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, conn.recv)  # the bot is receiving
+    await signal.wait_connected()
+
+    clock = _Clock()
+
+    def on_send(body: dict[str, Any], _ts: int) -> None:
+        recipients = body.get("recipients")
+        if isinstance(recipients, list) and recipients:
+            clock.output(str(recipients[0]))
+
+    def on_typing(action: str, recipient: str) -> None:
+        if action == "stop":
+            clock.finished(recipient)
+
+    signal.on_send = on_send
+    signal.on_typing = on_typing
+    for run, load in enumerate([WARM_UP, *loads]):
+        start = time.perf_counter()
+        cpu0 = time.process_time()
+        latencies: list[float] = []
+        per_chat = max(1, load.messages // load.chats)
+        base = 10_000_000 * (run + 1)
+        await asyncio.gather(
+            *(_person(signal, load, base, slot, per_chat, start, latencies, clock) for slot in range(load.chats))
         )
-        client = OpenAIModelClient(settings.openai_base_url, settings.openai_api_key, max_retries=0)
-        assistant = Assistant(settings, MemoryStore(), client)
+        seconds = time.perf_counter() - start
+        label = "warm-up" if run == 0 else load.label
+        conn.send((label, per_chat * load.chats, seconds, latencies, time.process_time() - cpu0))
+        clock.clear()
+        ai.clear()
+    conn.send(None)
+    await loop.run_in_executor(None, conn.recv)
+    await ai.close()
+    await signal.close()
+
+
+# --- this process: the bot ----------------------------------------------------------------------
+
+
+async def _bot(conn: Connection) -> list[RunResult]:
+    from bots.signal_bot import SignalAdapter
+    from core.assistant import Assistant
+    from core.llm import OpenAIModelClient
+    from core.settings import Settings
+    from core.store.memory import MemoryStore
+
+    service, number, ai_url = conn.recv()
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(
+            openai_base_url=ai_url,
+            openai_api_key="bench",
+            model="fake-model",
+            signal_service=service,
+            signal_phone_number=number,
+            data_dir=Path(tmp),
+            access="open",
+            rate_per_minute=1_000_000,
+            model_retries=0,
+        )
+        assistant = Assistant(settings, MemoryStore(), OpenAIModelClient(ai_url, "bench", max_retries=0))
         await assistant.start()
-        adapter = SignalAdapter(assistant, service=signal_api.service, phone_number=signal_api.number)
+        adapter = SignalAdapter(assistant, service=service, phone_number=number)
         await adapter.start()
-        await signal_api.wait_connected()
-
-        current = Round()
-
-        def on_send(body: dict[str, object], _ts: int) -> None:
-            recipients = body["recipients"]
-            recipient = str(recipients[0]) if isinstance(recipients, list) and recipients else ""
-            if recipient in current.pushed and recipient not in current.first_text:
-                current.first_text[recipient] = time.perf_counter()
-
-        def on_typing(action: str, recipient: str) -> None:
-            if action == "stop" and recipient in current.pushed and recipient not in current.done:
-                current.done[recipient] = time.perf_counter()
-                if len(current.done) == len(current.pushed):
-                    current.all_done.set()
-
-        signal_api.on_send = on_send
-        signal_api.on_typing = on_typing
-
-        async def one_round(api: FakeSignalServer, people: list[str], text: str) -> Round:
-            nonlocal current
-            current = Round()
-            for person in people:
-                current.pushed[person] = time.perf_counter()
-                await api.push_message(person, None, f"{text} from {person[:8]}")
-            await asyncio.wait_for(current.all_done.wait(), timeout=600)
-            return current
-
-        # Warm up (tokenizer tables, connection pools) so the first level is not charged for it.
-        await one_round(signal_api, [str(uuid.uuid4()) for _ in range(5)], "warm-up")
-
-        print(f"{'chats':>6} {'messages':>9} {'msg/s':>9} {'first text p50':>15} {'p99':>9}")
-        for chats in levels:
-            people = [str(uuid.uuid4()) for _ in range(chats)]
-            latencies: list[float] = []
-            handled = 0
-            elapsed = 0.0
-            for n in range(max(rounds, -(-min_messages // chats))):
-                start = time.perf_counter()
-                done = await one_round(signal_api, people, f"question {n}")
-                elapsed += time.perf_counter() - start
-                handled += chats
-                latencies += [done.first_text[p] - done.pushed[p] for p in people]
-                model_api.clear()
-            print(
-                f"{chats:>6} {handled:>9} {handled / elapsed:>9.1f} "
-                f"{statistics.median(latencies) * 1000:>12.1f} ms {percentile(latencies, 0.99) * 1000:>6.1f} ms"
-            )
-
-        await adapter.stop()
-        await assistant.close()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    peak_mb = peak / 1024 if sys.platform != "darwin" else peak / 1024 / 1024
-    print(f"peak memory (ru_maxrss): {peak_mb:.1f} MiB")
+        results: list[RunResult] = []
+        try:
+            conn.send("ready")
+            loop = asyncio.get_running_loop()
+            cpu0 = time.process_time()
+            while (result := await loop.run_in_executor(None, conn.recv)) is not None:
+                label, messages, seconds, latencies, fake_cpu = result
+                bot_cpu = time.process_time() - cpu0
+                cpu0 = time.process_time()
+                if label == "warm-up":
+                    print(f"warm-up: {messages} messages in {seconds:.2f} s (not counted)", flush=True)
+                    continue
+                results.append(RunResult(label, messages, seconds, latencies, fake_cpu, bot_cpu=bot_cpu))
+                print(results[-1].line(), flush=True)
+            conn.send("bye")
+        finally:
+            await adapter.stop()
+            await assistant.close()
+    return results
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--chats", type=int, nargs="+", default=[1, 100, 1000])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chats", help="comma-separated numbers of chats, each answered as fast as it can be")
     args = parser.parse_args()
+    loads = [Load(int(c), max(200, 4 * int(c))) for c in args.chats.split(",")] if args.chats else LOADS
     logging.basicConfig(level=logging.ERROR)
-    asyncio.run(bench(args.chats, args.rounds))
+
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_servers_main, args=(child, loads), daemon=True)
+    proc.start()
+    print(f"store: memory; fake signal-cli-rest-api and fake model in pid {proc.pid}, bot in this process")
+    asyncio.run(_bot(parent))
+    proc.join(10)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"bot process peak memory (ru_maxrss): {peak_mb:.1f} MB")
 
 
 if __name__ == "__main__":
