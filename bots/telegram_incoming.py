@@ -1,0 +1,187 @@
+"""Telegram updates into the core's :class:`~core.types.Incoming` values.
+
+Who spoke, where (chat, forum topic), whether the bot was addressed in a group, and the
+attachments, downloading a document so the core can read it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from telegram import (
+    CallbackQuery,
+    Message,
+    MessageEntity,
+    User,
+)
+from telegram.constants import ChatType, FileSizeLimit
+from telegram.error import TelegramError
+
+from bots.telegram_send import PLATFORM, Target
+from core.types import (
+    Attachment,
+    ChatKey,
+    Identity,
+    Incoming,
+)
+
+log = logging.getLogger(__name__)
+
+# --- updates → Incoming ------------------------------------------------------------------------
+
+
+def _command_entity(message: Message) -> MessageEntity | None:
+    for entity in message.entities:
+        if entity.type == MessageEntity.BOT_COMMAND and entity.offset == 0:
+            return entity
+    return None
+
+
+def _addressing(message: Message, bot_user: User) -> tuple[str, bool]:
+    """The text with the bot's own handle removed, and whether the bot was addressed."""
+    text = message.text or message.caption or ""
+    username = (bot_user.username or "").lower()
+    handle = f"@{username}" if username else None
+    addressed = False
+
+    command = _command_entity(message) if message.text else None
+    if command is not None:
+        word = text[: command.length]  # a command is ASCII, so UTF-16 and str offsets agree
+        name, _, at = word.partition("@")
+        if at and at.lower() != username:
+            return text, False  # a command for another bot in the same group
+        addressed = True
+        text = name + text[len(word) :]
+
+    entities = message.parse_entities() if message.text else message.parse_caption_entities()
+    for entity, value in entities.items():
+        by_name = entity.type == MessageEntity.MENTION and handle is not None and value.lower() == handle
+        by_user = entity.type == MessageEntity.TEXT_MENTION and entity.user is not None
+        if by_name or (by_user and entity.user is not None and entity.user.id == bot_user.id):
+            addressed = True
+    if handle and handle in text.lower():
+        addressed = True
+        lower = text.lower()
+        while handle in lower:
+            i = lower.index(handle)
+            text = text[:i] + text[i + len(handle) :]
+            lower = text.lower()
+        text = re.sub(r"[ \t]{2,}", " ", text)
+
+    reply = message.reply_to_message
+    if (
+        reply is not None
+        and reply.from_user is not None
+        and reply.from_user.id == bot_user.id
+        and reply.forum_topic_created is None
+    ):
+        addressed = True
+    return text.strip(), addressed
+
+
+def _media_attachment(message: Message) -> Attachment | None:
+    """An attachment the core does not read yet (it answers with a friendly notice)."""
+    if message.voice:
+        return Attachment("voice", None, message.voice.mime_type, message.voice.file_size)
+    if message.photo:
+        return Attachment("photo", None, "image/jpeg", message.photo[-1].file_size)
+    if message.sticker:
+        return Attachment("sticker", None, None, message.sticker.file_size)
+    if message.video or message.video_note or message.animation:
+        return Attachment("video")
+    if message.audio:
+        return Attachment("audio", message.audio.file_name, message.audio.mime_type, message.audio.file_size)
+    if message.location or message.contact or message.poll or message.venue or message.dice:
+        return Attachment("other")
+    return None
+
+
+async def _document(message: Message) -> Attachment | None:
+    doc = message.document
+    if doc is None:
+        return None
+    data: bytes | None = None
+    if doc.file_size is None or doc.file_size <= FileSizeLimit.FILESIZE_DOWNLOAD:
+        try:
+            tg_file = await doc.get_file()
+            data = bytes(await tg_file.download_as_bytearray())
+        except TelegramError as exc:
+            log.warning("could not download document %s: %s", doc.file_name, exc)
+    return Attachment("document", doc.file_name, doc.mime_type, doc.file_size, data)
+
+
+def chat_key(message: Message, user: User) -> ChatKey:
+    """The conversation key: the user in private chats, the group (and topic) in groups."""
+    chat = message.chat
+    if chat.type == ChatType.PRIVATE:
+        return ChatKey(PLATFORM, str(user.id))
+    topic = str(message.message_thread_id) if message.is_topic_message and message.message_thread_id else None
+    return ChatKey(PLATFORM, str(chat.id), topic=topic, is_group=True)
+
+
+def target_for(message: Message, lang: str | None) -> Target:
+    """Replies go to the same chat and topic; in groups they quote the person's message."""
+    private = message.chat.type == ChatType.PRIVATE
+    thread = message.message_thread_id if message.is_topic_message else None
+    return Target(
+        chat_id=message.chat.id,
+        thread_id=thread,
+        reply_to=None if private else message.message_id,
+        is_private=private,
+        lang=lang,
+        message_id=message.message_id,
+    )
+
+
+async def incoming_from_message(message: Message, bot_user: User) -> Incoming | None:
+    """The core's view of a Telegram message (``None`` for messages no person sent)."""
+    user = message.from_user
+    if user is None or user.is_bot or message.chat.type == ChatType.CHANNEL:
+        return None
+    text, addressed = _addressing(message, bot_user)
+    is_group = message.chat.type != ChatType.PRIVATE
+    attachment = _media_attachment(message)
+    if attachment is None and message.document is not None and (addressed or not is_group):
+        attachment = await _document(message)
+    quoted = None
+    reply = message.reply_to_message
+    if reply is not None and reply.from_user is not None and reply.from_user.id == bot_user.id:
+        quoted = reply.text or reply.caption
+    return Incoming(
+        sender=Identity(PLATFORM, str(user.id)),
+        chat=chat_key(message, user),
+        text=text,
+        sender_name=user.full_name,
+        language_code=user.language_code,
+        attachments=(attachment,) if attachment else (),
+        addressed=addressed or not is_group,
+        quoted_text=quoted,
+        message_id=str(message.message_id),
+        raw=message,
+    )
+
+
+def incoming_from_callback(query: CallbackQuery) -> tuple[Incoming, Target]:
+    """A button press, as the core's ``Incoming(callback=data)`` and where to answer it."""
+    user = query.from_user
+    message = query.message
+    if message is not None and message.chat.type != ChatType.PRIVATE:
+        thread = message.message_thread_id if isinstance(message, Message) else None
+        key = ChatKey(PLATFORM, str(message.chat.id), topic=str(thread) if thread else None, is_group=True)
+        target = Target(chat_id=message.chat.id, thread_id=thread, is_private=False)
+    else:
+        key = ChatKey(PLATFORM, str(user.id))
+        target = Target(chat_id=message.chat.id if message else user.id)
+    incoming = Incoming(
+        sender=Identity(PLATFORM, str(user.id)),
+        chat=key,
+        text="",
+        sender_name=user.full_name,
+        language_code=user.language_code,
+        callback=query.data or "",
+        raw=query,
+    )
+    return incoming, target
+
+

@@ -1,0 +1,373 @@
+"""Sending to Telegram: pacing, flood control, plain-text fallback and live (streamed) answers.
+
+A :class:`Sender` puts messages into one chat and gets them through flood control without
+losing or repeating a final text; a :class:`LiveAnswer` shows an answer while it is generated,
+by drafts in private chats and an edited placeholder in groups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from telegram import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    ReplyParameters,
+    Update,
+)
+from telegram.constants import ParseMode
+from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.ext import (
+    Application,
+)
+
+from bots.telegram_render import render_parts, split_plain, visible_text
+from core.types import (
+    Button,
+)
+
+log = logging.getLogger(__name__)
+
+
+PLATFORM = "telegram"
+MENU_LANGUAGES = ("en", "id")  # "en" is registered as the default menu
+ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
+Keyboard = tuple[tuple[Button, ...], ...]
+
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """How often the bot may touch a chat while an answer streams (seconds)."""
+
+    draft_interval: float = 0.5  # sendMessageDraft in private chats
+    edit_interval: float = 1.0  # editMessageText of a group placeholder
+    typing_interval: float = 4.0  # a chat action shows for about 5 s
+    max_send_attempts: int = 6  # for final texts under flood control
+    placeholder: str = "…"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where replies to one incoming message go."""
+
+    chat_id: int
+    thread_id: int | None = None
+    reply_to: int | None = None  # quote the person's message (groups only)
+    is_private: bool = True
+    lang: str | None = None
+    message_id: int | None = None  # the person's message, for reactions
+
+
+@dataclass
+class FloodGate:
+    """Per-chat flood-control gate: nothing is sent to the chat before ``until``."""
+
+    until: dict[int, float] = field(default_factory=dict)
+    on_flood: Callable[[float], None] | None = None  # counts flood-control waits (metrics)
+
+    def wait_time(self, chat_id: int) -> float:
+        return max(0.0, self.until.get(chat_id, 0.0) - time.monotonic())
+
+    def close_for(self, chat_id: int, seconds: float) -> None:
+        if self.on_flood is not None:
+            self.on_flood(seconds)
+        self.until[chat_id] = max(self.until.get(chat_id, 0.0), time.monotonic() + seconds)
+        if len(self.until) > 10_000:  # forget gates that opened long ago
+            now = time.monotonic()
+            self.until = {k: v for k, v in self.until.items() if v > now}
+
+
+def flood_counter(metrics: Any) -> Callable[[float], None]:
+    def count(seconds: float) -> None:
+        metrics.flood_waits.labels(PLATFORM).inc()
+        metrics.flood_wait_seconds.labels(PLATFORM).inc(seconds)
+
+    return count
+
+
+def retry_seconds(exc: RetryAfter) -> float:
+    with warnings.catch_warnings():  # PTB warns that ints become timedeltas; both are handled
+        warnings.simplefilter("ignore")
+        value: Any = exc.retry_after
+    return float(value.total_seconds()) if hasattr(value, "total_seconds") else float(value)
+
+
+def _is(exc: BadRequest, words: str) -> bool:
+    return words in exc.message.lower()
+
+
+def keyboard(buttons: Keyboard) -> InlineKeyboardMarkup | None:
+    """The inline keyboard for the core's button rows (``None`` for no buttons)."""
+    if not buttons:
+        return None
+    return InlineKeyboardMarkup([[InlineKeyboardButton(b.label, callback_data=b.data) for b in row] for row in buttons])
+
+
+
+# --- sending -------------------------------------------------------------------------------------
+
+
+class Sender:
+    """Sends and edits messages in one chat, honouring flood control and falling back to plain text."""
+
+    def __init__(self, app: Application[Any, Any, Any, Any, Any, Any], gate: FloodGate, pacing: Pacing) -> None:
+        self.bot = app.bot
+        self.gate = gate
+        self.pacing = pacing
+
+    async def _wait_gate(self, chat_id: int) -> None:
+        delay = self.gate.wait_time(chat_id)
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def _attempt(self, chat_id: int, call: Any, *, idempotent: bool) -> Any:
+        """Run ``call()`` until it gets through flood control; network retries only if idempotent."""
+        for attempt in range(self.pacing.max_send_attempts):
+            await self._wait_gate(chat_id)
+            try:
+                return await call()
+            except RetryAfter as exc:
+                self.gate.close_for(chat_id, retry_seconds(exc))
+                log.info("flood control in chat %s: waiting %.0f s", chat_id, retry_seconds(exc))
+            except TimedOut:
+                if not idempotent:
+                    raise  # the message may have arrived; sending again could duplicate it
+                await asyncio.sleep(min(2**attempt, 10))
+            except BadRequest:
+                raise
+            except NetworkError as exc:
+                # Only a connection that was never made proves a new message did not arrive.
+                if not idempotent and "ConnectError" not in str(exc):
+                    raise
+                await asyncio.sleep(min(2**attempt, 10))
+        raise TimedOut(f"gave up after {self.pacing.max_send_attempts} attempts")
+
+    async def put(
+        self,
+        target: Target,
+        html_part: str,
+        *,
+        edit: int | None = None,
+        markup: InlineKeyboardMarkup | None = None,
+        quote: bool = False,
+    ) -> list[int]:
+        """Show one rendered part (edit ``edit`` or send a new message); returns the message ids used.
+
+        A refused HTML part is sent as plain text; a part Telegram finds too long is split further.
+        """
+        try:
+            return [await self._put_one(target, html_part, ParseMode.HTML, edit, markup, quote)]
+        except BadRequest as exc:
+            if _is(exc, "not modified") and edit is not None:
+                return [edit]
+            if edit is not None and _is(exc, "message to edit not found"):
+                # Someone deleted the placeholder: the answer still arrives, as a new message.
+                return await self.put(target, html_part, markup=markup, quote=quote)
+            if not (_is(exc, "can't parse entities") or _is(exc, "too long")):
+                raise
+            log.warning("Telegram refused a formatted message (%s); sending plain text", exc.message)
+        plain = visible_text(html_part)
+        pieces = split_plain(plain, 4000) or [plain]
+        ids: list[int] = []
+        for i, piece in enumerate(pieces):
+            last = i == len(pieces) - 1
+            try:
+                ids.append(
+                    await self._put_one(
+                        target, piece, None, edit if i == 0 else None, markup if last else None, quote and i == 0
+                    )
+                )
+            except BadRequest as exc:
+                if not (_is(exc, "not modified") and i == 0 and edit is not None):
+                    raise
+                ids.append(edit)
+        return ids
+
+    async def _put_one(
+        self,
+        target: Target,
+        text: str,
+        parse_mode: str | None,
+        edit: int | None,
+        markup: InlineKeyboardMarkup | None,
+        quote: bool,
+    ) -> int:
+        if edit is not None:
+
+            async def do_edit() -> Any:
+                return await self.bot.edit_message_text(
+                    text, chat_id=target.chat_id, message_id=edit, parse_mode=parse_mode, reply_markup=markup
+                )
+
+            await self._attempt(target.chat_id, do_edit, idempotent=True)
+            return edit
+
+        reply = (
+            ReplyParameters(target.reply_to, allow_sending_without_reply=True) if quote and target.reply_to else None
+        )
+
+        async def do_send() -> Any:
+            return await self.bot.send_message(
+                target.chat_id,
+                text,
+                parse_mode=parse_mode,
+                reply_markup=markup,
+                message_thread_id=target.thread_id,
+                reply_parameters=reply,
+            )
+
+        sent = await self._attempt(target.chat_id, do_send, idempotent=False)
+        return int(sent.message_id)
+
+    async def deliver(
+        self, target: Target, markdown: str, buttons: Keyboard = (), slots: Sequence[int] = ()
+    ) -> list[int]:
+        """Deliver a complete Markdown text once: edit ``slots`` first, then send new messages."""
+        parts = render_parts(markdown) or [self.pacing.placeholder]
+        markup = keyboard(buttons)
+        used: list[int] = []
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            edit = slots[i] if i < len(slots) else None
+            used += await self.put(target, part, edit=edit, markup=markup if last else None, quote=not used)
+        for extra in slots[len(parts) :]:
+            with contextlib.suppress(TelegramError):
+                await self.bot.delete_message(target.chat_id, extra)
+        return used
+
+    async def preview(self, target: Target, draft_id: int, html_part: str) -> None:
+        """Show a draft in a private chat (plain text if the partial HTML is refused)."""
+        try:
+            await self.bot.send_message_draft(
+                target.chat_id, draft_id, html_part, message_thread_id=target.thread_id, parse_mode=ParseMode.HTML
+            )
+        except BadRequest as exc:
+            if not _is(exc, "can't parse entities"):
+                raise
+            plain = visible_text(html_part)
+            await self.bot.send_message_draft(
+                target.chat_id, draft_id, plain[:4000], message_thread_id=target.thread_id
+            )
+
+
+class LiveAnswer:
+    """One streamed answer: drafts (private) or an edited placeholder (groups), then the final text.
+
+    Previews are best effort and paced; the final text is delivered exactly once.
+    """
+
+    _draft_ids = itertools.count(1)
+
+    def __init__(self, sender: Sender, target: Target, pacing: Pacing) -> None:
+        self.sender = sender
+        self.target = target
+        self.pacing = pacing
+        self.interval = pacing.draft_interval if target.is_private else pacing.edit_interval
+        self.draft_id = next(self._draft_ids)
+        self.slots: list[int] = []  # group messages showing the answer so far
+        self._shown: list[str] = []
+        self._latest = ""
+        self._wake = asyncio.Event()
+        self._closed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Show that an answer is coming (a placeholder in groups) and start the preview pump."""
+        if not self.target.is_private and not self.sender.gate.wait_time(self.target.chat_id):
+            reply = (
+                ReplyParameters(self.target.reply_to, allow_sending_without_reply=True)
+                if self.target.reply_to
+                else None
+            )
+            try:
+                sent = await self.sender.bot.send_message(
+                    self.target.chat_id,
+                    self.pacing.placeholder,
+                    message_thread_id=self.target.thread_id,
+                    reply_parameters=reply,
+                )
+                self.slots = [sent.message_id]
+                self._shown = [self.pacing.placeholder]
+            except RetryAfter as exc:
+                self.sender.gate.close_for(self.target.chat_id, retry_seconds(exc))
+            except TelegramError as exc:
+                log.warning("could not send a placeholder to %s: %s", self.target.chat_id, exc)
+        self._task = asyncio.create_task(self._pump())
+
+    def update(self, text: str) -> None:
+        self._latest = text
+        self._wake.set()
+
+    async def _sleep_unless_closed(self, seconds: float) -> None:
+        if seconds > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closed.wait(), seconds)
+
+    async def _pump(self) -> None:
+        next_at = 0.0
+        while not self._closed.is_set():
+            await self._wake.wait()
+            self._wake.clear()
+            gate = self.sender.gate.wait_time(self.target.chat_id)
+            await self._sleep_unless_closed(max(gate, next_at - time.monotonic()))
+            if self._closed.is_set():
+                return
+            text = self._latest
+            try:
+                await self._show(text)
+            except RetryAfter as exc:
+                # Skip previews until the gate opens; the newest text is shown after that.
+                self.sender.gate.close_for(self.target.chat_id, retry_seconds(exc))
+                self._wake.set()
+            except TelegramError as exc:
+                log.info("preview in chat %s failed: %s", self.target.chat_id, exc)
+            except Exception:
+                log.exception("preview in chat %s failed", self.target.chat_id)
+            next_at = time.monotonic() + self.interval
+
+    async def _show(self, markdown: str) -> None:
+        parts = render_parts(markdown)
+        if not parts:
+            return
+        if self.target.is_private:
+            await self.sender.preview(self.target, self.draft_id, parts[-1])
+            return
+        for i, part in enumerate(parts):
+            if i < len(self._shown) and self._shown[i] == part:
+                continue
+            if i < len(self.slots):
+                await self.sender.bot.edit_message_text(
+                    part, chat_id=self.target.chat_id, message_id=self.slots[i], parse_mode=ParseMode.HTML
+                )
+                self._shown[i] = part
+            else:
+                sent = await self.sender.bot.send_message(
+                    self.target.chat_id, part, parse_mode=ParseMode.HTML, message_thread_id=self.target.thread_id
+                )
+                self.slots.append(sent.message_id)
+                self._shown.append(part)
+
+    async def close(self) -> None:
+        """Stop previews and wait for one in flight, so it cannot land after the final text."""
+        self._closed.set()
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def finish(self, markdown: str, buttons: Keyboard = ()) -> None:
+        """Deliver the final text: new messages in private chats, the placeholder's edit in groups."""
+        await self.close()
+        await self.sender.deliver(self.target, markdown, buttons, slots=self.slots)
+        self.slots = []
+
+
