@@ -28,7 +28,7 @@ from core.commands import MENU, Command, parse_command
 from core.context import ContextTooLarge, fit_context, turns_from_history
 from core.i18n import Texts
 from core.importer import WhatsAppImport
-from core.llm import Delta, ModelClient, ModelError, Usage
+from core.llm import Delta, ModelClient, ModelError, Stop, Usage
 from core.metrics import Metrics
 from core.settings import Settings
 from core.store.base import (
@@ -641,6 +641,7 @@ class Assistant:
         self._cancels[key] = cancel
         text = ""
         usage: Usage | None = None
+        stop: Stop | None = None
         failure: ModelError | None = None
         cancelled = False
         started = time.monotonic()
@@ -652,6 +653,8 @@ class Assistant:
                             self.metrics.model_latency.labels(model_name).observe(time.monotonic() - started)
                         text += item.text
                         yield TextDelta(text)
+                elif isinstance(item, Stop):
+                    stop = item
                 else:
                     usage = item
         except ModelError as e:
@@ -697,7 +700,11 @@ class Assistant:
         self.metrics.cost.labels(model_name).inc(cost)
         usage_record = UsageRecord(user.id, conv.id, model_name, prompt_tokens, completion_tokens, cost, now)
         await self.store.add_usage(usage_record)
-        if status == "ok":
+        if status == "ok" and stop is not None:
+            # Complete as far as the model went; the person should know it stopped short.
+            marker = self.texts.get(lang, f"chat.stopped_{stop.reason}")
+            yield FinalText(f"{text}\n\n_{marker}_", interrupted=True, streamed=True)
+        elif status == "ok":
             yield FinalText(text, streamed=True)
         else:
             if failure is not None:
@@ -729,7 +736,7 @@ class Assistant:
 
     async def _stream(
         self, model: str, messages: list[dict[str, str]], max_tokens: int, cancel: asyncio.Event
-    ) -> AsyncIterator[Delta | Usage]:
+    ) -> AsyncIterator[Delta | Usage | Stop]:
         """The model's events, consumed in one task of their own so /cancel can stop them at once."""
         queue: asyncio.Queue[Any] = asyncio.Queue()
 

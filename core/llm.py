@@ -75,7 +75,15 @@ class Usage:
     completion_tokens: int
 
 
-ModelEvent = Delta | Usage
+@dataclass(frozen=True)
+class Stop:
+    """The answer ended for a reason other than being complete: ``length`` (the token limit
+    was reached) or ``content_filter``. Yielded after the last Delta; a complete answer has none."""
+
+    reason: str
+
+
+ModelEvent = Delta | Usage | Stop
 
 
 class ModelError(Exception):
@@ -321,6 +329,7 @@ class OpenAIModelClient:
 
         produced: list[str] = []
         usage: Usage | None = None
+        stopped: Stop | None = None
         chunks = 0
         try:
             iterator = response.__aiter__()
@@ -340,6 +349,9 @@ class OpenAIModelClient:
                         int(reported.get("prompt_tokens") or 0), int(reported.get("completion_tokens") or 0)
                     )
                 for choice in chunk.get("choices") or ():
+                    reason = choice.get("finish_reason") if isinstance(choice, dict) else None
+                    if reason in ("length", "content_filter"):
+                        stopped = Stop(str(reason))
                     delta = choice.get("delta") if isinstance(choice, dict) else None
                     text = delta.get("content") if isinstance(delta, dict) else None
                     if text:
@@ -354,5 +366,7 @@ class OpenAIModelClient:
         if chunks == 0:
             # Not even the opening chunk: a server that ignored stream=True, or sent no events.
             raise ModelError("bad_response", "the provider answered without a single streamed chunk")
+        if stopped is not None:
+            yield stopped
         if usage is not None:
             yield usage

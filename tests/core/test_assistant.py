@@ -392,3 +392,18 @@ def test_text_helpers() -> None:
         "Plan a trip to Yogyakarta in March for two…"
     )
     assert short_title("short") == "short"
+
+
+async def test_an_answer_stopped_by_the_token_limit_says_so(
+    make_assistant: MakeAssistant, openai_server: FakeOpenAI
+) -> None:
+    assistant = await make_assistant()
+    openai_server.enqueue(Reply("The first three chapters are", finish_reason="length"))
+    answer = final(await say(assistant, "write a novel"))
+    assert answer.interrupted
+    assert answer.text == (
+        "The first three chapters are\n\n"
+        "_(cut off: the answer reached its length limit; write «continue» for the rest)_"
+    )
+    # Stored as the model wrote it, so the next turn's context carries no marker.
+    assert (await conversation_of(assistant))[-1] == ("assistant", "The first three chapters are", "ok")

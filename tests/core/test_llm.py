@@ -11,7 +11,7 @@ import aiohttp
 import openai
 import pytest
 
-from core.llm import Delta, ModelClient, ModelError, ModelEvent, OpenAIModelClient, Usage, classify
+from core.llm import Delta, ModelClient, ModelError, ModelEvent, OpenAIModelClient, Stop, Usage, classify
 from tests.fakes.openai_server import Error, FakeOpenAI, Reply
 from tests.fakes.openai_server import Usage as FakeUsage
 
@@ -36,11 +36,12 @@ async def client(server: FakeOpenAI) -> AsyncIterator[OpenAIModelClient]:
 
 
 async def collect(events: AsyncIterator[ModelEvent]) -> tuple[str, list[Usage]]:
-    text, usages = [], []
+    text: list[str] = []
+    usages: list[Usage] = []
     async for event in events:
         if isinstance(event, Delta):
             text.append(event.text)
-        else:
+        elif isinstance(event, Usage):
             usages.append(event)
     return "".join(text), usages
 
@@ -448,3 +449,13 @@ async def test_fake_serves_many_concurrent_requests(server: FakeOpenAI, client: 
     assert answers == [f"You said: question {n}" for n in range(50)]
     async with asyncio.timeout(5):
         await server.wait_for_requests(50)
+
+
+async def test_a_truncated_answer_reports_why_it_stopped() -> None:
+    async with FakeOpenAI() as server:
+        client = OpenAIModelClient(server.base_url, "sk-test", max_retries=0)
+        server.enqueue(Reply("cut here", finish_reason="length"))
+        events = [e async for e in client.stream("gpt-4o", [{"role": "user", "content": "hi"}])]
+        await client.aclose()
+    assert Stop("length") in events
+    assert events.index(Stop("length")) > max(i for i, e in enumerate(events) if isinstance(e, Delta))
