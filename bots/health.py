@@ -23,7 +23,7 @@ async def serve_health(
         return
 
     async def messenger_check() -> str | None:
-        return None if connected() else f"not connected to {messenger} yet"
+        return None if connected() else f"not connected to {messenger}"
 
     async def store_check() -> str | None:
         try:

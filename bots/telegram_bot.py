@@ -399,20 +399,32 @@ def build_application(
         if manage_assistant:
             await _call(assistant, "close")
 
+    requests, polls = AiohttpRequest(pool_size), AiohttpRequest(1)
     app = (
         ApplicationBuilder()
         .token(token)
         .base_url(f"{root}/bot")
         .base_file_url(f"{root}/file/bot")
         .concurrent_updates(concurrency)
-        .request(AiohttpRequest(pool_size))
+        .request(requests)
+        .get_updates_request(polls)
         .post_init(post_init)
         .post_shutdown(post_shutdown)
         .build()
     )
     bot.install(app)
     app.bot_data["ferry"] = bot
+    app.bot_data["ferry_transport"] = (requests, polls)
     return app
+
+
+def connected(app: Application[Any, Any, Any, Any, Any, Any], *, polling: bool) -> bool:
+    """Whether the bot is running and its last exchange with the Bot API server got through
+    (long polling: the last getUpdates; a webhook: the last request the bot made)."""
+    if not (app.running and app.updater is not None and app.updater.running):
+        return False
+    requests, polls = app.bot_data["ferry_transport"]
+    return bool((polls if polling else requests).reachable)
 
 
 @contextlib.asynccontextmanager
@@ -483,13 +495,13 @@ def _serve_health_with(app: Application[Any, Any, Any, Any, Any, Any], settings:
     stack = contextlib.AsyncExitStack()
     started, stopped = app.post_init, app.post_shutdown
 
-    def connected() -> bool:
-        return bool(app.running and app.updater is not None and app.updater.running)
+    def is_connected() -> bool:
+        return connected(app, polling=not settings.telegram_webhook_url)
 
     async def post_init(a: Application[Any, Any, Any, Any, Any, Any]) -> None:
         if started is not None:
             await started(a)
-        await stack.enter_async_context(serve_health(settings, assistant, "Telegram", connected))
+        await stack.enter_async_context(serve_health(settings, assistant, "Telegram", is_connected))
 
     async def post_shutdown(a: Application[Any, Any, Any, Any, Any, Any]) -> None:
         await stack.aclose()

@@ -10,6 +10,7 @@ anything else ``NetworkError``, with "ConnectError" in the message when no conne
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import aiohttp
@@ -37,6 +38,13 @@ class AiohttpRequest(BaseRequest):
         self._pool = pool_timeout
         self._media_write = media_write_timeout
         self._session: aiohttp.ClientSession | None = None
+        self._answered_at = 0.0  # when the Bot API server last answered (any status)
+        self._failed_at = 0.0  # when a request last failed to reach it
+
+    @property
+    def reachable(self) -> bool:
+        """Whether the last exchange reached the Bot API server (False before the first one)."""
+        return self._answered_at > 0 and self._answered_at >= self._failed_at
 
     @property
     def read_timeout(self) -> float | None:
@@ -84,14 +92,24 @@ class AiohttpRequest(BaseRequest):
         write = self._write if write_timeout is BaseRequest.DEFAULT_NONE else write_timeout
         if files and write_timeout is BaseRequest.DEFAULT_NONE:
             write = self._media_write
-        timeout = aiohttp.ClientTimeout(
+        limits = aiohttp.ClientTimeout(
             total=None,
             connect=_add(connect, pool),  # waiting for a free connection, then connecting
             sock_connect=connect,
             sock_read=_add(read, write),  # aiohttp has no write timeout: the read one covers both
         )
         try:
-            async with self._session.request(method, url, data=data, timeout=timeout) as response:
+            answer = await self._send(method, url, data, limits)
+        except (NetworkError, TimedOut):
+            self._failed_at = time.monotonic()
+            raise
+        self._answered_at = time.monotonic()
+        return answer
+
+    async def _send(self, method: str, url: str, data: Any, limits: aiohttp.ClientTimeout) -> tuple[int, bytes]:
+        assert self._session is not None
+        try:
+            async with self._session.request(method, url, data=data, timeout=limits) as response:
                 return response.status, await response.read()
         except aiohttp.ClientConnectorError as err:
             raise NetworkError(f"aiohttp.ConnectError: {err}") from err

@@ -82,7 +82,7 @@ async def test_ferry_signal_is_healthy_once_connected_and_answers(
                     break
                 await asyncio.sleep(0.1)
             assert status == 503
-            assert body["checks"] == {"Signal": "not connected to Signal yet", "store": "ok"}
+            assert body["checks"] == {"Signal": "not connected to Signal", "store": "ok"}
             fake.mode = "json-rpc"
             await wait_healthy(port, proc)
             await fake.push_message(ALICE_UUID, ALICE_NUMBER, "hello from Signal")

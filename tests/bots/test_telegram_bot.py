@@ -493,3 +493,18 @@ async def test_long_group_answer_overflows_into_new_messages_exactly_once(
     for i in range(14):
         assert joined.count(f"Section {i}.") == 1, "every section is shown exactly once"
     assert tg.log(GROUP).messages[0].reply_to_message_id is not None
+
+
+async def test_connected_follows_the_last_exchange_with_the_bot_api(tg: FakeTelegram, assistant: Recording) -> None:
+    from bots.telegram_bot import connected
+
+    app = app_for(tg, assistant)
+    async with polling(app, poll_timeout=1):
+        await tg.wait_until(lambda: connected(app, polling=True))
+        await tg.stop()  # the Bot API server goes away: the next long poll fails
+        for _ in range(100):
+            if not connected(app, polling=True):
+                break
+            await asyncio.sleep(0.05)
+        assert not connected(app, polling=True)
+    assert not connected(app, polling=True)
