@@ -27,6 +27,7 @@ import json
 import logging
 import re
 import signal as os_signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -191,6 +192,8 @@ class SignalAdapter:
         self.bot: SignalBot | None = None
         self.ready = asyncio.Event()
         self._relay: asyncio.Task[None] | None = None
+        self._connecting_since = 0.0
+        self._dropped_at = 0.0
         """Set once the service passed the checks and signalbot is receiving."""
         self._scheme = "https" if connection_mode == ConnectionMode.HTTPS_ONLY else "http"
         self._session: aiohttp.ClientSession | None = None
@@ -332,6 +335,16 @@ class SignalAdapter:
 
     # --- receiving ------------------------------------------------------------------------
 
+    @property
+    def receiving(self) -> bool:
+        """Ready, and the receive WebSocket is up: it never dropped, or the connection made
+        since its last drop has held for a few seconds."""
+        if not self.ready.is_set():
+            return False
+        if not self._dropped_at:
+            return True
+        return self._connecting_since > self._dropped_at and time.monotonic() - self._connecting_since > 2.0
+
     def _harden_receive(self, bot: SignalBot) -> None:
         """Wrap signalbot's receive stream: skip malformed frames, reconnect when it ends.
 
@@ -347,6 +360,7 @@ class SignalAdapter:
             delays = backoff.delays()
             while True:
                 got_any = False
+                self._connecting_since = time.monotonic()
                 try:
                     async for raw in original():
                         if not got_any:
@@ -357,6 +371,7 @@ class SignalAdapter:
                     reason = "was closed by signal-cli-rest-api"
                 except ReceiveError as e:
                     reason = f"failed ({e})"
+                self._dropped_at = time.monotonic()
                 delay = await anext(delays)
                 log.warning("Signal: the receive WebSocket %s; reconnecting in %.1fs", reason, delay)
                 await asyncio.sleep(delay)
@@ -795,7 +810,7 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
         assistant, service=settings.signal_service, phone_number=settings.signal_phone_number
     )
     try:
-        async with serve_health(settings, assistant, "Signal", adapter.ready.is_set):
+        async with serve_health(settings, assistant, "Signal", lambda: adapter.receiving):
             starting = asyncio.create_task(adapter.start())
             stopping = asyncio.create_task(stop.wait())
             await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)

@@ -523,3 +523,14 @@ async def test_an_answer_with_a_literal_asterisk_is_sent_plain_and_intact(
     final = bodies_to(fake, ALICE_UUID)[-1]
     assert final["message"] == "2*3 is six, and a|b too"  # nothing eaten by the server's markup parser
     assert final["text_mode"] == "normal" and "text_style" not in final
+
+
+async def test_receiving_follows_the_websocket(fake: FakeSignalServer, make_adapter: MakeAdapter) -> None:
+    adapter = await make_adapter(Recorder())
+    assert adapter.receiving
+    await fake.close()  # signal-cli-rest-api goes away: every reconnect fails
+    for _ in range(100):
+        if not adapter.receiving:
+            break
+        await asyncio.sleep(0.05)
+    assert not adapter.receiving
