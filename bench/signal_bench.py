@@ -29,46 +29,15 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from bench.telegram_bench import LOADS, TURNS_PER_CONVERSATION, Load, RunResult
+from bench.telegram_bench import LOADS, TURNS_PER_CONVERSATION, Clock, Load, RunResult
 
 WARM_UP = Load(5, 25)
 
 # --- the child: fakes and the simulated users ---------------------------------------------------
 
 
-class _Clock:
-    """When each person's message was pushed, first answered (a ``/v2/send``) and finished."""
-
-    def __init__(self) -> None:
-        self.pushed_at: dict[str, float] = {}
-        self.first_at: dict[str, float] = {}
-        self.done: dict[str, asyncio.Event] = {}
-
-    def push(self, person: str) -> asyncio.Event:
-        self.done[person] = asyncio.Event()
-        self.first_at.pop(person, None)
-        self.pushed_at[person] = time.perf_counter()
-        return self.done[person]
-
-    def output(self, person: str) -> None:
-        if person in self.pushed_at and person not in self.first_at:
-            self.first_at[person] = time.perf_counter()
-
-    def finished(self, person: str) -> None:
-        if person in self.done:
-            self.done[person].set()
-
-    def latency(self, person: str) -> float:
-        return self.first_at[person] - self.pushed_at[person]
-
-    def clear(self) -> None:
-        self.pushed_at.clear()
-        self.first_at.clear()
-        self.done.clear()
-
-
 async def _person(
-    signal: Any, load: Load, base: int, slot: int, rounds: int, start: float, latencies: list[float], clock: _Clock
+    signal: Any, load: Load, base: int, slot: int, rounds: int, start: float, latencies: list[float], clock: Clock
 ) -> None:
     """One person writing ``rounds`` messages, each after the previous one was answered."""
     for k in range(rounds):
@@ -99,7 +68,7 @@ async def _servers(conn: Connection, loads: list[Load]) -> None:
     await loop.run_in_executor(None, conn.recv)  # the bot is receiving
     await signal.wait_connected()
 
-    clock = _Clock()
+    clock = Clock()
 
     def on_send(body: dict[str, Any], _ts: int) -> None:
         recipients = body.get("recipients")

@@ -22,6 +22,7 @@ import resource
 import statistics
 import tempfile
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -77,32 +78,41 @@ LOADS = [
 ]
 
 
-class _Clock:
-    """When each chat's message was pushed, first answered (draft or message) and finished."""
+class Clock:
+    """When each chat's message was pushed, first answered and finished (keys: chat or person)."""
 
     def __init__(self) -> None:
-        self.pushed_at: dict[int, float] = {}
-        self.first_at: dict[int, float] = {}
-        self.done: dict[int, asyncio.Event] = {}
+        self.pushed_at: dict[Hashable, float] = {}
+        self.first_at: dict[Hashable, float] = {}
+        self.done: dict[Hashable, asyncio.Event] = {}
 
-    def push(self, chat: int) -> asyncio.Event:
-        self.done[chat] = asyncio.Event()
-        self.first_at.pop(chat, None)
-        self.pushed_at[chat] = time.perf_counter()
-        return self.done[chat]
+    def push(self, key: Hashable) -> asyncio.Event:
+        self.done[key] = asyncio.Event()
+        self.first_at.pop(key, None)
+        self.pushed_at[key] = time.perf_counter()
+        return self.done[key]
 
-    def output(self, chat: int, final: bool) -> None:
-        if chat in self.pushed_at and chat not in self.first_at:
-            self.first_at[chat] = time.perf_counter()
-        if final and chat in self.done:
-            self.done[chat].set()
+    def output(self, key: Hashable, final: bool = False) -> None:
+        if key in self.pushed_at and key not in self.first_at:
+            self.first_at[key] = time.perf_counter()
+        if final:
+            self.finished(key)
 
-    def latency(self, chat: int) -> float:
-        return self.first_at[chat] - self.pushed_at[chat]
+    def finished(self, key: Hashable) -> None:
+        if key in self.done:
+            self.done[key].set()
+
+    def latency(self, key: Hashable) -> float:
+        return self.first_at[key] - self.pushed_at[key]
+
+    def clear(self) -> None:
+        self.pushed_at.clear()
+        self.first_at.clear()
+        self.done.clear()
 
 
 async def _person(
-    tg: Any, load: Load, base: int, slot: int, rounds: int, start: float, latencies: list[float], clock: _Clock
+    tg: Any, load: Load, base: int, slot: int, rounds: int, start: float, latencies: list[float], clock: Clock
 ) -> None:
     """One person writing ``rounds`` messages, each after the previous one was answered."""
     for k in range(rounds):
@@ -132,7 +142,7 @@ async def _servers(conn: Connection, loads: list[Load]) -> None:
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, conn.recv)  # the bot is polling
 
-    clock = _Clock()
+    clock = Clock()
 
     def on_call(call: Call) -> None:
         if call.method in ("sendMessageDraft", "sendMessage"):
