@@ -21,8 +21,7 @@ ENV PATH=/opt/ferry/bin:$PATH \
     FERRY_DATA_DIR=/data \
     FERRY_CONFIG_DIR=/opt/ferry-config \
     FERRY_HEALTH_PORT=8080 \
-    FERRY_HEALTH_HOST=0.0.0.0 \
-    TMPDIR=/data/tmp
+    FERRY_HEALTH_HOST=0.0.0.0
 RUN groupadd --system --gid 10001 ferry \
     && useradd --system --uid 10001 --gid ferry --home-dir /data --shell /usr/sbin/nologin ferry \
     && mkdir -p /data && chown ferry:ferry /data

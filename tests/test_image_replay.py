@@ -98,7 +98,6 @@ async def test_the_image_starts_ferry_telegram_and_its_healthcheck_passes(image:
         FERRY_CONFIG_DIR=str(image["config"]),
         FERRY_HEALTH_PORT=str(port),
         FERRY_HEALTH_HOST="127.0.0.1",
-        TMPDIR=str(data),
     )
     entrypoint = json.loads(instructions(run, "ENTRYPOINT")[0])
     command = json.loads(instructions(run, "CMD")[0])
