@@ -426,6 +426,7 @@ class SignalAdapter:
         started: asyncio.Future[None],
     ) -> None:
         reply = _Reply(self, context, chat)
+        events: AsyncIterator[ReplyEvent] | None = None
         try:
             incoming = await self.to_incoming(context.message, chat)
             if previous is not None:
@@ -446,6 +447,12 @@ class SignalAdapter:
         finally:
             if not started.done():
                 started.set_result(None)
+            # An answer abandoned halfway must release the chat's place in the core's queue now,
+            # not whenever the garbage collector finalises the generator.
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
             await reply.finish()
 
     def _chat_key(self, message: DataMessage) -> ChatKey:

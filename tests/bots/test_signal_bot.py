@@ -534,3 +534,16 @@ async def test_receiving_follows_the_websocket(fake: FakeSignalServer, make_adap
             break
         await asyncio.sleep(0.05)
     assert not adapter.receiving
+
+
+async def test_a_failed_send_does_not_block_the_chat(
+    fake: FakeSignalServer, make_adapter: MakeAdapter, openai_server: FakeOpenAI
+) -> None:
+    openai_server.enqueue(Reply("a first answer that will not get through", chunk_size=4, chunk_delay=0.01))
+    await make_adapter()
+    fake.fail_next_send(500, {"error": "Internal error"})  # the first answer cannot be shown
+    await fake.push_message(ALICE_UUID, ALICE_NUMBER, "first")
+    await fake.wait_for(lambda: openai_server.request_count == 1)
+    await fake.push_message(ALICE_UUID, ALICE_NUMBER, "second")
+    # The chat goes on at once; the question that got no answer travels with the next one.
+    await fake.wait_for(lambda: any(b["message"] == "You said: first\n\nsecond" for b in fake.sent))
