@@ -533,5 +533,34 @@ def split_plain(text: str, limit: int = TELEGRAM_MAX_TEXT) -> list[str]:
 
 
 def render_parts(markdown: str, limit: int = TELEGRAM_MAX_TEXT) -> list[str]:
-    """Render Markdown and split it into Telegram HTML messages: the usual entry point."""
-    return split_message(render_html(markdown), limit)
+    """Render Markdown and split it into Telegram HTML messages: the usual entry point.
+
+    Besides the length limit, no part carries more than :data:`TELEGRAM_MAX_ENTITIES`
+    formatting entities: Telegram silently drops the formatting after the hundredth.
+    """
+    return [
+        piece for part in split_message(render_html(markdown), limit) for piece in _within_entity_limit(part)
+    ]
+
+
+TELEGRAM_MAX_ENTITIES = 100
+"""Formatting entities Telegram honours in one message; the ones after it are shown plain."""
+
+_ENTITY_OPEN = re.compile(r"<(?:b|strong|i|em|u|ins|s|strike|del|tg-spoiler|span|a|code|pre|blockquote)[\s>]")
+
+
+def entity_count(html_text: str) -> int:
+    """Formatting entities in Telegram HTML (a ``<pre><code>`` block counts twice: an upper bound)."""
+    return len(_ENTITY_OPEN.findall(html_text))
+
+
+def _within_entity_limit(part: str) -> list[str]:
+    entities = entity_count(part)
+    if entities <= TELEGRAM_MAX_ENTITIES:
+        return [part]
+    # Cut the part shorter in proportion, then check each piece again.
+    length = telegram_length(part)
+    pieces = split_message(part, max(1, length * TELEGRAM_MAX_ENTITIES * 9 // (entities * 10)))
+    if len(pieces) <= 1:
+        return [part]
+    return [p for piece in pieces for p in _within_entity_limit(piece)]

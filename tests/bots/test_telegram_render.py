@@ -10,7 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bots.telegram_render import (
+    TELEGRAM_MAX_ENTITIES,
     TELEGRAM_MAX_TEXT,
+    entity_count,
     plain_text,
     render_html,
     render_parts,
@@ -541,3 +543,13 @@ def test_split_plain_properties(markdown: str, limit: int) -> None:
 def test_split_any_text(text: str, limit: int) -> None:
     html_text = render_html(text)
     check_parts(html_text, split_message(html_text, limit), limit)
+
+
+def test_no_part_carries_more_entities_than_telegram_honours() -> None:
+    markdown = "\n".join(f"- **item {i}** with `code {i}` and a [link](https://example.org/{i})" for i in range(120))
+    parts = render_parts(markdown)
+    assert len(parts) > 1  # 360 entities in far fewer than 4,096 characters
+    assert all(entity_count(part) <= TELEGRAM_MAX_ENTITIES for part in parts)
+    assert "".join(visible_text(p) for p in parts).replace("\n", "") == visible_text(
+        render_html(markdown)
+    ).replace("\n", "")
