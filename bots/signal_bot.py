@@ -624,6 +624,7 @@ class _Reply:
         self.latest = ""  # the Markdown the core has produced so far
         self.last_edit = 0.0
         self.flusher: asyncio.Task[None] | None = None
+        self.stream_failed = False  # the first send of a streamed answer failed: send it whole
         self.typing: asyncio.Task[None] | None = None
         self.progress: SentMessage | None = None
         self.lock = asyncio.Lock()
@@ -672,9 +673,16 @@ class _Reply:
     async def delta(self, markdown: str) -> None:
         self.latest = markdown
         if self.stream is None:
+            if self.stream_failed:
+                return  # the whole answer goes as one message at the end
             async with self.lock:
                 if self.stream is None and markdown.strip():
-                    self.stream = await self.send(styled(markdown))
+                    try:
+                        self.stream = await self.send(styled(markdown))
+                    except SignalAPIError as e:  # e.g. rate limited: do not lose the answer over it
+                        log.info("Signal: the start of an answer could not be sent (%s); it follows whole", e)
+                        self.stream_failed = True
+                        return
                     self.shown, self.last_edit = markdown, self.loop.time()
             return
         wait = self.last_edit + self.adapter.edit_interval - self.loop.time()
