@@ -20,7 +20,7 @@ from core.accounts import forget_link_state
 from core.i18n import Texts
 from core.store.base import ConversationRecord, MessageRecord, Store, UserRecord
 from core.turn import Turn
-from core.types import Button, FileReply, Notice, ReplyEvent
+from core.types import Button, FileReply, Notice, Reaction, ReplyEvent
 
 if TYPE_CHECKING:
     from core.assistant import Assistant
@@ -159,6 +159,7 @@ class UserData:
             yield self._notice(turn.lang, "export.private_only")
             return
         user = await self._a.store.get_user(turn.user.id) or turn.user
+        yield Reaction("👀")  # gathering every conversation takes a moment
         for file in await export_files(self._a.store, user, self._a.texts, turn.lang, self._a.clock()):
             yield file
 

@@ -15,7 +15,7 @@ from core.assistant import Assistant
 from core.settings import DEFAULT_CONFIG_DIR
 from core.store.memory import MemoryStore
 from core.store.tinydb_store import TinyDBStore
-from core.types import ChatKey, FileReply, ReplyEvent
+from core.types import ChatKey, FileReply, Reaction, ReplyEvent
 from tests.conftest import MakeAssistant
 from tests.core.test_accounts import SG, TG, Clock, link_code, notice
 from tests.core.test_assistant import final, say
@@ -117,7 +117,9 @@ async def test_export_holds_every_conversation_from_both_messengers_in_the_docum
     await chat_on_both(assistant, openai_server, clock)
     await say(assistant, "/new", SG)  # an empty conversation is left out
 
-    got = files(await say(assistant, "/export", SG))
+    events = await say(assistant, "/export", SG)
+    assert isinstance(events[0], Reaction) and events[0].emoji == "👀"  # it takes a moment
+    got = files(events)
     assert set(got) == {"json", "md"}
     assert got["json"].mime_type == "application/json" and got["md"].mime_type == "text/markdown"
     doc = json.loads(got["json"].data)
