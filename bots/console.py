@@ -66,7 +66,7 @@ class Console:
                 self.out.flush()
                 shown = len(event.text)
             elif isinstance(event, FinalText):
-                if event.streamed and event.text.startswith(self._streamed_prefix(event, shown)):
+                if event.streamed:  # the final text extends what was streamed (a cut-off mark at most)
                     self.out.write(event.text[shown:] + "\n\n")
                 else:
                     self.out.write(event.text + "\n\n")
@@ -84,9 +84,6 @@ class Console:
                     self.out.write(event.text + "\n\n")
                     self._show_buttons(event.buttons)
             self.out.flush()
-
-    def _streamed_prefix(self, event: FinalText, shown: int) -> str:
-        return event.text[:shown]
 
     def _show_buttons(self, rows: tuple[tuple[Button, ...], ...]) -> None:
         buttons = [b for row in rows for b in row]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TextIO
 
 from core.app import build_store
+from core.i18n import Texts
 from core.importer import parse_upload, store_transcript
 from core.settings import Settings
 from core.store.base import UserRecord
@@ -88,11 +89,14 @@ async def run(args: argparse.Namespace, settings: Settings, out: TextIO = sys.st
             )
             await store.put_user(user)
         transcript = to_turns(chat, roles)
+        # The same title an import from chat gets, in the user's language.
+        texts = Texts.load(settings.config_dir / "locales")
+        title = texts.get(texts.pick_language(user.lang, settings.default_lang), "import.title", name=name)
         out.write(
             f"{len(transcript.turns)} messages; assistant = {roles.assistant!r}, user = {roles.user!r}\n"
         )
         conv, existed = await store_transcript(
-            store, f"user:{user.id}", f"WhatsApp: {name}", transcript, on_progress=ProgressBar(out)
+            store, f"user:{user.id}", title, transcript, on_progress=ProgressBar(out)
         )
     finally:
         await store.close()

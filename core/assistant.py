@@ -20,14 +20,13 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from core import accounts, outbox, userdata
+from core import accounts, importer, outbox, userdata
 from core import admin as admin_feature
 from core.access import AccessControl, new_user_status
 from core.catalogue import Catalogue
 from core.commands import MENU, Command, parse_command
 from core.context import ContextTooLarge, fit_context, turns_from_history
 from core.i18n import Texts
-from core.importer import WhatsAppImport
 from core.llm import Delta, ModelClient, ModelError, Stop, Usage
 from core.metrics import Metrics
 from core.settings import Settings
@@ -39,7 +38,7 @@ from core.store.base import (
     UsageRecord,
     UserRecord,
 )
-from core.tokens import count_message_tokens
+from core.tokens import count_message_tokens, count_tokens
 from core.turn import Handler, Turn
 from core.types import (
     AdminAlert,
@@ -127,7 +126,7 @@ class Assistant:
         accounts.register(self)
         admin_feature.register(self)
         userdata.register(self)
-        WhatsAppImport(self).register()
+        importer.register(self)
 
     # --- extension seams: features in their own modules plug in here ------------------------
 
@@ -725,7 +724,7 @@ class Assistant:
         if usage is not None:
             return usage.prompt_tokens, usage.completion_tokens
         prompt = count_message_tokens(model, messages)
-        completion = max(count_message_tokens(model, [{"role": "assistant", "content": text}]) - 7, 0)
+        completion = count_tokens(model, text)
         return prompt, completion
 
     def _model_error(self, lang: str, error: ModelError, model: str) -> Notice:

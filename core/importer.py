@@ -106,6 +106,13 @@ async def store_transcript(
     return stored, False
 
 
+def register(assistant: Assistant) -> WhatsAppImport:
+    """Plug /import, the export file and the preview's buttons into the assistant."""
+    feature = WhatsAppImport(assistant)
+    feature.register()
+    return feature
+
+
 class WhatsAppImport:
     """The chat side of the import: the /import help, the file, the preview and its buttons."""
 

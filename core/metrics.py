@@ -101,10 +101,8 @@ class HealthServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        if self.port == 0 and site._server is not None:
-            sockets = getattr(site._server, "sockets", None) or []
-            if sockets:
-                self.port = sockets[0].getsockname()[1]
+        if self.port == 0:  # an ephemeral port (tests): report the one the system chose
+            self.port = int(self._runner.addresses[0][1])
         log.info("health and metrics on http://%s:%d/healthz and /metrics", self.host, self.port)
 
     async def stop(self) -> None:
