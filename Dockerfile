@@ -11,6 +11,7 @@ RUN /opt/ferry/bin/pip install --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY core ./core
 COPY bots ./bots
+COPY config ./config
 RUN /opt/ferry/bin/pip install --no-deps .
 
 # --- run: slim, non-root, read-only root filesystem friendly -----------------------------------
@@ -19,14 +20,12 @@ ENV PATH=/opt/ferry/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     FERRY_DATA_DIR=/data \
-    FERRY_CONFIG_DIR=/opt/ferry-config \
     FERRY_HEALTH_PORT=8080 \
     FERRY_HEALTH_HOST=0.0.0.0
 RUN groupadd --system --gid 10001 ferry \
     && useradd --system --uid 10001 --gid ferry --home-dir /data --shell /usr/sbin/nologin ferry \
     && mkdir -p /data && chown ferry:ferry /data
 COPY --from=build /opt/ferry /opt/ferry
-COPY config /opt/ferry-config
 USER 10001:10001
 VOLUME ["/data"]
 EXPOSE 8080

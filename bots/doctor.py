@@ -15,6 +15,8 @@ from typing import TextIO
 import aiohttp
 
 from core.app import build_model_client, build_store
+from core.catalogue import Catalogue
+from core.i18n import Texts
 from core.llm import ModelError
 from core.settings import Settings, SettingsError
 
@@ -33,6 +35,21 @@ class Finding:
 
 def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sub.add_parser("doctor", help="check settings, store, model and messengers, and say how to fix them")
+
+
+def check_config(settings: Settings) -> list[Finding]:
+    """The model catalogue and the bot's texts load from FERRY_CONFIG_DIR (by default, the installed ones)."""
+    try:
+        Catalogue.load(settings.config_dir / "models.toml")
+        languages = Texts.load(settings.config_dir / "locales").languages
+    except Exception as e:
+        return [
+            Finding(
+                "config", False, f"cannot read the catalogue and texts in {settings.config_dir}: {e}",
+                "unset FERRY_CONFIG_DIR to use the ones installed with Ferry, or copy config/ there",
+            )
+        ]
+    return [Finding("config", True, f"model catalogue and texts ({', '.join(languages)}) from {settings.config_dir}")]
 
 
 async def check_store(settings: Settings) -> list[Finding]:
@@ -147,6 +164,7 @@ async def check_signal(settings: Settings, http: aiohttp.ClientSession) -> list[
 async def diagnose(settings: Settings) -> list[Finding]:
     """Every finding, settings first."""
     findings = [Finding("settings", True, f"loaded; access mode {settings.access}, model {settings.model}")]
+    findings += check_config(settings)
     findings += await check_store(settings)
     findings += await check_model(settings)
     async with aiohttp.ClientSession(timeout=TIMEOUT) as http:

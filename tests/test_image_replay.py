@@ -50,7 +50,7 @@ def env_of(stage: str) -> dict[str, str]:
 def image(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The build stage replayed: COPY into a context folder, RUN with /opt/ferry mapped to a temp venv."""
     base = tmp_path_factory.mktemp("image")
-    venv, src, config = base / "opt-ferry", base / "src", base / "opt-ferry-config"
+    venv, src = base / "opt-ferry", base / "src"
     src.mkdir()
     build, run = stages()
     for copy in instructions(build, "COPY"):
@@ -69,10 +69,10 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         command = re.sub(r"^python ", f"{shlex.quote(sys.executable)} ", command)
         result = subprocess.run(command, shell=True, cwd=src, env=env, capture_output=True, text=True, check=False)
         assert result.returncode == 0, f"RUN {step}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    for copy in instructions(run, "COPY"):
-        if copy.startswith("config "):
-            shutil.copytree(ROOT / "config", config)
-    return {"venv": venv, "config": config, "base": base}
+    assert not [c for c in instructions(run, "COPY") if not c.startswith("--from=build")], (
+        "the run stage takes everything from the build stage: the catalogue and texts ship inside the package"
+    )
+    return {"venv": venv, "base": base}
 
 
 def free_port() -> int:
@@ -95,7 +95,6 @@ async def test_the_image_starts_ferry_telegram_and_its_healthcheck_passes(image:
     image_env.update(
         PATH=f"{image['venv'] / 'bin'}:{env['PATH']}",
         FERRY_DATA_DIR=str(data),
-        FERRY_CONFIG_DIR=str(image["config"]),
         FERRY_HEALTH_PORT=str(port),
         FERRY_HEALTH_HOST="127.0.0.1",
     )
@@ -103,7 +102,8 @@ async def test_the_image_starts_ferry_telegram_and_its_healthcheck_passes(image:
     command = json.loads(instructions(run, "CMD")[0])
     healthcheck = json.loads(instructions(run, "HEALTHCHECK")[0].split("CMD ", 1)[1])
     assert [*entrypoint, *command] == ["ferry", "telegram"]
-    before = tree(image["venv"]) | {f"config/{p}" for p in tree(image["config"])}
+    assert "FERRY_CONFIG_DIR" not in image_env, "the image uses the catalogue and texts shipped in the package"
+    before = tree(image["venv"])
 
     async with FakeOpenAI() as ai, FakeTelegram() as tg:
         process_env = {
@@ -137,5 +137,5 @@ async def test_the_image_starts_ferry_telegram_and_its_healthcheck_passes(image:
                 await asyncio.wait_for(proc.wait(), 20)
     assert proc.returncode == 0
     # A read-only root filesystem: nothing was written outside the data volume.
-    after = tree(image["venv"]) | {f"config/{p}" for p in tree(image["config"])}
+    after = tree(image["venv"])
     assert after == before

@@ -59,3 +59,15 @@ async def test_everything_fine_then_each_problem_named(openai_server: FakeOpenAI
     code, out = await doctor(FERRY_ACCESS="sometimes")
     assert code == 1
     assert out.startswith("[FAIL] settings: FERRY_ACCESS must be one of")
+
+
+async def test_doctor_says_when_the_catalogue_and_texts_cannot_be_read(tmp_path: Path) -> None:
+    # Before 0.1's wheel shipped config/, a plain `pip install .` crashed both bots at start while
+    # the doctor said all was well: it must check what the bots load.
+    code, out = await doctor(FERRY_DATA_DIR=str(tmp_path / "data"), FERRY_CONFIG_DIR=str(tmp_path / "nowhere"))
+    assert code == 1
+    assert "[FAIL] config: cannot read the catalogue and texts" in out
+    assert "fix: unset FERRY_CONFIG_DIR" in out
+
+    code, out = await doctor(FERRY_DATA_DIR=str(tmp_path / "data"))
+    assert "[ok ] config: model catalogue and texts (en, id)" in out
