@@ -25,7 +25,7 @@ class SettingsError(ValueError):
 class Settings:
     """Everything an operator can configure. Names match the documented setting names."""
 
-    openai_api_key: str | None = None
+    openai_api_key: str | None = field(default=None, repr=False)  # a secret: never in logs or tracebacks
     openai_base_url: str | None = None
     model: str = "gpt-4o-mini"
     models: tuple[str, ...] = ()
@@ -36,17 +36,17 @@ class Settings:
     model_retries: int = 2
     model_concurrency: int = 64
 
-    telegram_bot_token: str | None = None
+    telegram_bot_token: str | None = field(default=None, repr=False)  # a secret: never in logs or tracebacks
     telegram_api_url: str = "https://api.telegram.org"
     telegram_webhook_url: str | None = None
     telegram_webhook_port: int = 8443
-    telegram_webhook_secret: str | None = None
+    telegram_webhook_secret: str | None = field(default=None, repr=False)  # a secret: never in logs or tracebacks
 
     signal_service: str | None = None
     signal_phone_number: str | None = None
 
     data_dir: Path = Path("data")
-    database_url: str | None = None
+    database_url: str | None = field(default=None, repr=False)  # a secret: never in logs or tracebacks
     config_dir: Path = DEFAULT_CONFIG_DIR
 
     access: str = "approval"
