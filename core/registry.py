@@ -82,6 +82,10 @@ class Registry:
         """The registered command of that name, if any."""
         return self._commands.get(name)
 
+    def command_names(self) -> frozenset[str]:
+        """Every registered command."""
+        return frozenset(self._commands)
+
     def callback(self, prefix: str) -> Handler | None:
         """The handler for button data with that prefix, if any."""
         return self._callbacks.get(prefix)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.commands import KNOWN
 from core.contract import Core
 from core.store.base import StoreError
 from core.store.memory import MemoryStore
@@ -42,3 +43,9 @@ async def test_readiness_says_why_when_the_store_does_not_answer(make_assistant:
     store.broken = True
     reason = await core.ready()
     assert reason is not None and "disk I/O error" in reason
+
+
+async def test_every_command_the_menus_name_is_registered_and_no_other(make_assistant: MakeAssistant) -> None:
+    assistant = await make_assistant()
+    # /cancel is the one command answered before the pipeline, out of the chat's line.
+    assert assistant.registry.command_names() | {"cancel"} == KNOWN
