@@ -3,6 +3,10 @@
 A message takes its place when it is submitted (synchronously, before any await), so the
 adapters need no ordering machinery. Every chat's line is run by a task of the core's own: a
 reader that stops reading delays nobody. Different chats run concurrently.
+
+The durable intake (issue 11) belongs in :meth:`ChatLines.join`: record the message with its
+place in line before the adapter acknowledges it upstream, and at start join the recorded
+messages that have no finished answer again, in order.
 """
 
 from __future__ import annotations
