@@ -175,10 +175,10 @@ class EchoCore:
     """A stand-in core that answers at once, to measure the adapter and PTB alone."""
 
     async def handle(self, msg: Any) -> Any:
-        from core.types import FinalText, StreamStart, TextDelta
+        from core.types import FinalText, PartialAnswer, StreamStart
 
         yield StreamStart()
-        yield TextDelta(f"You said: {msg.text}")
+        yield PartialAnswer(f"You said: {msg.text}")
         yield FinalText(f"You said: {msg.text}", streamed=True)
 
     def command_menu(self, lang: str) -> list[tuple[str, str]]:
@@ -193,7 +193,7 @@ class EchoCore:
 
 async def _bot(conn: Connection, store_kind: str, core: str, pool: int) -> list[RunResult]:
     from bots.telegram_bot import build_application, polling
-    from core.assistant import Assistant
+    from core.app import assemble
     from core.llm import OpenAIModelClient
     from core.settings import Settings
     from core.store.memory import MemoryStore
@@ -217,7 +217,7 @@ async def _bot(conn: Connection, store_kind: str, core: str, pool: int) -> list[
             store = TinyDBStore(Path(tmp))
         else:
             store = MemoryStore()
-        assistant = Assistant(settings, store, OpenAIModelClient(ai_url, "bench", max_retries=0))
+        assistant = assemble(settings, store, OpenAIModelClient(ai_url, "bench", max_retries=0))
         await assistant.start()
         app = build_application(assistant if core == "real" else EchoCore(), token, root, pool_size=pool)
         results: list[RunResult] = []

@@ -65,11 +65,11 @@ from core.types import (
     Identity,
     Incoming,
     Notice,
+    PartialAnswer,
     Progress,
     Reaction,
     ReplyEvent,
     StreamStart,
-    TextDelta,
 )
 
 if TYPE_CHECKING:
@@ -633,7 +633,7 @@ class _Reply:
     async def render(self, event: ReplyEvent) -> None:
         if isinstance(event, StreamStart):
             self.start_typing()
-        elif isinstance(event, TextDelta):
+        elif isinstance(event, PartialAnswer):
             await self.delta(event.text)
         elif isinstance(event, FinalText):
             await self.final(event.text, event.buttons)

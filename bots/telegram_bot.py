@@ -63,11 +63,11 @@ from core.types import (
     FinalText,
     Incoming,
     Notice,
+    PartialAnswer,
     Progress,
     Reaction,
     ReplyEvent,
     StreamStart,
-    TextDelta,
 )
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ class Turn:
             if self.live is None:
                 self.live = LiveAnswer(self.sender, self.target, self.bot.pacing)
                 await self.live.start()
-        elif isinstance(event, TextDelta):
+        elif isinstance(event, PartialAnswer):
             if self.live is None:
                 self.live = LiveAnswer(self.sender, self.target, self.bot.pacing)
                 await self.live.start()
