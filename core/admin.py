@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from core.access import HAS_ADMIN_KEY
+from core.i18n import Money, Texts
 from core.store.base import Store, UsageRecord, UsageTotals, UserRecord
 from core.turn import Turn
 from core.types import AdminAlert, Notice, ReplyEvent
@@ -35,7 +36,6 @@ ALERT_KEY = "budget_alert_sent"  # the month ("2026-11") whose 80 % alert went o
 ALERT_SHARE = 0.8
 USERS_LISTED = 100  # /users lists at most this many; `ferry users` lists everyone
 
-_PERIOD_WORDS = {"day": "day", "daily": "day", "hari": "day", "month": "month", "monthly": "month", "bulan": "month"}
 _UNIT_WORDS = {"tokens": "tokens", "token": "tokens", "tok": "tokens", "usd": "usd", "$": "usd", "dollar": "usd"}
 _AMOUNT = re.compile(r"\$?([0-9][0-9_,]*(?:\.[0-9]+)?)([km]?)\Z", re.IGNORECASE)
 
@@ -101,8 +101,9 @@ def period_bounds(period: str, now: float) -> tuple[float, float]:
     return start.timestamp(), end.timestamp()
 
 
-def format_moment(at: float) -> str:
-    return dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+def moment(at: float) -> dt.datetime:
+    """A timestamp as the UTC time a text writes in its language's way."""
+    return dt.datetime.fromtimestamp(at, dt.UTC)
 
 
 def format_amount(amount: float, unit: str) -> str:
@@ -199,8 +200,8 @@ class Admin:
 
     def _amount(self, lang: str, amount: float, unit: str) -> str:
         if unit == "tokens":
-            return self._a.texts.get(lang, "budget.tokens", count=f"{round(amount):,}")
-        return format_amount(amount, unit)
+            return self._a.texts.get(lang, "budget.tokens", count=round(amount))
+        return self._a.texts.format(lang, Money(amount))
 
     def _status(self, lang: str, status: str) -> str:
         return self._a.texts.get(lang, f"admin.status_{status}") if status in (
@@ -241,8 +242,8 @@ class Admin:
                     status=self._status(turn.lang, user.status)
                     + (self._a.texts.get(turn.lang, "admin.is_admin") if is_admin else ""),
                     identities=", ".join(user.identities) or "–",
-                    tokens=f"{totals.tokens:,}",
-                    cost=format_amount(totals.cost, "usd"),
+                    tokens=totals.tokens,
+                    cost=Money(totals.cost),
                 )
             )
         if len(users) > USERS_LISTED:
@@ -311,7 +312,7 @@ class Admin:
             return
         who, rest = words[0], words[1:]
         target: UserRecord | None = None
-        if who.lower() in ("global", "all", "semua"):
+        if who.lower() in self._a.texts.all_words("budget.global_words"):
             current = await global_budget(self._a.store)
             name = self._a.texts.get(turn.lang, "budget.everyone")
         else:
@@ -322,7 +323,7 @@ class Admin:
             target = found
             current = user_budget(target)
             name = user_label(target)
-        changed = self._change(current, rest)
+        changed = self._change(current, rest, self._a.texts)
         if changed is None:
             yield self._notice(turn.lang, "budget.usage")
             return
@@ -335,16 +336,17 @@ class Admin:
         yield self._notice(turn.lang, "budget.show", name=name, budget=self._describe(turn.lang, changed))
 
     @staticmethod
-    def _change(current: Budget, words: list[str]) -> Budget | None:
+    def _change(current: Budget, words: list[str], texts: Texts) -> Budget | None:
         """The budget after ``words`` (``[]`` shows it unchanged); None when the words make no sense."""
         if not words:
             return current
-        if len(words) == 1 and words[0].lower() in ("off", "none", "mati"):
+        off = texts.all_words("budget.off_words")
+        if len(words) == 1 and words[0].lower() in off:
             return {}
-        period = _PERIOD_WORDS.get(words[0].lower())
+        period = next((p for p in PERIODS if words[0].lower() in texts.all_words(f"budget.{p}_words")), None)
         if period is None:
             return None
-        if len(words) == 2 and words[1].lower() in ("off", "none", "mati"):
+        if len(words) == 2 and words[1].lower() in off:
             return {p: lim for p, lim in current.items() if p != period}
         limit = parse_limit(words[1:])
         if limit is None:
@@ -369,7 +371,7 @@ class Admin:
             return None
         key = "budget.global_over" if over.is_global else f"budget.over_{over.period}"
         limit = self._amount(turn.lang, over.limit.amount, over.limit.unit)
-        text = self._a.texts.get(turn.lang, key, limit=limit, resets=format_moment(over.resets_at))
+        text = self._a.texts.get(turn.lang, key, limit=limit, resets=moment(over.resets_at))
         return Notice(text, is_error=True)
 
     async def after_answer(self, turn: Turn, usage: UsageRecord) -> AsyncIterator[ReplyEvent]:
@@ -405,7 +407,7 @@ class Admin:
                 used=self._amount(lang, used, limit.unit),
                 limit=self._amount(lang, limit.amount, limit.unit),
                 percent=int(used * 100 // limit.amount),
-                resets=format_moment(end),
+                resets=moment(end),
             ),
         )
 
@@ -433,9 +435,9 @@ class Admin:
             return ""
         messages = await self._a.store.get_messages(current[0].id)
         tokens = sum(m.prompt_tokens + m.completion_tokens for m in messages)
-        cost = format_amount(sum(m.cost for m in messages), "usd")
+        cost = Money(sum(m.cost for m in messages))
         title = current[0].title or self._a.texts.get(turn.lang, "chat.untitled")
-        return "\n\n" + self._a.texts.get(turn.lang, "usage.conversation", title=title, tokens=f"{tokens:,}", cost=cost)
+        return "\n\n" + self._a.texts.get(turn.lang, "usage.conversation", title=title, tokens=tokens, cost=cost)
 
     async def usage_text(self, lang: str, user: UserRecord) -> str:
         t = self._a.texts
@@ -445,10 +447,10 @@ class Admin:
         for period in PERIODS:
             start, end = period_bounds(period, now)
             totals = await self._a.store.usage_totals(user.id, start)
-            cost = format_amount(totals.cost, "usd")
-            lines += ["", t.get(lang, f"usage.{period}", tokens=f"{totals.tokens:,}", cost=cost)]
+            cost = Money(totals.cost)
+            lines += ["", t.get(lang, f"usage.{period}", tokens=totals.tokens, cost=cost)]
             for model, (prompt, completion, model_cost) in sorted(totals.by_model.items()):
-                tokens, spent = f"{prompt + completion:,}", format_amount(model_cost, "usd")
+                tokens, spent = prompt + completion, Money(model_cost)
                 lines.append(t.get(lang, "usage.model", model=model, tokens=tokens, cost=spent))
             limit = budget.get(period)
             if limit is not None:
@@ -459,7 +461,7 @@ class Admin:
                         "usage.left",
                         left=self._amount(lang, left, limit.unit),
                         limit=self._amount(lang, limit.amount, limit.unit),
-                        resets=format_moment(end),
+                        resets=moment(end),
                     )
                 )
         if not budget:

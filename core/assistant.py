@@ -481,9 +481,9 @@ class Assistant:
                         lang,
                         "model.info",
                         model=name,
-                        context=f"{info.context_window:,}",
-                        input=f"{info.input_price:g}",
-                        output=f"{info.output_price:g}",
+                        context=info.context_window,
+                        input=info.input_price,
+                        output=info.output_price,
                     )
                 )
             buttons = tuple((Button(("✓ " if n == current else "") + n, f"model:{n}"),) for n in choices)
@@ -498,7 +498,7 @@ class Assistant:
             if not user.instructions:
                 return self._notice(lang, "instructions.none")
             return self._notice(lang, "instructions.show", text=user.instructions)
-        if args.lower() in ("clear", "reset", "hapus", "off"):
+        if args.lower() in self.texts.all_words("instructions.clear_words"):
             await self.store.put_user(dataclasses.replace(user, instructions=None))
             return self._notice(lang, "instructions.cleared")
         text = clean_text(args)
@@ -510,8 +510,7 @@ class Assistant:
     async def _set_lang(self, user: UserRecord, lang: str, wanted: str) -> Notice:
         languages = self.texts.languages
         if not wanted:
-            names = {"en": "English", "id": "Bahasa Indonesia"}
-            buttons = (tuple(Button(names.get(code, code), f"lang:{code}") for code in languages),)
+            buttons = (tuple(Button(self.texts.get(code, "lang.name"), f"lang:{code}") for code in languages),)
             return Notice(self.texts.get(lang, "lang.choose"), buttons=buttons)
         code = wanted.strip().lower()
         if code not in languages:
@@ -548,7 +547,7 @@ class Assistant:
         buttons = []
         for conv in convs:
             title = conv.title or self.texts.get(lang, "chat.untitled")
-            date = dt.datetime.fromtimestamp(conv.updated_at, dt.UTC).strftime("%d %b %Y")
+            date = dt.datetime.fromtimestamp(conv.updated_at, dt.UTC).date()
             label = self.texts.get(lang, "chat.chats_item", title=title, date=date)
             lines.append(f"• {label}")
             buttons.append((Button(label, f"conv:{conv.id}"),))

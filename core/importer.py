@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from core.i18n import DateSpan
 from core.store.base import ConversationRecord, MessageRecord, Store
 from core.turn import Turn
 from core.types import Button, Notice, Progress, Reaction, ReplyEvent
@@ -171,21 +172,11 @@ class WhatsAppImport:
             )
             return Notice(self._t(turn, "import.which", count=len(pending.chat.messages)), buttons=buttons)
         messages = pending.chat.messages
-        months = self._t(turn, "import.months").split(",")
-
-        def day(d: dt.datetime, year: bool) -> str:
-            text = f"{d.day} {months[d.month - 1].strip()}"
-            return f"{text} {d.year}" if year else text
-
-        first, last = messages[0].timestamp, messages[-1].timestamp
-        span = day(last, True) if first.date() == last.date() else (
-            f"{day(first, first.year != last.year)} – {day(last, True)}"
-        )
         text = self._t(
             turn,
             "import.preview",
             count=len(messages),
-            span=span,
+            span=DateSpan(messages[0].timestamp.date(), messages[-1].timestamp.date()),
             assistant=roles.assistant,
             user=roles.user or "?",
         )
