@@ -187,6 +187,10 @@ class Assistant:
         """(command, description) pairs for a messenger's command menu."""
         return [(name, self.texts.get(lang, f"cmd.{name}")) for name in MENU]
 
+    def menu_languages(self) -> tuple[str, ...]:
+        """Every language with a texts file; a messenger registers a command menu for each."""
+        return self.texts.languages
+
     # --- the entry --------------------------------------------------------------------------
 
     async def handle(self, msg: Incoming) -> AsyncIterator[ReplyEvent]:
