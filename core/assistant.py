@@ -185,7 +185,8 @@ class Assistant:
 
     def command_menu(self, lang: str) -> list[tuple[str, str]]:
         """(command, description) pairs for a messenger's command menu."""
-        return [(name, self.texts.get(lang, f"cmd.{name}")) for name in MENU]
+        languages = ", ".join(self.texts.get(code, "lang.name") for code in self.texts.languages)
+        return [(name, self.texts.get(lang, f"cmd.{name}", languages=languages)) for name in MENU]
 
     def menu_languages(self) -> tuple[str, ...]:
         """Every language with a texts file; a messenger registers a command menu for each."""

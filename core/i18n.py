@@ -176,6 +176,27 @@ class Texts:
         entry = self.entry(lang, key)
         return entry["other"] if isinstance(entry, dict) else entry
 
+    def problems(self) -> list[str]:
+        """What a translator still has to fix, against ``en``: missing or extra keys, other
+        placeholders, plural forms other than the ones the language's CLDR rules need."""
+        found: list[str] = []
+        english = self._catalogs[self._fallback]
+        for lang, catalog in sorted(self._catalogs.items()):
+            needs = plural_categories(lang)
+            found += [f"{lang}: {key} is missing" for key in sorted(set(english) - set(catalog))]
+            found += [f"{lang}: {key} is not in {self._fallback}" for key in sorted(set(catalog) - set(english))]
+            for key in sorted(set(english) & set(catalog)):
+                theirs, ours = catalog[key], english[key]
+                if placeholders(theirs) != placeholders(ours):
+                    found.append(f"{lang}: {key} has {sorted(placeholders(theirs))}, not {sorted(placeholders(ours))}")
+                if isinstance(ours, dict):
+                    forms = set(theirs) if isinstance(theirs, dict) else {"other"}
+                    if forms != needs:
+                        found.append(f"{lang}: {key} has plural forms {sorted(forms)}, not {sorted(needs)}")
+                elif isinstance(theirs, dict):
+                    found.append(f"{lang}: {key} has plural forms, but {self._fallback} has none (no count given)")
+        return found
+
     def words(self, lang: str, key: str) -> frozenset[str]:
         """A comma-separated list of words in the file, lower-cased (``"clear, hapus"``)."""
         return frozenset(w.strip().lower() for w in self.raw(lang, key).split(",") if w.strip())
