@@ -437,7 +437,8 @@ class Admin:
         tokens = sum(m.prompt_tokens + m.completion_tokens for m in messages)
         cost = Money(sum(m.cost for m in messages))
         title = current[0].title or self._a.texts.get(turn.lang, "chat.untitled")
-        return "\n\n" + self._a.texts.get(turn.lang, "usage.conversation", title=title, tokens=tokens, cost=cost)
+        values = {"title": title, "tokens": tokens, "cost": cost, "count": tokens}
+        return "\n\n" + self._a.texts.get(turn.lang, "usage.conversation", **values)
 
     async def usage_text(self, lang: str, user: UserRecord) -> str:
         t = self._a.texts
@@ -448,10 +449,10 @@ class Admin:
             start, end = period_bounds(period, now)
             totals = await self._a.store.usage_totals(user.id, start)
             cost = Money(totals.cost)
-            lines += ["", t.get(lang, f"usage.{period}", tokens=totals.tokens, cost=cost)]
+            lines += ["", t.get(lang, f"usage.{period}", tokens=totals.tokens, cost=cost, count=totals.tokens)]
             for model, (prompt, completion, model_cost) in sorted(totals.by_model.items()):
                 tokens, spent = prompt + completion, Money(model_cost)
-                lines.append(t.get(lang, "usage.model", model=model, tokens=tokens, cost=spent))
+                lines.append(t.get(lang, "usage.model", model=model, tokens=tokens, cost=spent, count=tokens))
             limit = budget.get(period)
             if limit is not None:
                 left = max(limit.amount - limit.used(totals), 0.0)

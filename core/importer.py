@@ -233,7 +233,7 @@ class WhatsAppImport:
             done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
             if getter in done:
                 count, total = getter.result()
-                yield Progress(self._t(turn, "import.progress", done=count, total=total), count, total)
+                yield Progress(self._t(turn, "import.progress", done=count, total=total, count=total), count, total)
             else:
                 getter.cancel()
         conv, existed = task.result()

@@ -23,6 +23,8 @@ def test_english_counts_pick_the_singular_or_the_plural(texts: Texts) -> None:
     assert texts.get("en", "export.caption", count=3).startswith("Your 3 conversations: ")
     assert texts.get("en", "budget.tokens", count=1) == "1 token"
     assert texts.get("en", "budget.tokens", count=0) == "0 tokens"
+    assert texts.get("en", "usage.day", tokens=1, cost=Money(0), count=1) == "*Today:* 1 token · $0.00"
+    assert texts.get("en", "link.too_many", minutes=1, count=1).endswith("try again in 1 minute.")
 
 
 def test_indonesian_has_no_plural_inflection(texts: Texts) -> None:
