@@ -123,7 +123,7 @@ class _Formatter(string.Formatter):
         loc = self._locale
         if isinstance(value, bool | str):
             return super().format_field(value, format_spec)
-        if isinstance(value, int | float) and not format_spec:
+        if isinstance(value, int | float | Decimal) and not format_spec:
             return format_decimal(value, locale=loc)
         if isinstance(value, Money):
             return format_money(value, loc)
