@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from core.assistant import Assistant
 from core.i18n import DateSpan, Money, Texts, plural_categories
 from core.settings import DEFAULT_CONFIG_DIR
+from core.types import ChatKey, Identity, Incoming, Notice
+from tests.conftest import MakeAssistant
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +93,30 @@ def test_words_of_every_language_are_understood(texts: Texts) -> None:
     assert {"month", "bulan"} <= texts.all_words("budget.month_words")
     assert {"clear", "hapus"} <= texts.all_words("instructions.clear_words")
     assert texts.get("id", "lang.name") == "Bahasa Indonesia"
+
+
+async def _say_id(assistant: Assistant, text: str, sender: str) -> str:
+    """What an Indonesian-speaking user on ``sender`` reads back (one notice expected)."""
+    ident = Identity.parse(sender)
+    msg = Incoming(sender=ident, chat=ChatKey(ident.platform, ident.id), text=text, language_code="id-ID")
+    notices = [e.text async for e in assistant.handle(msg) if isinstance(e, Notice)]
+    assert len(notices) == 1, notices
+    return notices[0]
+
+
+async def test_indonesian_command_words_and_formats_end_to_end(make_assistant: MakeAssistant) -> None:
+    admin = "telegram:99"
+    assistant = await make_assistant(FERRY_ADMINS=admin)
+    shown = await _say_id(assistant, "/budget semua bulan 1234.5 usd", admin)
+    assert shown == "Batas pemakaian untuk semua pengguna: US$1.234,50 per bulan."
+    shown = await _say_id(assistant, "/budget semua hari 50000 token", admin)
+    assert shown == "Batas pemakaian untuk semua pengguna: US$1.234,50 per bulan, 50.000 token per hari."
+    shown = await _say_id(assistant, "/budget semua hari mati", admin)
+    assert shown == "Batas pemakaian untuk semua pengguna: US$1.234,50 per bulan."
+    # English words still work for an Indonesian speaker, as before.
+    shown = await _say_id(assistant, "/budget global month off", admin)
+    assert shown == "Batas pemakaian untuk semua pengguna: tanpa batas."
+
+    await _say_id(assistant, "/instructions Jawab singkat.", "telegram:1")
+    assert await _say_id(assistant, "/instructions hapus", "telegram:1") == "Instruksi khusus Anda sudah dihapus."
+    assert (await _say_id(assistant, "/instructions", "telegram:1")).startswith("Anda belum punya instruksi khusus.")
