@@ -184,6 +184,9 @@ class EchoCore:
     def command_menu(self, lang: str) -> list[tuple[str, str]]:
         return [("help", "Help")]
 
+    def menu_languages(self) -> tuple[str, ...]:
+        return ("en",)
+
     def text(self, lang: str, key: str, **values: Any) -> str:
         return key
 

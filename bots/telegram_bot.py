@@ -47,7 +47,6 @@ from bots.telegram_http import AiohttpRequest
 from bots.telegram_incoming import chat_key, incoming_from_callback, incoming_from_message, target_for
 from bots.telegram_send import (
     ALLOWED_UPDATES,
-    MENU_LANGUAGES,
     PLATFORM,
     FloodGate,
     LiveAnswer,
@@ -79,6 +78,8 @@ class AssistantLike(Protocol):
     def handle(self, msg: Incoming) -> AsyncIterator[ReplyEvent]: ...
 
     def command_menu(self, lang: str) -> list[tuple[str, str]]: ...
+
+    def menu_languages(self) -> tuple[str, ...]: ...
 
     def text(self, lang: str, key: str, **values: Any) -> str: ...
 
@@ -284,8 +285,8 @@ class TelegramBot:
         app.add_error_handler(self.on_error)
 
     async def set_commands(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
-        """Register the command menu in English (default) and Indonesian."""
-        for lang in MENU_LANGUAGES:
+        """Register the command menu in English (default) and every other language with texts."""
+        for lang in self.assistant.menu_languages():
             commands = [BotCommand(name, desc[:256]) for name, desc in self.assistant.command_menu(lang)]
             try:
                 await app.bot.set_my_commands(commands, language_code=None if lang == "en" else lang)

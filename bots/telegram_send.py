@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 
 
 PLATFORM = "telegram"
-MENU_LANGUAGES = ("en", "id")  # "en" is registered as the default menu
 ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
 Keyboard = tuple[tuple[Button, ...], ...]
 

@@ -207,7 +207,7 @@ class Accounts:
         allowed, left, free_at = await reserve_try(store, identity, now)
         if not allowed:
             minutes = max(1, int((free_at - now + 59) // 60))
-            yield self._notice(request.lang, "link.too_many", minutes=minutes)
+            yield self._notice(request.lang, "link.too_many", minutes=minutes, count=minutes)
             return
         code = normalise_code(args)
         if code in _live_codes(await store.get_meta(CODES_KEY), now) and await self._is_own(code, request.user.id):

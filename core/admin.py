@@ -17,15 +17,16 @@ from core.budgets import (
     PERIODS,
     Budget,
     amount_text,
-    format_amount,
-    format_moment,
     global_budget,
+    moment,
     parse_limit,
     period_bounds,
     set_global_budget,
     user_budget,
     with_budget,
 )
+from core.budgets import format_amount as format_amount  # bots/admin_cli.py imports it from here
+from core.i18n import Money, Texts
 from core.registry import Registry
 from core.request import Request
 from core.services import Services
@@ -35,8 +36,6 @@ from core.types import Notice, ReplyEvent
 log = logging.getLogger(__name__)
 
 USERS_LISTED = 100  # /users lists at most this many; `ferry users` lists everyone
-
-_PERIOD_WORDS = {"day": "day", "daily": "day", "hari": "day", "month": "month", "monthly": "month", "bulan": "month"}
 
 
 # --- users and admins -----------------------------------------------------------------------
@@ -113,8 +112,8 @@ class Admin:
                     status=self._status(request.lang, user.status)
                     + (self._s.texts.get(request.lang, "admin.is_admin") if is_admin else ""),
                     identities=", ".join(user.identities) or "–",
-                    tokens=f"{totals.tokens:,}",
-                    cost=format_amount(totals.cost, "usd"),
+                    tokens=totals.tokens,
+                    cost=Money(totals.cost),
                 )
             )
         if len(users) > USERS_LISTED:
@@ -183,7 +182,7 @@ class Admin:
             return
         who, rest = words[0], words[1:]
         target: UserRecord | None = None
-        if who.lower() in ("global", "all", "semua"):
+        if who.lower() in self._s.texts.all_words("budget.global_words"):
             current = await global_budget(self._s.store)
             name = self._s.texts.get(request.lang, "budget.everyone")
         else:
@@ -194,7 +193,7 @@ class Admin:
             target = found
             current = user_budget(target)
             name = user_label(target)
-        changed = self._change(current, rest)
+        changed = self._change(current, rest, self._s.texts)
         if changed is None:
             yield self._notice(request.lang, "budget.usage")
             return
@@ -208,16 +207,17 @@ class Admin:
         yield self._notice(request.lang, "budget.show", name=name, budget=self._describe(request.lang, changed))
 
     @staticmethod
-    def _change(current: Budget, words: list[str]) -> Budget | None:
+    def _change(current: Budget, words: list[str], texts: Texts) -> Budget | None:
         """The budget after ``words`` (``[]`` shows it unchanged); None when the words make no sense."""
         if not words:
             return current
-        if len(words) == 1 and words[0].lower() in ("off", "none", "mati"):
+        off = texts.all_words("budget.off_words")
+        if len(words) == 1 and words[0].lower() in off:
             return {}
-        period = _PERIOD_WORDS.get(words[0].lower())
+        period = next((p for p in PERIODS if words[0].lower() in texts.all_words(f"budget.{p}_words")), None)
         if period is None:
             return None
-        if len(words) == 2 and words[1].lower() in ("off", "none", "mati"):
+        if len(words) == 2 and words[1].lower() in off:
             return {p: lim for p, lim in current.items() if p != period}
         limit = parse_limit(words[1:])
         if limit is None:
@@ -257,10 +257,10 @@ class Admin:
             return ""
         messages = await self._s.store.get_messages(current[0].id)
         tokens = sum(m.prompt_tokens + m.completion_tokens for m in messages)
-        cost = format_amount(sum(m.cost for m in messages), "usd")
+        cost = Money(sum(m.cost for m in messages))
         title = current[0].title or self._s.texts.get(request.lang, "chat.untitled")
-        line = self._s.texts.get(request.lang, "usage.conversation", title=title, tokens=f"{tokens:,}", cost=cost)
-        return "\n\n" + line
+        values = {"title": title, "tokens": tokens, "cost": cost, "count": tokens}
+        return "\n\n" + self._s.texts.get(request.lang, "usage.conversation", **values)
 
     async def usage_text(self, lang: str, user: UserRecord) -> str:
         t = self._s.texts
@@ -270,11 +270,11 @@ class Admin:
         for period in PERIODS:
             start, end = period_bounds(period, now)
             totals = await self._s.store.usage_totals(user.id, start)
-            cost = format_amount(totals.cost, "usd")
-            lines += ["", t.get(lang, f"usage.{period}", tokens=f"{totals.tokens:,}", cost=cost)]
+            cost = Money(totals.cost)
+            lines += ["", t.get(lang, f"usage.{period}", tokens=totals.tokens, cost=cost, count=totals.tokens)]
             for model, (prompt, completion, model_cost) in sorted(totals.by_model.items()):
-                tokens, spent = f"{prompt + completion:,}", format_amount(model_cost, "usd")
-                lines.append(t.get(lang, "usage.model", model=model, tokens=tokens, cost=spent))
+                tokens, spent = prompt + completion, Money(model_cost)
+                lines.append(t.get(lang, "usage.model", model=model, tokens=tokens, cost=spent, count=tokens))
             limit = budget.get(period)
             if limit is not None:
                 left = max(limit.amount - limit.used(totals), 0.0)
@@ -284,7 +284,7 @@ class Admin:
                         "usage.left",
                         left=amount_text(self._s.texts, lang, left, limit.unit),
                         limit=amount_text(self._s.texts, lang, limit.amount, limit.unit),
-                        resets=format_moment(end),
+                        resets=moment(end),
                     )
                 )
         if not budget:

@@ -25,7 +25,7 @@ from core.i18n import Texts
 from core.lines import ChatLines
 from core.llm import ModelClient
 from core.metrics import Metrics
-from core.preferences import Preferences, command_menu
+from core.preferences import Preferences, command_menu, menu_languages
 from core.registry import Registry
 from core.reply import Reply, ready_reply
 from core.services import Services
@@ -121,6 +121,10 @@ class Assistant:
     def command_menu(self, lang: str) -> list[tuple[str, str]]:
         """(command, description) pairs for a messenger's command menu."""
         return command_menu(self.texts, lang)
+
+    def menu_languages(self) -> tuple[str, ...]:
+        """Every language with a texts file; a messenger registers a command menu for each."""
+        return menu_languages(self.texts)
 
     async def alerts(self, platform: str, interval: float = 2.0) -> AsyncIterator[AdminAlert]:
         """Alerts the other messenger's process left for this one's people, as they come."""

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from core.i18n import Texts
+from core.i18n import Money, Texts
 from core.registry import Registry
 from core.request import Request
 from core.services import Services
@@ -89,8 +89,9 @@ def period_bounds(period: str, now: float) -> tuple[float, float]:
     return start.timestamp(), end.timestamp()
 
 
-def format_moment(at: float) -> str:
-    return dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+def moment(at: float) -> dt.datetime:
+    """A timestamp as the UTC time a text writes in its language's way."""
+    return dt.datetime.fromtimestamp(at, dt.UTC)
 
 
 def format_amount(amount: float, unit: str) -> str:
@@ -150,12 +151,11 @@ async def exceeded(store: Store, user: UserRecord, now: float) -> Exceeded | Non
     return None
 
 
-
 def amount_text(texts: Texts, lang: str, amount: float, unit: str) -> str:
-    """An amount in the person's language (tokens) or in dollars."""
+    """An amount of tokens or dollars, written the way the language writes numbers and money."""
     if unit == "tokens":
-        return texts.get(lang, "budget.tokens", count=f"{round(amount):,}")
-    return format_amount(amount, unit)
+        return texts.get(lang, "budget.tokens", count=round(amount))
+    return texts.format(lang, Money(amount))
 
 
 class Budgets:
@@ -172,7 +172,7 @@ class Budgets:
             return None
         key = "budget.global_over" if over.is_global else f"budget.over_{over.period}"
         limit = amount_text(self._s.texts, request.lang, over.limit.amount, over.limit.unit)
-        text = self._s.texts.get(request.lang, key, limit=limit, resets=format_moment(over.resets_at))
+        text = self._s.texts.get(request.lang, key, limit=limit, resets=moment(over.resets_at))
         return Notice(text, is_error=True)
 
     async def after_answer(self, request: Request, usage: UsageRecord) -> AsyncIterator[ReplyEvent]:
@@ -208,7 +208,7 @@ class Budgets:
                 used=amount_text(self._s.texts, lang, used, limit.unit),
                 limit=amount_text(self._s.texts, lang, limit.amount, limit.unit),
                 percent=int(used * 100 // limit.amount),
-                resets=format_moment(end),
+                resets=moment(end),
             ),
         )
 

@@ -40,6 +40,10 @@ class Core(Protocol):
         """(command, description) pairs for a messenger's command menu."""
         ...
 
+    def menu_languages(self) -> tuple[str, ...]:
+        """Every language with a texts file; register a command menu in each (``"en"`` as the default)."""
+        ...
+
     def alerts(self, platform: str) -> AsyncIterator[AdminAlert]:
         """Alerts another process left for this messenger's people, as they come (never ends)."""
         ...

@@ -81,7 +81,7 @@ class Conversations:
         buttons = []
         for conv in convs:
             title = conv.title or texts.get(lang, "chat.untitled")
-            date = dt.datetime.fromtimestamp(conv.updated_at, dt.UTC).strftime("%d %b %Y")
+            date = dt.datetime.fromtimestamp(conv.updated_at, dt.UTC).date()
             label = texts.get(lang, "chat.chats_item", title=title, date=date)
             lines.append(f"• {label}")
             buttons.append((Button(label, f"conv:{conv.id}"),))

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+from core.i18n import DateSpan
 from core.registry import Registry
 from core.request import Request
 from core.services import Services
@@ -167,21 +168,11 @@ class WhatsAppImport:
             )
             return Notice(self._t(request, "import.which", count=len(pending.chat.messages)), buttons=buttons)
         messages = pending.chat.messages
-        months = self._t(request, "import.months").split(",")
-
-        def day(d: dt.datetime, year: bool) -> str:
-            text = f"{d.day} {months[d.month - 1].strip()}"
-            return f"{text} {d.year}" if year else text
-
-        first, last = messages[0].timestamp, messages[-1].timestamp
-        span = day(last, True) if first.date() == last.date() else (
-            f"{day(first, first.year != last.year)} – {day(last, True)}"
-        )
         text = self._t(
             request,
             "import.preview",
             count=len(messages),
-            span=span,
+            span=DateSpan(messages[0].timestamp.date(), messages[-1].timestamp.date()),
             assistant=roles.assistant,
             user=roles.user or "?",
         )
@@ -238,7 +229,7 @@ class WhatsAppImport:
             done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
             if getter in done:
                 count, total = getter.result()
-                yield Progress(self._t(request, "import.progress", done=count, total=total), count, total)
+                yield Progress(self._t(request, "import.progress", done=count, total=total, count=total), count, total)
             else:
                 getter.cancel()
         conv, existed = task.result()

@@ -14,13 +14,17 @@ from core.services import Services
 from core.types import Button, Notice, ReplyEvent
 
 INSTRUCTIONS_LIMIT = 2000
-CLEAR_WORDS = ("clear", "reset", "hapus", "off")  # /instructions <word> removes them
-LANGUAGE_NAMES = {"en": "English", "id": "Bahasa Indonesia"}
 
 
 def command_menu(texts: Texts, lang: str) -> list[tuple[str, str]]:
     """(command, description) pairs for a messenger's command menu and /help."""
-    return [(name, texts.get(lang, f"cmd.{name}")) for name in MENU]
+    languages = ", ".join(texts.get(code, "lang.name") for code in texts.languages)
+    return [(name, texts.get(lang, f"cmd.{name}", languages=languages)) for name in MENU]
+
+
+def menu_languages(texts: Texts) -> tuple[str, ...]:
+    """Every language with a texts file; a messenger registers a command menu for each."""
+    return texts.languages
 
 
 class Preferences:
@@ -71,9 +75,9 @@ class Preferences:
                 lang,
                 "model.info",
                 model=name,
-                context=f"{info.context_window:,}",
-                input=f"{info.input_price:g}",
-                output=f"{info.output_price:g}",
+                context=info.context_window,
+                input=info.input_price,
+                output=info.output_price,
             )
             lines.append("• " + line)
         buttons = tuple((Button(("✓ " if n == current else "") + n, f"model:{n}"),) for n in choices)
@@ -88,7 +92,7 @@ class Preferences:
             else:
                 yield self._s.notice(lang, "instructions.show", text=user.instructions)
             return
-        if args.lower() in CLEAR_WORDS:
+        if args.lower() in self._s.texts.all_words("instructions.clear_words"):
             await self._s.store.put_user(dataclasses.replace(user, instructions=None))
             yield self._s.notice(lang, "instructions.cleared")
             return
@@ -103,7 +107,7 @@ class Preferences:
         """/lang (or its buttons): offer the languages, or switch to one."""
         languages = self._s.texts.languages
         if not wanted:
-            buttons = (tuple(Button(LANGUAGE_NAMES.get(code, code), f"lang:{code}") for code in languages),)
+            buttons = (tuple(Button(self._s.texts.get(code, "lang.name"), f"lang:{code}") for code in languages),)
             yield Notice(self._s.texts.get(request.lang, "lang.choose"), buttons=buttons)
             return
         code = wanted.strip().lower()

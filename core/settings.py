@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.i18n import available_languages
+
 ACCESS_MODES = ("open", "allowlist", "approval")
-LANGUAGES = ("en", "id")
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 
 
@@ -85,8 +86,9 @@ class Settings:
         if access not in ACCESS_MODES:
             raise SettingsError(f"FERRY_ACCESS must be one of {', '.join(ACCESS_MODES)}, not {access!r}")
         lang = v.get("FERRY_LANG", "en").strip().lower()
-        if lang not in LANGUAGES:
-            raise SettingsError(f"FERRY_LANG must be one of {', '.join(LANGUAGES)}, not {lang!r}")
+        languages = available_languages(Path(v.get("FERRY_CONFIG_DIR", str(DEFAULT_CONFIG_DIR))) / "locales")
+        if lang not in languages:
+            raise SettingsError(f"FERRY_LANG must be one of {', '.join(languages)}, not {lang!r}")
         admins = _list(v.get("FERRY_ADMINS"))
         for ident in (*admins, *_list(v.get("FERRY_ALLOWED"))):
             if ":" not in ident:

@@ -103,11 +103,14 @@ def export_markdown(doc: dict[str, Any], texts: Texts, lang: str) -> str:
     out = [
         f"# {texts.get(lang, 'export.md_title', name=name)}",
         "",
-        texts.get(lang, "export.md_intro", date=doc["exported_at"], count=len(doc["conversations"])),
+        texts.get(
+            lang, "export.md_intro", date=dt.datetime.fromisoformat(doc["exported_at"]), count=len(doc["conversations"])
+        ),
     ]
     for conv in doc["conversations"]:
         title = conv["title"] or texts.get(lang, "chat.untitled")
-        out += ["", f"## {title}", "", f"_{texts.get(lang, 'export.md_started', date=conv['created_at'])}_"]
+        started = texts.get(lang, "export.md_started", date=dt.datetime.fromisoformat(conv["created_at"]))
+        out += ["", f"## {title}", "", f"_{started}_"]
         for m in conv["messages"]:
             if m["role"] == "user":
                 who = texts.get(lang, "export.md_you")

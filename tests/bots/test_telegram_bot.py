@@ -77,6 +77,9 @@ class Recording:
     def command_menu(self, lang: str) -> list[tuple[str, str]]:
         return self.inner.command_menu(lang)
 
+    def menu_languages(self) -> tuple[str, ...]:
+        return self.inner.menu_languages()
+
     def text(self, lang: str, key: str, **values: Any) -> str:
         return self.inner.text(lang, key, **values)
 

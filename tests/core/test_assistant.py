@@ -233,7 +233,7 @@ async def test_bad_input_is_declined_clearly(make_assistant: MakeAssistant, open
     assert texts(await say(assistant, "   ")) == ["Your message is empty. Write something and I'll answer."]
     huge = "x" * 100_000
     assert texts(await say(assistant, huge)) == [
-        "Your message is too long: 100000 characters, the limit is 16000. "
+        "Your message is too long: 100,000 characters, the limit is 16,000. "
         "Please shorten it or split it into parts."
     ]
     assert texts(await say(assistant, "/frobnicate now")) == [
