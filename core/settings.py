@@ -87,7 +87,9 @@ class Settings:
             raise SettingsError(f"FERRY_ACCESS must be one of {', '.join(ACCESS_MODES)}, not {access!r}")
         lang = v.get("FERRY_LANG", "en").strip().lower()
         languages = available_languages(Path(v.get("FERRY_CONFIG_DIR", str(DEFAULT_CONFIG_DIR))) / "locales")
-        if lang not in languages:
+        # No locale files at all means FERRY_CONFIG_DIR is wrong: loading the texts says so more
+        # usefully (and `ferry doctor` names the folder) than a FERRY_LANG that "must be one of" nothing.
+        if languages and lang not in languages:
             raise SettingsError(f"FERRY_LANG must be one of {', '.join(languages)}, not {lang!r}")
         admins = _list(v.get("FERRY_ADMINS"))
         for ident in (*admins, *_list(v.get("FERRY_ALLOWED"))):
