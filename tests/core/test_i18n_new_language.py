@@ -90,6 +90,7 @@ def test_ferry_lang_accepts_a_language_once_its_file_exists(config_dir: Path) ->
 
 async def test_a_polish_user_is_answered_in_polish_end_to_end(config_dir: Path, make_assistant: MakeAssistant) -> None:
     assistant = await make_assistant(FERRY_CONFIG_DIR=str(config_dir), FERRY_LANG="pl")
+    assert assistant.menu_languages() == ("en", "id", "pl")  # a messenger registers a menu for each
     menu = dict(assistant.command_menu("pl"))
     assert menu["lang"] == "[pl] Change the language (English, Bahasa Indonesia, Polski)"
 
