@@ -192,7 +192,7 @@ class EchoCore:
 
 
 async def _bot(conn: Connection, store_kind: str, core: str, pool: int) -> list[RunResult]:
-    from bots.telegram_bot import build_application, polling
+    from bots.telegram.process import build_application, polling
     from core.assistant import Assistant
     from core.llm import OpenAIModelClient
     from core.settings import Settings

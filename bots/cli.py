@@ -66,14 +66,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(console.run(settings))
         elif args.command == "telegram":
             _require(settings, "telegram_bot_token")
-            from bots import telegram_bot
+            from bots.telegram import process as telegram_process
 
-            telegram_bot.run(settings)  # PTB runs its own event loop
+            telegram_process.run(settings)  # PTB runs its own event loop
         elif args.command == "signal":
             _require(settings, "signal_service", "signal_phone_number")
-            from bots import signal_bot
+            from bots.signal import process as signal_process
 
-            asyncio.run(signal_bot.run(settings))
+            asyncio.run(signal_process.run(settings))
         elif args.command == "import-whatsapp":
             return asyncio.run(import_cli.run(args, settings))
         elif args.command == "doctor":

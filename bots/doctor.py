@@ -14,6 +14,7 @@ from typing import TextIO
 
 import aiohttp
 
+from bots.services import ServiceProblem, check_signal_service, signal_base_url
 from core.app import build_model_client, build_store
 from core.llm import ModelError
 from core.settings import Settings, SettingsError
@@ -108,40 +109,16 @@ async def check_telegram(settings: Settings, http: aiohttp.ClientSession) -> lis
 
 
 async def check_signal(settings: Settings, http: aiohttp.ClientSession) -> list[Finding]:
+    """The same check the Signal bot makes before it starts (bots.services)."""
     if not settings.signal_service:
         return [Finding("signal", True, "not configured (SIGNAL_SERVICE is empty); skipped")]
-    base = settings.signal_service if "://" in settings.signal_service else f"http://{settings.signal_service}"
+    base = signal_base_url(settings.signal_service)
     try:
-        async with http.get(f"{base}/v1/about") as r:
-            about = await r.json(content_type=None)
-        async with http.get(f"{base}/v1/accounts") as r:
-            accounts = await r.json(content_type=None) if r.status == 200 else []
-    except (aiohttp.ClientError, TimeoutError, ValueError) as e:
-        return [
-            Finding(
-                "signal", False, f"cannot reach signal-cli-rest-api at {settings.signal_service}: {e}",
-                "start it (docker compose up -d signal-cli) and set SIGNAL_SERVICE to its host:port",
-            )
-        ]
-    found: list[Finding] = []
-    mode = about.get("mode")
-    if mode != "json-rpc":
-        problem = f"signal-cli-rest-api runs in {mode!r} mode"
-        found.append(Finding("signal", False, problem, "set MODE=json-rpc on it"))
+        version = await check_signal_service(http, base, settings.signal_phone_number)
+    except ServiceProblem as problem:
+        return [Finding("signal", False, str(problem))]
     number = settings.signal_phone_number
-    if not number:
-        fix = "set it to the bot's number, +countrycode…"
-        found.append(Finding("signal", False, "SIGNAL_PHONE_NUMBER is empty", fix))
-    elif number not in (accounts or []):
-        found.append(
-            Finding(
-                "signal", False, f"{number} is not registered or linked in signal-cli-rest-api",
-                "link it: open http://127.0.0.1:8080/v1/qrcodelink?device_name=ferry and scan it in Signal",
-            )
-        )
-    if found:
-        return found
-    return [Finding("signal", True, f"signal-cli-rest-api {about.get('version')} in json-rpc mode, {number} linked")]
+    return [Finding("signal", True, f"signal-cli-rest-api {version} in json-rpc mode, {number} linked")]
 
 
 async def diagnose(settings: Settings) -> list[Finding]:

@@ -11,8 +11,11 @@ from typing import Any
 
 import pytest
 
-from bots.signal_bot import Backoff, SignalAdapter, recipient_of, run, with_choices
-from bots.signal_render import render_signal
+from bots.choices import with_choices
+from bots.services import Backoff
+from bots.signal.incoming import recipient_of
+from bots.signal.process import SignalAdapter, run
+from bots.signal.render import render_signal
 from core.types import (
     Button,
     FinalText,
@@ -346,7 +349,7 @@ def test_helpers() -> None:
 async def test_websocket_drop_reconnects_without_losing_a_message(
     fake: FakeSignalServer, make_adapter: MakeAdapter, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="bots.signal_bot")
+    caplog.set_level(logging.WARNING, logger="bots.signal")
     await make_adapter()
     await fake.push_message(ALICE_UUID, ALICE_NUMBER, "before")
     await answered(fake, ALICE_UUID)
@@ -367,7 +370,7 @@ async def test_websocket_drop_reconnects_without_losing_a_message(
 async def test_malformed_frame_is_logged_and_skipped(
     fake: FakeSignalServer, make_adapter: MakeAdapter, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="bots.signal_bot")
+    caplog.set_level(logging.WARNING, logger="bots.signal")
     await make_adapter()
     broken = fake.envelope(ALICE_UUID, ALICE_NUMBER, "lost?")
     del broken["envelope"]["serverDeliveredTimestamp"]  # required by signalbot's model
@@ -417,7 +420,7 @@ async def test_messages_from_the_bots_own_other_devices_are_ignored(
 async def test_startup_with_wrong_mode_says_what_to_do_then_becomes_ready(
     fake: FakeSignalServer, make_adapter: MakeAdapter, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="bots.signal_bot")
+    caplog.set_level(logging.DEBUG, logger="bots.signal")
     fake.mode = "normal"
     adapter = await make_adapter(Recorder(), start=False)
     starting = asyncio.create_task(adapter.start())
@@ -437,7 +440,7 @@ async def test_startup_with_wrong_mode_says_what_to_do_then_becomes_ready(
 async def test_startup_with_unregistered_number_points_to_linking(
     fake: FakeSignalServer, make_adapter: MakeAdapter, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="bots.signal_bot")
+    caplog.set_level(logging.ERROR, logger="bots.signal")
     fake.registered = False
     adapter = await make_adapter(Recorder(), start=False)
     starting = asyncio.create_task(adapter.start())
@@ -453,7 +456,7 @@ async def test_startup_with_unregistered_number_points_to_linking(
 async def test_startup_with_service_unreachable_retries(
     make_assistant: MakeAssistant, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="bots.signal_bot")
+    caplog.set_level(logging.ERROR, logger="bots.signal")
     logged = asyncio.Event()
 
     class Notify(logging.Handler):
@@ -461,7 +464,7 @@ async def test_startup_with_service_unreachable_retries(
             logged.set()
 
     handler = Notify(logging.ERROR)
-    logging.getLogger("bots.signal_bot").addHandler(handler)
+    logging.getLogger("bots.signal").addHandler(handler)
     async with FakeSignalServer() as fake:
         port = fake.port
     # Nothing listens on that port now.
@@ -478,7 +481,7 @@ async def test_startup_with_service_unreachable_retries(
         with pytest.raises(asyncio.CancelledError):
             await starting
         await adapter.stop()
-        logging.getLogger("bots.signal_bot").removeHandler(handler)
+        logging.getLogger("bots.signal").removeHandler(handler)
 
 
 async def test_stream_events_without_a_model(fake: FakeSignalServer, make_adapter: MakeAdapter) -> None:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bots.signal_render import MARKUP_CHARACTERS, render_signal, styled_markup, utf16_len
+from bots.signal.render import MARKUP_CHARACTERS, render_signal, styled_markup, utf16_len
 from tests.fakes.signal_server import parse_styled
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from bots.telegram_bot import Pacing, build_application, polling, run, webhook, webhook_params
+from bots.telegram.process import Pacing, build_application, polling, run, webhook, webhook_params
 from core import outbox
 from core.assistant import Assistant
 from core.llm import OpenAIModelClient
@@ -496,7 +496,7 @@ async def test_long_group_answer_overflows_into_new_messages_exactly_once(
 
 
 async def test_connected_follows_the_last_exchange_with_the_bot_api(tg: FakeTelegram, assistant: Recording) -> None:
-    from bots.telegram_bot import connected
+    from bots.telegram.process import connected
 
     app = app_for(tg, assistant)
     async with polling(app, poll_timeout=1):

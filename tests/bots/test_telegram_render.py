@@ -1,4 +1,4 @@
-"""Tests for bots.telegram_render: Telegram-safe HTML, plain fallback and splitting by visible length."""
+"""Tests for bots.telegram.render: Telegram-safe HTML, plain fallback and splitting by visible length."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bots.telegram_render import (
+from bots.telegram.render import (
     TELEGRAM_MAX_ENTITIES,
     TELEGRAM_MAX_TEXT,
     entity_count,

@@ -18,7 +18,7 @@ from telegram import (
 from telegram.constants import ChatType, FileSizeLimit
 from telegram.error import TelegramError
 
-from bots.telegram_send import PLATFORM, Target
+from bots.telegram.send import PLATFORM, Target
 from core.types import (
     Attachment,
     ChatKey,

@@ -1,4 +1,4 @@
-"""Ferry's Telegram bot: a thin adapter between python-telegram-bot and the core.
+"""The Telegram bot process (``ferry telegram``): python-telegram-bot wired to the core.
 
 It turns each update into one :class:`~core.types.Incoming`, feeds it to
 ``Assistant.handle`` and renders the reply events Telegram's way:
@@ -7,7 +7,7 @@ It turns each update into one :class:`~core.types.Incoming`, feeds it to
 * groups get a placeholder that is edited at most about once a second;
 * flood control (``retry_after``) pauses the chat's previews and delays, never drops or
   repeats, the final text; a refused HTML part is sent again as plain text;
-* long answers are split by :mod:`bots.telegram_render` without breaking code blocks.
+* long answers are split by :mod:`bots.telegram.render` without breaking code blocks.
 
 Updates are processed concurrently: the core orders messages per conversation itself, and
 ``/cancel`` must be able to overtake an answer that is still being written.
@@ -20,20 +20,12 @@ import contextlib
 import logging
 import os
 import secrets
-import time
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from telegram import (
-    BotCommand,
-    InputFile,
-    Message,
-    ReactionTypeEmoji,
-    Update,
-)
-from telegram.constants import ChatAction
-from telegram.error import RetryAfter, TelegramError
+from telegram import BotCommand, Message, Update
+from telegram.error import TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -43,32 +35,21 @@ from telegram.ext import (
     filters,
 )
 
-from bots.telegram_http import AiohttpRequest
-from bots.telegram_incoming import chat_key, incoming_from_callback, incoming_from_message, target_for
-from bots.telegram_send import (
+from bots.relay import AlertRelay
+from bots.telegram.http import AiohttpRequest
+from bots.telegram.incoming import chat_key, incoming_from_callback, incoming_from_message, target_for
+from bots.telegram.reply import TelegramReply
+from bots.telegram.send import (
     ALLOWED_UPDATES,
     MENU_LANGUAGES,
     PLATFORM,
     FloodGate,
-    LiveAnswer,
     Pacing,
     Sender,
     Target,
     flood_counter,
-    retry_seconds,
 )
-from core.types import (
-    AdminAlert,
-    FileReply,
-    FinalText,
-    Incoming,
-    Notice,
-    Progress,
-    Reaction,
-    ReplyEvent,
-    StreamStart,
-    TextDelta,
-)
+from core.types import AdminAlert, Incoming, ReplyEvent
 
 log = logging.getLogger(__name__)
 
@@ -83,128 +64,6 @@ class AssistantLike(Protocol):
     def text(self, lang: str, key: str, **values: Any) -> str: ...
 
     def language(self, language_code: str | None) -> str: ...
-
-
-class Turn:
-    """Renders the reply events for one incoming message."""
-
-    def __init__(self, bot: TelegramBot, app: Application[Any, Any, Any, Any, Any, Any], target: Target) -> None:
-        self.bot = bot
-        self.app = app
-        self.target = target
-        self.sender = Sender(app, bot.gate, bot.pacing)
-        self.live: LiveAnswer | None = None
-        self.typing: asyncio.Task[None] | None = None
-        self._typing_stop = asyncio.Event()
-        self.progress_id: int | None = None
-        self.progress_at = 0.0
-
-    async def _typing_loop(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            if not self.bot.gate.wait_time(self.target.chat_id):
-                try:
-                    await self.app.bot.send_chat_action(
-                        self.target.chat_id, ChatAction.TYPING, message_thread_id=self.target.thread_id
-                    )
-                except RetryAfter as exc:
-                    self.bot.gate.close_for(self.target.chat_id, retry_seconds(exc))
-                except TelegramError as exc:
-                    log.debug("typing action failed: %s", exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.bot.pacing.typing_interval)
-
-    def start_typing(self) -> None:
-        if self.typing is None:
-            self._typing_stop = asyncio.Event()
-            self.typing = asyncio.create_task(self._typing_loop(self._typing_stop))
-
-    async def stop_typing(self) -> None:
-        """Stop typing; an action in flight is let through so it cannot land after the answer."""
-        if self.typing is not None:
-            self._typing_stop.set()
-            try:
-                await self.typing
-            except Exception:
-                log.exception("typing loop failed")
-            self.typing = None
-
-    async def render(self, event: ReplyEvent) -> None:
-        """Show one reply event."""
-        if isinstance(event, StreamStart):
-            self.start_typing()
-            if self.live is None:
-                self.live = LiveAnswer(self.sender, self.target, self.bot.pacing)
-                await self.live.start()
-        elif isinstance(event, TextDelta):
-            if self.live is None:
-                self.live = LiveAnswer(self.sender, self.target, self.bot.pacing)
-                await self.live.start()
-            self.live.update(event.text)
-        elif isinstance(event, FinalText | Notice):
-            # Stop typing and previews before anything awaits: a fast answer needs neither.
-            self._typing_stop.set()
-            if self.live is not None:
-                live, self.live = self.live, None
-                await live.finish(event.text, event.buttons)
-            else:
-                await self.sender.deliver(self.target, event.text, event.buttons)
-            await self.stop_typing()
-        elif isinstance(event, FileReply):
-            await self.app.bot.send_document(
-                self.target.chat_id,
-                InputFile(event.data, filename=event.filename),
-                caption=event.caption,
-                message_thread_id=self.target.thread_id,
-            )
-        elif isinstance(event, Progress):
-            await self._progress(event)
-        elif isinstance(event, Reaction):
-            if self.target.message_id is not None:
-                try:
-                    await self.app.bot.set_message_reaction(
-                        self.target.chat_id, self.target.message_id, ReactionTypeEmoji(event.emoji)
-                    )
-                except TelegramError as exc:  # a reaction is decoration; the answer goes on
-                    log.info("could not react in chat %s: %s", self.target.chat_id, exc)
-        elif isinstance(event, AdminAlert):
-            await self.bot.send_alert(self.app, event)
-
-    async def _progress(self, event: Progress) -> None:
-        now = time.monotonic()
-        done = event.done >= event.total
-        if self.progress_id is not None and not done and now - self.progress_at < self.bot.pacing.edit_interval:
-            return
-        self.progress_at = now
-        slots = [self.progress_id] if self.progress_id is not None else []
-        ids = await self.sender.deliver(self.target, event.text, slots=slots)
-        self.progress_id = ids[0] if ids else None
-
-    async def fail(self) -> None:
-        """After an adapter error: one sentence for the person, replacing any placeholder."""
-        await self.stop_typing()
-        lang = self.target.lang or "en"
-        text = self.bot.assistant.text(lang, "error.internal")
-        live, self.live = self.live, None
-        try:
-            if live is not None:
-                await live.finish(text)
-            else:
-                await self.sender.deliver(self.target, text)
-        except Exception:
-            log.exception("could not tell chat %s about an error", self.target.chat_id)
-
-    async def close(self) -> None:
-        """The core is done: finish a stream it left open (shouldn't happen) and stop typing."""
-        await self.stop_typing()
-        if self.live is not None:
-            live, self.live = self.live, None
-            if live._latest:
-                await live.finish(live._latest)
-            else:
-                await live.close()
-                for message_id in live.slots:
-                    with contextlib.suppress(TelegramError):
-                        await self.app.bot.delete_message(self.target.chat_id, message_id)
 
 
 class _Intake:
@@ -240,7 +99,7 @@ class TelegramBot:
         metrics = getattr(assistant, "metrics", None)
         self.gate = FloodGate(on_flood=flood_counter(metrics) if metrics is not None else None)
         self.intake = _Intake()
-        self._relay: asyncio.Task[None] | None = None
+        self._relay: AlertRelay | None = None
 
     async def send_alert(self, app: Application[Any, Any, Any, Any, Any, Any], alert: AdminAlert) -> None:
         """Send an alert to each of its ``telegram:<id>`` recipients (others are not ours)."""
@@ -258,23 +117,18 @@ class TelegramBot:
         """Deliver alerts the other messenger's process left for people on Telegram."""
         alerts = getattr(self.assistant, "alerts", None)
         if alerts is not None and self._relay is None:
-            self._relay = asyncio.create_task(self._relay_alerts(app, alerts(PLATFORM)))
+
+            async def send(alert: AdminAlert) -> None:
+                await self.send_alert(app, alert)
+
+            self._relay = AlertRelay(send, "Telegram")
+            self._relay.start(alerts(PLATFORM))
 
     async def stop_relay(self) -> None:
+        """Stop relaying alerts."""
         if self._relay is not None:
-            self._relay.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._relay
-            self._relay = None
-
-    async def _relay_alerts(
-        self, app: Application[Any, Any, Any, Any, Any, Any], alerts: AsyncIterator[AdminAlert]
-    ) -> None:
-        async for alert in alerts:
-            try:
-                await self.send_alert(app, alert)
-            except Exception:
-                log.exception("could not deliver an alert from the other messenger")
+            relay, self._relay = self._relay, None
+            await relay.stop()
 
     def install(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         """Register the handlers (every message and button press goes to the core)."""
@@ -345,19 +199,18 @@ class TelegramBot:
             self.assistant.language(incoming.language_code),
             target.message_id,
         )
-        turn = Turn(self, app, target)
+        reply = TelegramReply(self, app, target)
         events = self.assistant.handle(incoming)
         try:
             async for event in events:
-                await turn.render(event)
-            await turn.close()
+                await reply.render(event)
+            await reply.close()
         except asyncio.CancelledError:
-            if turn.typing is not None:
-                turn.typing.cancel()
+            reply.typing.cancel()
             raise
         except Exception:
             log.exception("failed to answer in chat %s", target.chat_id)
-            await turn.fail()
+            await reply.fail(self.assistant.text(target.lang or "en", "error.internal"))
         finally:
             aclose = getattr(events, "aclose", None)
             if aclose is not None:
