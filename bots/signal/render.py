@@ -290,47 +290,86 @@ def render_signal(markdown: str) -> tuple[str, list[str]]:
         return markdown, []
 
 
-# signal-cli-rest-api's "styled" text mode: the markup its server turns into signal-cli styles.
-# Every marker character is taken as markup (there is no escape in the released parsers), and
-# styles cannot nest or overlap.
-_MARKERS = {BOLD: "**", ITALIC: "*", STRIKETHROUGH: "~", MONOSPACE: "`", SPOILER: "||"}
-MARKUP_CHARACTERS = frozenset("*~`|\\")
+# signal-cli-rest-api's "styled" text mode (utils/textstyleparser.go, 0.96 and later): a
+# backslash before "*", "`", "|" or "~" makes it literal, and properly nested styles work
+# (a stack of open markers). A backslash cannot itself be escaped, and runs of asterisks are
+# read greedily ("***" is bold and italic at once), so a few adjacencies cannot be written:
+# the later style is then left out (its text stays, unstyled).
+_BOLD_ITALIC = "BOLD_ITALIC"  # the server's "***" token: both styles over one range
+_MARKERS = {BOLD: "**", ITALIC: "*", STRIKETHROUGH: "~", MONOSPACE: "`", SPOILER: "||", _BOLD_ITALIC: "***"}
+MARKUP_CHARACTERS = frozenset("*~`|")
+_Range = tuple[int, int, str]
 
 
-def styled_markup(text: str, styles: Sequence[str]) -> str | None:
-    """``text`` with its style ranges written as signal-cli-rest-api's styled markup.
+def _escape(text: str) -> str:
+    return "".join("\\" + ch if ch in MARKUP_CHARACTERS else ch for ch in text)
 
-    None when the text itself holds a marker character (the server would eat it): then the
-    message must go as plain text. Nested or overlapping ranges keep the outer, earlier one.
-    """
-    if MARKUP_CHARACTERS & set(text):
-        return None
-    # UTF-16 offsets (as the ranges count) to string indexes.
+
+def _index_ranges(text: str, styles: Sequence[str]) -> list[_Range]:
+    """The ranges as string indexes, properly nested (a range crossing another is left out)."""
     index_of: dict[int, int] = {}
     units = 0
     for i, ch in enumerate(text):
         index_of[units] = i
         units += 2 if ord(ch) > 0xFFFF else 1
     index_of[units] = len(text)
-    ranges: list[tuple[int, int, str]] = []
+    ranges: list[_Range] = []
     for spec in styles:
         start_s, length_s, style = spec.split(":", 2)
         start, length = int(start_s), int(length_s)
         if length <= 0 or style not in _MARKERS or start not in index_of or start + length not in index_of:
             continue
-        ranges.append((index_of[start], index_of[start + length], style))
+        begin, end = index_of[start], index_of[start + length]
+        if text[begin:end].strip():  # markers around blank text would not survive as a range
+            ranges.append((begin, end, style))
+    both = {(b, e) for b, e, style in ranges if style == BOLD} & {(b, e) for b, e, style in ranges if style == ITALIC}
+    ranges = [r for r in ranges if (r[0], r[1]) not in both or r[2] not in (BOLD, ITALIC)]
+    ranges += [(b, e, _BOLD_ITALIC) for b, e in both]
     ranges.sort(key=lambda r: (r[0], -r[1]))
+    kept: list[_Range] = []
+    open_: list[_Range] = []
+    for r in ranges:
+        while open_ and open_[-1][1] <= r[0]:
+            open_.pop()
+        parent = open_[-1] if open_ else None
+        if parent is not None and (r[1] > parent[1] or parent[2] == r[2]):
+            continue  # crosses its parent, or repeats the parent's style (the server would close it)
+        kept.append(r)
+        open_.append(r)
+    return kept
+
+
+def _write(text: str, ranges: Sequence[_Range]) -> tuple[str, int | None]:
+    """The markup, and the index of a range whose marker the server would misread (or None)."""
+    # At one position: closes before opens; the inner range closes first and opens last.
+    events: list[tuple[int, int, int, int]] = []  # (position, opens, order, range index)
+    for k, (begin, end, _) in enumerate(ranges):
+        events.append((begin, 1, k, k))
+        events.append((end, 0, -k, k))
+    events.sort()
     out: list[str] = []
     at = 0
-    for begin, end, style in ranges:
-        if begin < at:
-            continue  # nested in or overlapping an earlier range
-        if begin == at and out and out[-1] == "*" and _MARKERS[style].startswith("*"):
-            continue  # "*a**b*": the server would read the middle "**" as bold
-        if not text[begin:end].strip():
-            continue  # markers around blank text would not survive as a range
-        marker = _MARKERS[style]
-        out += [text[at:begin], marker, text[begin:end], marker]
-        at = end
-    out.append(text[at:])
-    return "".join(out)
+    for position, _, _, k in events:
+        out.append(_escape(text[at:position]))
+        at = position
+        marker = _MARKERS[ranges[k][2]]
+        before = "".join(out[-2:])[-1:]
+        if (before == "\\") or (before == marker[0] and marker[0] in "*|"):
+            return "", k
+        out.append(marker)
+    out.append(_escape(text[at:]))
+    return "".join(out), None
+
+
+def styled_markup(text: str, styles: Sequence[str]) -> str:
+    """``text`` with its style ranges written as signal-cli-rest-api's styled markup.
+
+    Marker characters in the text are escaped; nested ranges are written nested. A range that
+    crosses another, or whose marker would run into a neighbouring one, is left out.
+    """
+    ranges = _index_ranges(text, styles)
+    while True:
+        markup, bad = _write(text, ranges)
+        if bad is None:
+            return markup
+        del ranges[bad]

@@ -41,14 +41,13 @@ log = logging.getLogger(__name__)
 def styled(markdown: str, *, plain: bool = False) -> SendMessage:
     """A message for Signal from Markdown, with its text styles (``plain``: without them).
 
-    The mode is always explicit, so a server whose default is styled cannot eat a literal
-    asterisk.
+    Marker characters in the text are escaped, so the styles travel with any text. The mode
+    is always explicit, so a server whose default is styled cannot eat a literal asterisk.
     """
     text, styles = render_signal(markdown)
-    markup = None if plain or not styles else styled_markup(text, styles)
-    if markup is None:
+    if plain or not styles:
         return SendMessage(text=text, text_mode=TextMode.NORMAL)
-    return SendMessage(text=markup, text_mode=TextMode.STYLED)
+    return SendMessage(text=styled_markup(text, styles), text_mode=TextMode.STYLED)
 
 
 async def guard(call: Awaitable[Any], what: str) -> Any:

@@ -516,7 +516,7 @@ async def test_run_is_the_ferry_signal_process(
     assert fake.connected == 0
 
 
-async def test_an_answer_with_a_literal_asterisk_is_sent_plain_and_intact(
+async def test_an_answer_with_a_literal_asterisk_keeps_its_styles_and_is_intact(
     fake: FakeSignalServer, make_adapter: MakeAdapter, openai_server: FakeOpenAI
 ) -> None:
     openai_server.enqueue("2*3 is **six**, and a|b too")
@@ -525,7 +525,8 @@ async def test_an_answer_with_a_literal_asterisk_is_sent_plain_and_intact(
     await answered(fake, ALICE_UUID)
     final = bodies_to(fake, ALICE_UUID)[-1]
     assert final["message"] == "2*3 is six, and a|b too"  # nothing eaten by the server's markup parser
-    assert final["text_mode"] == "normal" and "text_style" not in final
+    # Since signal-cli-rest-api 0.96 the markers are escaped instead of the answer going unstyled.
+    assert final["text_mode"] == "styled" and final["text_style"] == ["7:3:BOLD"]
 
 
 async def test_receiving_follows_the_websocket(fake: FakeSignalServer, make_adapter: MakeAdapter) -> None:
