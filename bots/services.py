@@ -14,11 +14,12 @@ from dataclasses import dataclass
 
 import aiohttp
 from packaging.version import InvalidVersion, Version
+from signalbot import MIN_SIGNAL_CLI_REST_API_VERSION
 
 log = logging.getLogger(__name__)
 
-MIN_SIGNAL_CLI_REST_API = Version("0.96")
-"""Styled text with backslash escapes and nested styles appeared in 0.96 (and signalbot needs it)."""
+MIN_SIGNAL_CLI_REST_API = max(Version("0.96"), MIN_SIGNAL_CLI_REST_API_VERSION)
+"""What signalbot needs (0.101), and at least 0.96: escapes and nested styles in styled text."""
 
 
 @dataclass(frozen=True)

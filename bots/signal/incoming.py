@@ -66,11 +66,9 @@ class SignalReader:
         """Translate signalbot's message into the core's value (downloading documents)."""
         chat = chat or chat_key(message)
         uuid, number = message.source_uuid, message.source_number
-        mentioned = any(self.is_me(m.uuid, m.number) for m in message.mentions or [])
         text = self.text_without_mentions(message)
         quoted = message.quote
-        replied_to_me = quoted is not None and self.is_me(quoted.author_uuid, quoted.author_number or quoted.author)
-        addressed = not chat.is_group or mentioned or replied_to_me or text.lstrip().startswith("/")
+        addressed = not chat.is_group or self.addresses_me(message) or text.lstrip().startswith("/")
         keys = [chat.chat_id] + ([number] if number and not chat.is_group else [])
         callback = self.choices.pick(keys, text)
         attachments = tuple([await self.attachment(a) for a in message.attachments or []])
@@ -78,7 +76,7 @@ class SignalReader:
             sender=Identity(PLATFORM, uuid or number or "unknown"),
             chat=chat,
             text="" if callback is not None else text,
-            sender_name=message.source_name or number or None,
+            sender_name=message.source_name or number or None,  # a contact's name, else the number
             aliases=(f"{PLATFORM}:{number}",) if number and uuid else (),
             attachments=attachments,
             addressed=addressed or callback is not None,
@@ -87,6 +85,13 @@ class SignalReader:
             callback=callback,
             raw=message,
         )
+
+    def addresses_me(self, message: DataMessage) -> bool:
+        """Whether the message mentions the bot or quotes one of its messages."""
+        if any(self.is_me(m.uuid, m.number) for m in message.mentions or []):
+            return True
+        quoted = message.quote
+        return quoted is not None and self.is_me(quoted.author_uuid, quoted.author_number or quoted.author)
 
     def text_without_mentions(self, message: DataMessage) -> str:
         """The text with mentions of the bot removed and other mentions as ``@name``."""

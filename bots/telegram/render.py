@@ -432,32 +432,47 @@ def _cuts(text: str, in_pre: Sequence[bool], limit: int) -> list[tuple[int, int]
             break
         # Largest end such that text[start:end] fits.
         end = bisect.bisect_right(offsets, offsets[start] + limit) - 1
-        best: dict[int, tuple[int, int]] = {}
-        for j in range(end, start, -1):
-            ch = text[j]
-            if ch == "\n":
-                if in_pre[j]:
-                    best.setdefault(_CODE_LINE, (j, j + 1))
-                elif j + 1 < n and text[j + 1] == "\n" and not in_pre[j + 1]:
-                    best.setdefault(_PARAGRAPH, (j, j + 2))
-                    break
-                else:
-                    best.setdefault(_LINE, (j, j + 1))
-            elif ch == " ":
-                best.setdefault(_CODE_WORD if in_pre[j] else _WORD, (j, j + 1))
-        if best:
-            cut, nxt = best[min(best)]
-            if min(best) in (_PARAGRAPH, _LINE):
-                # Cut a run of blank lines whole: neither part should carry them.
-                while cut - 1 > start and text[cut - 1] == "\n" and not in_pre[cut - 1]:
-                    cut -= 1
-                while nxt < n and text[nxt] == "\n" and not in_pre[nxt]:
-                    nxt += 1
-        else:
-            cut = nxt = _hard_cut(text, start, end)
+        cut, nxt = _best_cut(text, in_pre, start, end)
         ranges.append((start, cut))
         start = nxt
     return ranges
+
+
+def _cut_kind(text: str, in_pre: Sequence[bool], j: int) -> tuple[int, int] | None:
+    """The kind of cut possible at ``text[j]`` and how many characters it drops (None: none)."""
+    ch = text[j]
+    if ch == " ":
+        return (_CODE_WORD if in_pre[j] else _WORD), 1
+    if ch != "\n":
+        return None
+    if in_pre[j]:
+        return _CODE_LINE, 1
+    if j + 1 < len(text) and text[j + 1] == "\n" and not in_pre[j + 1]:
+        return _PARAGRAPH, 2
+    return _LINE, 1
+
+
+def _best_cut(text: str, in_pre: Sequence[bool], start: int, end: int) -> tuple[int, int]:
+    """Where to end the part that starts at ``start`` (and where the next one starts)."""
+    best: dict[int, tuple[int, int]] = {}
+    for j in range(end, start, -1):
+        found = _cut_kind(text, in_pre, j)
+        if found is not None:
+            best.setdefault(found[0], (j, j + found[1]))
+            if found[0] == _PARAGRAPH:
+                break
+    if not best:
+        cut = _hard_cut(text, start, end)
+        return cut, cut
+    cut, nxt = best[min(best)]
+    if min(best) in (_PARAGRAPH, _LINE):
+        # Cut a run of blank lines whole: neither part should carry them.
+        n = len(text)
+        while cut - 1 > start and text[cut - 1] == "\n" and not in_pre[cut - 1]:
+            cut -= 1
+        while nxt < n and text[nxt] == "\n" and not in_pre[nxt]:
+            nxt += 1
+    return cut, nxt
 
 
 def _hard_cut(text: str, start: int, end: int) -> int:
