@@ -16,21 +16,10 @@ from typing import TYPE_CHECKING, Any
 from signalbot import DataMessageContext, SendMessage, SentMessage, SignalAPIError, SignalBot, TextMode
 
 from bots.choices import with_choices
+from bots.events import show
 from bots.live import Throttle, TypingLoop
 from bots.signal.render import render_signal, styled_markup
-from core.types import (
-    AdminAlert,
-    Button,
-    ChatKey,
-    FileReply,
-    FinalText,
-    Notice,
-    Progress,
-    Reaction,
-    ReplyEvent,
-    StreamStart,
-    TextDelta,
-)
+from core.types import AdminAlert, Button, ChatKey, FileReply, Progress, ReplyEvent
 
 if TYPE_CHECKING:
     from bots.signal.process import SignalAdapter
@@ -71,27 +60,24 @@ class SignalReply:
         self.stream_failed = False  # the first send of a streamed answer failed: send it whole
         self.typing = TypingLoop(self._send_typing, adapter.typing_refresh)
         self.preview = Throttle(self._show, adapter.edit_interval, f"Signal preview in {chat}")
-        self.progress: SentMessage | None = None
+        self.progress_message: SentMessage | None = None
         self.lock = asyncio.Lock()
 
     async def render(self, event: ReplyEvent) -> None:
         """Show one reply event."""
-        if isinstance(event, StreamStart):
-            self.typing.start()
-        elif isinstance(event, TextDelta):
-            await self.delta(event.text)
-        elif isinstance(event, FinalText):
-            await self.final(event.text, event.buttons)
-        elif isinstance(event, Notice):
-            await self.notice(event.text, event.buttons)
-        elif isinstance(event, FileReply):
-            await self.file(event)
-        elif isinstance(event, Progress):
-            await self.show_progress(event)
-        elif isinstance(event, Reaction):
-            await guard(self.context.react(event.emoji), "react")
-        elif isinstance(event, AdminAlert):
-            await self.adapter.send_alert(event)
+        await show(self, event)
+
+    async def stream_start(self) -> None:
+        """An answer is coming: type until it is complete."""
+        self.typing.start()
+
+    async def react(self, emoji: str) -> None:
+        """React to the person's message."""
+        await guard(self.context.react(emoji), "react")
+
+    async def alert(self, event: AdminAlert) -> None:
+        """Deliver an alert to the Signal people among its recipients."""
+        await self.adapter.send_alert(event)
 
     async def _send_typing(self) -> None:
         await guard(self.context.start_typing(), "start typing")
@@ -179,15 +165,15 @@ class SignalReply:
         async with self.lock:
             await guard(self.send(message), "send a file")
 
-    async def show_progress(self, event: Progress) -> None:
+    async def progress(self, event: Progress) -> None:
         """One progress message, edited as the work goes on."""
         text = f"{event.text} ({event.done}/{event.total})"
         async with self.lock:
-            if self.progress is None:
+            if self.progress_message is None:
                 sent = await guard(self.send(styled(text)), "send progress")
-                self.progress = sent if isinstance(sent, SentMessage) else None
+                self.progress_message = sent if isinstance(sent, SentMessage) else None
             else:
-                await guard(self.bot().messages.edit(styled(text), self.progress), "edit progress")
+                await guard(self.bot().messages.edit(styled(text), self.progress_message), "edit progress")
 
     async def finish(self) -> None:
         """After the last event: never leave a half-streamed answer or a typing indicator."""

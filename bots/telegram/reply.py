@@ -17,20 +17,11 @@ from telegram.constants import ChatAction, ParseMode
 from telegram.error import RetryAfter, TelegramError
 from telegram.ext import Application
 
+from bots.events import show
 from bots.live import RetryLater, Throttle, TypingLoop
 from bots.telegram.render import render_parts
 from bots.telegram.send import Keyboard, Pacing, Sender, Target, retry_seconds
-from core.types import (
-    AdminAlert,
-    FileReply,
-    FinalText,
-    Notice,
-    Progress,
-    Reaction,
-    ReplyEvent,
-    StreamStart,
-    TextDelta,
-)
+from core.types import AdminAlert, FileReply, Progress, ReplyEvent
 
 if TYPE_CHECKING:
     from bots.telegram.process import TelegramBot
@@ -165,35 +156,47 @@ class TelegramReply:
 
     async def render(self, event: ReplyEvent) -> None:
         """Show one reply event."""
-        if isinstance(event, StreamStart):
-            self.typing.start()
-            await self._live()
-        elif isinstance(event, TextDelta):
-            (await self._live()).update(event.text)
-        elif isinstance(event, FinalText | Notice):
-            # Stop typing and previews before anything awaits: a fast answer needs neither.
-            self.typing.halt()
-            if self.live is not None:
-                live, self.live = self.live, None
-                await live.finish(event.text, event.buttons)
-            else:
-                await self.sender.deliver(self.target, event.text, event.buttons)
-            await self.typing.stop()
-        elif isinstance(event, FileReply):
-            await self.app.bot.send_document(
-                self.target.chat_id,
-                InputFile(event.data, filename=event.filename),
-                caption=event.caption,
-                message_thread_id=self.target.thread_id,
-            )
-        elif isinstance(event, Progress):
-            await self._progress(event)
-        elif isinstance(event, Reaction):
-            await self._react(event.emoji)
-        elif isinstance(event, AdminAlert):
-            await self.bot.send_alert(self.app, event)
+        await show(self, event)
 
-    async def _react(self, emoji: str) -> None:
+    async def stream_start(self) -> None:
+        """An answer is coming: type, and show a placeholder (groups) or drafts (private)."""
+        self.typing.start()
+        await self._live()
+
+    async def delta(self, markdown: str) -> None:
+        """The answer so far, shown paced."""
+        (await self._live()).update(markdown)
+
+    async def final(self, markdown: str, buttons: Keyboard) -> None:
+        """The complete answer: the placeholder's last edit, or new messages."""
+        # Stop typing and previews before anything awaits: a fast answer needs neither.
+        self.typing.halt()
+        if self.live is not None:
+            live, self.live = self.live, None
+            await live.finish(markdown, buttons)
+        else:
+            await self.sender.deliver(self.target, markdown, buttons)
+        await self.typing.stop()
+
+    async def notice(self, markdown: str, buttons: Keyboard) -> None:
+        """A message from the bot itself, shown like a final answer."""
+        await self.final(markdown, buttons)
+
+    async def file(self, event: FileReply) -> None:
+        """A document, with its caption."""
+        await self.app.bot.send_document(
+            self.target.chat_id,
+            InputFile(event.data, filename=event.filename),
+            caption=event.caption,
+            message_thread_id=self.target.thread_id,
+        )
+
+    async def alert(self, event: AdminAlert) -> None:
+        """Deliver an alert to the Telegram people among its recipients."""
+        await self.bot.send_alert(self.app, event)
+
+    async def react(self, emoji: str) -> None:
+        """React to the person's message (decoration: a refusal is only logged)."""
         if self.target.message_id is None:
             return
         try:
@@ -203,7 +206,8 @@ class TelegramReply:
         except TelegramError as exc:  # a reaction is decoration; the answer goes on
             log.info("could not react in chat %s: %s", self.target.chat_id, exc)
 
-    async def _progress(self, event: Progress) -> None:
+    async def progress(self, event: Progress) -> None:
+        """One progress message, edited at most once per edit interval until done."""
         now = time.monotonic()
         done = event.done >= event.total
         if self.progress_id is not None and not done and now - self.progress_at < self.bot.pacing.edit_interval:

@@ -28,10 +28,8 @@ from telegram.ext import (
     Application,
 )
 
+from bots.events import Keyboard
 from bots.telegram.render import render_parts, split_plain, visible_text
-from core.types import (
-    Button,
-)
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +37,6 @@ log = logging.getLogger(__name__)
 PLATFORM = "telegram"
 MENU_LANGUAGES = ("en", "id")  # "en" is registered as the default menu
 ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
-Keyboard = tuple[tuple[Button, ...], ...]
 
 
 
