@@ -175,10 +175,10 @@ class EchoCore:
     """A stand-in core that answers at once, to measure the adapter and PTB alone."""
 
     async def handle(self, msg: Any) -> Any:
-        from core.types import FinalText, StreamStart, TextDelta
+        from core.types import FinalText, PartialAnswer, StreamStart
 
         yield StreamStart()
-        yield TextDelta(f"You said: {msg.text}")
+        yield PartialAnswer(f"You said: {msg.text}")
         yield FinalText(f"You said: {msg.text}", streamed=True)
 
     def command_menu(self, lang: str) -> list[tuple[str, str]]:

@@ -14,11 +14,11 @@ from core.types import (
     FileReply,
     FinalText,
     Notice,
+    PartialAnswer,
     Progress,
     Reaction,
     ReplyEvent,
     StreamStart,
-    TextDelta,
 )
 
 Keyboard = tuple[tuple[Button, ...], ...]
@@ -57,7 +57,7 @@ async def show(view: ReplyView, event: ReplyEvent) -> None:
     """Show ``event`` with the matching method of ``view``."""
     if isinstance(event, StreamStart):
         await view.stream_start()
-    elif isinstance(event, TextDelta):
+    elif isinstance(event, PartialAnswer):
         await view.delta(event.text)
     elif isinstance(event, FinalText):
         await view.final(event.text, event.buttons)

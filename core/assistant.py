@@ -27,8 +27,10 @@ from core.catalogue import Catalogue
 from core.commands import MENU, Command, parse_command
 from core.context import ContextTooLarge, fit_context, turns_from_history
 from core.i18n import Texts
+from core.lines import ChatLines
 from core.llm import Delta, ModelClient, ModelError, Stop, Usage
 from core.metrics import Metrics
+from core.reply import Reply, ready_reply
 from core.settings import Settings
 from core.store.base import (
     ConversationRecord,
@@ -46,9 +48,9 @@ from core.types import (
     FinalText,
     Incoming,
     Notice,
+    PartialAnswer,
     ReplyEvent,
     StreamStart,
-    TextDelta,
 )
 
 log = logging.getLogger(__name__)
@@ -74,25 +76,6 @@ def short_title(text: str, limit: int = TITLE_LENGTH) -> str:
     return cut.rstrip(" ,.;:-") + "…"
 
 
-class _ChatLocks:
-    """FIFO locks per chat that disappear when nobody holds or waits for them."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    def acquire_slot(self, key: str) -> asyncio.Lock:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        return lock
-
-    def release_slot(self, key: str) -> None:
-        lock, users = self._locks[key]
-        if users <= 1:
-            del self._locks[key]
-        else:
-            self._locks[key] = (lock, users - 1)
-
-
 class Assistant:
     """Ferry's conversation core. Adapters call :meth:`handle` and render what it yields."""
 
@@ -115,7 +98,7 @@ class Assistant:
         self.clock = clock
         self.metrics = metrics or Metrics()
         self.access = AccessControl(settings, store, clock)
-        self._locks = _ChatLocks()
+        self._lines = ChatLines()
         self._cancels: dict[str, asyncio.Event] = {}
         self._recent: dict[str, deque[float]] = {}
         self._commands: dict[str, Handler] = {}
@@ -156,8 +139,10 @@ class Assistant:
         await self.access.ensure_claim_code()
 
     async def close(self) -> None:
+        """Stop the answers in progress, then close the store and the model client."""
         for event in self._cancels.values():
             event.set()
+        await self._lines.close()
         await self.store.close()
         aclose = getattr(self.model, "aclose", None)
         if aclose is not None:
@@ -189,23 +174,32 @@ class Assistant:
 
     # --- the entry --------------------------------------------------------------------------
 
-    async def handle(self, msg: Incoming) -> AsyncIterator[ReplyEvent]:
-        """Handle one message and yield what to send back, in order."""
+    def submit(self, msg: Incoming) -> Reply:
+        """Take the message's place in its chat's line now; its answer is read from the reply."""
         if msg.chat.is_group and not msg.addressed and msg.callback is None:
-            return
+            return ready_reply()
         command = parse_command(msg.text) if msg.callback is None else None
         if command is not None and command.name == "cancel":
-            async for event in self._guarded(msg, self._cancel(msg)):
+            running = self._cancels.get(str(msg.chat))
+            if running is not None and not running.is_set():
+                running.set()  # the running answer ends itself with its "cut off" text
+                return ready_reply()
+            return self._lines.aside(lambda: self._guarded(msg, self._cancel(msg)))
+        return self._lines.join(str(msg.chat), lambda: self._guarded(msg, self._pipeline(msg, command)))
+
+    async def handle(self, msg: Incoming) -> AsyncIterator[ReplyEvent]:
+        """Handle one message and yield what to send back, in order (:meth:`submit`, read)."""
+        async with self.submit(msg) as reply:
+            async for event in reply:
                 yield event
-            return
-        key = str(msg.chat)
-        lock = self._locks.acquire_slot(key)
+
+    async def ready(self) -> str | None:
+        """``None`` when the store answers, else why the core cannot answer."""
         try:
-            async with lock:
-                async for event in self._guarded(msg, self._pipeline(msg, command)):
-                    yield event
-        finally:
-            self._locks.release_slot(key)
+            await self.store.get_meta("schema_version")
+        except Exception as e:
+            return f"the store does not open: {e}"
+        return None
 
     async def _guarded(self, msg: Incoming, events: AsyncIterator[ReplyEvent]) -> AsyncIterator[ReplyEvent]:
         """Turn failures into one sentence for the person and a traceback for the operator."""
@@ -417,13 +411,9 @@ class Assistant:
         return "\n".join(lines)
 
     async def _cancel(self, msg: Incoming) -> AsyncIterator[ReplyEvent]:
-        event = self._cancels.get(str(msg.chat))
-        if event is None or event.is_set():
-            user = await self.store.find_user(str(msg.sender))
-            lang = self.texts.pick_language(user.lang if user else None, msg.language_code)
-            yield self._notice(lang, "chat.cancel_nothing")
-            return
-        event.set()  # the running answer ends itself with its "cut off" text
+        user = await self.store.find_user(str(msg.sender))
+        lang = self.texts.pick_language(user.lang if user else None, msg.language_code)
+        yield self._notice(lang, "chat.cancel_nothing")
 
     async def _callback(
         self, msg: Incoming, user: UserRecord, lang: str, admin: bool
@@ -651,7 +641,7 @@ class Assistant:
                         if not text:
                             self.metrics.model_latency.labels(model_name).observe(time.monotonic() - started)
                         text += item.text
-                        yield TextDelta(text)
+                        yield PartialAnswer(text)
                 elif isinstance(item, Stop):
                     stop = item
                 else:

@@ -95,8 +95,8 @@ class StreamStart:
 
 
 @dataclass(frozen=True)
-class TextDelta:
-    """More text of the answer being generated; ``text`` is the whole answer so far."""
+class PartialAnswer:
+    """The answer being generated, as far as it goes: ``text`` is the whole answer so far (not a piece)."""
 
     text: str
 
@@ -158,4 +158,4 @@ class AdminAlert:
     buttons: tuple[tuple[Button, ...], ...] = ()
 
 
-ReplyEvent = StreamStart | TextDelta | FinalText | Notice | FileReply | Progress | Reaction | AdminAlert
+ReplyEvent = StreamStart | PartialAnswer | FinalText | Notice | FileReply | Progress | Reaction | AdminAlert

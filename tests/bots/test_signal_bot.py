@@ -20,10 +20,10 @@ from core.types import (
     Button,
     FinalText,
     Incoming,
+    PartialAnswer,
     Reaction,
     ReplyEvent,
     StreamStart,
-    TextDelta,
 )
 from tests.conftest import MakeAssistant, make_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
@@ -486,7 +486,7 @@ async def test_startup_with_service_unreachable_retries(
 
 async def test_stream_events_without_a_model(fake: FakeSignalServer, make_adapter: MakeAdapter) -> None:
     # The adapter's own contract, independent of the core: deltas, then the final text.
-    recorder = Recorder(StreamStart(), TextDelta("Hel"), TextDelta("Hello **wor"), FinalText("Hello **world**"))
+    recorder = Recorder(StreamStart(), PartialAnswer("Hel"), PartialAnswer("Hello **wor"), FinalText("Hello **world**"))
     await make_adapter(recorder, edit_interval=0)
     await fake.push_message(ALICE_UUID, ALICE_NUMBER, "hi")
     await answered(fake, ALICE_UUID)

@@ -18,9 +18,9 @@ from core.types import (
     Identity,
     Incoming,
     Notice,
+    PartialAnswer,
     ReplyEvent,
     StreamStart,
-    TextDelta,
 )
 from tests.conftest import MakeAssistant
 from tests.fakes.openai_server import Error, FakeOpenAI, Reply
@@ -67,7 +67,7 @@ async def test_answer_streams_then_is_stored_with_usage(
     events = await say(assistant, "hi")
 
     assert isinstance(events[0], StreamStart)
-    deltas = [e.text for e in events if isinstance(e, TextDelta)]
+    deltas = [e.text for e in events if isinstance(e, PartialAnswer)]
     assert len(deltas) > 3
     assert all(b.startswith(a) for a, b in itertools.pairwise(deltas))
     assert final(events).text == "Hello there, how can I help you today?"

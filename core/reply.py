@@ -1,0 +1,107 @@
+"""The answer to one submitted message: events the core puts, read by the adapter at its own pace.
+
+The core never waits for the reader: events are buffered, and consecutive :class:`PartialAnswer`
+values are coalesced (each carries the whole answer so far), so a slow reader costs no memory per
+token. Replies of one chat are read in the order their messages were submitted: a reply's first
+event is released once the previous reply of the same chat has been read to its end or closed.
+So an adapter renders each reply it gets, start to end, and needs no ordering of its own.
+
+Issue 11 (durable intake) builds here: a reply will say when its message is ``recorded`` in the
+store, which is when the messenger may be acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from types import TracebackType
+
+from core.types import PartialAnswer, ReplyEvent
+
+
+class Reply:
+    """An async iterator over the events of one answer; use ``async with`` so it is always closed."""
+
+    def __init__(self, after: Reply | None = None, on_read: Callable[[Reply], None] | None = None) -> None:
+        self._after = after
+        self._on_read = on_read
+        self._events: deque[ReplyEvent] = deque()
+        self._wake = asyncio.Event()
+        self._finished = asyncio.Event()
+        self._closed = False
+        self._read = asyncio.Event()
+
+    # --- the core's side ----------------------------------------------------------------------
+
+    def put(self, event: ReplyEvent) -> None:
+        """Add an event; a partial answer replaces one the reader has not taken yet."""
+        if self._closed:
+            return
+        if isinstance(event, PartialAnswer) and self._events and isinstance(self._events[-1], PartialAnswer):
+            self._events[-1] = event
+        else:
+            self._events.append(event)
+        self._wake.set()
+
+    def finish(self) -> None:
+        """The core has put its last event."""
+        self._finished.set()
+        self._wake.set()
+
+    async def done(self) -> None:
+        """Wait until the core is done with the message (its answer is stored, if it has one)."""
+        await self._finished.wait()
+
+    # --- the reader's side --------------------------------------------------------------------
+
+    def __aiter__(self) -> Reply:
+        return self
+
+    async def __anext__(self) -> ReplyEvent:
+        if self._after is not None:
+            await self._after.read()
+            self._after = None
+        while not self._events:
+            if self._finished.is_set() or self._closed:
+                self._mark_read()
+                raise StopAsyncIteration
+            self._wake.clear()
+            await self._wake.wait()
+        return self._events.popleft()
+
+    async def aclose(self) -> None:
+        """Stop reading: later events are dropped, and the chat's next reply may be read."""
+        self._closed = True
+        self._events.clear()
+        self._wake.set()
+        self._mark_read()
+
+    async def __aenter__(self) -> Reply:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def read(self) -> None:
+        """Wait until this reply, and every earlier one of its chat, has been read or closed."""
+        if self._after is not None:
+            await self._after.read()
+        await self._read.wait()
+
+    def _mark_read(self) -> None:
+        if not self._read.is_set():
+            self._read.set()
+            if self._on_read is not None:
+                self._on_read(self)
+
+
+def ready_reply(*events: ReplyEvent) -> Reply:
+    """A reply that is complete already (a message the core answers without taking a place in line)."""
+    reply = Reply()
+    for event in events:
+        reply.put(event)
+    reply.finish()
+    return reply
