@@ -1,7 +1,7 @@
 """The Signal bot process (``ferry signal``): a thin adapter between signalbot and the core.
 
 It turns each Signal message into one :class:`~core.types.Incoming`, calls
-``assistant.handle`` for it (concurrently; the core keeps each chat in order), and renders
+``core.submit`` for it as it arrives (the core keeps each chat in line), and renders
 the reply events the Signal way: one message that is edited while the answer streams (at
 most about once a second), text styles instead of markup, a typing indicator, numbered
 choices instead of buttons.
@@ -27,7 +27,7 @@ import logging
 import signal as os_signal
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from pydantic import ValidationError
@@ -44,6 +44,7 @@ from signalbot import (
 from signalbot.messages import ReceiveError
 
 from bots.choices import with_choices
+from bots.intake import Intake, Ticket
 from bots.relay import AlertRelay
 from bots.services import (
     Backoff,
@@ -56,7 +57,8 @@ from bots.services import (
 from bots.signal.incoming import PLATFORM, SignalReader, chat_key, recipient_of
 from bots.signal.reply import SignalReply, styled
 from bots.signal.seams import ReceivedFrame, check_signalbot, replace_receive, stop_pipeline
-from core.types import AdminAlert, ChatKey, Incoming, ReplyEvent
+from core.contract import Core
+from core.types import AdminAlert, ChatKey, Incoming
 
 if TYPE_CHECKING:
     from core.settings import Settings
@@ -73,12 +75,6 @@ SignalServiceProblem = ServiceProblem
 """signal-cli-rest-api is unreachable or not set up for Ferry (the shared check's error)."""
 
 
-class AssistantLike(Protocol):
-    """What the adapter needs of the core: one entry, an async stream of reply events."""
-
-    def handle(self, msg: Incoming) -> AsyncIterator[ReplyEvent]: ...
-
-
 # --- the adapter ----------------------------------------------------------------------------
 
 
@@ -91,7 +87,7 @@ class SignalAdapter:
 
     def __init__(
         self,
-        assistant: AssistantLike,
+        core: Core,
         *,
         service: str,
         phone_number: str,
@@ -102,7 +98,7 @@ class SignalAdapter:
         reconnect_backoff: Backoff = RECONNECT_BACKOFF,
         typing_refresh: float = TYPING_REFRESH,
     ) -> None:
-        self.assistant = assistant
+        self.core = core
         self.service = signal_host_port(service)
         self.base_url = signal_base_url(service, https=connection_mode == ConnectionMode.HTTPS_ONLY)
         self.phone_number = phone_number
@@ -120,9 +116,7 @@ class SignalAdapter:
         self._dropped_at = 0.0
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        # Per chat: resolves when the previous message's call into the core has begun,
-        # so the core sees each chat's messages in arrival order.
-        self._intake: dict[str, asyncio.Future[None]] = {}
+        self._intake = Intake()
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -147,9 +141,7 @@ class SignalAdapter:
         await bot.wait_until_ready()
         self.ready.set()
         log.info("Signal: ready, receiving messages for %s via %s", self.phone_number, self.base_url)
-        alerts = getattr(self.assistant, "alerts", None)
-        if alerts is not None:  # alerts the Telegram process left for people on Signal
-            self._relay.start(alerts(PLATFORM))
+        self._relay.start(self.core.alerts(PLATFORM))  # alerts the Telegram process left for people on Signal
 
     async def stop(self) -> None:
         """Stop receiving, cancel answers in progress and close connections."""
@@ -226,56 +218,29 @@ class SignalAdapter:
             log.debug("Signal: ignoring an edit of an earlier message")
             return
         chat = chat_key(message)
-        key = str(chat)
-        previous = self._intake.get(key)
-        started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._intake[key] = started
-        task = asyncio.create_task(self._process(context, chat, previous, started))
+        ticket = self._intake.enter(str(chat))  # before any await: the chat's arrival order
+        task = asyncio.create_task(self._process(context, chat, ticket))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-        def forget(_: object, key: str = key, started: asyncio.Future[None] = started) -> None:
-            if self._intake.get(key) is started:
-                del self._intake[key]
+    async def _process(self, context: DataMessageContext, chat: ChatKey, ticket: Ticket) -> None:
+        view = SignalReply(self, context, chat)
 
-        started.add_done_callback(forget)
+        async def read() -> Incoming:
+            return await self.reader.to_incoming(context.message, chat)
 
-    async def _process(
-        self,
-        context: DataMessageContext,
-        chat: ChatKey,
-        previous: asyncio.Future[None] | None,
-        started: asyncio.Future[None],
-    ) -> None:
-        reply = SignalReply(self, context, chat)
-        events: AsyncIterator[ReplyEvent] | None = None
         try:
-            incoming = await self.reader.to_incoming(context.message, chat)
-            if previous is not None:
-                await asyncio.shield(previous)
-            events = self.assistant.handle(incoming)
-            first = asyncio.ensure_future(anext(events, None))
-            await asyncio.sleep(0)  # let the core take its place in the chat's queue
-            if not started.done():
-                started.set_result(None)
-            event = await first
-            while event is not None:
-                await reply.render(event)
-                event = await anext(events, None)
+            reply = await ticket.submit(read, self.core.submit)
+            if reply is not None:
+                async with reply:
+                    async for event in reply:
+                        await view.render(event)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("Signal: failed to handle a message in %s", chat)
         finally:
-            if not started.done():
-                started.set_result(None)
-            # An answer abandoned halfway must release the chat's place in the core's queue now,
-            # not whenever the garbage collector finalises the generator.
-            aclose = getattr(events, "aclose", None)
-            if aclose is not None:
-                with contextlib.suppress(Exception):
-                    await aclose()
-            await reply.finish()
+            await view.finish()
 
     async def to_incoming(self, message: Any, chat: ChatKey | None = None) -> Incoming:
         """Translate signalbot's message into the core's value (see :class:`SignalReader`)."""
@@ -394,7 +359,6 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
 
 
 __all__ = [
-    "AssistantLike",
     "Backoff",
     "SignalAdapter",
     "SignalServiceProblem",

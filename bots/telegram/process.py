@@ -25,9 +25,11 @@ from urllib.parse import urlsplit
 
 from telegram.ext import Application, ApplicationBuilder, Updater
 
-from bots.telegram.handlers import AssistantLike, TelegramBot
+from bots.telegram.handlers import TelegramBot
 from bots.telegram.http import AiohttpRequest
 from bots.telegram.send import ALLOWED_UPDATES, Pacing
+from core.contract import Core
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ log = logging.getLogger(__name__)
 
 
 def build_application(
-    assistant: AssistantLike,
+    core: Core,
     token: str,
     api_url: str = "https://api.telegram.org",
     *,
@@ -45,24 +47,24 @@ def build_application(
     pool_size: int = 16,
     manage_assistant: bool = False,
 ) -> Application[Any, Any, Any, Any, Any, Any]:
-    """A PTB Application wired to ``assistant``; ``api_url`` is the Bot API server root.
+    """A PTB Application wired to ``core``; ``api_url`` is the Bot API server root.
 
-    With ``manage_assistant`` the application starts the assistant (``await assistant.start()``)
+    With ``manage_assistant`` the application starts the core (``await core.start()``)
     before polling and closes it after shutdown, as ``run_polling``/``run_webhook`` need.
     """
     root = api_url.rstrip("/")
-    bot = TelegramBot(assistant, pacing)
+    bot = TelegramBot(core, pacing)
 
     async def post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         if manage_assistant:
-            await _call(assistant, "start")
+            await core.start()
         await bot.set_commands(app)
         bot.start_relay(app)
 
     async def post_shutdown(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         await bot.stop_relay()
         if manage_assistant:
-            await _call(assistant, "close")
+            await core.close()
 
     requests, polls = AiohttpRequest(pool_size), AiohttpRequest(1)
     app = (
@@ -149,13 +151,7 @@ def webhook(
     return _running(app, start)
 
 
-async def _call(obj: object, name: str) -> None:
-    method = getattr(obj, name, None)
-    if method is not None:
-        await method()
-
-
-def _serve_health_with(app: Application[Any, Any, Any, Any, Any, Any], settings: Any, assistant: Any) -> None:
+def _serve_health_with(app: Application[Any, Any, Any, Any, Any, Any], settings: Settings, core: Core) -> None:
     """Serve /healthz and /metrics for as long as PTB runs ``app`` (it owns the event loop)."""
     from bots.health import serve_health
 
@@ -168,7 +164,7 @@ def _serve_health_with(app: Application[Any, Any, Any, Any, Any, Any], settings:
     async def post_init(a: Application[Any, Any, Any, Any, Any, Any]) -> None:
         if started is not None:
             await started(a)
-        await stack.enter_async_context(serve_health(settings, assistant, "Telegram", is_connected))
+        await stack.enter_async_context(serve_health(settings, core, "Telegram", is_connected))
 
     async def post_shutdown(a: Application[Any, Any, Any, Any, Any, Any]) -> None:
         await stack.aclose()

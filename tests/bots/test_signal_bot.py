@@ -25,6 +25,7 @@ from core.types import (
     ReplyEvent,
     StreamStart,
 )
+from tests.bots.standin import StandInCore
 from tests.conftest import MakeAssistant, make_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.fakes.signal_server import (
@@ -71,10 +72,11 @@ async def make_adapter(fake: FakeSignalServer, make_assistant: MakeAssistant) ->
         await adapter.stop()
 
 
-class Recorder:
+class Recorder(StandInCore):
     """A stand-in core that records what it was given and answers with scripted events."""
 
     def __init__(self, *events: ReplyEvent) -> None:
+        super().__init__()
         self.events = events or (FinalText("ok"),)
         self.seen: list[Incoming] = []
         self.arrived = asyncio.Event()
@@ -182,7 +184,7 @@ async def test_cancel_stops_the_answer_being_streamed(
     await answered(fake, ALICE_UUID)
 
     final = bodies_to(fake, ALICE_UUID)[-1]
-    marker, _ = render_signal(adapter.assistant.text("en", "chat.cut_off"))  # type: ignore[attr-defined]
+    marker, _ = render_signal(adapter.core.text("en", "chat.cut_off"))
     assert final["message"].endswith(marker)
     assert len(final["message"]) < len("slow " * 400)
 

@@ -23,10 +23,12 @@ from bots.telegram.process import Pacing, build_application, polling, run, webho
 from core import outbox
 from core.assistant import Assistant
 from core.llm import OpenAIModelClient
+from core.metrics import Metrics
+from core.reply import Reply as CoreReply
 from core.settings import Settings, SettingsError
 from core.store.memory import MemoryStore
 from core.store.tinydb_store import TinyDBStore
-from core.types import AdminAlert, Incoming, ReplyEvent
+from core.types import AdminAlert, Incoming
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.fakes.telegram_server import EntityError, FakeTelegram, parse_html, utf16_len
 
@@ -68,10 +70,22 @@ class Recording:
         self.inner = inner
         self.seen: list[Incoming] = []
 
-    async def handle(self, msg: Incoming) -> AsyncIterator[ReplyEvent]:
+    @property
+    def metrics(self) -> Metrics:
+        return self.inner.metrics
+
+    def submit(self, msg: Incoming) -> CoreReply:
         self.seen.append(msg)
-        async for event in self.inner.handle(msg):
-            yield event
+        return self.inner.submit(msg)
+
+    async def ready(self) -> str | None:
+        return await self.inner.ready()
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def close(self) -> None:
+        await self.inner.close()
 
     def command_menu(self, lang: str) -> list[tuple[str, str]]:
         return self.inner.command_menu(lang)
