@@ -29,6 +29,7 @@ from telegram.ext import (
 )
 
 from bots.events import Keyboard
+from bots.telegram.http import RequestNotSent
 from bots.telegram.render import render_parts, split_plain, visible_text
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ class Sender:
                 raise
             except NetworkError as exc:
                 # Only a connection that was never made proves a new message did not arrive.
-                if not idempotent and "ConnectError" not in str(exc):
+                if not idempotent and not isinstance(exc, RequestNotSent):
                     raise
                 await asyncio.sleep(min(2**attempt, 10))
         raise TimedOut(f"gave up after {self.pacing.max_send_attempts} attempts")
