@@ -15,6 +15,7 @@ runs it (long polling or a webhook).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -23,8 +24,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from telegram.error import NetworkError
 from telegram.ext import Application, ApplicationBuilder, Updater
 
+from bots.services import Backoff, ServiceProblem, wait_until_ready
 from bots.telegram.handlers import TelegramBot
 from bots.telegram.http import AiohttpRequest
 from bots.telegram.send import ALLOWED_UPDATES, Pacing
@@ -32,6 +35,8 @@ from core.contract import Core
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
+
+STARTUP_BACKOFF = Backoff(1.0, 60.0)
 
 
 # --- building and running ------------------------------------------------------------------------
@@ -175,6 +180,34 @@ def _serve_health_with(app: Application[Any, Any, Any, Any, Any, Any], settings:
     app.post_shutdown = post_shutdown
 
 
+async def wait_for_bot_api(root: str, token: str, backoff: Backoff = STARTUP_BACKOFF) -> None:
+    """Return once the Bot API server answers ``getMe``; until then retry with backoff.
+
+    An unreachable server is one log line (then retried), as ``ferry signal`` does for its
+    service; a refused token stops with a sentence, as no retry can fix it.
+    """
+    from core.settings import SettingsError
+
+    transport = AiohttpRequest(1)
+    await transport.initialize()
+
+    async def check() -> None:
+        try:
+            status, _ = await transport.do_request(f"{root}/bot{token}/getMe", "POST")
+        except NetworkError as e:
+            raise ServiceProblem(
+                f"cannot reach the Telegram Bot API at {root} ({e.message}); check the network, "
+                "TELEGRAM_API_URL and HTTPS_PROXY"
+            ) from e
+        if status in (401, 404):
+            raise SettingsError("Telegram refused TELEGRAM_BOT_TOKEN; copy it again from @BotFather")
+
+    try:
+        await wait_until_ready(check, backoff, "Telegram", log)
+    finally:
+        await transport.shutdown()
+
+
 def run(settings: Any) -> None:
     """Run the Telegram bot until interrupted: long polling, or a webhook when one is configured."""
     from core.app import build_assistant
@@ -183,6 +216,8 @@ def run(settings: Any) -> None:
     os.environ.setdefault("PTB_TIMEDELTA", "1")  # opt in to PTB's future retry_after type
     if not settings.telegram_bot_token:
         raise SettingsError("TELEGRAM_BOT_TOKEN is not set; get one from @BotFather")
+    root = settings.telegram_api_url.rstrip("/")
+    asyncio.run(wait_for_bot_api(root, settings.telegram_bot_token))
     assistant = build_assistant(settings)
     app = build_application(assistant, settings.telegram_bot_token, settings.telegram_api_url, manage_assistant=True)
     _serve_health_with(app, settings, assistant)
