@@ -11,6 +11,7 @@ import argparse
 import sys
 from dataclasses import dataclass
 from typing import TextIO
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -60,11 +61,20 @@ async def check_store(settings: Settings) -> list[Finding]:
     return [Finding("store", True, f"{settings.data_dir} opens, writes and reads back")]
 
 
+def _without_v1(base_url: str) -> bool:
+    return "/v1" not in urlsplit(base_url).path
+
+
 async def check_model(settings: Settings) -> list[Finding]:
+    """The model provider answers, and offers the configured models."""
     where = settings.openai_base_url or "api.openai.com"
     if not settings.openai_api_key and not settings.openai_base_url:
         fix = "set OPENAI_API_KEY (or OPENAI_BASE_URL for a local server)"
         return [Finding("model", False, "OPENAI_API_KEY is not set", fix)]
+    base = settings.openai_base_url
+    if base and "://" not in base:
+        fix = f"write it with its scheme: OPENAI_BASE_URL=http://{base} (https:// for a remote provider)"
+        return [Finding("model", False, f"OPENAI_BASE_URL {base} has no http:// or https://", fix)]
     client = build_model_client(settings)
     try:
         models = await client.list_models()
@@ -74,7 +84,11 @@ async def check_model(settings: Settings) -> list[Finding]:
             "provider_down": f"check OPENAI_BASE_URL ({where}) is reachable from here and ends in /v1",
             "quota": "top up the provider account",
         }
-        return [Finding("model", False, f"{where}: {e.kind}: {e.message}", fixes.get(e.kind, ""))]
+        fix = fixes.get(e.kind, "")
+        if base and _without_v1(base) and e.kind != "auth":
+            # Most OpenAI-compatible servers (llama.cpp, vLLM, Ollama, LM Studio) serve under /v1.
+            fix = f"OPENAI_BASE_URL usually ends in /v1: try OPENAI_BASE_URL={base.rstrip('/')}/v1"
+        return [Finding("model", False, f"{where}: {e.kind}: {e.message}", fix)]
     finally:
         await client.aclose()
     missing = [m for m in settings.model_choices if models and m not in models]

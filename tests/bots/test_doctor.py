@@ -59,3 +59,17 @@ async def test_everything_fine_then_each_problem_named(openai_server: FakeOpenAI
     code, out = await doctor(FERRY_ACCESS="sometimes")
     assert code == 1
     assert out.startswith("[FAIL] settings: FERRY_ACCESS must be one of")
+
+
+async def test_a_base_url_without_v1_or_without_scheme_gets_its_fix(openai_server: FakeOpenAI, tmp_path: Path) -> None:
+    root = openai_server.base_url.removesuffix("/v1")
+    base = {"OPENAI_API_KEY": "sk-test", "FERRY_DATA_DIR": str(tmp_path / "data"), "FERRY_MODEL_RETRIES": "0"}
+
+    code, out = await doctor(**base, OPENAI_BASE_URL=root)
+    assert code == 1 and "[FAIL] model:" in out
+    assert f"fix: OPENAI_BASE_URL usually ends in /v1: try OPENAI_BASE_URL={root}/v1" in out
+
+    bare = openai_server.base_url.removeprefix("http://")
+    code, out = await doctor(**base, OPENAI_BASE_URL=bare)
+    assert code == 1 and f"[FAIL] model: OPENAI_BASE_URL {bare} has no http:// or https://" in out
+    assert f"fix: write it with its scheme: OPENAI_BASE_URL=http://{bare}" in out
