@@ -196,9 +196,18 @@ TELEGRAM_MAX_ENTITIES = 100
 _ENTITY_OPEN = re.compile(r"<(?:b|strong|i|em|u|ins|s|strike|del|tg-spoiler|span|a|code|pre|blockquote)[\s>]")
 
 
+# What Telegram turns into entities by itself in the visible text: links, @mentions,
+# #hashtags, $cashtags, /commands and e-mail addresses. They count toward the 100 as well.
+_AUTO_ENTITY = re.compile(
+    r"(?:https?://|www\.)\S+|[\w.+-]+@[\w-]+\.[\w.-]+|(?<![\w@])@\w{3,}|(?<![\w#])#\w+|(?<![\w$])\$[A-Z]{1,8}\b"
+    r"|(?<![\w/])/[A-Za-z]\w*"
+)
+
+
 def entity_count(html_text: str) -> int:
-    """Formatting entities in Telegram HTML (a ``<pre><code>`` block counts twice: an upper bound)."""
-    return len(_ENTITY_OPEN.findall(html_text))
+    """Entities of Telegram HTML: its tags and what Telegram detects in the text (an upper bound:
+    a ``<pre><code>`` block counts twice, a URL inside code counts too)."""
+    return len(_ENTITY_OPEN.findall(html_text)) + len(_AUTO_ENTITY.findall(visible_text(html_text)))
 
 
 def _within_entity_limit(part: str) -> list[str]:

@@ -30,7 +30,7 @@ from telegram.ext import (
 
 from bots.events import Keyboard
 from bots.telegram.http import RequestNotSent
-from bots.telegram.render import render_parts, split_plain, visible_text
+from bots.telegram.render import render_parts, split_message, split_plain, telegram_length, visible_text
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,8 @@ class Sender:
     ) -> list[int]:
         """Show one rendered part (edit ``edit`` or send a new message); returns the message ids used.
 
-        A refused HTML part is sent as plain text; a part Telegram finds too long is split further.
+        A refused HTML part is sent as plain text; a part whose entities Telegram finds too
+        large (ENTITIES_TOO_LONG: many long links) is sent in smaller parts, plain at the end.
         """
         try:
             return [await self._put_one(target, html_part, ParseMode.HTML, edit, markup, quote)]
@@ -169,7 +170,11 @@ class Sender:
             if edit is not None and _is(exc, "message to edit not found"):
                 # Someone deleted the placeholder: the answer still arrives, as a new message.
                 return await self.put(target, html_part, markup=markup, quote=quote)
-            if not (_is(exc, "can't parse entities") or _is(exc, "too long")):
+            if _is(exc, "entities_too_long"):
+                smaller = await self._put_smaller(target, html_part, edit, markup, quote)
+                if smaller:
+                    return smaller
+            elif not (_is(exc, "can't parse entities") or _is(exc, "too long")):
                 raise
             log.warning("Telegram refused a formatted message (%s); sending plain text", exc.message)
         plain = visible_text(html_part)
@@ -187,6 +192,21 @@ class Sender:
                 if not (_is(exc, "not modified") and i == 0 and edit is not None):
                     raise
                 ids.append(edit)
+        return ids
+
+    async def _put_smaller(
+        self, target: Target, html_part: str, edit: int | None, markup: InlineKeyboardMarkup | None, quote: bool
+    ) -> list[int]:
+        """The part in two (or more) formatted pieces; [] when it cannot be cut any smaller."""
+        pieces = split_message(html_part, max(2, telegram_length(html_part) // 2))
+        if len(pieces) < 2:
+            return []
+        ids: list[int] = []
+        for i, piece in enumerate(pieces):
+            last = i == len(pieces) - 1
+            ids += await self.put(
+                target, piece, edit=edit if i == 0 else None, markup=markup if last else None, quote=quote and i == 0
+            )
         return ids
 
     async def _put_one(

@@ -320,6 +320,23 @@ async def test_refused_entities_fall_back_to_plain_text(tg: FakeTelegram, ai: Fa
     assert [c.status for c in tg.calls_of("sendMessage")] == [400, 200]
 
 
+async def test_many_long_links_arrive_as_smaller_formatted_parts(
+    tg: FakeTelegram, ai: FakeOpenAI, assistant: Recording
+) -> None:
+    # 90 links of ~150 characters: within 100 entities and 4,096 characters, but their URLs
+    # add up past what Telegram accepts (ENTITIES_TOO_LONG), which used to lose the answer.
+    links = [f"[source {i}](https://example.org/{'x' * 120}/{i})" for i in range(90)]
+    ai.enqueue(Reply("Sources: " + ", ".join(links)))
+    async with polling(app_for(tg, assistant), poll_timeout=1):
+        tg.push_text(42, "cite everything")
+        await tg.wait_until(lambda: "source 89" in "".join(tg.log(42).texts), within=15)
+    shown = "".join(tg.log(42).texts)
+    assert all(f"source {i}" in shown for i in range(90))
+    assert "went wrong" not in shown.lower()
+    assert any(c.status == 400 for c in tg.calls_of("sendMessage"))  # the fake refused it whole
+    assert all(m.parse_mode == "HTML" for m in tg.log(42).messages)  # links kept, in smaller parts
+
+
 async def test_ten_thousand_characters_with_code_blocks_split_into_intact_parts(
     tg: FakeTelegram, ai: FakeOpenAI, assistant: Recording
 ) -> None:
