@@ -18,7 +18,8 @@ from signalbot import DataMessageContext, SendMessage, SentMessage, SignalAPIErr
 from bots.choices import with_choices
 from bots.events import show
 from bots.live import Throttle, TypingLoop
-from bots.signal.render import render_signal, styled_markup
+from bots.signal.markup import styled_markup
+from bots.signal.render import render_signal
 from core.types import AdminAlert, Button, ChatKey, FileReply, Progress, ReplyEvent
 
 if TYPE_CHECKING:

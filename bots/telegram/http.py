@@ -53,11 +53,10 @@ class AiohttpRequest(BaseRequest):
         media_write_timeout: float | None = 20.0,
     ) -> None:
         self._connections = connections
-        self._read = read_timeout
-        self._write = write_timeout
-        self._connect = connect_timeout
-        self._pool = pool_timeout
-        self._media_write = media_write_timeout
+        self._default: dict[str, float | None] = {
+            "read": read_timeout, "write": write_timeout, "connect": connect_timeout,
+            "pool": pool_timeout, "media_write": media_write_timeout,
+        }
         self._session: aiohttp.ClientSession | None = None
         self._answered_at = 0.0  # when the Bot API server last answered (any status)
         self._failed_at = 0.0  # when a request last failed to reach it
@@ -69,7 +68,10 @@ class AiohttpRequest(BaseRequest):
 
     @property
     def read_timeout(self) -> float | None:
-        return self._read
+        return self._default["read"]
+
+    def _timeout(self, name: str, given: Any) -> float | None:
+        return self._default[name] if given is BaseRequest.DEFAULT_NONE else given
 
     async def initialize(self) -> None:
         if self._session is None or self._session.closed:
@@ -107,12 +109,12 @@ class AiohttpRequest(BaseRequest):
                 data = form
             else:
                 data = request_data.json_parameters or None
-        read = self._read if read_timeout is BaseRequest.DEFAULT_NONE else read_timeout
-        connect = self._connect if connect_timeout is BaseRequest.DEFAULT_NONE else connect_timeout
-        pool = self._pool if pool_timeout is BaseRequest.DEFAULT_NONE else pool_timeout
-        write = self._write if write_timeout is BaseRequest.DEFAULT_NONE else write_timeout
+        read = self._timeout("read", read_timeout)
+        connect = self._timeout("connect", connect_timeout)
+        pool = self._timeout("pool", pool_timeout)
+        write = self._timeout("write", write_timeout)
         if files and write_timeout is BaseRequest.DEFAULT_NONE:
-            write = self._media_write
+            write = self._default["media_write"]
         limits = aiohttp.ClientTimeout(
             total=None,
             connect=_add(connect, pool),  # waiting for a free connection, then connecting

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bots.signal.render import render_signal, styled_markup, utf16_len
+from bots.signal.markup import styled_markup
+from bots.signal.render import render_signal, utf16_len
 from tests.fakes.signal_server import parse_styled
 
 
