@@ -23,6 +23,8 @@ from packaging.specifiers import SpecifierSet
 from signalbot import SignalBot
 from signalbot._generated import Message as ReceivedFrame
 
+from core.settings import SettingsError
+
 SUPPORTED_SIGNALBOT = SpecifierSet(">=2.2.1,<2.3")
 """The signalbot releases whose internals tests/bots/test_signal_bot.py pins."""
 
@@ -36,8 +38,9 @@ __all__ = [
 ]
 
 
-class SignalbotMismatch(RuntimeError):
-    """The installed signalbot is not one whose private seams Ferry knows."""
+class SignalbotMismatch(SettingsError):
+    """The installed signalbot is not one whose private seams Ferry knows (``ferry`` says so in
+    one line and exits, as for a wrong setting)."""
 
 
 def check_signalbot(found: str | None = None) -> None:
