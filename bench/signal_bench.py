@@ -106,7 +106,7 @@ async def _servers(conn: Connection, loads: list[Load]) -> None:
 
 async def _bot(conn: Connection) -> list[RunResult]:
     from bots.signal.process import SignalAdapter
-    from core.assistant import Assistant
+    from core.app import assemble
     from core.llm import OpenAIModelClient
     from core.settings import Settings
     from core.store.memory import MemoryStore
@@ -124,7 +124,7 @@ async def _bot(conn: Connection) -> list[RunResult]:
             rate_per_minute=1_000_000,
             model_retries=0,
         )
-        assistant = Assistant(settings, MemoryStore(), OpenAIModelClient(ai_url, "bench", max_retries=0))
+        assistant = assemble(settings, MemoryStore(), OpenAIModelClient(ai_url, "bench", max_retries=0))
         await assistant.start()
         adapter = SignalAdapter(assistant, service=service, phone_number=number)
         await adapter.start()

@@ -211,7 +211,7 @@ class EchoCore:
 
 async def _bot(conn: Connection, store_kind: str, core: str, pool: int) -> list[RunResult]:
     from bots.telegram.process import build_application, polling
-    from core.assistant import Assistant
+    from core.app import assemble
     from core.llm import OpenAIModelClient
     from core.settings import Settings
     from core.store.memory import MemoryStore
@@ -235,7 +235,7 @@ async def _bot(conn: Connection, store_kind: str, core: str, pool: int) -> list[
             store = TinyDBStore(Path(tmp))
         else:
             store = MemoryStore()
-        assistant = Assistant(settings, store, OpenAIModelClient(ai_url, "bench", max_retries=0))
+        assistant = assemble(settings, store, OpenAIModelClient(ai_url, "bench", max_retries=0))
         await assistant.start()
         app = build_application(assistant if core == "real" else EchoCore(), token, root, pool_size=pool)
         results: list[RunResult] = []

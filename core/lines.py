@@ -3,6 +3,10 @@
 A message takes its place when it is submitted (synchronously, before any await), so the
 adapters need no ordering machinery. Every chat's line is run by a task of the core's own: a
 reader that stops reading delays nobody. Different chats run concurrently.
+
+The durable intake (issue 11) belongs in :meth:`ChatLines.join`: record the message with its
+place in line before the adapter acknowledges it upstream, and at start join the recorded
+messages that have no finished answer again, in order.
 """
 
 from __future__ import annotations
@@ -28,13 +32,13 @@ class ChatLines:
 
     def __init__(self) -> None:
         self._waiting: dict[str, deque[tuple[Work, Reply]]] = {}
-        self._last: dict[str, Reply] = {}  # the newest reply per chat, until it has been read
+        self._last: dict[str, asyncio.Event] = {}  # the newest reply's "read" per chat, until set
         self._tasks: set[asyncio.Task[None]] = set()
 
     def join(self, chat: str, work: Work) -> Reply:
         """Put a message in its chat's line now; its reply is read after the chat's earlier ones."""
-        reply = Reply(after=self._last.get(chat), on_read=lambda r: self._forget(chat, r))
-        self._last[chat] = reply
+        reply = Reply(after=self._last.get(chat), on_read=lambda read: self._forget(chat, read))
+        self._last[chat] = reply.read
         waiting = self._waiting.get(chat)
         if waiting is None:
             waiting = self._waiting[chat] = deque()
@@ -88,6 +92,6 @@ class ChatLines:
         finally:
             reply.finish()
 
-    def _forget(self, chat: str, reply: Reply) -> None:
-        if self._last.get(chat) is reply:
+    def _forget(self, chat: str, read: asyncio.Event) -> None:
+        if self._last.get(chat) is read:
             del self._last[chat]

@@ -4,7 +4,8 @@ The core never waits for the reader: events are buffered, and consecutive :class
 values are coalesced (each carries the whole answer so far), so a slow reader costs no memory per
 token. Replies of one chat are read in the order their messages were submitted: a reply's first
 event is released once the previous reply of the same chat has been read to its end or closed.
-So an adapter renders each reply it gets, start to end, and needs no ordering of its own.
+So an adapter renders each reply it gets, start to end, and needs no ordering of its own; a reply
+dropped unread (garbage-collected) releases the next one too.
 
 Issue 11 (durable intake) builds here: a reply will say when its message is ``recorded`` in the
 store, which is when the messenger may be acknowledged.
@@ -13,6 +14,7 @@ store, which is when the messenger may be acknowledged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
@@ -23,8 +25,10 @@ from core.types import PartialAnswer, ReplyEvent
 class Reply:
     """An async iterator over the events of one answer; use ``async with`` so it is always closed."""
 
-    def __init__(self, after: Reply | None = None, on_read: Callable[[Reply], None] | None = None) -> None:
-        self._after = after
+    def __init__(
+        self, after: asyncio.Event | None = None, on_read: Callable[[asyncio.Event], None] | None = None
+    ) -> None:
+        self._after = after  # set when the chat's previous reply has been read
         self._on_read = on_read
         self._events: deque[ReplyEvent] = deque()
         self._wake = asyncio.Event()
@@ -60,7 +64,7 @@ class Reply:
 
     async def __anext__(self) -> ReplyEvent:
         if self._after is not None:
-            await self._after.read()
+            await self._after.wait()
             self._after = None
         while not self._events:
             if self._finished.is_set() or self._closed:
@@ -85,17 +89,21 @@ class Reply:
     ) -> None:
         await self.aclose()
 
-    async def read(self) -> None:
-        """Wait until this reply, and every earlier one of its chat, has been read or closed."""
-        if self._after is not None:
-            await self._after.read()
-        await self._read.wait()
+    @property
+    def read(self) -> asyncio.Event:
+        """Set once this reply has been read to its end, closed, or dropped unread."""
+        return self._read
 
     def _mark_read(self) -> None:
         if not self._read.is_set():
             self._read.set()
             if self._on_read is not None:
-                self._on_read(self)
+                self._on_read(self._read)
+
+    def __del__(self) -> None:
+        # An adapter that drops a reply without reading or closing it must not hold up its chat.
+        with contextlib.suppress(RuntimeError):  # the event loop may be gone at exit
+            self._mark_read()
 
 
 def ready_reply(*events: ReplyEvent) -> Reply:

@@ -86,7 +86,7 @@ class Button:
     """One choice offered to the user; ``data`` is sent back as a callback when chosen."""
 
     label: str
-    data: str
+    data: str  # comes back as ``Incoming.callback``
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ class Progress:
     """A long operation's progress, to show as an edited status message."""
 
     text: str
-    done: int
+    done: int  # steps finished, of ``total``
     total: int
 
 

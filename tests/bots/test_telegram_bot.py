@@ -21,6 +21,7 @@ import pytest
 
 from bots.telegram.process import Pacing, build_application, polling, run, webhook, webhook_params
 from core import outbox
+from core.app import assemble
 from core.assistant import Assistant
 from core.llm import OpenAIModelClient
 from core.metrics import Metrics
@@ -101,7 +102,7 @@ class Recording:
 
 
 async def make_assistant(settings: Settings, store: Any = None) -> Assistant:
-    assistant = Assistant(
+    assistant = assemble(
         settings, store or MemoryStore(), OpenAIModelClient(settings.openai_base_url, "test", max_retries=0)
     )
     await assistant.start()

@@ -7,7 +7,8 @@ import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
-from core.assistant import Assistant, clean_text, short_title
+from core.assistant import Assistant
+from core.conversations import clean_text, short_title
 from core.store.base import StoreError
 from core.store.memory import MemoryStore
 from core.types import (

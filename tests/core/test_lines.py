@@ -67,3 +67,13 @@ async def test_a_slow_reader_gets_the_answer_so_far_in_one_piece(
     partial = [e for e in events if isinstance(e, PartialAnswer)]
     assert partial == [PartialAnswer("many small pieces of one long answer")]
     assert isinstance(events[-1], FinalText)
+
+
+async def test_a_reply_dropped_unread_does_not_hold_up_the_next(
+    make_assistant: MakeAssistant, openai_server: FakeOpenAI
+) -> None:
+    assistant = await make_assistant()
+    dropped = assistant.submit(incoming("one"))
+    second = assistant.submit(incoming("two"))
+    del dropped  # e.g. the adapter failed between submitting and reading
+    assert final(await read_all(second)).text == "You said: two"
