@@ -32,7 +32,8 @@ class StandInCore:
 
     def submit(self, msg: Incoming) -> Reply:
         """Take the message's place in its chat's line now."""
-        reply = _Lockstep(after=self._last.get(str(msg.chat)))
+        previous = self._last.get(str(msg.chat))
+        reply = _Lockstep(after=previous.read if previous is not None else None)
         self._last[str(msg.chat)] = reply
         task = asyncio.create_task(self._feed(reply, self.handle(msg)))
         self._tasks.add(task)
@@ -46,7 +47,7 @@ class StandInCore:
                 reply.taken.clear()
                 reply.put(event)
                 taken = asyncio.ensure_future(reply.taken.wait())
-                closed = asyncio.ensure_future(reply.read())
+                closed = asyncio.ensure_future(reply.read.wait())
                 await asyncio.wait({taken, closed}, return_when=asyncio.FIRST_COMPLETED)
                 taken.cancel()
                 closed.cancel()
@@ -91,7 +92,7 @@ class StandInCore:
 class _Lockstep(Reply):
     """A reply that tells its feeder when the reader has taken an event."""
 
-    def __init__(self, after: Reply | None) -> None:
+    def __init__(self, after: asyncio.Event | None) -> None:
         super().__init__(after=after)
         self.taken = asyncio.Event()
 
