@@ -552,3 +552,30 @@ async def test_a_failed_send_loses_no_answer_and_does_not_block_the_chat(
     await fake.wait_for(lambda: any(b["message"] == "a first answer, sent whole" for b in fake.sent))
     await fake.push_message(ALICE_UUID, ALICE_NUMBER, "second")
     await fake.wait_for(lambda: any(b["message"] == "You said: second" for b in fake.sent))
+
+
+async def test_signal_service_with_a_scheme_works_for_the_bot_and_for_doctor(fake: FakeSignalServer) -> None:
+    # The bot and `ferry doctor` read SIGNAL_SERVICE the same way (bots/services.py): both
+    # accept "http://host:port" as well as the documented "host:port".
+    import aiohttp
+
+    from bots.doctor import check_signal
+    from core.settings import Settings
+
+    recorder = Recorder(FinalText("hello"))
+    adapter = SignalAdapter(
+        recorder, service=f"http://{fake.service}", phone_number=fake.number, startup_backoff=FAST
+    )
+    try:
+        await asyncio.wait_for(adapter.start(), 10)
+        await fake.wait_connected()
+        await fake.push_message(ALICE_UUID, ALICE_NUMBER, "hi")
+        await fake.wait_for_sent(1)
+        assert final_texts(fake, ALICE_UUID) == ["hello"]
+    finally:
+        await adapter.stop()
+    async with aiohttp.ClientSession() as http:
+        for service in (fake.service, f"http://{fake.service}"):
+            settings = Settings(signal_service=service, signal_phone_number=fake.number)
+            (finding,) = await check_signal(settings, http)
+            assert finding.ok, finding.detail
