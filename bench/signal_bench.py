@@ -105,7 +105,7 @@ async def _servers(conn: Connection, loads: list[Load]) -> None:
 
 
 async def _bot(conn: Connection) -> list[RunResult]:
-    from bots.signal_bot import SignalAdapter
+    from bots.signal.process import SignalAdapter
     from core.app import assemble
     from core.llm import OpenAIModelClient
     from core.settings import Settings

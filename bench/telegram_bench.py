@@ -174,12 +174,30 @@ async def _servers(conn: Connection, loads: list[Load]) -> None:
 class EchoCore:
     """A stand-in core that answers at once, to measure the adapter and PTB alone."""
 
-    async def handle(self, msg: Any) -> Any:
+    def __init__(self) -> None:
+        from core.metrics import Metrics
+
+        self.metrics = Metrics()
+
+    def submit(self, msg: Any) -> Any:
+        from core.reply import ready_reply
         from core.types import FinalText, PartialAnswer, StreamStart
 
-        yield StreamStart()
-        yield PartialAnswer(f"You said: {msg.text}")
-        yield FinalText(f"You said: {msg.text}", streamed=True)
+        said = f"You said: {msg.text}"
+        return ready_reply(StreamStart(), PartialAnswer(said), FinalText(said, streamed=True))
+
+    async def alerts(self, platform: str) -> Any:
+        await asyncio.Event().wait()
+        yield
+
+    async def ready(self) -> str | None:
+        return None
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
 
     def command_menu(self, lang: str) -> list[tuple[str, str]]:
         return [("help", "Help")]
@@ -195,7 +213,7 @@ class EchoCore:
 
 
 async def _bot(conn: Connection, store_kind: str, core: str, pool: int) -> list[RunResult]:
-    from bots.telegram_bot import build_application, polling
+    from bots.telegram.process import build_application, polling
     from core.app import assemble
     from core.llm import OpenAIModelClient
     from core.settings import Settings

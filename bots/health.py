@@ -6,7 +6,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
-from core.assistant import Assistant
+from core.contract import Core
 from core.metrics import HealthServer
 from core.settings import Settings
 
@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 @contextlib.asynccontextmanager
 async def serve_health(
-    settings: Settings, assistant: Assistant, messenger: str, connected: Callable[[], bool]
+    settings: Settings, core: Core, messenger: str, connected: Callable[[], bool]
 ) -> AsyncIterator[HealthServer | None]:
     """Serve health while the block runs: ready when ``connected()`` and the store answers."""
     if not settings.health_port:
@@ -25,16 +25,9 @@ async def serve_health(
     async def messenger_check() -> str | None:
         return None if connected() else f"not connected to {messenger}"
 
-    async def store_check() -> str | None:
-        try:
-            await assistant.store.get_meta("schema_version")
-        except Exception as e:
-            return f"the store does not open: {e}"
-        return None
-
-    server = HealthServer(assistant.metrics, settings.health_port, settings.health_host)
+    server = HealthServer(core.metrics, settings.health_port, settings.health_host)
     server.add_check(messenger, messenger_check)
-    server.add_check("store", store_check)
+    server.add_check("store", core.ready)
     await server.start()
     try:
         yield server

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from bots.signal_bot import Backoff, SignalAdapter
-from bots.telegram_bot import Pacing, build_application, polling
+from bots.services import Backoff
+from bots.signal.process import SignalAdapter
+from bots.telegram.process import Pacing, build_application, polling
 from core.app import assemble
 from core.assistant import Assistant
 from core.llm import OpenAIModelClient

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bots.signal_bot import SignalAdapter
-from bots.telegram_bot import build_application, polling
+from bots.signal.process import SignalAdapter
+from bots.telegram.process import build_application, polling
 from core.store.tinydb_store import TinyDBStore
 from tests.bots.test_signal_bot import FAST as SIGNAL_FAST
 from tests.bots.test_telegram_bot import FAST as TELEGRAM_FAST

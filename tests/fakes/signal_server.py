@@ -93,63 +93,67 @@ def _utf16(ch: str) -> int:
     return 2 if ord(ch) > 0xFFFF else 1
 
 
+_ESCAPABLE = "*`|~"
+_BOLD_ITALIC = "BOLD_ITALIC"
+
+
 def parse_styled(message: str) -> tuple[str, list[str]]:
     """What signal-cli-rest-api makes of a ``text_mode: styled`` message: the text and its ranges.
 
-    Like the server: ``*italic*``, ``**bold**``, ``~strike~``, `` `mono` ``, ``||spoiler||``;
-    every marker character is markup and disappears, ranges are in UTF-16 units, no nesting.
+    A line-by-line port of upstream's ``TextstyleParser.Parse`` (bbernhard/signal-cli-rest-api,
+    src/utils/textstyleparser.go at a08db23; escapes since a70c299, fixed in d6488d6 / 0.96):
+    ``*italic*``, ``**bold**``, ``***bold italic***``, ``~strike~``, `` `mono` ``, ``||spoiler||``.
+    Markers go on a stack: a marker equal to the top one closes it, any other opens a new one,
+    so properly nested styles work and crossing ones are lost (their markers still vanish).
+    Asterisks are read greedily (``***`` is one token). A backslash before ``*``, `` ` ``,
+    ``|`` or ``~`` is dropped and makes the following marker (the whole ``**`` or ``||``)
+    literal; a backslash before anything else stays. Ranges count UTF-16 units.
     """
     out: list[str] = []
     styles: list[str] = []
+    stack: list[tuple[int, str]] = []
     units = 0
-    state = ""
-    start = 0
-    previous = ""
+    prev = ""
+    i = 0
 
-    def emit(style: str) -> None:
-        styles.append(f"{start}:{units - start}:{style}")
-
-    for ch in message:
-        if ch == "*":
-            if state == "":
-                state, start = "italic", units
-            elif state == "italic":
-                if previous == "*":
-                    state, start = "bold", units
-                else:
-                    emit("ITALIC")
-                    state = ""
-            elif state == "bold":
-                state = "bold-closing"
-            elif state == "bold-closing":
-                emit("BOLD")
-                state = ""
-        elif ch == "|":
-            if state == "":
-                state = "spoiler-opening"
-            elif state == "spoiler-opening" and previous == "|":
-                state, start = "spoiler", units
-            elif state == "spoiler":
-                state = "spoiler-closing"
-            elif state == "spoiler-closing" and previous == "|":
-                emit("SPOILER")
-                state = ""
-        elif ch == "`":
-            if state == "":
-                state, start = "mono", units
-            elif state == "mono":
-                emit("MONOSPACE")
-                state = ""
-        elif ch == "~":
-            if state == "":
-                state, start = "strike", units
-            elif state == "strike":
-                emit("STRIKETHROUGH")
-                state = ""
+    def token(kind: str) -> None:
+        if stack and stack[-1][1] == kind:
+            begin, _ = stack.pop()
+            for style in ("BOLD", "ITALIC") if kind == _BOLD_ITALIC else (kind,):
+                styles.append(f"{begin}:{units - begin}:{style}")
         else:
-            out.append(ch)
-            units += _utf16(ch)
-        previous = ch
+            stack.append((units, kind))
+
+    def literal(text: str) -> None:
+        nonlocal units
+        out.append(text)
+        units += sum(_utf16(ch) for ch in text)
+
+    while i < len(message):
+        c = message[i]
+        nxt = message[i + 1] if i + 1 < len(message) else ""
+        i += 1
+        if c == "*":
+            run = "*"
+            if nxt == "*":
+                run, i = "**", i + 1
+                if message[i : i + 1] == "*":
+                    run, i = "***", i + 1
+            if prev == "\\":
+                literal(run)
+            else:
+                token({"*": "ITALIC", "**": "BOLD", "***": _BOLD_ITALIC}[run])
+        elif c == "|" and nxt == "|":
+            i += 1
+            literal("||") if prev == "\\" else token("SPOILER")
+        elif c in "~`":
+            literal(c) if prev == "\\" else token("STRIKETHROUGH" if c == "~" else "MONOSPACE")
+        elif c == "\\" and nxt and nxt in _ESCAPABLE:
+            prev = c
+            continue
+        else:
+            literal(c)
+        prev = c
     return "".join(out), styles
 
 
