@@ -14,7 +14,6 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-import unicodedata
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -38,6 +37,7 @@ from core.store.base import (
     UsageRecord,
     UserRecord,
 )
+from core.text import clean_text
 from core.tokens import count_message_tokens, count_tokens
 from core.turn import Handler, Turn
 from core.types import (
@@ -57,12 +57,6 @@ HISTORY_LIMIT = 400  # messages read back for the context; the window trims furt
 INSTRUCTIONS_LIMIT = 2000
 TITLE_LENGTH = 48
 _END = object()
-
-
-def clean_text(text: str) -> str:
-    """Normalise line ends and drop control characters (keeping newlines and tabs)."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return "".join(c for c in text if c in "\n\t" or unicodedata.category(c) != "Cc").strip()
 
 
 def short_title(text: str, limit: int = TITLE_LENGTH) -> str:
