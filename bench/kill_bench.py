@@ -8,7 +8,7 @@ signal-cli-rest-api drops every message, upstream #834) after 20 WebSocket drops
 signal-cli-rest-api and 5 restarts of the bot; median and worst.
 
 Run: ``.venv/bin/python -m bench.kill_bench [--messenger telegram,signal] [--rounds 10] [--kills 5]
-[--chats 20] [--messages 5] [--seed 1] [--windows/--no-windows]``
+[--chats 20] [--messages 5] [--seed 1] [--windows/--no-windows] [--traffic]``
 """
 
 from __future__ import annotations
@@ -47,9 +47,11 @@ async def bench(args: argparse.Namespace) -> None:
         workdir = root / "windows"
         workdir.mkdir()
         w = await signal_loss_windows(
-            workdir, drops=args.drops, service_restarts=args.service_restarts, bot_restarts=args.bot_restarts
-        )
-        print("Signal loss window (no receive WebSocket attached; upstream drops every message meanwhile):")
+            workdir, drops=args.drops, service_restarts=args.service_restarts, bot_restarts=args.bot_restarts,
+            traffic=args.traffic,
+        )  # fmt: skip
+        busy = "a person writes after every reconnection" if args.traffic else "the bot idle between interruptions"
+        print(f"Signal loss window ({busy}; no receive WebSocket attached, upstream drops every message):")
         print(f"  after a WebSocket drop:            {Windows.describe(w.ws_drops)}")
         print(f"  after signal-cli-rest-api restart: {Windows.describe(w.service_restarts)} (from back up)")
         print(f"  after a bot restart (SIGKILL):     {Windows.describe(w.bot_restarts)} (from the kill)")
@@ -73,6 +75,7 @@ def main() -> None:
     p.add_argument("--drops", type=int, default=20)
     p.add_argument("--service-restarts", type=int, default=5)
     p.add_argument("--bot-restarts", type=int, default=5)
+    p.add_argument("--traffic", action=argparse.BooleanOptionalAction, default=False)
     asyncio.run(bench(p.parse_args()))
 
 

@@ -314,14 +314,21 @@ class Windows:
 
 
 async def signal_loss_windows(
-    workdir: Path, *, drops: int = 20, service_restarts: int = 5, bot_restarts: int = 5, seed: int = 1
+    workdir: Path,
+    *,
+    drops: int = 20,
+    service_restarts: int = 5,
+    bot_restarts: int = 5,
+    seed: int = 1,
+    traffic: bool = False,
 ) -> Windows:
     """Measure the gap with no attached WebSocket after each kind of interruption.
 
     Drop: the service closes the socket; gap = close → next attach. Service restart: the service is
     down ``0.5`` s; gap = back up → next attach (signal-cli fetches the backlog at start and drops
     it, so from "up" on every message is lost until the bot attaches). Bot restart: SIGKILL, start
-    again at once; gap = kill → next attach.
+    again at once; gap = kill → next attach. With ``traffic`` a person writes once after every
+    reconnection (a busy bot); without, the bot is idle between interruptions.
     """
     rng = random.Random(seed)
     windows = Windows()
@@ -335,6 +342,9 @@ async def signal_loss_windows(
             async def attached_after(t0: float, within: float = 120) -> float:
                 ok = await _wait(lambda: any(e == "attach" and t > t0 for e, t in fake.attach_log), within, 0.005)
                 t1 = min((t for e, t in fake.attach_log if e == "attach" and t > t0), default=time.monotonic())
+                if traffic:
+                    uid, number = signal_person(0)
+                    await fake.push_message(uid, number, "question c0m0: still there?")
                 return (t1 - t0) if ok else within
 
             await fake.wait_connected(within=60)
