@@ -48,12 +48,13 @@ async def bench(args: argparse.Namespace) -> None:
         workdir.mkdir()
         w = await signal_loss_windows(
             workdir, drops=args.drops, service_restarts=args.service_restarts, bot_restarts=args.bot_restarts,
-            traffic=args.traffic,
+            traffic=args.traffic, service_down=args.service_down,
         )  # fmt: skip
         busy = "a person writes after every reconnection" if args.traffic else "the bot idle between interruptions"
         print(f"Signal loss window ({busy}; no receive WebSocket attached, upstream drops every message):")
         print(f"  after a WebSocket drop:            {Windows.describe(w.ws_drops)}")
-        print(f"  after signal-cli-rest-api restart: {Windows.describe(w.service_restarts)} (from back up)")
+        restarts = Windows.describe(w.service_restarts)
+        print(f"  after signal-cli-rest-api restart: {restarts} (from back up, down {args.service_down:g} s)")
         print(f"  after a bot restart (SIGKILL):     {Windows.describe(w.bot_restarts)} (from the kill)")
         print(f"  raw: drops {[round(x, 2) for x in w.ws_drops]}", flush=True)
         service, bot = [round(x, 2) for x in w.service_restarts], [round(x, 2) for x in w.bot_restarts]
@@ -76,6 +77,7 @@ def main() -> None:
     p.add_argument("--service-restarts", type=int, default=5)
     p.add_argument("--bot-restarts", type=int, default=5)
     p.add_argument("--traffic", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument("--service-down", type=float, default=5.0, help="seconds signal-cli-rest-api is down per restart")
     asyncio.run(bench(p.parse_args()))
 
 

@@ -321,12 +321,14 @@ async def signal_loss_windows(
     bot_restarts: int = 5,
     seed: int = 1,
     traffic: bool = False,
+    service_down: float = 5.0,
 ) -> Windows:
     """Measure the gap with no attached WebSocket after each kind of interruption.
 
-    Drop: the service closes the socket; gap = close → next attach. Service restart: the service is
-    down ``0.5`` s; gap = back up → next attach (signal-cli fetches the backlog at start and drops
-    it, so from "up" on every message is lost until the bot attaches). Bot restart: SIGKILL, start
+    Drop: the service closes the socket; gap = close → next attach. Service restart: the service
+    is down ``service_down`` s (a signal-cli JVM takes seconds to start); gap = back up → next
+    attach (signal-cli fetches the backlog at start and drops it, so from "up" on every message
+    is lost until the bot attaches). Bot restart: SIGKILL, start
     again at once; gap = kill → next attach. With ``traffic`` a person writes once after every
     reconnection (a busy bot); without, the bot is idle between interruptions.
     """
@@ -355,7 +357,7 @@ async def signal_loss_windows(
                 windows.ws_drops.append(await attached_after(t0))
             for _ in range(service_restarts):
                 await asyncio.sleep(rng.uniform(0.2, 1.0))
-                await fake.restart(down_for=0.5)
+                await fake.restart(down_for=service_down)
                 up = next(t for e, t in reversed(fake.attach_log) if e == "up")
                 windows.service_restarts.append(await attached_after(up))
             for _ in range(bot_restarts):
