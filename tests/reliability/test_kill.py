@@ -68,6 +68,6 @@ async def test_an_unreadable_update_is_skipped_without_its_content_in_the_log(tm
             await bot.stop()
         assert tg.log(778).texts == [answer_for("c0m0")], "the next person is answered"
         assert all(u["update_id"] != poison for u in tg.pending_updates), "the offset moved past it"
-        leaks = no_content_in(tmp_path / "telegram.log", ["Lunch?", "User777", '"first_name": "Alice"'])
+        leaks = no_content_in(tmp_path / "telegram.log", ["Lunch?", "User777", "Alice", "anyone there"])
         assert leaks == [], "no message content in the log"
         assert (tmp_path / "telegram.log").stat().st_size < 200_000, "one log line, not a flood"
