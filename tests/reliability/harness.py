@@ -64,11 +64,13 @@ class Tally:
     stubs: int = 0
     kills: int = 0
     rounds: int = 0
+    dropped_upstream: int = 0
+    """Signal: messages signal-cli-rest-api dropped because no WebSocket was attached (never reached the bot)."""
     stub_samples: list[str] = field(default_factory=list)
 
     def add(self, other: Tally) -> None:
         """Sum ``other`` into this tally."""
-        for name in ("sent", "answered", "lost", "duplicated", "stubs", "kills", "rounds"):
+        for name in ("sent", "answered", "lost", "duplicated", "stubs", "kills", "rounds", "dropped_upstream"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.stub_samples.extend(other.stub_samples[: max(0, 5 - len(self.stub_samples))])
 
@@ -77,6 +79,7 @@ class Tally:
         return (
             f"rounds {self.rounds}, kills {self.kills}: sent {self.sent}, answered once {self.answered}, "
             f"lost {self.lost}, answered twice {self.duplicated}, stubs left visible {self.stubs}"
+            + (f" (lost upstream, no WebSocket attached: {self.dropped_upstream})" if self.dropped_upstream else "")
         )
 
 
@@ -294,6 +297,7 @@ async def signal_round(load: Load, workdir: Path, *, model_delay: float = 0.3) -
             await bot.stop()
         tally = count(expected, seen())
         tally.kills = rnd.kills
+        tally.dropped_upstream = len(fake.dropped)
         return tally
 
 
