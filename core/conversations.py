@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import unicodedata
 import uuid
 from collections.abc import AsyncIterator
 
@@ -16,12 +15,6 @@ from core.store.base import ConversationRecord, MessageRecord
 from core.types import Button, Notice, ReplyEvent
 
 TITLE_LENGTH = 48
-
-
-def clean_text(text: str) -> str:
-    """Normalise line ends and drop control characters (keeping newlines and tabs)."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return "".join(c for c in text if c in "\n\t" or unicodedata.category(c) != "Cc").strip()
 
 
 def short_title(text: str, limit: int = TITLE_LENGTH) -> str:

@@ -6,11 +6,11 @@ import dataclasses
 from collections.abc import AsyncIterator
 
 from core.commands import MENU
-from core.conversations import clean_text
 from core.i18n import Texts
 from core.registry import Registry
 from core.request import Request
 from core.services import Services
+from core.text import clean_text
 from core.types import Button, Notice, ReplyEvent
 
 INSTRUCTIONS_LIMIT = 2000

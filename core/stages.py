@@ -17,11 +17,12 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from core.access import new_user_status
 from core.admission import Admission
 from core.commands import Command
-from core.conversations import Conversations, clean_text
+from core.conversations import Conversations
 from core.registry import Registry
 from core.request import Request
 from core.services import Services
 from core.store.base import UserRecord
+from core.text import clean_text
 from core.types import Incoming, ReplyEvent
 
 log = logging.getLogger(__name__)

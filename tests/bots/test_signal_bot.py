@@ -348,6 +348,11 @@ def test_helpers() -> None:
 # --- the receive loop ---------------------------------------------------------------------------
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 11: signal-cli-rest-api drops frames while no WebSocket is attached (#834) and the fake "
+    "now does too; 'during' is lost until a durable upstream path recovers the gap",
+)
 async def test_websocket_drop_reconnects_without_losing_a_message(
     fake: FakeSignalServer, make_adapter: MakeAdapter, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from core.assistant import Assistant
-from core.conversations import clean_text, short_title
+from core.conversations import short_title
 from core.store.base import StoreError
 from core.store.memory import MemoryStore
+from core.text import clean_text
 from core.types import (
     AdminAlert,
     Attachment,
