@@ -25,9 +25,9 @@ from core import admin as admin_feature
 from core.access import AccessControl, new_user_status
 from core.catalogue import Catalogue
 from core.commands import MENU, Command, parse_command
-from core.context import ContextTooLarge, fit_context, turns_from_history
+from core.context import ContextTooLarge, build_context, turns_from_history
 from core.i18n import Texts
-from core.llm import Delta, ModelClient, ModelError, Stop, Usage
+from core.llm import Delta, ModelClient, ModelError, ModelEvent, Stop, Usage
 from core.metrics import Metrics
 from core.settings import Settings
 from core.store.base import (
@@ -50,6 +50,7 @@ from core.types import (
     StreamStart,
     TextDelta,
 )
+from core.window import length_marker_key, resolve_model, stream_fitted
 
 log = logging.getLogger(__name__)
 
@@ -619,17 +620,16 @@ class Assistant:
         self, msg: Incoming, user: UserRecord, lang: str, conv: ConversationRecord
     ) -> AsyncIterator[ReplyEvent]:
         model_name = user.model if user.model in self.settings.model_choices else self.settings.model
-        info = self.catalogue.get(model_name)
-        reply_budget = min(self.settings.reply_tokens, info.max_output_tokens)
+        info = await resolve_model(self.catalogue.get(model_name), self.model, self.settings.context_window)
+        reply_budget = min(self.settings.reply_tokens, info.max_output_tokens, info.context_window // 2)
         history = await self.store.get_messages(conv.id, last=HISTORY_LIMIT)
         turns = turns_from_history((m.role, m.content) for m in history if m.content)
         if not turns:
             yield self._notice(lang, "chat.retry_nothing")
             return
         try:
-            messages = fit_context(
-                self._system_prompt(user, lang, msg.chat.is_group), turns, info, reply_budget
-            )
+            system = self._system_prompt(user, lang, msg.chat.is_group)
+            messages = build_context(system, turns, info, reply_budget)
         except ContextTooLarge:
             yield self._notice(lang, "error.too_large")
             return
@@ -645,7 +645,13 @@ class Assistant:
         cancelled = False
         started = time.monotonic()
         try:
-            async for item in self._stream(model_name, messages, reply_budget, cancel):
+            def refit(window: int) -> tuple[list[dict[str, str]], int]:
+                smaller = dataclasses.replace(info, context_window=window)
+                budget = min(reply_budget, window // 4)
+                return build_context(system, turns, smaller, budget), budget
+
+            fitted = stream_fitted(self.model, model_name, messages, reply_budget, info.context_window, refit)
+            async for item in self._stream(fitted, cancel):
                 if isinstance(item, Delta):
                     if item.text:
                         if not text:
@@ -701,7 +707,10 @@ class Assistant:
         await self.store.add_usage(usage_record)
         if status == "ok" and stop is not None:
             # Complete as far as the model went; the person should know it stopped short.
-            marker = self.texts.get(lang, f"chat.stopped_{stop.reason}")
+            key = f"chat.stopped_{stop.reason}"
+            if stop.reason == "length":
+                key = length_marker_key(prompt_tokens, completion_tokens, reply_budget, info.context_window)
+            marker = self.texts.get(lang, key)
             yield FinalText(f"{text}\n\n_{marker}_", interrupted=True, streamed=True)
         elif status == "ok":
             yield FinalText(text, streamed=True)
@@ -733,15 +742,13 @@ class Assistant:
         ) else "bad_response"
         return self._notice(lang, f"error.{kind}", model=model)
 
-    async def _stream(
-        self, model: str, messages: list[dict[str, str]], max_tokens: int, cancel: asyncio.Event
-    ) -> AsyncIterator[Delta | Usage | Stop]:
+    async def _stream(self, events: AsyncIterator[ModelEvent], cancel: asyncio.Event) -> AsyncIterator[ModelEvent]:
         """The model's events, consumed in one task of their own so /cancel can stop them at once."""
         queue: asyncio.Queue[Any] = asyncio.Queue()
 
         async def pump() -> None:
             try:
-                async for item in self.model.stream(model, messages, max_tokens):
+                async for item in events:
                     queue.put_nowait(item)
                 queue.put_nowait(_END)
             except ModelError as e:
