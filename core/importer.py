@@ -21,7 +21,9 @@ from core.store.base import ConversationRecord, MessageRecord, Store
 from core.turn import Turn
 from core.types import Button, Notice, Progress, Reaction, ReplyEvent
 from core.whatsapp.archive import ImportRejected, read_export
+from core.whatsapp.dateorder import date_order_choice, date_order_note
 from core.whatsapp.parser import ParsedChat, parse_export
+from core.whatsapp.reread import swap_day_month
 from core.whatsapp.roles import RoleGuess, Transcript, detect_roles, to_turns
 
 if TYPE_CHECKING:
@@ -184,17 +186,18 @@ class WhatsAppImport:
         text = self._t(
             turn,
             "import.preview",
-            count=len(messages),
+            count=len(to_turns(pending.chat, roles).turns),  # what will be imported, deleted ones left out
             span=span,
             assistant=roles.assistant,
             user=roles.user or "?",
         )
-        buttons = (
+        choices: tuple[tuple[Button, ...], ...] = (
             (Button(self._t(turn, "import.yes_button"), "wa:yes"),),
             (Button(self._t(turn, "import.swap_button"), "wa:swap"),),
+            *date_order_choice(self.assistant.texts, turn.lang, pending.chat),
             (Button(self._t(turn, "import.cancel_button"), "wa:no"),),
         )
-        return Notice(text, buttons=buttons)
+        return Notice(text + date_order_note(self.assistant.texts, turn.lang, pending.chat), buttons=choices)
 
     async def on_button(self, turn: Turn, value: str) -> AsyncIterator[ReplyEvent]:
         self._expire()
@@ -214,6 +217,9 @@ class WhatsAppImport:
         elif action == "swap" and pending.roles.user is not None:
             roles = pending.roles.with_assistant(pending.roles.user)
             self._pending[key] = dataclasses.replace(pending, roles=roles)
+            yield self._ask(turn, self._pending[key])
+        elif action == "order":
+            self._pending[key] = dataclasses.replace(pending, chat=swap_day_month(pending.chat))
             yield self._ask(turn, self._pending[key])
         elif action == "yes" and pending.roles.assistant is not None:
             del self._pending[key]

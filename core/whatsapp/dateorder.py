@@ -16,6 +16,13 @@ import math
 import re
 from collections.abc import Sequence
 from datetime import date, datetime
+from typing import TYPE_CHECKING
+
+from core.types import Button
+
+if TYPE_CHECKING:
+    from core.i18n import Texts
+    from core.whatsapp.parser import ParsedChat
 
 _PHONE = re.compile(r"^\u200e?\+(\d{1,3})[\s\-\u00a0(]")
 _ENGLISH = re.compile(r"end-to-end encrypted|Media omitted|This message was deleted|image omitted|Missed voice", re.I)
@@ -78,3 +85,22 @@ def month_first_votes(
     if len(text_sample.split()) >= 40 and not _ENGLISH.search(text_sample):
         votes -= 0 if re.search(r"\b(the|and|you|is|to)\b", text_sample, re.I) else 1
     return votes
+
+
+def date_order_note(texts: Texts, lang: str, chat: ParsedChat) -> str:
+    """A line for the preview saying how the dates were read, when that was a guess ("" otherwise)."""
+    if not chat.date_order_ambiguous or chat.date_order == "ymd" or not chat.messages:
+        return ""
+    first = chat.messages[0].timestamp
+    months = texts.get(lang, "import.months").split(",")
+    example = f"{first.day} {months[first.month - 1].strip()} {first.year}"
+    key = "import13.read_month_first" if chat.date_order == "mdy" else "import13.read_day_first"
+    return "\n\n" + texts.get(lang, key, example=example)
+
+
+def date_order_choice(texts: Texts, lang: str, chat: ParsedChat) -> tuple[tuple[Button, ...], ...]:
+    """The preview button that reads the dates the other way round (none when they were not a guess)."""
+    if not chat.date_order_ambiguous or chat.date_order == "ymd" or not chat.messages:
+        return ()
+    key = "import13.flip_to_day_first" if chat.date_order == "mdy" else "import13.flip_to_month_first"
+    return ((Button(texts.get(lang, key), "wa:order"),),)
