@@ -17,7 +17,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -98,7 +98,7 @@ async def real_assistant(llama_server: str) -> AsyncIterator[Assistant]:
     await assistant.close()
 
 
-def answered(events: list[object]) -> bool:
+def answered(events: Sequence[object]) -> bool:
     """A real answer arrived (a base model's text is nonsense, but it is text), not an error."""
     finals = [e for e in events if isinstance(e, FinalText)]
     return bool(finals) and bool(finals[0].text.strip()) and not any(

@@ -28,6 +28,7 @@ what the model was sent::
         server.chat_requests[-1].messages       # the full context the model received
         server.chat_requests[-1].json           # the whole request body (model, stream_options, ...)
         server.chat_requests[-1].retry_count    # the client's x-stainless-retry-count header
+        server.lookups                          # GET /v1/models and /props requests (kept apart)
         server.request_count                    # chat requests so far (also with record=False)
         await server.wait_for_requests(2)       # until the 2nd chat request arrived (bound it with
                                                 # asyncio.timeout)
@@ -308,6 +309,7 @@ class FakeOpenAI:
         self.send_usage = send_usage
         self.record = record
         self.requests: list[RecordedRequest] = []
+        self.lookups: list[RecordedRequest] = []  # GET /v1/models and /props
         self.request_count = 0  # counts chat requests even when record=False
         # Streams the client abandoned before the end (seen while hanging or writing a chunk).
         self.disconnects = 0
@@ -381,6 +383,7 @@ class FakeOpenAI:
     def clear(self) -> None:
         """Forget recorded requests and queued behaviours."""
         self.requests.clear()
+        self.lookups.clear()
         self._queue.clear()
         self._models_queue.clear()
 
@@ -407,9 +410,12 @@ class FakeOpenAI:
         except (json.JSONDecodeError, UnicodeDecodeError):
             body = None
         if self.record:
-            self.requests.append(
-                RecordedRequest(request.method, request.path, {k.lower(): v for k, v in request.headers.items()}, body)
+            recorded = RecordedRequest(
+                request.method, request.path, {k.lower(): v for k, v in request.headers.items()}, body
             )
+            # Model look-ups (a client asking for the context window) are kept apart, so that
+            # ``requests`` stays the conversation with the model.
+            (self.lookups if request.method == "GET" else self.requests).append(recorded)
         return body
 
     def _disconnected(self) -> None:
