@@ -30,7 +30,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="ferry", description="Self-hosted AI assistant for Telegram and Signal."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("chat", help="chat with the assistant in the terminal")
+    from bots import console  # its terminal libraries load only when a chat starts
+
+    console.add_subcommand(sub)
     sub.add_parser("telegram", help="run the Telegram bot (TELEGRAM_BOT_TOKEN)")
     sub.add_parser("signal", help="run the Signal bot (SIGNAL_SERVICE, SIGNAL_PHONE_NUMBER)")
     import_cli.add_subcommand(sub)
@@ -62,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "chat":
             from bots import console
 
-            asyncio.run(console.run(settings))
+            asyncio.run(console.run(settings, user=args.user))
         elif args.command == "telegram":
             _require(TELEGRAM_BOT_TOKEN=settings.telegram_bot_token)
             from bots.telegram import process as telegram_process

@@ -66,6 +66,8 @@ async def run(args: argparse.Namespace, settings: Settings, out: TextIO = sys.st
         if args.assistant not in chat.senders:
             print(f"ferry: {args.assistant!r} is not a sender; senders: {', '.join(chat.senders)}", file=sys.stderr)
             return EXIT_BAD_INPUT
+        if name in (roles.assistant, "WhatsApp"):  # the file name did not carry the chat's name
+            name = args.assistant
         roles = roles.with_assistant(args.assistant)
     elif roles.assistant is None or roles.needs_question:
         print(

@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from core.catalogue import ModelInfo
-from core.context import ContextTooLarge, fit_context, turns_from_history
-from core.llm import Delta, ModelClient, ModelError, Stop, Usage
+from core.context import ContextTooLarge, build_context, turns_from_history
+from core.llm import Delta, ModelClient, ModelError, ModelEvent, Stop, Usage
 from core.metrics import Metrics
 from core.registry import Registry
 from core.request import Request
@@ -26,6 +26,7 @@ from core.services import Services
 from core.store.base import ConversationRecord, MessageRecord, UsageRecord, UserRecord
 from core.tokens import count_message_tokens, count_tokens
 from core.types import FinalText, Notice, PartialAnswer, ReplyEvent, StreamStart
+from core.window import Refit, length_marker_key, resolve_model, stream_fitted
 
 log = logging.getLogger(__name__)
 
@@ -78,16 +79,20 @@ class Answerer:
     async def answer(self, request: Request, conv: ConversationRecord) -> AsyncIterator[ReplyEvent]:
         """Answer the conversation's last message: stream it, store it, account it."""
         model_name = self.model_name(request.user)
-        info = self._s.catalogue.get(model_name)
-        reply_budget = min(self._s.settings.reply_tokens, info.max_output_tokens)
-        messages = await self._context(request, conv, info, reply_budget)
-        if isinstance(messages, Notice):
-            yield messages
+        settings = self._s.settings
+        info = await resolve_model(self._s.catalogue.get(model_name), self._model, settings.context_window)
+        reply_budget = min(settings.reply_tokens, info.max_output_tokens, info.context_window // 2)
+        fitted = await self._context(request, conv, info, reply_budget)
+        if isinstance(fitted, Notice):
+            yield fitted
             return
+        messages, refit = fitted
         yield StreamStart()
         outcome = _Outcome()
         started = time.monotonic()
-        async for partial in self._generate(str(request.msg.chat), model_name, messages, reply_budget, outcome):
+        # A provider that still says "too large" gets one harder-trimmed try (core/window.py).
+        events = stream_fitted(self._model, model_name, messages, reply_budget, info.context_window, refit)
+        async for partial in self._generate(str(request.msg.chat), model_name, events, outcome):
             yield partial
         if not outcome.text and (outcome.failure is not None or outcome.cancelled):
             yield self._nothing(request.lang, outcome, model_name, conv)
@@ -96,22 +101,31 @@ class Answerer:
         self._metrics.model_duration.labels(model_name).observe(time.monotonic() - started)
         if outcome.failure is not None:
             log.warning("model %s broke off for conversation %s: %s", model_name, conv.id, outcome.failure)
-        yield self._final(request.lang, outcome)
+        yield self._final(request.lang, outcome, usage, reply_budget, info.context_window)
         for hook in self._registry.answer_hooks:
             async for event in hook(request, usage):
                 yield event
 
     async def _context(
         self, request: Request, conv: ConversationRecord, info: ModelInfo, reply_budget: int
-    ) -> list[dict[str, str]] | Notice:
+    ) -> tuple[list[dict[str, str]], Refit] | Notice:
+        """The messages for the model (roles alternating, fitted to the window) and how to refit them smaller."""
         history = await self._s.store.get_messages(conv.id, last=HISTORY_LIMIT)
         turns = turns_from_history((m.role, m.content) for m in history if m.content)
         if not turns:
             return self._s.notice(request.lang, "chat.retry_nothing")
+        system = self.system_prompt(request)
         try:
-            return fit_context(self.system_prompt(request), turns, info, reply_budget)
+            messages = build_context(system, turns, info, reply_budget)
         except ContextTooLarge:
             return self._s.notice(request.lang, "error.too_large")
+
+        def refit(window: int) -> tuple[list[dict[str, str]], int]:
+            smaller = dataclasses.replace(info, context_window=window)
+            budget = min(reply_budget, window // 4)
+            return build_context(system, turns, smaller, budget), budget
+
+        return messages, refit
 
     def system_prompt(self, request: Request) -> str:
         """The operator's prompt, today's date, and the person's own instructions."""
@@ -129,14 +143,14 @@ class Answerer:
         return "\n\n".join(parts)
 
     async def _generate(
-        self, chat: str, model: str, messages: list[dict[str, str]], max_tokens: int, outcome: _Outcome
+        self, chat: str, model: str, events: AsyncIterator[ModelEvent], outcome: _Outcome
     ) -> AsyncIterator[PartialAnswer]:
         """The answer so far after each new piece; the end of the stream is left in ``outcome``."""
         cancel = asyncio.Event()
         self._cancels[chat] = cancel
         started = time.monotonic()
         try:
-            async for item in self._stream(model, messages, max_tokens, cancel):
+            async for item in self._stream(events, cancel):
                 if isinstance(item, Delta):
                     if item.text:
                         if not outcome.text:
@@ -198,29 +212,30 @@ class Answerer:
         await self._s.store.add_usage(usage)
         return usage
 
-    def _final(self, lang: str, outcome: _Outcome) -> FinalText:
+    def _final(self, lang: str, outcome: _Outcome, usage: UsageRecord, max_tokens: int, window: int) -> FinalText:
         """The answer as delivered: marked when it stopped short, was cut off or broke off."""
         texts = self._s.texts
         if outcome.status == "ok" and outcome.stop is None:
             return FinalText(outcome.text, streamed=True)
         if outcome.status == "ok" and outcome.stop is not None:
             # Complete as far as the model went; the person should know it stopped short.
-            marker = texts.get(lang, f"chat.stopped_{outcome.stop.reason}")
+            key = f"chat.stopped_{outcome.stop.reason}"
+            if outcome.stop.reason == "length":  # its own budget ran out, or the whole window filled up
+                key = length_marker_key(usage.prompt_tokens, usage.completion_tokens, max_tokens, window)
+            marker = texts.get(lang, key)
         elif outcome.failure is not None:
             marker = texts.get(lang, "chat.cut_off_error", reason=texts.get(lang, "error.interrupted"))
         else:
             marker = texts.get(lang, "chat.cut_off")
         return FinalText(f"{outcome.text}\n\n_{marker}_", interrupted=True, streamed=True)
 
-    async def _stream(
-        self, model: str, messages: list[dict[str, str]], max_tokens: int, cancel: asyncio.Event
-    ) -> AsyncIterator[Delta | Usage | Stop]:
+    async def _stream(self, events: AsyncIterator[ModelEvent], cancel: asyncio.Event) -> AsyncIterator[ModelEvent]:
         """The model's events, consumed in one task of their own so /cancel can stop them at once."""
         queue: asyncio.Queue[Any] = asyncio.Queue()
 
         async def pump() -> None:
             try:
-                async for item in self._model.stream(model, messages, max_tokens):
+                async for item in events:
                     queue.put_nowait(item)
                 queue.put_nowait(_END)
             except ModelError as e:

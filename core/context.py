@@ -49,15 +49,19 @@ def turns_from_history(messages: Iterable[tuple[str, str]]) -> list[ChatTurn]:
     """Pair ``(role, content)`` history into turns.
 
     Consecutive user messages are joined (with a blank line) into one turn, an assistant
-    message closes the turn it answers, and an assistant message with no question before it
-    (such as a greeting) is kept as a turn with an empty user text. System messages are skipped:
-    the system prompt is passed to :func:`fit_context` separately.
+    message closes the turn it answers, consecutive assistant messages (common in an imported
+    WhatsApp chat) are joined into one answer, and an assistant message with no question before
+    it (such as a greeting) is kept as a turn with an empty user text. System messages are
+    skipped: the system prompt is passed to :func:`fit_context` separately.
     """
     turns: list[ChatTurn] = []
     pending: list[str] = []
     for role, content in messages:
         if role == "user":
             pending.append(content)
+        elif role == "assistant" and not pending and turns and turns[-1].assistant is not None:
+            # Strict chat templates reject two assistant messages in a row: one answer it is.
+            turns[-1] = ChatTurn(turns[-1].user, f"{turns[-1].assistant}\n\n{content}")
         elif role == "assistant":
             turns.append(ChatTurn(user="\n\n".join(pending), assistant=content))
             pending = []
@@ -107,3 +111,43 @@ def fit_context(
         else:
             hi = mid - 1
     return messages_keeping(lo)
+
+
+EARLIER_ANSWER = "Earlier in this conversation you wrote:"
+"""Introduces an answer that has no question before it, when it is folded into the system prompt."""
+
+
+def alternate(messages: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
+    """The same conversation with roles strictly alternating, as strict chat templates demand.
+
+    llama.cpp ``--jinja``, vLLM and many Gemma and Mistral templates raise unless the messages are
+    one optional system message, then user, assistant, user, ... . So: every system message is
+    joined into one, first; runs of one role are joined with a blank line; and an answer that
+    opens the conversation (an imported greeting, or the oldest kept turn) is folded into the
+    system message, since no template accepts an assistant message before the first user one.
+    """
+    systems = [m["content"] for m in messages if m["role"] == "system" and m["content"]]
+    body: list[dict[str, str]] = []
+    for m in messages:
+        if m["role"] == "system":
+            continue
+        if body and body[-1]["role"] == m["role"]:
+            body[-1] = {"role": m["role"], "content": f"{body[-1]['content']}\n\n{m['content']}"}
+        else:
+            body.append({"role": m["role"], "content": m["content"]})
+    if body and body[0]["role"] == "assistant" and len(body) > 1:
+        systems.append(f"{EARLIER_ANSWER}\n{body.pop(0)['content']}")
+    head = [{"role": "system", "content": "\n\n".join(systems)}] if systems else []
+    return head + body
+
+
+def build_context(
+    system: str,
+    turns: Sequence[ChatTurn],
+    model: ModelInfo,
+    reply_budget: int,
+    count: Counter | None = None,
+) -> list[dict[str, str]]:
+    """:func:`fit_context`, then :func:`alternate`: what is sent is what was counted."""
+    counter = count if count is not None else counter_for(model.name)
+    return alternate(fit_context(system, turns, model, reply_budget, lambda ms: counter(alternate(ms))))

@@ -23,7 +23,9 @@ from core.services import Services
 from core.store.base import ConversationRecord, MessageRecord, Store
 from core.types import Button, Notice, Progress, Reaction, ReplyEvent
 from core.whatsapp.archive import ImportRejected, read_export
+from core.whatsapp.dateorder import date_order_choice, date_order_note
 from core.whatsapp.parser import ParsedChat, parse_export
+from core.whatsapp.reread import swap_day_month
 from core.whatsapp.roles import RoleGuess, Transcript, detect_roles, to_turns
 
 log = logging.getLogger(__name__)
@@ -171,17 +173,18 @@ class WhatsAppImport:
         text = self._t(
             request,
             "import.preview",
-            count=len(messages),
+            count=len(to_turns(pending.chat, roles).turns),  # what will be imported, deleted ones left out
             span=DateSpan(messages[0].timestamp.date(), messages[-1].timestamp.date()),
             assistant=roles.assistant,
             user=roles.user or "?",
         )
-        buttons = (
+        choices: tuple[tuple[Button, ...], ...] = (
             (Button(self._t(request, "import.yes_button"), "wa:yes"),),
             (Button(self._t(request, "import.swap_button"), "wa:swap"),),
+            *date_order_choice(self._s.texts, request.lang, pending.chat),
             (Button(self._t(request, "import.cancel_button"), "wa:no"),),
         )
-        return Notice(text, buttons=buttons)
+        return Notice(text + date_order_note(self._s.texts, request.lang, pending.chat), buttons=choices)
 
     async def on_button(self, request: Request, value: str) -> AsyncIterator[ReplyEvent]:
         self._expire()
@@ -201,6 +204,9 @@ class WhatsAppImport:
         elif action == "swap" and pending.roles.user is not None:
             roles = pending.roles.with_assistant(pending.roles.user)
             self._pending[key] = dataclasses.replace(pending, roles=roles)
+            yield self._ask(request, self._pending[key])
+        elif action == "order":
+            self._pending[key] = dataclasses.replace(pending, chat=swap_day_month(pending.chat))
             yield self._ask(request, self._pending[key])
         elif action == "yes" and pending.roles.assistant is not None:
             del self._pending[key]

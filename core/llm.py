@@ -228,6 +228,7 @@ class OpenAIModelClient:
         concurrency: int = DEFAULT_CONCURRENCY,
     ) -> None:
         self.chunk_timeout = chunk_timeout
+        self._windows: dict[str, int | None] = {}
         self._slots = asyncio.Semaphore(concurrency)
         timeout = httpx2.Timeout(chunk_timeout, connect=connect_timeout)
         if http_client is None:
@@ -276,6 +277,14 @@ class OpenAIModelClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+    async def context_window(self, model: str) -> int | None:
+        """The window in tokens the server reports for ``model``, or None; asked once (never raises)."""
+        if model not in self._windows:
+            from core.window import ask_window  # window.py builds on this module
+
+            self._windows[model] = await ask_window(self._client, model, self.chunk_timeout)
+        return self._windows[model]
 
     async def list_models(self) -> list[str]:
         """The model ids from ``GET /v1/models``; raises :class:`ModelError` on failure."""
@@ -364,7 +373,15 @@ class OpenAIModelClient:
         finally:
             await response.close()
         if chunks == 0:
-            # Not even the opening chunk: a server that ignored stream=True, or sent no events.
+            # Not even the opening chunk. llama-cpp-python's server answers a streamed request it
+            # cannot serve (bad roles, prompt over the window) so, giving the reason only in its
+            # log; the same request without streaming gets the real error, so ask once that way.
+            probe = {**params, "stream": False, _token_limit_param(model): 1}
+            del probe["stream_options"]
+            try:
+                await self._client.post("/chat/completions", body=probe, cast_to=object)
+            except openai.OpenAIError as exc:
+                raise classify(exc) from exc
             raise ModelError("bad_response", "the provider answered without a single streamed chunk")
         if stopped is not None:
             yield stopped

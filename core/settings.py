@@ -32,6 +32,7 @@ class Settings:
     models: tuple[str, ...] = ()
     system_prompt: str = ""
     reply_tokens: int = 2048
+    context_window: int | None = None  # tokens; None: the catalogue's, else what the server says
     model_connect_timeout: float = 10.0
     model_chunk_timeout: float = 60.0
     model_retries: int = 2
@@ -105,6 +106,7 @@ class Settings:
             models=_list(v.get("FERRY_MODELS")),
             system_prompt=v.get("FERRY_SYSTEM_PROMPT", ""),
             reply_tokens=_int(v, "FERRY_REPLY_TOKENS", 2048, low=16),
+            context_window=_int(v, "FERRY_CONTEXT_WINDOW", 0, low=0) or None,
             model_connect_timeout=_float(v, "FERRY_MODEL_CONNECT_TIMEOUT", 10.0),
             model_chunk_timeout=_float(v, "FERRY_MODEL_CHUNK_TIMEOUT", 60.0),
             model_retries=_int(v, "FERRY_MODEL_RETRIES", 2, low=0),

@@ -115,7 +115,10 @@ def export_markdown(doc: dict[str, Any], texts: Texts, lang: str) -> str:
             if m["role"] == "user":
                 who = texts.get(lang, "export.md_you")
             elif m["role"] == "assistant":
-                who = texts.get(lang, "export.md_assistant", model=m["model"] or "")
+                # Imported answers have no model: "Assistant", never "Assistant ()".
+                who = texts.get(lang, "export.md_assistant", model=m["model"]) if m["model"] else texts.get(
+                    lang, "import13.md_assistant"
+                )
             else:
                 who = m["role"]
             if m["status"] in ("interrupted", "cancelled"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -15,6 +16,10 @@ from core.settings import Settings
 from core.store.base import Store
 from core.store.memory import MemoryStore
 from tests.fakes.openai_server import FakeOpenAI
+
+# The Telegram bot opts in to PTB's timedelta retry_after when it starts (bots.telegram_bot.run);
+# the tests drive the application without run(), so they opt in here, as production does.
+os.environ.setdefault("PTB_TIMEDELTA", "1")
 
 MakeAssistant = Callable[..., Awaitable[Assistant]]
 

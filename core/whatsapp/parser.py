@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from core.whatsapp.dateorder import month_first_votes
+
 DateOrder = Literal["dmy", "mdy", "ymd"]
 Platform = Literal["android", "ios"]
 MediaKind = Literal["image", "video", "audio", "voice", "sticker", "gif", "document", "contact", "view_once", "media"]
@@ -329,11 +331,13 @@ def _style(br: str | None, end: str) -> str:
     return "dash" if end.strip() in ("-", "–") else "colon"
 
 
-def _decide_order(blocks: list[_Block], hint: DateOrder | None, default: DateOrder) -> tuple[DateOrder, bool]:
+def _decide_order(
+    blocks: list[_Block], hint: DateOrder | None, default: DateOrder | None, not_after: datetime | None = None
+) -> tuple[DateOrder, bool]:
     if hint is not None:
         return hint, False
     if not blocks:
-        return default, True
+        return default or "dmy", True
     four_first = sum(1 for b in blocks if len(b.fields[0]) >= 3)
     if four_first * 2 > len(blocks):
         return "ymd", False
@@ -345,7 +349,8 @@ def _decide_order(blocks: list[_Block], hint: DateOrder | None, default: DateOrd
         return "mdy", False
     if first_big and second_big:  # stray spoofed lines: trust the majority, but say so
         return ("dmy" if first_big >= second_big else "mdy"), True
-    # No day above 12 anywhere: prefer the order under which dates run forward more often.
+    # No day above 12 anywhere: prefer the order under which dates run forward more often,
+    # then every other signal the file has (see core.whatsapp.dateorder).
     back = {"dmy": 0, "mdy": 0}
     prev: dict[str, tuple[int, int, int]] = {}
     for b in blocks:
@@ -354,9 +359,14 @@ def _decide_order(blocks: list[_Block], hint: DateOrder | None, default: DateOrd
             if order in prev and key < prev[order]:
                 back[order] += 1
             prev[order] = key
-    if back["dmy"] != back["mdy"]:
-        return ("dmy" if back["dmy"] < back["mdy"] else "mdy"), True
-    return default, True
+    votes = 0 if back["dmy"] == back["mdy"] else (6 if back["dmy"] > back["mdy"] else -6)
+    sample = [b.raw_rest for b in blocks[:300]]
+    votes += month_first_votes(
+        [(int(b.fields[0]), int(b.fields[1]), _year(b.fields[2])) for b in blocks],
+        [b.fields[6] for b in blocks], sample, "\n".join(sample), not_after,
+    )
+    votes += {"mdy": 3, "dmy": -3}.get(default or "", 0)
+    return ("mdy" if votes > 0 else "dmy" if votes < 0 else default or "dmy"), True
 
 
 def _year(text: str) -> int:
@@ -519,11 +529,16 @@ def _build(block: _Block, ts: datetime, platform: Platform, names: dict[str, str
     return Message(ts, sender, text, edited=edited, line=block.line)
 
 
-def parse_export(text: str, *, date_order: DateOrder | None = None, default_order: DateOrder = "dmy") -> ParsedChat:
+def parse_export(
+    text: str, *, date_order: DateOrder | None = None, default_order: DateOrder | None = None,
+    not_after: datetime | None = None,
+) -> ParsedChat:
     """Parse the decoded text of an export.
 
     ``date_order`` forces the order (for example after the user confirmed a preview);
-    ``default_order`` is used only when the file gives no evidence at all.
+    ``default_order`` (the person's locale, when known) weighs as much as the file's strongest
+    signals and decides a tie (day first when not given); ``not_after`` is the
+    file's own time (no message can be later), which helps decide an ambiguous order.
     """
     if "\r" in text and "\n" not in text:
         text = text.replace("\r", "\n")  # bare CR line ends; CRLF is handled per line below
@@ -550,7 +565,7 @@ def parse_export(text: str, *, date_order: DateOrder | None = None, default_orde
     style_counts = Counter(b.style for b in blocks)
     style = style_counts.most_common(1)[0][0] if blocks else None
     platform: Platform | None = None if style is None else ("android" if style == "dash" else "ios")
-    order, ambiguous = _decide_order([b for b in blocks if b.style == style], date_order, default_order)
+    order, ambiguous = _decide_order([b for b in blocks if b.style == style], date_order, default_order, not_after)
     clock = _Clock(order)
 
     messages: list[Message] = []

@@ -28,6 +28,7 @@ what the model was sent::
         server.chat_requests[-1].messages       # the full context the model received
         server.chat_requests[-1].json           # the whole request body (model, stream_options, ...)
         server.chat_requests[-1].retry_count    # the client's x-stainless-retry-count header
+        server.lookups                          # GET /v1/models and /props requests (kept apart)
         server.request_count                    # chat requests so far (also with record=False)
         await server.wait_for_requests(2)       # until the 2nd chat request arrived (bound it with
                                                 # asyncio.timeout)
@@ -43,6 +44,27 @@ Usage is reported as the real API does: in streams only when the request asks fo
 ``stream_options.include_usage`` (one last chunk with ``"choices": []``); counts are estimated
 (about one token per four characters) unless fixed by ``Usage``; ``send_usage=False`` (per reply
 or per server) imitates servers that never report usage.
+
+Real model servers (``shared/research/local-model.md``) are modelled by constructor options:
+
+* ``context_window=N``: a prompt over N tokens (the fake's estimate below) gets OpenAI's 400
+  ``context_length_exceeded`` "maximum context length is N tokens" (also what vLLM and
+  llama-cpp-python send); an answer that would overflow the window stops there with
+  ``finish_reason: "length"``, as llama.cpp does (``llama_cpp/llama.py`` clamps ``max_tokens`` to
+  ``n_ctx - len(prompt)``).
+* ``strict_roles=True``: a chat template that demands user/assistant alternation after an
+  optional first system message, as Gemma's and Mistral's do under llama.cpp ``--jinja`` and vLLM
+  (the Jinja ``raise_exception('Conversation roles must alternate user/assistant/user/assistant/...')``),
+  answered with 400 like vLLM's ``serving_chat.py``.
+* ``reports``: where the window is published. ``"openai"``: nowhere. ``"llama.cpp"``:
+  ``GET /props`` ``default_generation_settings.n_ctx`` and ``meta.n_ctx_train`` in ``/v1/models``
+  (llama.cpp ``tools/server/server.cpp``). ``"vllm"``: ``max_model_len`` in ``/v1/models``
+  (vllm ``entrypoints/openai/protocol.py`` ``ModelCard``). ``"openrouter"``: ``context_length``
+  in ``/v1/models`` (openrouter.ai/docs/api-reference/list-available-models).
+* ``chars_per_token=3``: count tokens as a tokenizer that splits finer than Ferry's estimate.
+* ``empty_stream_failures=True``: llama-cpp-python's server, which answers a streamed request it
+  cannot serve with HTTP 200 and an empty event stream (no error event, no ``[DONE]``); the same
+  request without streaming gets the proper error.
 
 A pytest fixture::
 
@@ -61,6 +83,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 import math
@@ -268,7 +291,17 @@ class FakeOpenAI:
         send_usage: bool = True,
         record: bool = True,
         port: int = 0,
+        context_window: int | None = None,
+        strict_roles: bool = False,
+        reports: str = "openai",
+        empty_stream_failures: bool = False,
+        chars_per_token: int = 4,
     ) -> None:
+        self.chars_per_token = chars_per_token
+        self.context_window = context_window
+        self.strict_roles = strict_roles
+        self.reports = reports
+        self.empty_stream_failures = empty_stream_failures
         self.models = list(models)
         self.chunk_size = chunk_size
         self.delay_first_chunk = delay_first_chunk
@@ -276,6 +309,7 @@ class FakeOpenAI:
         self.send_usage = send_usage
         self.record = record
         self.requests: list[RecordedRequest] = []
+        self.lookups: list[RecordedRequest] = []  # GET /v1/models and /props
         self.request_count = 0  # counts chat requests even when record=False
         # Streams the client abandoned before the end (seen while hanging or writing a chunk).
         self.disconnects = 0
@@ -294,6 +328,7 @@ class FakeOpenAI:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/props", self._props)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self._port)
@@ -348,6 +383,7 @@ class FakeOpenAI:
     def clear(self) -> None:
         """Forget recorded requests and queued behaviours."""
         self.requests.clear()
+        self.lookups.clear()
         self._queue.clear()
         self._models_queue.clear()
 
@@ -374,9 +410,12 @@ class FakeOpenAI:
         except (json.JSONDecodeError, UnicodeDecodeError):
             body = None
         if self.record:
-            self.requests.append(
-                RecordedRequest(request.method, request.path, {k.lower(): v for k, v in request.headers.items()}, body)
+            recorded = RecordedRequest(
+                request.method, request.path, {k.lower(): v for k, v in request.headers.items()}, body
             )
+            # Model look-ups (a client asking for the context window) are kept apart, so that
+            # ``requests`` stays the conversation with the model.
+            (self.lookups if request.method == "GET" else self.requests).append(recorded)
         return body
 
     def _disconnected(self) -> None:
@@ -388,7 +427,45 @@ class FakeOpenAI:
         if self._models_queue:
             return self._error_response(self._models_queue.popleft())
         data = [{"id": m, "object": "model", "created": 0, "owned_by": "ferry-fake"} for m in self.models]
+        window = self.context_window
+        for entry in data:
+            if self.reports == "llama.cpp":
+                entry["meta"] = {"n_ctx_train": 32768, "n_vocab": 262144}
+            elif self.reports == "vllm" and window:
+                entry["max_model_len"] = window
+            elif self.reports == "openrouter" and window:
+                entry["context_length"] = window
+                entry["top_provider"] = {"context_length": window, "max_completion_tokens": None}
         return web.json_response({"object": "list", "data": data})
+
+    async def _props(self, request: web.Request) -> web.StreamResponse:
+        await self._record(request)
+        if self.reports != "llama.cpp":
+            return web.Response(status=404, text="File Not Found")
+        settings = {"n_ctx": self.context_window or 4096, "temperature": 0.8}
+        return web.json_response({"default_generation_settings": settings, "total_slots": 1})
+
+    def _refusal(self, body: dict[str, Any]) -> Error | None:
+        """What a real server's chat template or context check says about this request, if anything."""
+        messages = [m for m in body["messages"] if isinstance(m, dict)]
+        if self.strict_roles:
+            rest = messages[1:] if messages and messages[0].get("role") == "system" else messages
+            for i, m in enumerate(rest):
+                if m.get("role") != ("user" if i % 2 == 0 else "assistant"):
+                    return Error(400, "Conversation roles must alternate user/assistant/user/assistant/...",
+                                 type="BadRequestError", code=None)
+        if self.context_window is not None:
+            prompt = self._prompt_tokens(messages)
+            if prompt > self.context_window:
+                return Error.context_length_exceeded(self.context_window, prompt)
+        return None
+
+    def _tokens(self, text: str) -> int:
+        return math.ceil(len(text) / self.chars_per_token)
+
+    def _prompt_tokens(self, messages: list[Any]) -> int:
+        """The prompt's size as this server counts it (a real tokenizer may count more than Ferry's estimate)."""
+        return sum(3 + self._tokens(_message_text(m)) for m in messages if isinstance(m, dict)) + 3
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)
@@ -396,7 +473,18 @@ class FakeOpenAI:
         self._changed.set()
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             return self._error_response(Error(400, "'messages' is a required property", code=None, param="messages"))
+        refusal = self._refusal(body)
+        if refusal is not None:
+            if body.get("stream") and self.empty_stream_failures:
+                return web.Response(status=200, content_type="text/event-stream", body=b"")
+            return self._error_response(refusal)
         behaviour = self._queue.popleft() if self._queue else Reply(default_reply_text(body["messages"]))
+        if self.context_window is not None and isinstance(behaviour, Reply):
+            room = max(self.context_window - self._prompt_tokens(body["messages"]), 0)
+            limit = body.get("max_tokens") or body.get("max_completion_tokens")
+            room = (min(room, limit) if isinstance(limit, int) else room) * self.chars_per_token
+            if len(behaviour.text) > room:  # llama.cpp stops at max_tokens or where the window is full
+                behaviour = dataclasses.replace(behaviour, text=behaviour.text[:room], finish_reason="length")
         if isinstance(behaviour, Error):
             return self._error_response(behaviour)
         delay = self.delay_first_chunk if behaviour.first_chunk_delay is None else behaviour.first_chunk_delay
@@ -432,8 +520,8 @@ class FakeOpenAI:
         if fixed is not None:
             prompt, completion = fixed.prompt_tokens, fixed.completion_tokens
         else:
-            prompt = sum(3 + estimate_tokens(_message_text(m)) for m in messages if isinstance(m, dict)) + 3
-            completion = estimate_tokens(reply.text)
+            prompt = self._prompt_tokens(messages)
+            completion = self._tokens(reply.text)
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
     @staticmethod
