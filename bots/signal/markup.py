@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bots.rendering import utf16_offsets
 from bots.signal.render import BOLD, ITALIC, MONOSPACE, SPOILER, STRIKETHROUGH
 
 # signal-cli-rest-api's "styled" text mode (utils/textstyleparser.go, 0.96 and later): a
@@ -28,12 +29,7 @@ def _escape(text: str) -> str:
 
 def _index_ranges(text: str, styles: Sequence[str]) -> list[_Range]:
     """The ranges as string indexes, properly nested (a range crossing another is left out)."""
-    index_of: dict[int, int] = {}
-    units = 0
-    for i, ch in enumerate(text):
-        index_of[units] = i
-        units += 2 if ord(ch) > 0xFFFF else 1
-    index_of[units] = len(text)
+    index_of = {units: i for i, units in enumerate(utf16_offsets(text))}
     ranges: list[_Range] = []
     for spec in styles:
         start_s, length_s, style = spec.split(":", 2)
