@@ -2,8 +2,8 @@
 
 The person at the terminal can read the data folder anyway, so they are an admin here.
 In a terminal, lines are read with prompt_toolkit (editing, history, pastes of any length),
-answers are rendered as Markdown with rich behind a "thinking…" line, Ctrl+C stops an answer
-(and leaves at an empty prompt), Ctrl+D leaves. With piped input and output it reads lines and
+answers are rendered by the messengers' own renderer (bots/rendering) as rich text behind a
+"thinking…" line, Ctrl+C stops an answer (and leaves at an empty prompt), Ctrl+D leaves. With piped input and output it reads lines and
 writes plain text, so scripts can drive it. Log lines go to a file in the data folder.
 """
 
@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from bots.rendering import render_terminal, rich_styles
 from core.app import build_assistant
 from core.assistant import Assistant
 from core.i18n import Texts
@@ -68,6 +69,17 @@ def for_terminal(texts: Texts, text: str) -> str:
         cancel_line = texts.get(lang, "help.line", command="cancel", description=texts.raw(lang, "cmd.cancel"))
         if texts.raw(lang, "help.header") in text:  # Ctrl+C stops an answer here; /cannot be typed then
             text = text.replace(cancel_line + "\n", "")
+    return text
+
+
+def styled_for_terminal(markdown: str) -> Any:
+    """``markdown`` as a rich ``Text``, through the same renderer the messengers use (bots/rendering)."""
+    from rich.text import Text
+
+    styled = render_terminal(markdown)
+    text = Text(styled.text)
+    for start, end, style in rich_styles(styled):
+        text.stylize(style, start, end)
     return text
 
 
@@ -140,9 +152,7 @@ class Console:
         if self._rich is None:
             self._write(text + "\n\n")
             return
-        from rich.markdown import Markdown
-
-        self._rich.print(Markdown(text))
+        self._rich.print(styled_for_terminal(text))
         self._rich.print()
 
     def _show_notice(self, text: str, rows: tuple[tuple[Button, ...], ...]) -> None:
@@ -203,18 +213,14 @@ class _Answer:
 
     def update(self, text: str) -> None:
         if self.live is not None:
-            from rich.markdown import Markdown
-
-            self.live.update(Markdown(text))
+            self.live.update(styled_for_terminal(text))
         else:
             self.console._write(text[self.shown:])
         self.shown = len(text)
 
     def finish(self, text: str, streamed: bool) -> None:
         if self.live is not None:
-            from rich.markdown import Markdown
-
-            self.live.update(Markdown(text), refresh=True)
+            self.live.update(styled_for_terminal(text), refresh=True)
             self.stop()
             self.console._rich.print()
             return
