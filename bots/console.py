@@ -4,7 +4,8 @@ The person at the terminal can read the data folder anyway, so they are an admin
 In a terminal, lines are read with prompt_toolkit (editing, history, pastes of any length),
 answers are rendered by the messengers' own renderer (bots/rendering) as rich text behind a
 "thinking…" line, Ctrl+C stops an answer (and leaves at an empty prompt), Ctrl+D leaves.
-With piped input and output it reads lines and writes plain text, so scripts can drive it. Log lines go to a file in the data folder.
+With piped input and output it reads lines and writes plain text, so scripts can drive it. Log
+lines go to a file in the data folder.
 """
 
 from __future__ import annotations
