@@ -10,7 +10,7 @@ import asyncio
 import logging
 from typing import Any
 
-from telegram import BotCommand, Update
+from telegram import BotCommand, CallbackQuery, Update
 from telegram.error import TelegramError
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
@@ -111,6 +111,7 @@ class TelegramBot:
             await query.answer()
         except TelegramError as exc:
             log.info("could not answer callback query: %s", exc)
+        await retire_keyboard(query)
         await self.serve(context.application, reply, target)
 
     async def serve(self, app: Application[Any, Any, Any, Any, Any, Any], reply: Reply, target: Target) -> None:
@@ -132,3 +133,14 @@ class TelegramBot:
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("error while handling an update", exc_info=context.error)
+
+
+async def retire_keyboard(query: CallbackQuery) -> None:
+    """A pressed keyboard is used up: take it off its message, so a preview or a choice cannot be
+    pressed twice and only the newest one (say, a WhatsApp preview after "Swap roles") stays live."""
+    if query.message is None:
+        return
+    try:
+        await query.edit_message_reply_markup(reply_markup=None)
+    except TelegramError as exc:  # too old to edit, or already gone: nothing is pressable then either
+        log.info("could not remove a used keyboard: %s", exc)

@@ -866,6 +866,26 @@ class FakeTelegram:
         self.log(chat_id).edits.append((message_id, visible))
         return {**self._bot_message(sent), "edit_date": int(time.time())}
 
+    async def _m_editMessageReplyMarkup(self, p: JSONDict) -> JSONDict:
+        """Bot API ``editMessageReplyMarkup``: no ``reply_markup`` removes the inline keyboard.
+
+        Like ``editMessageText``, the same markup again is refused with "message is not modified"
+        (https://core.telegram.org/bots/api#editmessagereplymarkup).
+        """
+        chat_id = int(p["chat_id"])
+        sent = self._messages.get((chat_id, int(p["message_id"])))
+        if sent is None or sent.deleted:
+            raise ApiError(400, "Bad Request: message to edit not found")
+        markup = p.get("reply_markup") or None
+        if markup == (sent.reply_markup or None):
+            raise ApiError(
+                400,
+                "Bad Request: message is not modified: specified new message content and reply markup "
+                "are exactly the same as a current content and reply markup of the message",
+            )
+        sent.reply_markup = markup
+        return {**self._bot_message(sent), "edit_date": int(time.time())}
+
     async def _m_deleteMessage(self, p: JSONDict) -> bool:
         sent = self._messages.get((int(p["chat_id"]), int(p["message_id"])))
         if sent is None or sent.deleted:

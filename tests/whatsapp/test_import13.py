@@ -42,12 +42,33 @@ async def test_a_guessed_date_order_is_said_and_can_be_flipped_and_the_count_is_
             tg.push_callback(42, labels[2][1], preview)
             await tg.wait_until(lambda: len(tg.log(42).messages) == 2)
             flipped = tg.log(42).messages[1]
+            assert preview.buttons == [], "a used preview keeps no buttons: only the newest one is live"
             assert flipped.text.startswith("4 messages, Apr 3\u2009–\u2009Sep 3, 2026."), flipped.text
             assert "I read the dates" not in flipped.text  # the person decided: no longer a guess
 
             tg.push_callback(42, flipped.buttons[0][0][1], flipped)
             await tg.wait_until(lambda: len(tg.log(42).messages) == 3)
             assert tg.log(42).messages[2].text.startswith("Imported 4 messages")
+            assert flipped.buttons == []
+
+
+async def test_swap_roles_leaves_one_live_preview(
+    make_assistant: MakeAssistant, openai_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    assistant = await make_assistant(store=TinyDBStore(tmp_path))
+    async with FakeTelegram() as tg:
+        app = build_application(assistant, tg.token, tg.root, pacing=TELEGRAM_FAST)
+        async with polling(app, poll_timeout=1):
+            tg.push_document(42, "WhatsApp Chat with ChatGPT.txt", US_EXPORT.encode(), "text/plain")
+            await tg.wait_until(lambda: len(tg.log(42).messages) == 1)
+            preview = tg.log(42).messages[0]
+            swap = next(data for row in preview.buttons for label, data in row if label == "Swap roles")
+            tg.push_callback(42, swap, preview)
+            await tg.wait_until(lambda: len(tg.log(42).messages) == 2)
+            swapped = tg.log(42).messages[1]
+            assert "ChatGPT = «Dana», you = «ChatGPT»" in swapped.text
+            live = [m for m in tg.log(42).messages if m.buttons]
+            assert live == [swapped], "the old preview's buttons are gone: pressing them twice cannot import twice"
 
 
 def exported_markdown(folder: Path) -> str:
