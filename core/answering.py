@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from core.catalogue import ModelInfo
-from core.context import ContextTooLarge, build_context, turns_from_history
+from core.context import ContextTooLarge, build_context, dated_runs, turns_from_history
 from core.llm import Delta, ModelClient, ModelError, ModelEvent, Stop, Usage
 from core.metrics import Metrics
 from core.registry import Registry
@@ -111,7 +111,7 @@ class Answerer:
     ) -> tuple[list[dict[str, str]], Refit] | Notice:
         """The messages for the model (roles alternating, fitted to the window) and how to refit them smaller."""
         history = await self._s.store.get_messages(conv.id, last=HISTORY_LIMIT)
-        turns = turns_from_history((m.role, m.content) for m in history if m.content)
+        turns = turns_from_history(dated_runs((m.role, m.content, m.created_at) for m in history if m.content))
         if not turns:
             return self._s.notice(request.lang, "chat.retry_nothing")
         system = self.system_prompt(request)

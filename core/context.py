@@ -8,6 +8,7 @@ alone does not fit, :class:`ContextTooLarge` tells the caller to say so to the p
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,25 @@ class ContextTooLarge(Exception):
         super().__init__(f"the message needs {needed} tokens but only {available} are available")
         self.needed = needed
         self.available = available
+
+
+def dated_runs(messages: Iterable[tuple[str, str, float]]) -> list[tuple[str, str]]:
+    """``(role, content)`` pairs where a message that continues its sender's run on a later day says so.
+
+    Strict templates need one message per role in a row, so runs are joined (see
+    :func:`turns_from_history`); an imported WhatsApp chat often has such runs days apart, and
+    joined silently they would read as one message. A run is joined as said within one day; a
+    message from a later day starts with its date (``[2026-03-09]``), so the model sees the gap.
+    """
+    out: list[tuple[str, str]] = []
+    previous: tuple[str, dt.date] | None = None
+    for role, content, at in messages:
+        day = dt.datetime.fromtimestamp(at, dt.UTC).date()
+        if previous is not None and previous[0] == role and previous[1] != day:
+            content = f"[{day.isoformat()}]\n{content}"
+        out.append((role, content))
+        previous = (role, day)
+    return out
 
 
 def turns_from_history(messages: Iterable[tuple[str, str]]) -> list[ChatTurn]:

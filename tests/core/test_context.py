@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.catalogue import ModelInfo
-from core.context import ChatTurn, ContextTooLarge, fit_context, turns_from_history
+from core.context import ChatTurn, ContextTooLarge, dated_runs, fit_context, turns_from_history
 from core.tokens import count_message_tokens
 
 
@@ -145,3 +145,20 @@ def test_an_answer_without_a_question_is_sent_without_an_empty_user_message() ->
         {"role": "user", "content": "hello"},
         {"role": "assistant", "content": "Hey"},
     ]
+
+
+def test_a_run_of_one_sender_is_joined_as_said_within_a_day_and_dated_across_days() -> None:
+    # An imported chat: two questions the same evening, one more four days later, then one answer.
+    day = 86_400.0
+    history = [
+        ("user", "what should I cook", 10 * day + 100),
+        ("user", "something quick", 10 * day + 160),
+        ("user", "it was great", 14 * day + 50),
+        ("assistant", "Glad to hear it!", 14 * day + 60),
+    ]
+    turns = turns_from_history(dated_runs(history))
+    joined = "what should I cook\n\nsomething quick\n\n[1970-01-15]\nit was great"
+    assert turns == [ChatTurn(joined, "Glad to hear it!")]
+    # A new speaker on a new day is no continuation: nothing is added.
+    new_speaker = dated_runs([("user", "hi", 0.0), ("assistant", "hello", 3 * day)])
+    assert new_speaker == [("user", "hi"), ("assistant", "hello")]

@@ -6,6 +6,7 @@ llama.cpp, vLLM and OpenRouter behave (see the fake's docstring for the upstream
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -31,7 +32,7 @@ async def add_history(assistant: Assistant, sender: str, roles_and_texts: list[t
     conv = (await assistant.store.list_conversations(f"user:{user.id}", 1))[0]
     await assistant.store.append_messages(
         [
-            MessageRecord(id=uuid.uuid4().hex, conversation_id=conv.id, role=role, content=text, created_at=1.0)
+            MessageRecord(id=uuid.uuid4().hex, conversation_id=conv.id, role=role, content=text, created_at=time.time())
             for role, text in roles_and_texts
         ]
     )
