@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 import time
 import uuid
@@ -58,7 +59,9 @@ async def run(args: argparse.Namespace, settings: Settings, out: TextIO = sys.st
         print(f"ferry: cannot read {args.file}: {e.strerror}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        chat, roles, name = parse_upload(args.file.name, data)
+        # The file's own time (with a day's slack for the phone's zone): no message is later.
+        written = dt.datetime.fromtimestamp(args.file.stat().st_mtime) + dt.timedelta(days=1)
+        chat, roles, name = parse_upload(args.file.name, data, written)
     except ImportRejected as e:
         print(f"ferry: {args.file.name} was not imported: {_reason(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT

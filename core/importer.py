@@ -46,10 +46,16 @@ class Pending:
     at: float
 
 
-def parse_upload(filename: str, data: bytes) -> tuple[ParsedChat, RoleGuess, str]:
-    """Read and parse an upload; raises ImportRejected when it is not a 1:1 WhatsApp export."""
+def parse_upload(
+    filename: str, data: bytes, not_after: dt.datetime | None = None
+) -> tuple[ParsedChat, RoleGuess, str]:
+    """Read and parse an upload; raises ImportRejected when it is not a 1:1 WhatsApp export.
+
+    ``not_after`` is the file's own time (when it was sent or written): no message is later,
+    which decides a day/month order the file leaves open.
+    """
     export = read_export(filename, data)
-    chat = parse_export(export.text)
+    chat = parse_export(export.text, not_after=not_after)
     if not chat.messages:
         raise ImportRejected("not_export", "no messages")
     roles = detect_roles(chat, filename)
@@ -146,7 +152,9 @@ class WhatsAppImport:
             return
         yield Reaction("👀")  # reading a large export takes a moment
         try:
-            chat, roles, chat_name = await asyncio.to_thread(parse_upload, doc.filename or "", doc.data)
+            # Export times are wall clock in some zone: a day's slack on the time it arrived.
+            arrived = dt.datetime.fromtimestamp(self._s.clock() + 86_400, dt.UTC).replace(tzinfo=None)
+            chat, roles, chat_name = await asyncio.to_thread(parse_upload, doc.filename or "", doc.data, arrived)
         except ImportRejected as e:
             log.info("WhatsApp import declined for user %s: %s", request.user.id, e.reason)
             yield Notice(self._t(request, f"import.rejected_{e.reason}", limit=50), is_error=True)

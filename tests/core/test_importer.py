@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import zipfile
 
 from core.assistant import Assistant
+from core.importer import parse_upload
 from core.types import Attachment, Notice, Progress, Reaction, ReplyEvent
 from tests.conftest import MakeAssistant
 from tests.core.test_assistant import final, say, texts
@@ -176,3 +178,16 @@ async def test_reading_a_file_is_acknowledged_with_a_reaction(make_assistant: Ma
     assistant = await make_assistant()
     events = await send_file(assistant, document(EXPORT))
     assert isinstance(events[0], Reaction) and events[0].emoji == "👀"
+
+
+def test_the_file_time_decides_a_day_month_order_the_file_leaves_open() -> None:
+    # 24-hour clock, no phone numbers: read day first, 2–3 November is the compact reading. But a
+    # file sent on 1 April cannot hold November's messages: month first (11 Feb, 11 Mar) it is.
+    export = (
+        b"02/11/2026, 21:15 - Dana: what should I cook tonight\n"
+        b"03/11/2026, 07:02 - ChatGPT: How about pasta?\n"
+    )
+    chat, _, _ = parse_upload("WhatsApp Chat with ChatGPT.txt", export)
+    assert [m.timestamp.month for m in chat.messages] == [11, 11]
+    chat, _, _ = parse_upload("WhatsApp Chat with ChatGPT.txt", export, dt.datetime(2026, 4, 1))
+    assert [(m.timestamp.month, m.timestamp.day) for m in chat.messages] == [(2, 11), (3, 11)]
