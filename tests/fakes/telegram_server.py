@@ -22,6 +22,13 @@ Test API (not part of the Bot API): ``push_*`` helpers queue updates (``push_edi
 ``edited_message``, ``push_poison_poll`` one python-telegram-bot 22.8 cannot parse),
 ``sent[chat_id]`` holds what the bot did in each chat (``log(chat_id).texts`` what the person
 sees now), ``pending_updates`` what Telegram still holds, ``wait_until(predicate)`` waits.
+
+Telegram's rules live in ``tests/fakes/telegram_rules.py`` (with their upstream sources) and are
+switched on per test: ``limits.enable(scale)`` (429 over 20 messages a minute per group or 30 a
+second overall), ``drafts.lifetime`` / ``drafts.lapses`` (a draft lapses after 30 s),
+``privacy_mode`` (groups deliver only what is meant for the bot; ``withheld`` the rest), and
+``basic_group`` / ``migrate`` (a group upgraded to a supergroup; its old id then answers 400 with
+``migrate_to_chat_id``).
 """
 
 from __future__ import annotations
