@@ -158,7 +158,7 @@ class TelegramBot:
                     await view.render(event)
                 await view.close()
             except asyncio.CancelledError:
-                view.typing.cancel()
+                view.cancel()
                 raise
             except Exception:
                 log.exception("failed to answer in chat %s", target.chat_id)

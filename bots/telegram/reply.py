@@ -157,6 +157,13 @@ class LiveAnswer:
                 log.info("could not refresh the draft in %s: %s", self.target.chat_id, exc)
                 self._draft_at = time.monotonic()
 
+    def abandon(self) -> None:
+        """The answer was cancelled: stop refreshing the draft at once (without waiting)."""
+        self._closed = True
+        if self._keeper is not None:
+            self._keeper.cancel()
+            self._keeper = None
+
     async def close(self) -> None:
         """Stop previews and wait for one in flight, so it cannot land after the final text."""
         await self._throttle.close()
@@ -280,6 +287,12 @@ class TelegramReply:
                 await self.sender.deliver(self.target, text)
         except Exception:
             log.exception("could not tell chat %s about an error", self.target.chat_id)
+
+    def cancel(self) -> None:
+        """The reading was cancelled: abandon typing and the draft's refreshes at once."""
+        self.typing.cancel()
+        if self.live is not None:
+            self.live.abandon()
 
     async def close(self) -> None:
         """The core is done: finish a stream it left open (shouldn't happen) and stop typing."""

@@ -7,11 +7,16 @@ lookup and ``/unlink`` accept the number; access requests and link notices show 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from core import outbox
 from core.access import AccessControl, normalise_identity
+from core.store.base import UserRecord
 from core.store.memory import MemoryStore
+from core.store.tinydb_store import TinyDBStore
 from tests.conftest import MakeAssistant
 from tests.core.test_accounts import Clock, link_code, notice
+from tests.core.test_admin_cli import ferry
 from tests.core.test_assistant import say
 
 ADMIN = "telegram:99"
@@ -61,3 +66,18 @@ async def test_link_notice_names_the_number_and_unlink_accepts_it(make_assistant
     assert "+4915112345678" in done.text and "separated" in done.text
     alone = await assistant.store.find_user(UUID)
     assert alone is not None and alone.identities == (UUID,)
+
+
+async def test_the_cli_accepts_the_signal_number(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    store = TinyDBStore(data)
+    await store.open()
+    extra = {"aliases": {UUID: NUMBER}}  # what the bot keeps once the person wrote
+    await store.put_user(UserRecord("u-sig", (UUID,), None, "pending", created_at=1.0, extra=extra))
+    await store.close()
+    assert await ferry(data, "users", "approve", "+49 151 12345678") == 0
+    store = TinyDBStore(data)
+    await store.open()
+    user = await store.get_user("u-sig")
+    await store.close()
+    assert user is not None and user.status == "approved"
