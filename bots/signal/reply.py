@@ -2,9 +2,10 @@
 
 One message is sent as soon as an answer starts and edited (``edit_timestamp``) at most once
 per interval while it streams, the interval widening as the answer grows and the edits capped
-below what Signal clients accept (:data:`MAX_EDITS`); the final text is delivered once (as a new
-message once the cap is reached), falling back to plain text if the styled one is refused.
-Buttons become numbered choices; typing shows meanwhile.
+below what Signal clients accept (:data:`MAX_EDITS`, the last edit kept for the final text; were
+the cap reached anyway, the final text comes as a new message). The final text is delivered
+once, falling back to plain text if the styled one is refused. Buttons become numbered choices;
+typing shows meanwhile.
 """
 
 from __future__ import annotations

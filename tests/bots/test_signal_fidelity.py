@@ -14,7 +14,13 @@ from bots.signal.reply import MAX_EDITS
 from core.types import FinalText, Incoming, PartialAnswer, ReplyEvent, StreamStart
 from tests.bots.standin import StandInCore
 from tests.bots.test_signal_bot import MakeAdapter, answered, fake, make_adapter  # noqa: F401 (fixtures)
-from tests.fakes.signal_server import ALICE_NUMBER, ALICE_UUID, MAX_RECEIVE_EDITS, FakeSignalServer
+from tests.fakes.signal_server import (
+    ALICE_NUMBER,
+    ALICE_UUID,
+    EDIT_WINDOW_MS,
+    MAX_RECEIVE_EDITS,
+    FakeSignalServer,
+)
 
 
 class SlowStream(StandInCore):
@@ -57,3 +63,11 @@ def test_the_fake_phone_drops_edits_past_the_cap(fake: FakeSignalServer) -> None
         fake.sent.append({**body, "message": f"v{i}", "edit_timestamp": 1000})
         fake.sent_timestamps.append(1000 + i)
     assert fake.seen(ALICE_UUID) == [f"v{MAX_RECEIVE_EDITS}"]
+
+
+def test_the_fake_phone_drops_edits_after_48_hours(fake: FakeSignalServer) -> None:  # noqa: F811
+    body = {"recipients": [ALICE_UUID], "number": fake.number, "message": "v0"}
+    fake.sent += [dict(body), {**body, "message": "v1", "edit_timestamp": 1000}]
+    fake.sent += [{**body, "message": "too late", "edit_timestamp": 1000}]
+    fake.sent_timestamps += [1000, 2000, 1000 + EDIT_WINDOW_MS + 1]
+    assert fake.seen(ALICE_UUID) == ["v1"]
