@@ -134,7 +134,8 @@ class AccessControl:
             return found
         # Signal names people by a UUID; the number is kept beside it (rare: admin commands only).
         for user in await self._store.list_users():
-            if who in (user.extra.get(ALIASES) or {}).values():
+            aliases = user.extra.get(ALIASES) or {}
+            if any(aliases.get(identity) == who for identity in user.identities):  # not one unlinked since
                 return user
         return None
 

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from core.access import normalise_identity, remember_aliases, seen_as
+from core.access import ALIASES, normalise_identity, remember_aliases, seen_as
 from core.registry import Registry
 from core.request import Request
 from core.services import Services
@@ -176,6 +176,7 @@ async def split_identity(store: Store, user: UserRecord, identity: str, now: flo
         model=user.model,
         instructions=user.instructions,
         created_at=now,
+        extra={ALIASES: {identity: seen_as(user, identity)}} if seen_as(user, identity) != identity else {},
     )
     # The new user takes the identity first; then the old one lets go of it.
     await store.put_user(alone)

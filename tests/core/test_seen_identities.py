@@ -66,6 +66,8 @@ async def test_link_notice_names_the_number_and_unlink_accepts_it(make_assistant
     assert "+4915112345678" in done.text and "separated" in done.text
     alone = await assistant.store.find_user(UUID)
     assert alone is not None and alone.identities == (UUID,)
+    found = await AccessControl(assistant.settings, assistant.store, Clock()).find_user(NUMBER)
+    assert found is not None and found.id == alone.id, "the number names the account it belongs to now"
 
 
 async def test_the_cli_accepts_the_signal_number(tmp_path: Path) -> None:
