@@ -190,6 +190,9 @@ class EchoCore:
         await asyncio.Event().wait()
         yield
 
+    async def move_chat(self, old: Any, new: Any) -> int:
+        return 0
+
     async def ready(self) -> str | None:
         return None
 

@@ -74,7 +74,8 @@ class TypingLoop:
 class Throttle:
     """Shows the latest text with ``show`` at most once per ``interval`` seconds.
 
-    ``delay()`` is asked before each showing for extra seconds to wait (flood control);
+    ``interval`` may be a function, asked after each showing (a pace that widens as an answer
+    grows). ``delay()`` is asked before each showing for extra seconds to wait (flood control);
     ``show`` raising :class:`RetryLater` keeps the text pending for the next round, any
     other exception skips this version (previews are best effort).
     """
@@ -82,7 +83,7 @@ class Throttle:
     def __init__(
         self,
         show: Callable[[str], Awaitable[None]],
-        interval: float,
+        interval: float | Callable[[], float],
         name: str,
         delay: Callable[[], float] = lambda: 0.0,
     ) -> None:
@@ -95,6 +96,11 @@ class Throttle:
         self._wake = asyncio.Event()
         self._closed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def interval(self) -> float:
+        """The pause before the next showing, as it stands now."""
+        return self._interval() if callable(self._interval) else self._interval
 
     def start(self) -> None:
         """Start the pump (once)."""
@@ -109,7 +115,7 @@ class Throttle:
     def shown(self, text: str) -> None:
         """``text`` was just shown directly: the next showing waits a full interval."""
         self.latest = text
-        self._next_at = time.monotonic() + self._interval
+        self._next_at = time.monotonic() + self.interval
 
     async def close(self) -> None:
         """Stop showing and wait for a showing in flight, so it cannot land after the final text."""
@@ -137,7 +143,7 @@ class Throttle:
                 self._wake.set()  # the newest text is shown once the wait is over
             except Exception:
                 log.info("%s: a preview failed", self._name, exc_info=True)
-            self._next_at = time.monotonic() + self._interval
+            self._next_at = time.monotonic() + self.interval
 
 
 class RetryLater(Exception):

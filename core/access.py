@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from core.settings import Settings
 from core.store.base import Store, UserRecord
@@ -21,6 +22,50 @@ CLAIM_KEY = "claim_code"
 HAS_ADMIN_KEY = "has_admin"
 # Letters and digits that cannot be mistaken for each other when read from a log.
 _CLAIM_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+ALIASES = "aliases"  # UserRecord.extra: {identity: the identity people see for it}
+
+
+def alias_pairs(identities: Sequence[str]) -> dict[str, str]:
+    """``(sender, *aliases)`` as {sender: its number} when the sender is a Signal UUID with a number."""
+    sender, aliases = identities[0], identities[1:]
+    platform = sender.partition(":")[0]
+    seen = [a for a in aliases if a.partition(":")[0] == platform and a != sender]
+    return {sender: seen[0]} if seen else {}
+
+
+def shown_identities(identities: Sequence[str]) -> tuple[str, ...]:
+    """The identities a person recognises: a Signal number rather than the UUID behind it."""
+    hidden = set(alias_pairs(identities)) if identities else set()
+    return tuple(i for i in identities if i not in hidden)
+
+
+def seen_as(user: UserRecord, identity: str) -> str:
+    """How people know ``identity`` of ``user``: its number when the store knows one."""
+    return str((user.extra.get(ALIASES) or {}).get(identity, identity))
+
+
+def normalise_identity(who: str) -> str:
+    """An identity as typed by a person: ``+49 151 …`` and ``signal:+49 (151) …`` are ``signal:+49151…``."""
+    who = who.strip()
+    platform, sep, rest = who.partition(":")
+    if not sep and who.startswith("+"):
+        platform, rest = "signal", who
+    if platform == "signal" and rest.lstrip().startswith("+"):
+        return "signal:+" + re.sub(r"[^0-9]", "", rest)
+    return who
+
+
+async def remember_aliases(store: Store, user: UserRecord, identities: Sequence[str]) -> UserRecord:
+    """Keep the number beside a Signal UUID, so admins can name the person by what they see."""
+    pairs = alias_pairs(identities) if identities else {}
+    known = dict(user.extra.get(ALIASES) or {})
+    if not pairs or all(known.get(k) == v for k, v in pairs.items()):
+        return user
+    updated = dataclasses.replace(user, extra={**user.extra, ALIASES: {**known, **pairs}})
+    await store.put_user(updated)
+    return updated
 
 
 def new_user_status(settings: Settings, identities: Iterable[str]) -> str:
@@ -82,9 +127,17 @@ class AccessControl:
         return "ok"
 
     async def find_user(self, who: str) -> UserRecord | None:
-        """A user by id or by one of their identities."""
-        who = who.strip()
-        return await self._store.get_user(who) or await self._store.find_user(who)
+        """A user by id, by one of their identities, or by the Signal number people see for one."""
+        who = normalise_identity(who)
+        found = await self._store.get_user(who) or await self._store.find_user(who)
+        if found is not None or not who.startswith("signal:+"):
+            return found
+        # Signal names people by a UUID; the number is kept beside it (rare: admin commands only).
+        for user in await self._store.list_users():
+            aliases = user.extra.get(ALIASES) or {}
+            if any(aliases.get(identity) == who for identity in user.identities):  # not one unlinked since
+                return user
+        return None
 
     async def set_status(self, user: UserRecord, status: str) -> UserRecord:
         updated = dataclasses.replace(user, status=status)

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from core.access import ALIASES, normalise_identity, remember_aliases, seen_as
 from core.registry import Registry
 from core.request import Request
 from core.services import Services
@@ -175,6 +176,7 @@ async def split_identity(store: Store, user: UserRecord, identity: str, now: flo
         model=user.model,
         instructions=user.instructions,
         created_at=now,
+        extra={ALIASES: {identity: seen_as(user, identity)}} if seen_as(user, identity) != identity else {},
     )
     # The new user takes the identity first; then the old one lets go of it.
     await store.put_user(alone)
@@ -222,12 +224,14 @@ class Accounts:
             return
         await release_try(store, identity, now)
         user = await store.get_user(request.user.id) or request.user
-        merged = await merge_users(store, owner, user)
-        yield self._notice(request.lang, "link.done", identities=", ".join(merged.identities))
+        merged = await remember_aliases(store, await merge_users(store, owner, user), request.identities)
+        shown = ", ".join(seen_as(merged, i) for i in merged.identities)
+        yield self._notice(request.lang, "link.done", identities=shown)
         others = tuple(i for i in owner.identities if i not in user.identities)
         if others:
             owner_lang = self._s.texts.pick_language(merged.lang, self._s.settings.default_lang)
-            yield AdminAlert(to=others, text=self._s.texts.get(owner_lang, "link.linked_notice", identity=identity))
+            shown = seen_as(merged, identity)  # the number, not the UUID, on Signal
+            yield AdminAlert(to=others, text=self._s.texts.get(owner_lang, "link.linked_notice", identity=shown))
 
     async def _is_own(self, code: str, user_id: str) -> bool:
         entry = (await self._s.store.get_meta(CODES_KEY) or {}).get(code)
@@ -235,20 +239,22 @@ class Accounts:
 
     async def unlink(self, request: Request, args: str) -> AsyncIterator[ReplyEvent]:
         user = await self._s.store.get_user(request.user.id) or request.user
-        wanted = args.strip()
+        wanted = normalise_identity(args)
+        # Accept the number people see for a Signal identity (its UUID is what is stored).
+        wanted = next((i for i in user.identities if seen_as(user, i) == wanted), wanted)
         if len(user.identities) < 2:
             yield self._notice(request.lang, "link.unlink_single")
             return
         if not wanted:
-            buttons = tuple((Button(ident, f"unlink:{ident}"),) for ident in user.identities)
+            buttons = tuple((Button(seen_as(user, ident), f"unlink:{ident}"),) for ident in user.identities)
             yield Notice(self._s.texts.get(request.lang, "link.unlink_choose"), buttons=buttons)
             return
         if wanted not in user.identities:
-            known = ", ".join(user.identities)
+            known = ", ".join(seen_as(user, i) for i in user.identities)
             yield self._notice(request.lang, "link.unlink_unknown", identity=wanted, identities=known)
             return
         await split_identity(self._s.store, user, wanted, self._s.clock())
-        yield self._notice(request.lang, "link.unlinked", identity=wanted)
+        yield self._notice(request.lang, "link.unlinked", identity=seen_as(user, wanted))
 
 
 def _proves_access(request: Request) -> bool:

@@ -12,7 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from core.access import HAS_ADMIN_KEY
+from core.access import HAS_ADMIN_KEY, seen_as
 from core.budgets import (
     PERIODS,
     Budget,
@@ -42,7 +42,7 @@ USERS_LISTED = 100  # /users lists at most this many; `ferry users` lists everyo
 
 
 def user_label(user: UserRecord) -> str:
-    return user.display_name or (user.identities[0] if user.identities else user.id)
+    return user.display_name or (seen_as(user, user.identities[0]) if user.identities else user.id)
 
 
 async def set_admin(store: Store, user: UserRecord, is_admin: bool) -> UserRecord:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from core.access import seen_as, shown_identities
 from core.registry import Registry
 from core.request import Request
 from core.services import Services
@@ -47,8 +48,8 @@ class Admission:
         text = texts.get(
             lang,
             "access.request",
-            name=user.display_name or request.identities[0],
-            identity=", ".join(request.identities),
+            name=user.display_name or shown_identities(request.identities)[0],
+            identity=", ".join(shown_identities(request.identities)),
         )
         buttons = (
             Button(texts.get(lang, "access.approve_button"), f"acc:approve:{user.id}"),
@@ -90,7 +91,7 @@ class Admission:
             return
         approve = decision == "approve"
         target = await self._s.access.set_status(target, "approved" if approve else "denied")
-        name = target.display_name or (target.identities[0] if target.identities else target.id)
+        name = target.display_name or (seen_as(target, target.identities[0]) if target.identities else target.id)
         yield self._s.notice(lang, "access.approved" if approve else "access.denied_admin", name=name)
         target_lang = self._s.texts.pick_language(target.lang, self._s.settings.default_lang)
         yield AdminAlert(

@@ -32,7 +32,7 @@ from core.services import Services
 from core.settings import Settings
 from core.stages import Pipeline
 from core.store.base import Store, StoreError
-from core.types import AdminAlert, Incoming, Notice, ReplyEvent
+from core.types import AdminAlert, ChatKey, Incoming, Notice, ReplyEvent
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,13 @@ class Assistant:
             except StoreError as e:
                 log.warning("could not read the alert outbox: %s", e)
             await asyncio.sleep(interval)
+
+    async def move_chat(self, old: ChatKey, new: ChatKey) -> int:
+        """A group chat got a new id: its conversations move to the new one (once; again moves none)."""
+        moved = await self.store.move_conversations(f"group:{old}", f"group:{new}")
+        if moved:
+            log.info("chat %s is now %s: moved %d conversations", old, new, moved)
+        return moved
 
     # --- the entry --------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from core.metrics import Metrics
 from core.reply import Reply
-from core.types import AdminAlert, Incoming
+from core.types import AdminAlert, ChatKey, Incoming
 
 
 class Core(Protocol):
@@ -46,6 +46,10 @@ class Core(Protocol):
 
     def alerts(self, platform: str) -> AsyncIterator[AdminAlert]:
         """Alerts another process left for this messenger's people, as they come (never ends)."""
+        ...
+
+    async def move_chat(self, old: ChatKey, new: ChatKey) -> int:
+        """A group chat got a new id (Telegram's upgrade to a supergroup): its conversations follow it."""
         ...
 
     async def ready(self) -> str | None:

@@ -14,7 +14,7 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 
-from core.access import new_user_status
+from core.access import new_user_status, remember_aliases
 from core.admission import Admission
 from core.commands import Command
 from core.conversations import Conversations
@@ -105,7 +105,7 @@ class Pipeline:
             if msg.sender_name and user.display_name != msg.sender_name:
                 user = dataclasses.replace(user, display_name=msg.sender_name)
                 await store.put_user(user)
-            return user, False
+            return await remember_aliases(store, user, identities), False
         user = UserRecord(
             id=uuid.uuid4().hex[:12],
             identities=(str(msg.sender),),
@@ -115,7 +115,7 @@ class Pipeline:
         )
         await store.put_user(user)
         log.info("new user %s (%s), status %s", user.id, msg.sender, user.status)
-        return user, True
+        return await remember_aliases(store, user, identities), True
 
     async def access(self, request: Request, after: Next) -> AsyncIterator[ReplyEvent]:
         """Only approved people and admins get further, except to commands open before approval."""

@@ -1,8 +1,11 @@
 """Showing the core's reply events in Signal, for one incoming message.
 
 One message is sent as soon as an answer starts and edited (``edit_timestamp``) at most once
-per interval while it streams; the final text is delivered once, falling back to plain text
-if the styled one is refused. Buttons become numbered choices; typing shows meanwhile.
+per interval while it streams, the interval widening as the answer grows and the edits capped
+below what Signal clients accept (:data:`MAX_EDITS`, the last edit kept for the final text; were
+the cap reached anyway, the final text comes as a new message). The final text is delivered
+once, falling back to plain text if the styled one is refused. Buttons become numbered choices;
+typing shows meanwhile.
 """
 
 from __future__ import annotations
@@ -26,6 +29,13 @@ if TYPE_CHECKING:
     from bots.signal.process import SignalAdapter
 
 log = logging.getLogger(__name__)
+
+MAX_EDITS = 30
+"""Edits of one message we send at most. Signal-iOS drops every incoming edit of a message after
+its 100th (``EditManagerImpl.maxReceiveEdits``), so the person would be left with a stale text;
+well below that, with room for the final edit."""
+EDITS_PER_STEP = 10
+"""The streaming interval widens by one base interval every this many edits (long answers)."""
 
 
 def styled(markdown: str, *, plain: bool = False) -> SendMessage:
@@ -60,8 +70,12 @@ class SignalReply:
         self.shown = ""  # the Markdown last sent to it
         self.stream_failed = False  # the first send of a streamed answer failed: send it whole
         self.typing = TypingLoop(self._send_typing, adapter.typing_refresh)
-        self.preview = Throttle(self._show, adapter.edit_interval, f"Signal preview in {chat}")
+        self.edits = 0  # edits of the streamed message so far (clients drop them past a cap)
+        self.preview = Throttle(
+            self._show, lambda: adapter.edit_interval * (1 + self.edits // EDITS_PER_STEP), f"Signal preview in {chat}"
+        )
         self.progress_message: SentMessage | None = None
+        self.progress_edits = 0
         self.lock = asyncio.Lock()
 
     async def render(self, event: ReplyEvent) -> None:
@@ -110,11 +124,14 @@ class SignalReply:
                     self.stream_failed = True
                     return
             else:
+                if self.edits >= MAX_EDITS - 1:
+                    return  # the last edit is kept for the final text
                 try:
                     await self.bot().messages.edit(styled(markdown), self.stream)
                 except SignalAPIError as e:  # e.g. rate limited: skip this edit, the final one follows
                     log.info("Signal: an edit while streaming failed: %s", e)
                     return
+                self.edits += 1
             self.shown = markdown
 
     async def final(self, markdown: str, buttons: Sequence[Sequence[Button]]) -> None:
@@ -125,10 +142,11 @@ class SignalReply:
         async with self.lock:
             stream, shown = self.stream, self.shown
             self.stream, self.shown = None, ""
-            if stream is None:
+            if stream is None or self.edits >= MAX_EDITS:  # past the cap an edit would be dropped
                 await self.deliver(full)
             elif full != shown:  # already showing exactly this: an edit would change nothing
                 await self.deliver(full, edit=stream)
+            self.edits = 0
         await self.stop_typing()
 
     async def deliver(self, markdown: str, edit: SentMessage | None = None) -> None:
@@ -170,11 +188,15 @@ class SignalReply:
         """One progress message, edited as the work goes on."""
         text = f"{event.text} ({event.done}/{event.total})"
         async with self.lock:
+            done = event.done >= event.total
+            if self.progress_message is not None and self.progress_edits >= MAX_EDITS - 1 and not done:
+                return  # clients drop edits past their cap: keep the last one for "done"
             if self.progress_message is None:
                 sent = await guard(self.send(styled(text)), "send progress")
                 self.progress_message = sent if isinstance(sent, SentMessage) else None
             else:
                 await guard(self.bot().messages.edit(styled(text), self.progress_message), "edit progress")
+                self.progress_edits += 1
 
     async def finish(self) -> None:
         """After the last event: never leave a half-streamed answer or a typing indicator."""

@@ -18,10 +18,19 @@ from bots.intake import Intake
 from bots.relay import AlertRelay
 from bots.telegram.incoming import chat_key, incoming_from_callback, incoming_from_message, target_for
 from bots.telegram.reply import TelegramReply
-from bots.telegram.send import PLATFORM, FloodGate, Pacing, Sender, Target, flood_counter
+from bots.telegram.send import (
+    PLATFORM,
+    ChatPacer,
+    FloodGate,
+    Pacing,
+    Sender,
+    SendLimiter,
+    Target,
+    flood_counter,
+)
 from core.contract import Core
 from core.reply import Reply
-from core.types import AdminAlert, Incoming
+from core.types import AdminAlert, ChatKey, Incoming
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +42,15 @@ class TelegramBot:
         self.core = core
         self.pacing = pacing or Pacing()
         self.gate = FloodGate(on_flood=flood_counter(core.metrics))
+        self.pacer = ChatPacer(self.pacing.edit_interval)  # one pace per group, for all its answers
+        self.limiter = SendLimiter(self.pacing.global_rate)
+        self.moves: dict[int, int] = {}  # a group upgraded to a supergroup: old id → new id
         self.intake = Intake()
         self._relay: AlertRelay | None = None
 
     async def send_alert(self, app: Application[Any, Any, Any, Any, Any, Any], alert: AdminAlert) -> None:
         """Send an alert to each of its ``telegram:<id>`` recipients (others are not ours)."""
-        sender = Sender(app, self.gate, self.pacing)
+        sender = Sender(app, self.gate, self.pacing, self.pacer, self.limiter, self.moves)
         for identity in alert.to:
             platform, _, ident = identity.partition(":")
             if platform != PLATFORM or not ident.lstrip("-").isdigit():
@@ -66,7 +78,9 @@ class TelegramBot:
 
     def install(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         """Register the handlers (every message and button press goes to the core)."""
-        # Service messages (members joining, pins, topic edits) carry nothing to answer.
+        # Service messages (members joining, pins, topic edits) carry nothing to answer, except
+        # a group's upgrade to a supergroup: its conversations move to the new id.
+        app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, self.on_migrate, block=False))
         app.add_handler(MessageHandler(~filters.StatusUpdate.ALL, self.on_message, block=False))
         app.add_handler(CallbackQueryHandler(self.on_callback, block=False))
         app.add_error_handler(self.on_error)
@@ -100,6 +114,26 @@ class TelegramBot:
         if reply is not None:
             await self.serve(context.application, reply, target)
 
+    async def on_migrate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A group became a supergroup (``migrate_to_chat_id`` in the old chat, ``migrate_from_chat_id``
+        in the new one; both arrive): later sends go to the new id, the group's history moves once."""
+        message = update.effective_message
+        if message is None:
+            return
+        if message.migrate_to_chat_id:
+            old, new = message.chat.id, int(message.migrate_to_chat_id)
+        elif message.migrate_from_chat_id:
+            old, new = int(message.migrate_from_chat_id), message.chat.id
+        else:
+            return
+        self.moves[old] = new
+        try:
+            await self.core.move_chat(
+                ChatKey(PLATFORM, str(old), is_group=True), ChatKey(PLATFORM, str(new), is_group=True)
+            )
+        except Exception:
+            log.exception("could not move the conversations of chat %s to %s", old, new)
+
     async def on_callback(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A button press: submitted at once (before acknowledging it), its answer rendered."""
         query = update.callback_query
@@ -125,7 +159,7 @@ class TelegramBot:
                     await view.render(event)
                 await view.close()
             except asyncio.CancelledError:
-                view.typing.cancel()
+                view.cancel()
                 raise
             except Exception:
                 log.exception("failed to answer in chat %s", target.chat_id)

@@ -6,6 +6,7 @@ edited placeholder in groups); a :class:`TelegramReply` renders every kind of re
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import logging
@@ -44,11 +45,20 @@ class LiveAnswer:
         self.draft_id = next(self._draft_ids)
         self.slots: list[int] = []  # group messages showing the answer so far
         self._shown: list[str] = []
+        self._draft = ""  # the draft on screen (private chats), sent again before it lapses
+        self._draft_at = 0.0
+        self._draft_lock = asyncio.Lock()
+        self._closed = False
+        self._keeper: asyncio.Task[None] | None = None
         interval = pacing.draft_interval if target.is_private else pacing.edit_interval
-        self._throttle = Throttle(
-            self._preview, interval, f"preview in chat {target.chat_id}",
-            delay=lambda: sender.gate.wait_time(target.chat_id),
-        )
+        self._throttle = Throttle(self._preview, interval, f"preview in chat {target.chat_id}", delay=self._delay)
+
+    def _delay(self) -> float:
+        """Flood control, and in groups the chat's shared pace (every answer there takes turns)."""
+        wait = self.sender.gate.wait_time(self.target.chat_id)
+        if self.target.is_private:
+            return wait
+        return max(wait, self.sender.pacer.reserve(self.target.chat_id))
 
     @property
     def latest(self) -> str:
@@ -56,8 +66,16 @@ class LiveAnswer:
         return self._throttle.latest
 
     async def start(self) -> None:
-        """Show that an answer is coming (a placeholder in groups) and start the preview pump."""
-        if not self.target.is_private and not self.sender.gate.wait_time(self.target.chat_id):
+        """Show that an answer is coming (a "thinking" draft or a placeholder) and start the preview pump."""
+        if self.target.is_private:
+            try:
+                await self._send_draft("")
+            except RetryAfter as exc:
+                self.sender.gate.close_for(self.target.chat_id, retry_seconds(exc))
+            except TelegramError as exc:
+                log.info("could not show a thinking draft in %s: %s", self.target.chat_id, exc)
+            self._keeper = asyncio.create_task(self._keep_draft())
+        elif not self.target.is_private and not self.sender.gate.wait_time(self.target.chat_id):
             reply = (
                 ReplyParameters(self.target.reply_to, allow_sending_without_reply=True)
                 if self.target.reply_to
@@ -65,13 +83,14 @@ class LiveAnswer:
             )
             try:
                 sent = await self.sender.bot.send_message(
-                    self.target.chat_id,
+                    self.sender.chat_id(self.target),
                     self.pacing.placeholder,
                     message_thread_id=self.target.thread_id,
                     reply_parameters=reply,
                 )
                 self.slots = [sent.message_id]
                 self._shown = [self.pacing.placeholder]
+                self.sender.pacer.wrote(self.target.chat_id)
             except RetryAfter as exc:
                 self.sender.gate.close_for(self.target.chat_id, retry_seconds(exc))
             except TelegramError as exc:
@@ -95,26 +114,66 @@ class LiveAnswer:
         if not parts:
             return
         if self.target.is_private:
-            await self.sender.preview(self.target, self.draft_id, parts[-1])
+            await self._send_draft(parts[-1])
             return
+        chat_id = self.sender.chat_id(self.target)
         for i, part in enumerate(parts):
             if i < len(self._shown) and self._shown[i] == part:
                 continue
             if i < len(self.slots):
                 await self.sender.bot.edit_message_text(
-                    part, chat_id=self.target.chat_id, message_id=self.slots[i], parse_mode=ParseMode.HTML
+                    part, chat_id=chat_id, message_id=self.slots[i], parse_mode=ParseMode.HTML
                 )
                 self._shown[i] = part
             else:
                 sent = await self.sender.bot.send_message(
-                    self.target.chat_id, part, parse_mode=ParseMode.HTML, message_thread_id=self.target.thread_id
+                    chat_id, part, parse_mode=ParseMode.HTML, message_thread_id=self.target.thread_id
                 )
                 self.slots.append(sent.message_id)
                 self._shown.append(part)
 
+    async def _send_draft(self, html_part: str) -> None:
+        async with self._draft_lock:
+            if self._closed:
+                return
+            await self.sender.preview(self.target, self.draft_id, html_part)
+            self._draft, self._draft_at = html_part, time.monotonic()
+
+    async def _keep_draft(self) -> None:
+        """While the model pauses, send the draft again before Telegram lets it lapse (about 30 s)."""
+        refresh = self.pacing.draft_refresh
+        while not self._closed:
+            await asyncio.sleep(max(0.0, self._draft_at + refresh - time.monotonic()))
+            if self._closed or time.monotonic() - self._draft_at < refresh:
+                continue
+            if self.sender.gate.wait_time(self.target.chat_id):
+                self._draft_at = time.monotonic() - refresh + self.sender.gate.wait_time(self.target.chat_id)
+                continue
+            try:
+                await self._send_draft(self._draft)
+            except RetryAfter as exc:
+                self.sender.gate.close_for(self.target.chat_id, retry_seconds(exc))
+            except TelegramError as exc:
+                log.info("could not refresh the draft in %s: %s", self.target.chat_id, exc)
+                self._draft_at = time.monotonic()
+
+    def abandon(self) -> None:
+        """The answer was cancelled: stop refreshing the draft at once (without waiting)."""
+        self._closed = True
+        if self._keeper is not None:
+            self._keeper.cancel()
+            self._keeper = None
+
     async def close(self) -> None:
         """Stop previews and wait for one in flight, so it cannot land after the final text."""
         await self._throttle.close()
+        async with self._draft_lock:  # a refresh in flight lands first
+            self._closed = True
+        if self._keeper is not None:
+            keeper, self._keeper = self._keeper, None
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
 
     async def finish(self, markdown: str, buttons: Keyboard = ()) -> None:
         """Deliver the final text: new messages in private chats, the placeholder's edit in groups."""
@@ -130,7 +189,7 @@ class TelegramReply:
         self.bot = bot
         self.app = app
         self.target = target
-        self.sender = Sender(app, bot.gate, bot.pacing)
+        self.sender = Sender(app, bot.gate, bot.pacing, bot.pacer, bot.limiter, bot.moves)
         self.live: LiveAnswer | None = None
         self.typing = TypingLoop(self._send_typing, bot.pacing.typing_interval)
         self.progress_id: int | None = None
@@ -141,7 +200,7 @@ class TelegramReply:
             return
         try:
             await self.app.bot.send_chat_action(
-                self.target.chat_id, ChatAction.TYPING, message_thread_id=self.target.thread_id
+                self.sender.chat_id(self.target), ChatAction.TYPING, message_thread_id=self.target.thread_id
             )
         except RetryAfter as exc:
             self.bot.gate.close_for(self.target.chat_id, retry_seconds(exc))
@@ -185,7 +244,7 @@ class TelegramReply:
     async def file(self, event: FileReply) -> None:
         """A document, with its caption."""
         await self.app.bot.send_document(
-            self.target.chat_id,
+            self.sender.chat_id(self.target),
             InputFile(event.data, filename=event.filename),
             caption=event.caption,
             message_thread_id=self.target.thread_id,
@@ -201,7 +260,7 @@ class TelegramReply:
             return
         try:
             await self.app.bot.set_message_reaction(
-                self.target.chat_id, self.target.message_id, ReactionTypeEmoji(emoji)
+                self.sender.chat_id(self.target), self.target.message_id, ReactionTypeEmoji(emoji)
             )
         except TelegramError as exc:  # a reaction is decoration; the answer goes on
             log.info("could not react in chat %s: %s", self.target.chat_id, exc)
@@ -229,6 +288,12 @@ class TelegramReply:
         except Exception:
             log.exception("could not tell chat %s about an error", self.target.chat_id)
 
+    def cancel(self) -> None:
+        """The reading was cancelled: abandon typing and the draft's refreshes at once."""
+        self.typing.cancel()
+        if self.live is not None:
+            self.live.abandon()
+
     async def close(self) -> None:
         """The core is done: finish a stream it left open (shouldn't happen) and stop typing."""
         await self.typing.stop()
@@ -241,4 +306,4 @@ class TelegramReply:
         await live.close()
         for message_id in live.slots:
             with contextlib.suppress(TelegramError):
-                await self.app.bot.delete_message(self.target.chat_id, message_id)
+                await self.app.bot.delete_message(self.sender.chat_id(self.target), message_id)

@@ -23,7 +23,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.error import BadRequest, ChatMigrated, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import (
     Application,
 )
@@ -45,7 +45,13 @@ class Pacing:
     """How often the bot may touch a chat while an answer streams (seconds)."""
 
     draft_interval: float = 0.5  # sendMessageDraft in private chats
-    edit_interval: float = 1.0  # editMessageText of a group placeholder
+    # A draft lapses about 30 s after it was sent (Bot API, sendMessageDraft): while the model
+    # pauses, the same draft is sent again this long after the last one.
+    draft_refresh: float = 20.0
+    # editMessageText in a group, per chat and shared by every answer in it: Telegram allows
+    # about 20 messages a minute in a group (Bot FAQ; PTB FloodLimit.MESSAGES_PER_MINUTE_PER_GROUP).
+    edit_interval: float = 3.0
+    global_rate: float = 30.0  # new messages per second over all chats (Bot FAQ: "about 30")
     typing_interval: float = 4.0  # a chat action shows for about 5 s
     max_send_attempts: int = 6  # for final texts under flood control
     placeholder: str = "…"
@@ -82,6 +88,54 @@ class FloodGate:
             self.until = {k: v for k, v in self.until.items() if v > now}
 
 
+@dataclass
+class ChatPacer:
+    """One pace per chat for edits, shared by every answer in it.
+
+    Each showing reserves the next free slot (``reserve``), so two answers in one group edit
+    one after the other, ``interval`` apart; a message the bot sends there (a placeholder, a
+    final text) counts too (``wrote``) and pushes the next edit out.
+    """
+
+    interval: float
+    next_at: dict[int, float] = field(default_factory=dict)
+
+    def reserve(self, chat_id: int) -> float:
+        """Seconds to wait before this chat's next edit; the slot is taken."""
+        now = time.monotonic()
+        slot = max(now, self.next_at.get(chat_id, 0.0))
+        self.next_at[chat_id] = slot + self.interval
+        if len(self.next_at) > 10_000:  # forget chats whose pace is long over
+            self.next_at = {k: v for k, v in self.next_at.items() if v > now}
+        return slot - now
+
+    def wrote(self, chat_id: int) -> None:
+        """The bot just put a message into the chat: the next edit waits a full interval."""
+        self.next_at[chat_id] = max(self.next_at.get(chat_id, 0.0), time.monotonic() + self.interval)
+
+
+class SendLimiter:
+    """At most ``rate`` new messages a second over all chats (Telegram's global limit).
+
+    Like PTB's ``AIORateLimiter`` ``overall_max_rate``, but only for ``sendMessage``: that one
+    halts *every* request on any ``RetryAfter`` (one group's flood control would stall every
+    private chat) and throttles drafts and typing too; per-chat flood control stays with
+    :class:`FloodGate`.
+    """
+
+    def __init__(self, rate: float) -> None:
+        self._gap = 1.0 / rate if rate > 0 else 0.0
+        self._next = 0.0
+
+    async def acquire(self) -> None:
+        """Wait for the next free slot (slots are handed out in call order)."""
+        now = time.monotonic()
+        slot = max(now, self._next)
+        self._next = slot + self._gap
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
 def flood_counter(metrics: Any) -> Callable[[float], None]:
     def count(seconds: float) -> None:
         metrics.flood_waits.labels(PLATFORM).inc()
@@ -115,10 +169,25 @@ def keyboard(buttons: Keyboard) -> InlineKeyboardMarkup | None:
 class Sender:
     """Sends and edits messages in one chat, honouring flood control and falling back to plain text."""
 
-    def __init__(self, app: Application[Any, Any, Any, Any, Any, Any], gate: FloodGate, pacing: Pacing) -> None:
+    def __init__(
+        self,
+        app: Application[Any, Any, Any, Any, Any, Any],
+        gate: FloodGate,
+        pacing: Pacing,
+        pacer: ChatPacer | None = None,
+        limiter: SendLimiter | None = None,
+        moves: dict[int, int] | None = None,
+    ) -> None:
         self.bot = app.bot
         self.gate = gate
         self.pacing = pacing
+        self.pacer = pacer or ChatPacer(pacing.edit_interval)
+        self.limiter = limiter or SendLimiter(pacing.global_rate)
+        self.moves = {} if moves is None else moves  # old group id → its supergroup's id
+
+    def chat_id(self, target: Target) -> int:
+        """Where the target's chat lives now (a group upgraded to a supergroup has a new id)."""
+        return self.moves.get(target.chat_id, target.chat_id)
 
     async def _wait_gate(self, chat_id: int) -> None:
         delay = self.gate.wait_time(chat_id)
@@ -126,11 +195,19 @@ class Sender:
             await asyncio.sleep(delay)
 
     async def _attempt(self, chat_id: int, call: Any, *, idempotent: bool) -> Any:
-        """Run ``call()`` until it gets through flood control; network retries only if idempotent."""
+        """Run ``call(chat_id)`` until it gets through flood control; network retries only if idempotent.
+
+        A group upgraded to a supergroup refuses everything (PTB raises ``ChatMigrated``): the
+        call is made again at the new id, which later calls use at once.
+        """
         for attempt in range(self.pacing.max_send_attempts):
+            chat_id = self.moves.get(chat_id, chat_id)
             await self._wait_gate(chat_id)
             try:
-                return await call()
+                return await call(chat_id)
+            except ChatMigrated as exc:
+                log.info("chat %s is now supergroup %s", chat_id, exc.new_chat_id)
+                self.moves[chat_id] = int(exc.new_chat_id)
             except RetryAfter as exc:
                 self.gate.close_for(chat_id, retry_seconds(exc))
                 log.info("flood control in chat %s: waiting %.0f s", chat_id, retry_seconds(exc))
@@ -219,21 +296,23 @@ class Sender:
     ) -> int:
         if edit is not None:
 
-            async def do_edit() -> Any:
+            async def do_edit(chat_id: int) -> Any:
                 return await self.bot.edit_message_text(
-                    text, chat_id=target.chat_id, message_id=edit, parse_mode=parse_mode, reply_markup=markup
+                    text, chat_id=chat_id, message_id=edit, parse_mode=parse_mode, reply_markup=markup
                 )
 
             await self._attempt(target.chat_id, do_edit, idempotent=True)
+            self.pacer.wrote(self.chat_id(target))
             return edit
 
         reply = (
             ReplyParameters(target.reply_to, allow_sending_without_reply=True) if quote and target.reply_to else None
         )
 
-        async def do_send() -> Any:
+        async def do_send(chat_id: int) -> Any:
+            await self.limiter.acquire()
             return await self.bot.send_message(
-                target.chat_id,
+                chat_id,
                 text,
                 parse_mode=parse_mode,
                 reply_markup=markup,
@@ -242,6 +321,7 @@ class Sender:
             )
 
         sent = await self._attempt(target.chat_id, do_send, idempotent=False)
+        self.pacer.wrote(self.chat_id(target))
         return int(sent.message_id)
 
     async def deliver(
@@ -257,11 +337,17 @@ class Sender:
             used += await self.put(target, part, edit=edit, markup=markup if last else None, quote=not used)
         for extra in slots[len(parts) :]:
             with contextlib.suppress(TelegramError):
-                await self.bot.delete_message(target.chat_id, extra)
+                await self.bot.delete_message(self.chat_id(target), extra)
         return used
 
     async def preview(self, target: Target, draft_id: int, html_part: str) -> None:
-        """Show a draft in a private chat (plain text if the partial HTML is refused)."""
+        """Show a draft in a private chat (plain text if the partial HTML is refused).
+
+        An empty ``html_part`` shows Telegram's own "thinking" draft (Bot API 10.0: text optional).
+        """
+        if not html_part:
+            await self.bot.send_message_draft(target.chat_id, draft_id, "", message_thread_id=target.thread_id)
+            return
         try:
             await self.bot.send_message_draft(
                 target.chat_id, draft_id, html_part, message_thread_id=target.thread_id, parse_mode=ParseMode.HTML

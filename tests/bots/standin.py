@@ -14,7 +14,7 @@ from typing import Any
 
 from core.metrics import Metrics
 from core.reply import Reply
-from core.types import AdminAlert, Incoming, ReplyEvent
+from core.types import AdminAlert, ChatKey, Incoming, ReplyEvent
 
 
 class StandInCore:
@@ -79,6 +79,9 @@ class StandInCore:
         """No alerts, ever."""
         await asyncio.Event().wait()
         yield AdminAlert(to=(), text="")  # never reached
+
+    async def move_chat(self, old: ChatKey, new: ChatKey) -> int:
+        return 0
 
     async def ready(self) -> str | None:
         """Always ready."""

@@ -54,6 +54,11 @@ ALICE_UUID = "c557ef2c-964b-40ef-bbbd-d3988ebcae87"
 BOB_NUMBER = "+12025550123"
 BOB_UUID = "7b3a51d2-5e0f-4c8e-9a61-0c1f2d3e4f50"
 
+MAX_RECEIVE_EDITS = 100
+"""Signal-iOS applies at most this many incoming edits of one message (see :meth:`FakeSignalServer.seen`)."""
+EDIT_WINDOW_MS = 48 * 3600 * 1000
+"""…and none later than 48 h after the original message."""
+
 OBJECT_REPLACEMENT = "\ufffc"
 """What a mention looks like inside ``message``."""
 
@@ -500,8 +505,16 @@ class FakeSignalServer:
         (signal-cli-rest-api ≥ 0.82, issue #485), so a stub streamed by edits shows its last edit;
         an edit naming no message of this chat changes nothing on the phone; a remote delete
         removes the message.
+
+        The phone drops edits as Signal-iOS does (signalapp/Signal-iOS,
+        ``SignalServiceKit/Messages/Edit/EditManagerImpl.swift``, ``Constants.maxReceiveEdits =
+        100``: "Receiving more than this number of edits on the same message will result in
+        subsequent edits being dropped"; ``editWindowMilliseconds``: edits are received "for up to
+        48 hours from the original message"): past :data:`MAX_RECEIVE_EDITS` edits of one message,
+        or later than :data:`EDIT_WINDOW_MS` after it, the text stays as it was.
         """
         shown: dict[int, str] = {}
+        edits: dict[int, int] = {}
         for body, ts in zip(self.sent, self.sent_timestamps, strict=True):
             if recipient not in body.get("recipients", ()):
                 continue
@@ -510,7 +523,10 @@ class FakeSignalServer:
             if edited is None:
                 shown[ts] = text
             elif int(edited) in shown:
-                shown[int(edited)] = text
+                original = int(edited)
+                edits[original] = edits.get(original, 0) + 1
+                if edits[original] <= MAX_RECEIVE_EDITS and ts - original <= EDIT_WINDOW_MS:
+                    shown[original] = text
         for delete in self.remote_deletes:
             if delete.get("recipient") == recipient:
                 shown.pop(int(delete.get("timestamp", 0)), None)

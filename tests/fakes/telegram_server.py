@@ -22,6 +22,13 @@ Test API (not part of the Bot API): ``push_*`` helpers queue updates (``push_edi
 ``edited_message``, ``push_poison_poll`` one python-telegram-bot 22.8 cannot parse),
 ``sent[chat_id]`` holds what the bot did in each chat (``log(chat_id).texts`` what the person
 sees now), ``pending_updates`` what Telegram still holds, ``wait_until(predicate)`` waits.
+
+Telegram's rules live in ``tests/fakes/telegram_rules.py`` (with their upstream sources) and are
+switched on per test: ``limits.enable(scale)`` (429 over 20 messages a minute per group or 30 a
+second overall), ``drafts.lifetime`` / ``drafts.lapses`` (a draft lapses after 30 s),
+``privacy_mode`` (groups deliver only what is meant for the bot; ``withheld`` the rest), and
+``basic_group`` / ``migrate`` (a group upgraded to a supergroup; its old id then answers 400 with
+``migrate_to_chat_id``).
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import ClientError, ClientSession, web
+
+from tests.fakes.telegram_rules import DraftClock, RateLimits, TooManyRequests, hidden_by_privacy
 
 JSONDict = dict[str, Any]
 
@@ -288,6 +297,12 @@ class FakeTelegram:
         self._session: ClientSession | None = None
         self.port = 0
         self.listeners: list[Callable[[Call], None]] = []
+        # Rules of the real service (tests/fakes/telegram_rules.py cites them):
+        self.limits = RateLimits()  # flood limits per group and overall; ``limits.enable(scale)``
+        self.drafts = DraftClock()  # drafts lapse after ``drafts.lifetime`` s; ``drafts.lapses``
+        self.privacy_mode = False  # BotFather /setprivacy; True: groups deliver only what is meant for the bot
+        self.withheld: list[JSONDict] = []  # updates privacy mode kept from the bot
+        self.migrated: dict[int, int] = {}  # a group upgraded to a supergroup: old id → new id
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -391,8 +406,13 @@ class FakeTelegram:
         return msg
 
     def push_update(self, update: JSONDict) -> int:
-        """Queue a raw update (``update_id`` is assigned); returns its update_id."""
+        """Queue a raw update (``update_id`` is assigned); returns its update_id.
+
+        In privacy mode a group message not meant for the bot is withheld (never delivered)."""
         update = {"update_id": next(self._update_ids), **update}
+        if self.privacy_mode and hidden_by_privacy(update, self.bot_id, str(self.bot_user["username"])):
+            self.withheld.append(update)
+            return int(update["update_id"])
         self._updates.append(update)
         if self.webhook is not None:
             self._deliver(update)
@@ -404,6 +424,25 @@ class FakeTelegram:
     def pending_updates(self) -> list[JSONDict]:
         """Updates Telegram still holds: not yet confirmed by an offset or a 2xx webhook answer."""
         return list(self._updates)
+
+    def basic_group(self, chat_id: int, title: str | None = None) -> None:
+        """Make ``chat_id`` a basic group (``type: group``), one that can be upgraded."""
+        self._chats[chat_id] = {"id": chat_id, "type": "group", "title": title or f"Group{chat_id}"}
+
+    def migrate(self, old_id: int, user_id: int) -> int:
+        """Upgrade a basic group to a supergroup as Telegram does; returns the new id.
+
+        Telegram sends a service message with ``migrate_to_chat_id`` in the old chat and one with
+        ``migrate_from_chat_id`` in the new; from then on every call to the old id is refused
+        (``telegram_rules`` cites the Bot API).
+        """
+        new_id = int(f"-100{abs(old_id)}")
+        title = self._chat(old_id).get("title")
+        self._chats[new_id] = {"id": new_id, "type": "supergroup", "title": title or f"Group{new_id}"}
+        self.migrated[old_id] = new_id
+        self.push_update({"message": self._message(old_id, self.user(user_id), migrate_to_chat_id=new_id)})
+        self.push_update({"message": self._message(new_id, self.user(user_id), migrate_from_chat_id=old_id)})
+        return new_id
 
     def push_edited_text(self, original: JSONDict, text: str) -> JSONDict:
         """Queue an ``edited_message`` update: the person changed the text of ``original``."""
@@ -707,6 +746,7 @@ class FakeTelegram:
         self.calls.append(call)
         try:
             self._maybe_fail(method, params)
+            self._apply_rules(method, params)
             handler = getattr(self, f"_m_{method}", None)
             if handler is None:
                 raise ApiError(404, "Not Found")
@@ -742,13 +782,27 @@ class FakeTelegram:
         parameters = None if f.parameters is None or "_formatted_only" in f.parameters else f.parameters
         raise ApiError(f.code, f.description, parameters)
 
+    def _apply_rules(self, method: str, params: JSONDict) -> None:
+        """An upgraded group's old id, and the flood limits (``telegram_rules``)."""
+        chat_id = _opt_int(params.get("chat_id"))
+        if chat_id is not None and chat_id in self.migrated:
+            raise ApiError(
+                400,
+                "Bad Request: group chat was upgraded to a supergroup chat",
+                {"migrate_to_chat_id": self.migrated[chat_id]},
+            )
+        try:
+            self.limits.check(method, chat_id)
+        except TooManyRequests as exc:
+            raise ApiError(429, str(exc), {"retry_after": exc.retry_after}) from exc
+
     # --- methods ------------------------------------------------------------------------
 
     async def _m_getMe(self, p: JSONDict) -> JSONDict:
         return {
             **self.bot_user,
             "can_join_groups": True,
-            "can_read_all_group_messages": False,
+            "can_read_all_group_messages": not self.privacy_mode,
             "supports_inline_queries": False,
             "can_connect_to_business": False,
             "has_main_web_app": False,
@@ -843,6 +897,8 @@ class FakeTelegram:
         )
         self._messages[(chat_id, sent.message_id)] = sent
         self.log(chat_id).messages.append(sent)
+        if chat_id > 0:
+            self.drafts.message(chat_id)
         return self._bot_message(sent)
 
     async def _m_editMessageText(self, p: JSONDict) -> JSONDict:
@@ -904,6 +960,7 @@ class FakeTelegram:
         parse_mode = p.get("parse_mode")
         visible = self._check_text(text, parse_mode) if text else ""
         self.log(chat_id).drafts.append(Draft(draft_id, visible, text, _opt_int(p.get("message_thread_id"))))
+        self.drafts.draft(chat_id)
         return True
 
     async def _m_sendChatAction(self, p: JSONDict) -> bool:
