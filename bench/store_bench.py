@@ -143,8 +143,16 @@ async def measure(root: Path, conv_ids: list[str], turns: int, warmup: int) -> d
         )
         await store.update_message(
             MessageRecord(
-                f"a{i}", cid, "assistant", ANSWER_TEXT, now, seq=pending.seq, model="gpt-4o-mini",
-                prompt_tokens=420, completion_tokens=130, cost=0.000141,
+                f"a{i}",
+                cid,
+                "assistant",
+                ANSWER_TEXT,
+                now,
+                seq=pending.seq,
+                model="gpt-4o-mini",
+                prompt_tokens=420,
+                completion_tokens=130,
+                cost=0.000141,
             )
         )
         if i >= warmup:
@@ -190,11 +198,15 @@ def main() -> None:
     scenarios = [(f"{n:,} users x 100 msgs", n, 100) for n in user_counts]
     scenarios.append((f"1 conversation of {long_conversation:,} msgs", 1, long_conversation))
 
-    print(f"one turn = append_messages([user, pending assistant]) + update_message(answer); "
-          f"{turns} turns measured after 20 warm-up turns; "
-          f"chunks of up to {CHUNK_SIZE} messages or {CHUNK_BYTES // 1024} KiB")
-    print(f"{'scenario':<34} {'load s':>7} {'store MB':>9} {'open s':>7} {'median ms':>10} {'p99 ms':>8} "
-          f"{'wchar B/turn':>13} {'disk B/turn':>12} {'1 bare write med/p99 ms':>24}")
+    print(
+        f"one turn = append_messages([user, pending assistant]) + update_message(answer); "
+        f"{turns} turns measured after 20 warm-up turns; "
+        f"chunks of up to {CHUNK_SIZE} messages or {CHUNK_BYTES // 1024} KiB"
+    )
+    print(
+        f"{'scenario':<34} {'load s':>7} {'store MB':>9} {'open s':>7} {'median ms':>10} {'p99 ms':>8} "
+        f"{'wchar B/turn':>13} {'disk B/turn':>12} {'1 bare write med/p99 ms':>24}"
+    )
     results = {}
     for name, users, msgs in scenarios:
         root = Path(tempfile.mkdtemp(prefix="ferry-store-bench-", dir=args.dir))
@@ -208,19 +220,25 @@ def main() -> None:
             floor = bare_write_ms(root)
             r = asyncio.run(measure(root, conv_ids, turns, warmup=20))
             results[name] = r
-            print(f"{name:<34} {load_s:>7.1f} {size_mb:>9.1f} {r['open_s']:>7.2f} "
-                  f"{r['median_ms']:>10.2f} {r['p99_ms']:>8.2f} "
-                  f"{r['wchar']:>13,.0f} {r['write_bytes']:>12,.0f} {floor[0]:>15.2f} /{floor[1]:>6.2f}",
-                  flush=True)
+            print(
+                f"{name:<34} {load_s:>7.1f} {size_mb:>9.1f} {r['open_s']:>7.2f} "
+                f"{r['median_ms']:>10.2f} {r['p99_ms']:>8.2f} "
+                f"{r['wchar']:>13,.0f} {r['write_bytes']:>12,.0f} {floor[0]:>15.2f} /{floor[1]:>6.2f}",
+                flush=True,
+            )
         finally:
             shutil.rmtree(root, ignore_errors=True)
     small, large = results[scenarios[0][0]], results[scenarios[len(user_counts) - 1][0]]
     longest = results[scenarios[-1][0]]
-    print(f"p99 at {user_counts[-1]:,} users / p99 at {user_counts[0]} users = "
-          f"{large['p99_ms'] / small['p99_ms']:.2f} (target <= 1.5, and p99 < 10 ms: "
-          f"{'met' if large['p99_ms'] < 10 and large['p99_ms'] <= 1.5 * small['p99_ms'] else 'NOT met'})")
-    print(f"p99 for the {long_conversation:,}-message conversation = {longest['p99_ms']:.2f} ms "
-          f"(target < 20 ms: {'met' if longest['p99_ms'] < 20 else 'NOT met'})")
+    print(
+        f"p99 at {user_counts[-1]:,} users / p99 at {user_counts[0]} users = "
+        f"{large['p99_ms'] / small['p99_ms']:.2f} (target <= 1.5, and p99 < 10 ms: "
+        f"{'met' if large['p99_ms'] < 10 and large['p99_ms'] <= 1.5 * small['p99_ms'] else 'NOT met'})"
+    )
+    print(
+        f"p99 for the {long_conversation:,}-message conversation = {longest['p99_ms']:.2f} ms "
+        f"(target < 20 ms: {'met' if longest['p99_ms'] < 20 else 'NOT met'})"
+    )
 
 
 if __name__ == "__main__":

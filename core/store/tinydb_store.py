@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import copy
 import dataclasses
 import json
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,6 +45,7 @@ from core.store.tinydb_files import (
     AtomicJSONStorage,
     FileCache,
     FileOps,
+    GroupCommit,
     LockStripes,
     read_bytes,
     store_error,
@@ -120,6 +123,9 @@ class TinyDBStore:
         self._chunk_bytes = chunk_bytes
         self._cache = FileCache()
         self._locks: LockStripes | None = None
+        # The folders an operation's writes left to the group commit, per worker thread.
+        self._unit = threading.local()
+        self._commit: GroupCommit[Path] = GroupCommit(self._ops.sync_folder)
 
     # plumbing
 
@@ -134,8 +140,24 @@ class TinyDBStore:
         return await asyncio.to_thread(self._guard, fn, *args)
 
     def _guard(self, fn: Callable[..., R], *args: Any) -> R:
+        """Run one operation in this thread; return once its renames and deletions are durable.
+
+        Its writes leave their folders' fsyncs to the group commit, which runs after the operation
+        released its locks and joins them with concurrent operations' (one pass for many turns).
+        """
+        folders: set[Path] = set()
+        self._unit.folders = folders
         try:
-            return fn(*args)
+            try:
+                result = fn(*args)
+            except BaseException:
+                self._unit.folders = None
+                with contextlib.suppress(Exception):
+                    self._commit.durable(folders)  # what did happen is made durable all the same
+                raise
+            self._unit.folders = None
+            self._commit.durable(folders)
+            return result
         except StoreError:
             raise
         except OSError as exc:
@@ -149,7 +171,8 @@ class TinyDBStore:
 
     def _table(self, path: Path, name: str) -> Table:
         """A TinyDB table in ``path``; use it only while holding the file's lock."""
-        db = TinyDB(storage=lambda: AtomicJSONStorage(path, self._ops, self._cache))
+        folders = getattr(self._unit, "folders", None)
+        db = TinyDB(storage=lambda: AtomicJSONStorage(path, self._ops, self._cache, folders))
         return db.table(name, cache_size=0)
 
     def _single(self, path: Path, name: str) -> dict[str, Any] | None:
@@ -298,7 +321,7 @@ class TinyDBStore:
 
     def _forget(self, path: Path) -> None:
         self._cache.drop(path)
-        self._ops.remove(path)
+        self._ops.remove(path, getattr(self._unit, "folders", None))
 
     def _delete_conversation_files(self, conversation_id: str) -> None:
         folder = self._layout.conversation_dir(conversation_id)
