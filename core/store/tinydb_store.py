@@ -348,11 +348,17 @@ class TinyDBStore:
                 for name in ("prompt_tokens", "completion_tokens", "cost"):
                     row[name] -= d[name]
 
-        gpath = self._layout.global_usage_file
+        # Taken from the user's part of everyone's sums. Sums an older store kept in global.json stay
+        # there, so the part may go below zero while the total over all the files stays right.
+        gpath = self._layout.global_usage_part(user_id)
         with self._locked(gpath):
             table = self._table(gpath, USAGE_TABLE)
+            for day, model in minus:
+                cond = (where("day") == day) & (where("model") == model)
+                if not table.contains(cond):
+                    table.insert({"day": day, "model": model, "prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0})
             table.update(subtract, where("day").one_of(sorted({d["day"] for d in days})))
-            empty = (where("prompt_tokens") <= 0) & (where("completion_tokens") <= 0)
+            empty = (where("prompt_tokens") == 0) & (where("completion_tokens") == 0)
             if table.contains(empty):
                 table.remove(empty)
 
@@ -617,7 +623,7 @@ class TinyDBStore:
 
     def _add_usage(self, usage: UsageRecord) -> None:
         self._add_to_day(self._layout.user_usage_file(usage.user_id), usage)
-        self._add_to_day(self._layout.global_usage_file, usage)
+        self._add_to_day(self._layout.global_usage_part(usage.user_id), usage)
 
     def _add_to_day(self, path: Path, usage: UsageRecord) -> None:
         day = utc_day(usage.at)
@@ -646,15 +652,18 @@ class TinyDBStore:
 
     async def usage_totals(self, user_id: str, since: float) -> UsageTotals:
         """The user's usage on UTC days starting at or after ``since`` (a UTC midnight)."""
-        return await self._run(self._usage_totals, self._layout.user_usage_file(user_id), since)
+        return await self._run(self._usage_totals, since, self._layout.user_usage_file(user_id))
 
     async def global_usage_totals(self, since: float) -> UsageTotals:
         """Everyone's usage on UTC days starting at or after ``since`` (a UTC midnight)."""
-        return await self._run(self._usage_totals, self._layout.global_usage_file, since)
+        paths = [self._layout.global_usage_file, *self._layout.global_usage_parts]
+        return await self._run(self._usage_totals, since, *paths)
 
-    def _usage_totals(self, path: Path, since: float) -> UsageTotals:
-        with self._locked(path):
-            docs = [dict(d) for d in self._table(path, USAGE_TABLE).all()]
+    def _usage_totals(self, since: float, *paths: Path) -> UsageTotals:
+        docs: list[dict[str, Any]] = []
+        for path in paths:
+            with self._locked(path):
+                docs.extend(dict(d) for d in self._table(path, USAGE_TABLE).all())
         return _totals(docs, since)
 
     async def move_usage(self, from_user: str, to_user: str) -> None:
