@@ -1,9 +1,10 @@
 """How long storing one turn takes in the TinyDB store, and how many bytes it writes.
 
-One turn is what the pipeline stores for one exchange: ``append_messages`` of two records (the
-person's message, ~80 characters, and the assistant's ``pending`` placeholder) in one call, then
-``update_message`` of the placeholder with the finished answer (~600 characters, tokens, cost,
-status ``ok``). Both calls are durable when they return (fsync + rename + folder fsync).
+One turn is what the assistant stores for one exchange (``core/assistant.py``): ``append_messages``
+of the person's message (~80 characters), started while the conversation's last messages are read
+for the context (``get_messages``), then the answer (~600 characters, tokens, cost) appended
+together with its ``add_usage``. Every write is durable when its call returns (fsync + rename +
+folder fsync, the folder's in a group commit). ``bench/turn_io.py`` counts files and fsyncs per turn.
 
 Scenarios: 10, 1,000 and 100,000 users with one 100-message conversation each (a turn goes to a
 random user's conversation), and one conversation of 10,000 messages. The stores are filled by a
@@ -34,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.store.base import ConversationRecord, MessageRecord, UserRecord
+from core.store.base import ConversationRecord, MessageRecord, UsageRecord, UserRecord
 from core.store.tinydb_files import FileOps, encode
 from core.store.tinydb_layout import (
     CHUNK_BYTES,
@@ -135,26 +136,22 @@ async def measure(root: Path, conv_ids: list[str], turns: int, warmup: int) -> d
         cid = rng.choice(conv_ids)
         now = T0 + 10_000_000 + i
         t = time.perf_counter()
-        _user, pending = await store.append_messages(
-            [
-                MessageRecord(f"q{i}", cid, "user", USER_TEXT, now),
-                MessageRecord(f"a{i}", cid, "assistant", "", now, status="pending"),
-            ]
+        said = asyncio.ensure_future(store.append_messages([MessageRecord(f"q{i}", cid, "user", USER_TEXT, now)]))
+        await store.get_messages(cid, last=50)
+        await said
+        answer = MessageRecord(
+            f"a{i}",
+            cid,
+            "assistant",
+            ANSWER_TEXT,
+            now,
+            model="gpt-4o-mini",
+            prompt_tokens=420,
+            completion_tokens=130,
+            cost=0.000141,
         )
-        await store.update_message(
-            MessageRecord(
-                f"a{i}",
-                cid,
-                "assistant",
-                ANSWER_TEXT,
-                now,
-                seq=pending.seq,
-                model="gpt-4o-mini",
-                prompt_tokens=420,
-                completion_tokens=130,
-                cost=0.000141,
-            )
-        )
+        usage = UsageRecord(f"u{i % 10}", cid, "gpt-4o-mini", 420, 130, 0.000141, now)
+        await asyncio.gather(store.append_messages([answer]), store.add_usage(usage))
         if i >= warmup:
             times.append(time.perf_counter() - t)
     after = proc_io()
@@ -199,7 +196,8 @@ def main() -> None:
     scenarios.append((f"1 conversation of {long_conversation:,} msgs", 1, long_conversation))
 
     print(
-        f"one turn = append_messages([user, pending assistant]) + update_message(answer); "
+        f"one turn = append_messages([user]) with get_messages(last=50), then append_messages([answer]) "
+        f"with add_usage; "
         f"{turns} turns measured after 20 warm-up turns; "
         f"chunks of up to {CHUNK_SIZE} messages or {CHUNK_BYTES // 1024} KiB"
     )
