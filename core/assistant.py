@@ -33,6 +33,7 @@ from core.settings import Settings
 from core.store.base import (
     ConversationRecord,
     MessageRecord,
+    MessageStatus,
     Store,
     StoreError,
     UsageRecord,
@@ -686,7 +687,7 @@ class Assistant:
         if cancelled and not text:
             yield self._notice(lang, "chat.cancelled")
             return
-        status = "cancelled" if cancelled else "interrupted" if failure is not None else "ok"
+        status: MessageStatus = "cancelled" if cancelled else "interrupted" if failure is not None else "ok"
         prompt_tokens, completion_tokens = self._tokens(model_name, messages, text, usage)
         cost = info.cost(prompt_tokens, completion_tokens)
         now = self.clock()
