@@ -67,7 +67,7 @@ class TinyDBFiles:
         self._locks: LockStripes | None = None
         # The folders an operation's writes left to the group commit, per worker thread.
         self._unit = threading.local()
-        self._commit: GroupCommit[Path] = GroupCommit(self._ops.sync_folder)
+        self._commit: GroupCommit[Path] = GroupCommit(self._sync_folders)
         self._pool: ThreadPoolExecutor | None = None
 
     # plumbing
@@ -135,6 +135,9 @@ class TinyDBFiles:
 
     def _put_single(self, path: Path, name: str, doc: dict[str, Any]) -> None:
         self._table(path, name).upsert(Document(doc, doc_id=SINGLE_DOC_ID))
+
+    def _sync_folders(self, folders: set[Path]) -> None:
+        self._ops.sync_folders(folders, self._layout.root)
 
     def _forget(self, path: Path) -> None:
         self._cache.drop(path)
