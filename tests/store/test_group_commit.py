@@ -26,10 +26,15 @@ def test_concurrent_writers_share_flushes_and_each_waits_for_its_own() -> None:
 
     commit: GroupCommit[int] = GroupCommit(flush)
     done: list[int] = []
-    first = threading.Thread(target=lambda: (commit.durable([0]), done.append(0)))
+
+    def writer(i: int) -> None:
+        commit.durable([i])
+        done.append(i)
+
+    first = threading.Thread(target=writer, args=(0,))
     first.start()
     assert entered.wait(5)
-    others = [threading.Thread(target=lambda i=i: (commit.durable([i]), done.append(i))) for i in range(1, 9)]
+    others = [threading.Thread(target=writer, args=(i,)) for i in range(1, 9)]
     for t in others:
         t.start()
     while len(commit._pending) < 8:  # all eight queued behind the running flush
