@@ -38,8 +38,9 @@ from core.store.tinydb_layout import (
 from core.store.tinydb_migrations import MIGRATIONS, Migration
 
 R = TypeVar("R")
-# Worker threads of one store: most of an operation's time is waiting for the disk, not CPU.
-WORKER_THREADS = 32
+# Worker threads of one store. More threads did not help: on two cores 32 of them fought the event
+# loop for the GIL (the 50 x 4 bench lost 25% of its answers/s and the loop's own sends came later).
+WORKER_THREADS = 6
 
 
 class TinyDBFiles:
@@ -83,11 +84,8 @@ class TinyDBFiles:
         return await asyncio.get_running_loop().run_in_executor(self._executor(), self._guard, fn, *args)
 
     def _executor(self) -> ThreadPoolExecutor:
-        """The store's own worker threads.
-
-        Not the loop's default pool (about six threads on a small machine): operations there wait
-        behind other operations' fsyncs and behind other libraries' blocking calls. A thread waiting
-        for the disk uses no CPU, so a read need not queue behind 30 turns being flushed.
+        """The store's own worker threads, so its operations never queue behind other libraries'
+        blocking calls in the loop's default pool (and those never wait for the store's fsyncs).
         """
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="ferry-store")
