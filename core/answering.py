@@ -23,7 +23,7 @@ from core.metrics import Metrics
 from core.registry import Registry
 from core.request import Request
 from core.services import Services
-from core.store.base import ConversationRecord, MessageRecord, UsageRecord, UserRecord
+from core.store.base import ConversationRecord, MessageRecord, MessageStatus, UsageRecord, UserRecord
 from core.tokens import count_message_tokens, count_tokens
 from core.types import FinalText, Notice, PartialAnswer, ReplyEvent, StreamStart
 
@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 HISTORY_LIMIT = 400  # messages read back for the context; the window trims further
 _END = object()
 _MODEL_ERRORS = ("quota", "rate_limited", "provider_down", "too_large", "unknown_model", "auth")
+
+
+# The person's message and its write, under way while the model is asked.
+Said = tuple[MessageRecord, "asyncio.Future[list[MessageRecord]]"]
 
 
 class _Cancelled(Exception):
@@ -49,7 +53,7 @@ class _Outcome:
     cancelled: bool = False
 
     @property
-    def status(self) -> str:
+    def status(self) -> MessageStatus:
         return "cancelled" if self.cancelled else "interrupted" if self.failure is not None else "ok"
 
 
@@ -75,15 +79,26 @@ class Answerer:
         settings = self._s.settings
         return user.model if user.model in settings.model_choices else settings.model
 
-    async def answer(self, request: Request, conv: ConversationRecord) -> AsyncIterator[ReplyEvent]:
-        """Answer the conversation's last message: stream it, store it, account it."""
+    async def answer(
+        self, request: Request, conv: ConversationRecord, said: Said | None = None
+    ) -> AsyncIterator[ReplyEvent]:
+        """Answer the conversation's last message: stream it, store it, account it.
+
+        ``said`` is the person's message with its write still under way, when it is being stored
+        while the model is asked; it is part of the context and gets its place before the answer.
+        """
         model_name = self.model_name(request.user)
         info = self._s.catalogue.get(model_name)
         reply_budget = min(self._s.settings.reply_tokens, info.max_output_tokens)
-        messages = await self._context(request, conv, info, reply_budget)
+        messages = await self._context(request, conv, info, reply_budget, said)
         if isinstance(messages, Notice):
             yield messages
             return
+        if said is not None:
+            # Give the write its first step; one refused at once (a full disk) is not answered.
+            await asyncio.wait([said[1]], timeout=0)
+            if said[1].done():
+                said[1].result()  # raises its StoreError
         yield StreamStart()
         outcome = _Outcome()
         started = time.monotonic()
@@ -92,6 +107,8 @@ class Answerer:
         if not outcome.text and (outcome.failure is not None or outcome.cancelled):
             yield self._nothing(request.lang, outcome, model_name, conv)
             return
+        if said is not None:
+            await said[1]  # the person's message gets its place before the answer's
         usage = await self._keep(request.user, conv, model_name, info, messages, outcome)
         self._metrics.model_duration.labels(model_name).observe(time.monotonic() - started)
         if outcome.failure is not None:
@@ -102,9 +119,11 @@ class Answerer:
                 yield event
 
     async def _context(
-        self, request: Request, conv: ConversationRecord, info: ModelInfo, reply_budget: int
+        self, request: Request, conv: ConversationRecord, info: ModelInfo, reply_budget: int, said: Said | None
     ) -> list[dict[str, str]] | Notice:
         history = await self._s.store.get_messages(conv.id, last=HISTORY_LIMIT)
+        if said is not None:  # the person's message, maybe not stored yet
+            history = [*(m for m in history if m.id != said[0].id), said[0]][-HISTORY_LIMIT:]
         turns = turns_from_history((m.role, m.content) for m in history if m.content)
         if not turns:
             return self._s.notice(request.lang, "chat.retry_nothing")
@@ -190,12 +209,13 @@ class Answerer:
             completion_tokens=completion_tokens,
             cost=cost,
         )
-        await self._s.store.append_messages([record])
+        usage = UsageRecord(user.id, conv.id, model, prompt_tokens, completion_tokens, cost, now)
+        # Both durable before the final text; written together, so the store commits them as one.
+        store = self._s.store
+        await asyncio.gather(store.append_messages([record]), store.add_usage(usage))
         self._metrics.tokens.labels(model, "prompt").inc(prompt_tokens)
         self._metrics.tokens.labels(model, "completion").inc(completion_tokens)
         self._metrics.cost.labels(model).inc(cost)
-        usage = UsageRecord(user.id, conv.id, model, prompt_tokens, completion_tokens, cost, now)
-        await self._s.store.add_usage(usage)
         return usage
 
     def _final(self, lang: str, outcome: _Outcome) -> FinalText:

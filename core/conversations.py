@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import uuid
@@ -40,21 +41,23 @@ class Conversations:
         registry.add_command("retry", self.retry, uses_model=True)
         registry.add_callback("conv", self.switch)
 
-    async def _new_conversation(self, scope: str) -> ConversationRecord:
+    async def _new_conversation(self, scope: str, title: str | None = None) -> ConversationRecord:
         now = self._s.clock()
         store = self._s.store
         current = await store.list_conversations(scope, 1)
         if current and current[0].message_count == 0:
-            conv = dataclasses.replace(current[0], updated_at=now)
+            conv = dataclasses.replace(current[0], updated_at=now, title=current[0].title or title)
         else:
-            conv = ConversationRecord(id=uuid.uuid4().hex[:16], scope=scope, created_at=now, updated_at=now)
+            conv = ConversationRecord(
+                id=uuid.uuid4().hex[:16], scope=scope, title=title, created_at=now, updated_at=now
+            )
         await store.put_conversation(conv)
         return conv
 
-    async def _active(self, scope: str) -> ConversationRecord:
-        """The scope's most recently used conversation (switching bumps it), or a new one."""
+    async def _active(self, scope: str, title: str | None = None) -> ConversationRecord:
+        """The scope's most recently used conversation (switching bumps it), or a new one (``title``)."""
         current = await self._s.store.list_conversations(scope, 1)
-        return current[0] if current else await self._new_conversation(scope)
+        return current[0] if current else await self._new_conversation(scope, title)
 
     async def new(self, request: Request, args: str) -> AsyncIterator[ReplyEvent]:
         """/new: start an empty conversation (an empty current one is reused)."""
@@ -105,7 +108,8 @@ class Conversations:
     async def chat(self, request: Request) -> AsyncIterator[ReplyEvent]:
         """Store the person's message in the active conversation and answer it."""
         msg, text = request.msg, request.text
-        conv = await self._active(request.scope)
+        # A new conversation is written once, with its title, on the way to the model request.
+        conv = await self._active(request.scope, short_title(text))
         if not conv.title:
             conv = dataclasses.replace(conv, title=short_title(text))
             await self._s.store.put_conversation(conv)
@@ -123,6 +127,10 @@ class Conversations:
             created_at=self._s.clock(),
             author=str(msg.sender),
         )
-        await self._s.store.append_messages([record])
-        async for event in self._answerer.answer(request, conv):
-            yield event
+        # Stored while the model is asked rather than before: the request need not wait for the disk.
+        stored = asyncio.ensure_future(self._s.store.append_messages([record]))
+        try:
+            async for event in self._answerer.answer(request, conv, (record, stored)):
+                yield event
+        finally:
+            await stored  # durable before the turn ends, whatever became of the answer
