@@ -293,6 +293,13 @@ class EchoCore:
         said = f"You said: {msg.text}"
         return ready_reply(StreamStart(), PartialAnswer(said), FinalText(said, streamed=True))
 
+    async def receive(self, msg: Any, key: str, route: Any = None) -> Any:
+        return self.submit(msg)
+
+    async def pending(self, platform: str) -> Any:
+        await asyncio.Event().wait()
+        yield
+
     async def alerts(self, platform: str) -> Any:
         await asyncio.Event().wait()
         yield

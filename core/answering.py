@@ -13,11 +13,12 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from core.catalogue import ModelInfo
-from core.context import ContextTooLarge, fit_context, turns_from_history
+from core.context import ContextTooLarge, as_seen, fit_context, turns_from_history
+from core.intake import message_id
 from core.llm import Delta, ModelClient, ModelError, Stop, Usage
 from core.metrics import Metrics
 from core.registry import Registry
@@ -67,7 +68,9 @@ class Answerer:
         metrics: Metrics,
         registry: Registry,
         cancels: dict[str, asyncio.Event],
+        undelivered: Callable[[str], set[str]] = lambda chat: set(),
     ) -> None:
+        self._undelivered = undelivered  # a chat's stored answers the person is known not to have
         self._s = services
         self._model = model
         self._metrics = metrics
@@ -109,7 +112,8 @@ class Answerer:
             return
         if said is not None:
             await said[1]  # the person's message gets its place before the answer's
-        usage = await self._keep(request.user, conv, model_name, info, messages, outcome)
+        answer_id = message_id(request.receipt.key, "assistant") if request.receipt else uuid.uuid4().hex
+        usage = await self._keep(request.user, conv, model_name, info, messages, outcome, answer_id)
         self._metrics.model_duration.labels(model_name).observe(time.monotonic() - started)
         if outcome.failure is not None:
             log.warning("model %s broke off for conversation %s: %s", model_name, conv.id, outcome.failure)
@@ -124,7 +128,10 @@ class Answerer:
         history = await self._s.store.get_messages(conv.id, last=HISTORY_LIMIT)
         if said is not None:  # the person's message, maybe not stored yet
             history = [*(m for m in history if m.id != said[0].id), said[0]][-HISTORY_LIMIT:]
-        turns = turns_from_history((m.role, m.content) for m in history if m.content)
+        unseen = self._undelivered(str(request.msg.chat))
+        # The model is told what the person did not see whole: it never builds on an answer they lack.
+        seen = ((m.role, as_seen(m.content, m.status, m.id not in unseen)) for m in history if m.content)
+        turns = turns_from_history(seen)
         if not turns:
             return self._s.notice(request.lang, "chat.retry_nothing")
         try:
@@ -192,13 +199,14 @@ class Answerer:
         info: ModelInfo,
         messages: list[dict[str, str]],
         outcome: _Outcome,
+        answer_id: str,
     ) -> UsageRecord:
         """Store the answer and its usage, and count it."""
         prompt_tokens, completion_tokens = _tokens(model, messages, outcome.text, outcome.usage)
         cost = info.cost(prompt_tokens, completion_tokens)
         now = self._s.clock()
         record = MessageRecord(
-            id=uuid.uuid4().hex,
+            id=answer_id,
             conversation_id=conv.id,
             role="assistant",
             content=outcome.text,

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 from core.answering import Answerer
+from core.intake import Receipt, message_id
 from core.registry import Registry
 from core.request import Request
 from core.services import Services
@@ -16,6 +17,7 @@ from core.store.base import ConversationRecord, MessageRecord
 from core.types import Button, Notice, ReplyEvent
 
 TITLE_LENGTH = 48
+RECOVERY_LOOKBACK = 8  # messages searched for one a crashed run stored already
 
 
 def short_title(text: str, limit: int = TITLE_LENGTH) -> str:
@@ -105,6 +107,22 @@ class Conversations:
         async for event in self._answerer.answer(request, conv):
             yield event
 
+    async def _say(self, record: MessageRecord, receipt: Receipt | None) -> list[MessageRecord]:
+        """Store the person's message once its intake record is durable (a key seen before is not)."""
+        if receipt is not None:
+            await receipt.recorded()
+        return await self._s.store.append_messages([record])
+
+    async def _said_before(self, conv: ConversationRecord, said: MessageRecord) -> bool:
+        """After a restart: whether the message is stored already; an answer after it goes (it is redone)."""
+        recent = await self._s.store.get_messages(conv.id, last=RECOVERY_LOOKBACK)
+        for message in recent:
+            if message.id == said.id:
+                if message.seq + 1 < recent[-1].seq + 1:
+                    await self._s.store.truncate_messages(conv.id, message.seq + 1)
+                return True
+        return False
+
     async def chat(self, request: Request) -> AsyncIterator[ReplyEvent]:
         """Store the person's message in the active conversation and answer it."""
         msg, text = request.msg, request.text
@@ -119,16 +137,21 @@ class Conversations:
             content = f"{quoted}\n\n{text}"
         if msg.chat.is_group:
             content = f"{msg.sender_name or msg.sender}: {content}"
+        receipt = request.receipt
         record = MessageRecord(
-            id=uuid.uuid4().hex,
+            id=message_id(receipt.key, "user") if receipt else uuid.uuid4().hex,
             conversation_id=conv.id,
             role="user",
             content=content,
             created_at=self._s.clock(),
             author=str(msg.sender),
         )
-        # Stored while the model is asked rather than before: the request need not wait for the disk.
-        stored = asyncio.ensure_future(self._s.store.append_messages([record]))
+        if receipt is not None and receipt.recovered and await self._said_before(conv, record):
+            stored: asyncio.Future[list[MessageRecord]] = asyncio.get_running_loop().create_future()
+            stored.set_result([record])
+        else:
+            # Stored while the model is asked rather than before: the request need not wait for the disk.
+            stored = asyncio.ensure_future(self._say(record, receipt))
         try:
             async for event in self._answerer.answer(request, conv, (record, stored)):
                 yield event
