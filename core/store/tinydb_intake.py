@@ -106,7 +106,6 @@ class IntakeFiles(TinyDBFiles):
                 table.upsert(Document(new.to_dict(), doc_id=doc.doc_id))
 
 
-
 def _chat_files(folder: Path) -> list[Path]:
     """The chat files under a platform's folder (no temporary files)."""
     out: list[Path] = []
