@@ -110,13 +110,21 @@ class Intake:
         gate = self._gate(platform)
         handed = self._handed[platform]
         await gate
-        while True:
-            try:
-                reply = await asyncio.wait_for(handed.get(), timeout=min(self._retry, 5.0))
-            except TimeoutError:
-                self._hand_over_given_up(platform)
-                continue
-            yield reply
+        # One getter kept across timeouts: cancelling a get on a timeout could lose a reply.
+        getter: asyncio.Future[Reply] | None = None
+        try:
+            while True:
+                if getter is None:
+                    getter = asyncio.ensure_future(handed.get())
+                done, _ = await asyncio.wait({getter}, timeout=min(self._retry, 5.0))
+                if getter in done:
+                    reply, getter = getter.result(), None
+                    yield reply
+                else:
+                    self._hand_over_given_up(platform)
+        finally:
+            if getter is not None:
+                getter.cancel()
 
     # --- inside -----------------------------------------------------------------------------
 
