@@ -19,7 +19,7 @@ from core.assistant import Assistant
 from core.context import CUT_OFF_NOTE, UNDELIVERED_NOTE
 from core.llm import OpenAIModelClient
 from core.reply import Reply
-from core.store.base import Store
+from core.store.base import IntakeRecord, Store, StoreError
 from core.store.memory import MemoryStore
 from core.store.tinydb_store import TinyDBStore
 from core.types import ChatKey, FinalText, Identity, Incoming, PartialAnswer, ReplyEvent
@@ -240,4 +240,45 @@ class SlowRecords(MemoryStore):
 
     async def record(self, rec: Any) -> Any:
         await self.durable.wait()
+        return await super().record(rec)
+
+
+async def test_a_message_that_cannot_be_recorded_is_not_acknowledged_and_holds_nobody_up(
+    make_assistant: MakeAssistant,
+) -> None:
+    store = FullDisk()
+    assistant = await make_assistant(store=store)
+    with pytest.raises(StoreError):
+        await assistant.receive(message("lost?"), "telegram:1")  # the adapter does not acknowledge it
+    store.full = False
+    reply = await assistant.receive(message("lost?"), "telegram:1")  # the messenger sends it again
+    assert reply is not None
+    assert finals(await read(reply)) == ["You said: lost?"]
+
+
+async def test_a_record_that_cannot_be_read_back_is_skipped_and_the_rest_recovered(
+    make_assistant: MakeAssistant,
+) -> None:
+    store = MemoryStore()
+    await store.record(IntakeRecord("telegram:1", "telegram:1", {"sender": "nonsense"}, 1.0))
+    first_run = await make_assistant(store=store)
+    reply = await first_run.receive(message("fine"), "telegram:2")
+    assert reply is not None
+    await crash(first_run)  # before it was read: unanswered
+    again = await make_assistant(store=store)
+    recovered = await first(again.pending("telegram"))
+    assert recovered.key == "telegram:2"
+    assert [r.key for r in await store.unfinished("telegram")] == ["telegram:2"]
+
+
+class FullDisk(MemoryStore):
+    """A store that refuses intake records while ``full``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.full = True
+
+    async def record(self, rec: Any) -> Any:
+        if self.full:
+            raise StoreError("No space left on device")
         return await super().record(rec)
