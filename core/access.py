@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Callable, Iterable, Sequence
 
 from core.settings import Settings
-from core.store.base import Store, UserRecord
+from core.store.base import Store, UserRecord, UserStatus
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ async def remember_aliases(store: Store, user: UserRecord, identities: Sequence[
     return updated
 
 
-def new_user_status(settings: Settings, identities: Iterable[str]) -> str:
+def new_user_status(settings: Settings, identities: Iterable[str]) -> UserStatus:
     """The status a first-time user starts with under the configured access mode."""
     ids = set(identities)
     if settings.access == "open" or ids & set(settings.admins):
@@ -139,7 +139,7 @@ class AccessControl:
                 return user
         return None
 
-    async def set_status(self, user: UserRecord, status: str) -> UserRecord:
+    async def set_status(self, user: UserRecord, status: UserStatus) -> UserRecord:
         updated = dataclasses.replace(user, status=status)
         await self._store.put_user(updated)
         return updated

@@ -9,14 +9,16 @@ even after ``kill -9`` or a full disk.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import json
 import os
 import secrets
+import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,23 @@ def _fsync_dir(path: Path, fsync: Callable[[int], None]) -> None:
         os.close(fd)
 
 
+def load_syncfs() -> Callable[[int], None] | None:
+    """Linux's ``syncfs``: one call makes everything written to a file system durable; None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        call = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+
+    def syncfs(fd: int) -> None:
+        if call(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+
+    return syncfs
+
+
 @dataclass(frozen=True)
 class FileOps:
     """The system calls the store writes through; tests inject failing ones (disk full, read-only).
@@ -53,9 +72,16 @@ class FileOps:
     replace: Callable[[str | Path, str | Path], None] = os.replace
     unlink: Callable[[str | Path], None] = os.unlink
     makedirs: Callable[[Path], None] = field(default=lambda p: p.mkdir(parents=True, exist_ok=True))
+    # One flush for a whole batch of folders; None flushes each folder (other systems, or tests).
+    syncfs: Callable[[int], None] | None = field(default_factory=load_syncfs)
 
-    def atomic_write(self, path: Path, data: bytes) -> None:
-        """Replace ``path`` with ``data`` durably: temp file, fsync, rename, fsync the folder."""
+    def atomic_write(self, path: Path, data: bytes, folders: set[Path] | None = None) -> None:
+        """Replace ``path`` with ``data`` durably: temp file, fsync, rename, fsync the folder.
+
+        With ``folders``, the folder's fsync is left to the caller (added to the set): the content
+        is complete on disk before the rename either way, so the file is never torn; only the
+        rename waits, to be made durable with other writers' in one group commit.
+        """
         folder = path.parent
         tmp = folder / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
         try:
@@ -79,15 +105,42 @@ class FileOps:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        _fsync_dir(folder, self.fsync)
+        if folders is None:
+            _fsync_dir(folder, self.fsync)
+        else:
+            folders.add(folder)
 
-    def remove(self, path: Path) -> None:
-        """Delete a file if it exists and make the deletion durable."""
+    def remove(self, path: Path, folders: set[Path] | None = None) -> None:
+        """Delete a file if it exists and make the deletion durable (or add its folder to ``folders``)."""
         try:
             self.unlink(path)
         except FileNotFoundError:
             return
-        _fsync_dir(path.parent, self.fsync)
+        if folders is None:
+            _fsync_dir(path.parent, self.fsync)
+        else:
+            folders.add(path.parent)
+
+    def sync_folders(self, folders: Collection[Path], root: Path) -> None:
+        """Make the entries of ``folders`` (renames, deletions) under ``root`` durable.
+
+        With ``syncfs``, one call on the file system of ``root`` covers them all, whatever their
+        number: the group commit's one flush per batch. Otherwise each folder is fsynced.
+        """
+        if not folders:
+            return
+        if self.syncfs is not None:
+            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                self.syncfs(fd)
+            finally:
+                os.close(fd)
+            return
+        for folder in folders:
+            try:
+                _fsync_dir(folder, self.fsync)
+            except FileNotFoundError:
+                continue  # deleted since (a removed conversation): nothing left in it to make durable
 
 
 def encode(data: Any) -> bytes:
@@ -150,10 +203,11 @@ class AtomicJSONStorage(Storage):
     which TinyDB mutates before calling ``write``, so a failed write forgets the cache entry.
     """
 
-    def __init__(self, path: Path, ops: FileOps, cache: FileCache) -> None:
+    def __init__(self, path: Path, ops: FileOps, cache: FileCache, folders: set[Path] | None = None) -> None:
         self._path = path
         self._ops = ops
         self._cache = cache
+        self._folders = folders
 
     def read(self) -> dict[str, dict[str, Any]] | None:
         raw = read_bytes(self._path)
@@ -172,7 +226,7 @@ class AtomicJSONStorage(Storage):
     def write(self, data: dict[str, dict[str, Any]]) -> None:
         try:
             raw = encode(data)
-            self._ops.atomic_write(self._path, raw)
+            self._ops.atomic_write(self._path, raw, self._folders)
         except BaseException as exc:
             self._cache.drop(self._path)
             if isinstance(exc, OSError):

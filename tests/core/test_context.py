@@ -10,7 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.catalogue import ModelInfo
-from core.context import ChatTurn, ContextTooLarge, dated_runs, fit_context, turns_from_history
+from core.context import (
+    CUT_OFF_NOTE,
+    UNDELIVERED_NOTE,
+    ChatTurn,
+    ContextTooLarge,
+    as_seen,
+    dated_runs,
+    fit_context,
+    turns_from_history,
+)
 from core.tokens import count_message_tokens
 
 
@@ -162,3 +171,17 @@ def test_a_run_of_one_sender_is_joined_as_said_within_a_day_and_dated_across_day
     # A new speaker on a new day is no continuation: nothing is added.
     new_speaker = dated_runs([("user", "hi", 0.0), ("assistant", "hello", 3 * day)])
     assert new_speaker == [("user", "hi"), ("assistant", "hello")]
+
+
+@pytest.mark.parametrize(
+    ("status", "delivered", "seen"),
+    [
+        ("ok", True, "the answer"),
+        ("interrupted", True, f"the answer\n\n{CUT_OFF_NOTE}"),
+        ("cancelled", True, f"the answer\n\n{CUT_OFF_NOTE}"),
+        ("ok", False, f"the answer\n\n{UNDELIVERED_NOTE}"),
+        ("interrupted", False, f"the answer\n\n{UNDELIVERED_NOTE}"),
+    ],
+)
+def test_an_answer_goes_back_to_the_model_as_the_person_saw_it(status: str, delivered: bool, seen: str) -> None:
+    assert as_seen("the answer", status, delivered) == seen

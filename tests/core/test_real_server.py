@@ -24,7 +24,7 @@ import pytest
 
 from core.assistant import Assistant
 from core.llm import OpenAIModelClient
-from core.store.base import MessageRecord
+from core.store.base import MessageRecord, Role
 from core.store.memory import MemoryStore
 from core.types import FinalText, Notice
 from tests.conftest import make_settings
@@ -106,6 +106,11 @@ def answered(events: Sequence[object]) -> bool:
     )
 
 
+HISTORY: list[tuple[Role, str]] = [
+    ("assistant", "Part one."), ("assistant", "Part two."), ("user", "ok"), ("user", "and?"),
+]
+
+
 async def test_an_imported_chat_with_answers_in_a_row_is_answered_by_a_strict_template(
     real_assistant: Assistant,
 ) -> None:
@@ -115,7 +120,7 @@ async def test_an_imported_chat_with_answers_in_a_row_is_answered_by_a_strict_te
     conv = (await real_assistant.store.list_conversations(f"user:{user.id}", 1))[0]
     await real_assistant.store.append_messages([
         MessageRecord(id=uuid.uuid4().hex, conversation_id=conv.id, role=role, content=text, created_at=1.0)
-        for role, text in [("assistant", "Part one."), ("assistant", "Part two."), ("user", "ok"), ("user", "and?")]
+        for role, text in HISTORY
     ])
     assert answered(await say(real_assistant, "go on"))
 

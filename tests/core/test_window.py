@@ -13,7 +13,7 @@ import pytest
 
 from core.assistant import Assistant
 from core.context import alternate
-from core.store.base import MessageRecord
+from core.store.base import MessageRecord, Role
 from tests.conftest import MakeAssistant
 from tests.core.test_assistant import conversation_of, final, say, texts
 from tests.fakes.openai_server import FakeOpenAI, Reply
@@ -25,7 +25,7 @@ def strictly_alternating(messages: list[dict[str, str]]) -> bool:
     return all(m["role"] == ("user" if i % 2 == 0 else "assistant") for i, m in enumerate(rest))
 
 
-async def add_history(assistant: Assistant, sender: str, roles_and_texts: list[tuple[str, str]]) -> None:
+async def add_history(assistant: Assistant, sender: str, roles_and_texts: list[tuple[Role, str]]) -> None:
     """Append messages to the person's current conversation, as an imported chat is stored."""
     user = await assistant.store.find_user(sender)
     assert user is not None
