@@ -10,10 +10,38 @@ until this one has (the downloads themselves still run side by side).
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
+from core.contract import Core
 from core.reply import Reply
 from core.types import Incoming
+
+
+class Receiver(Protocol):
+    """How an adapter hands over a message: returns once it is recorded, with its reply.
+
+    ``key`` names the upstream delivery (``telegram:<update_id>``, ``signal:<sender>:<timestamp>``)
+    so that a delivery seen twice (the bot died before confirming it) is answered once: ``None``
+    is returned for a key already recorded.
+    """
+
+    async def __call__(self, msg: Incoming, key: str) -> Reply | None:
+        """Record ``msg`` under ``key`` and return its reply (None: already recorded)."""
+        ...
+
+
+def receiver_for(core: Core) -> Receiver:
+    """The core's durable intake when it has one, else ``submit`` (in line at once, not durable)."""
+    durable = getattr(core, "receive", None)
+    if callable(durable):
+        return durable
+
+    async def receive(msg: Incoming, key: str) -> Reply | None:
+        return core.submit(msg)
+
+    return receive
 
 
 class Intake:
@@ -44,18 +72,24 @@ class Ticket:
         self._mine = mine
 
     async def submit(
-        self, read: Callable[[], Awaitable[Incoming | None]], submit: Callable[[Incoming], Reply]
+        self,
+        read: Callable[[], Awaitable[Incoming | None]],
+        submit: Callable[[Incoming], Reply | Awaitable[Reply | None] | None],
     ) -> Reply | None:
         """``read()`` the message, then ``submit`` it once every earlier one of its chat was.
 
-        None when ``read`` found nothing to submit; the next message is let through however
-        this ends (read failed, task cancelled).
+        ``submit`` may be a coroutine (a durable record): the chat's next message waits until it
+        has returned. None when ``read`` found nothing to submit; the next message is let through
+        however this ends (read failed, task cancelled).
         """
         try:
             incoming = await read()
             if self._previous is not None:
                 await asyncio.shield(self._previous)
-            return submit(incoming) if incoming is not None else None
+            if incoming is None:
+                return None
+            reply = submit(incoming)
+            return await reply if inspect.isawaitable(reply) else reply
         finally:
             if not self._mine.done():
                 self._mine.set_result(None)

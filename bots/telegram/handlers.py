@@ -1,24 +1,30 @@
 """The Telegram handlers: every message and button press goes to the core, replies come back.
 
-Updates are processed concurrently: the core orders messages per conversation itself, and
-``/cancel`` must be able to overtake an answer that is still being written.
+:meth:`TelegramBot.take` is the one way in, from Ferry's polling loop or webhook
+(:mod:`bots.telegram.polling`): it returns once the update is recorded by the core, so the
+caller confirms it upstream only then. Answers are then shown concurrently, each by its own
+task: the core orders messages per conversation itself, and ``/cancel`` must be able to overtake
+an answer that is still being written. An edited message is not a new question: it is ignored,
+as on Signal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 from telegram import BotCommand, Update
 from telegram.error import TelegramError
-from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
+from telegram.ext import Application, filters
 
-from bots.intake import Intake
+from bots.intake import Intake, receiver_for
 from bots.relay import AlertRelay
 from bots.telegram.incoming import chat_key, incoming_from_callback, incoming_from_message, target_for
 from bots.telegram.reply import TelegramReply
 from bots.telegram.send import PLATFORM, FloodGate, Pacing, Sender, Target, flood_counter
+from bots.telegram.updates import UpdateParser
 from core.contract import Core
 from core.reply import Reply
 from core.types import AdminAlert, Incoming
@@ -34,7 +40,9 @@ class TelegramBot:
         self.pacing = pacing or Pacing()
         self.gate = FloodGate(on_flood=flood_counter(core.metrics))
         self.intake = Intake()
+        self.receive = receiver_for(core)
         self._relay: AlertRelay | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def send_alert(self, app: Application[Any, Any, Any, Any, Any, Any], alert: AdminAlert) -> None:
         """Send an alert to each of its ``telegram:<id>`` recipients (others are not ours)."""
@@ -65,11 +73,10 @@ class TelegramBot:
             await relay.stop()
 
     def install(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
-        """Register the handlers (every message and button press goes to the core)."""
-        # Service messages (members joining, pins, topic edits) carry nothing to answer.
-        app.add_handler(MessageHandler(~filters.StatusUpdate.ALL, self.on_message, block=False))
-        app.add_handler(CallbackQueryHandler(self.on_callback, block=False))
-        app.add_error_handler(self.on_error)
+        """Attach to ``app``: updates reach :meth:`take` from Ferry's own polling loop or webhook,
+        not from PTB's dispatcher (which confirms updates before they are recorded)."""
+        self.app = app
+        self.parser = UpdateParser(app.bot)
 
     async def set_commands(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         """Register the command menu in English (the default) and every other language with texts."""
@@ -80,10 +87,25 @@ class TelegramBot:
             except TelegramError as exc:
                 log.warning("could not set the %s command menu: %s", lang, exc)
 
-    async def on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """A person's message: submitted in the chat's arrival order, its answer rendered."""
-        message = update.effective_message
-        if message is None or message.from_user is None:
+    async def take(self, raw: object) -> None:
+        """Take one raw update: returns once it is recorded (or known to need no answer), its
+        answer then shown by a task of its own. Raises only when recording failed (the store),
+        so that the update is not confirmed upstream and comes again."""
+        update = self.parser.parse(raw)
+        if update is None:
+            return
+        if update.callback_query is not None:
+            await self._take_callback(update)
+        elif update.message is not None:
+            await self._take_message(update)
+        else:
+            # An edited message is not a new question (and Signal ignores edits too); other
+            # kinds are not asked for (ALLOWED_UPDATES) and carry nothing to answer.
+            log.debug("Telegram: update %s needs no answer", update.update_id)
+
+    async def _take_message(self, update: Update) -> None:
+        message = update.message
+        if message is None or message.from_user is None or filters.StatusUpdate.ALL.check_update(update):
             return
         # The ticket is taken before any await: a document's download cannot be overtaken.
         ticket = self.intake.enter(str(chat_key(message, message.from_user)))
@@ -91,27 +113,48 @@ class TelegramBot:
 
         async def read() -> Incoming | None:
             try:
-                return await incoming_from_message(message, context.bot.bot)
-            except Exception:
-                log.exception("could not read update %s", update.update_id)
+                return await incoming_from_message(message, self.app.bot.bot)
+            except Exception as exc:
+                log.error("Telegram: could not read update %s (%s)", update.update_id, type(exc).__name__)
                 return None
 
-        reply = await ticket.submit(read, self.core.submit)
-        if reply is not None:
-            await self.serve(context.application, reply, target)
+        async def record(incoming: Incoming) -> Reply | None:
+            return await self.receive(incoming, f"{PLATFORM}:{update.update_id}")
 
-    async def on_callback(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """A button press: submitted at once (before acknowledging it), its answer rendered."""
+        reply = await ticket.submit(read, record)
+        if reply is not None:
+            self.spawn(self.serve(self.app, reply, target))
+
+    async def _take_callback(self, update: Update) -> None:
         query = update.callback_query
-        if query is None:
-            return
+        assert query is not None
         incoming, target = incoming_from_callback(query)
-        reply = self.core.submit(incoming)
-        try:
-            await query.answer()
-        except TelegramError as exc:
-            log.info("could not answer callback query: %s", exc)
-        await self.serve(context.application, reply, target)
+        reply = await self.receive(incoming, f"{PLATFORM}:{update.update_id}")
+
+        async def acknowledge_and_serve() -> None:
+            try:
+                await query.answer()
+            except TelegramError as exc:
+                log.info("could not answer callback query: %s", exc)
+            if reply is not None:
+                await self.serve(self.app, reply, target)
+
+        self.spawn(acknowledge_and_serve())
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` (showing one answer) as a task that :meth:`drain` waits for."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, cancel: bool = False) -> None:
+        """Wait for the answers being shown (cancel them first with ``cancel``)."""
+        while self._tasks:
+            tasks = list(self._tasks)
+            if cancel:
+                for task in tasks:
+                    task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def serve(self, app: Application[Any, Any, Any, Any, Any, Any], reply: Reply, target: Target) -> None:
         """Render one submitted message's reply, start to end; never raises."""
@@ -130,5 +173,3 @@ class TelegramBot:
                 log.exception("failed to answer in chat %s", target.chat_id)
                 await view.fail(self.core.text(lang, "error.internal"))
 
-    async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        log.error("error while handling an update", exc_info=context.error)

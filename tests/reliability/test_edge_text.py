@@ -40,12 +40,6 @@ async def test_a_lone_surrogate_is_answered_in_a_private_chat(tmp_path: Path) ->
     assert tg.log(42).texts == [answer_for("c0m0"), answer_for("c0m1")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11: bots/telegram_incoming.py _addressing calls PTB's parse_entities, which encodes the "
-    "raw text to UTF-16 and raises before core.text.clean_text runs; the adapter must clean first "
-    "(bots/ is being restructured on branch bots)",
-)
 async def test_a_lone_surrogate_is_answered_in_a_group_that_mentions_the_bot(tmp_path: Path) -> None:
     async with telegram_bot(tmp_path) as tg:
         tg.push_group_text(-100, 43, "question c1m0: broken \udc00 too", mention=True)

@@ -48,10 +48,6 @@ async def test_the_harness_counts_a_bot_left_alone_as_answering_everything(tmp_p
     assert (tally.sent, tally.answered, tally.lost, tally.duplicated, tally.stubs) == (4, 4, 0, 0, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11: an update python-telegram-bot cannot parse is fetched again forever, logged whole",
-)
 async def test_an_unreadable_update_is_skipped_without_its_content_in_the_log(tmp_path: Path) -> None:
     async with FakeTelegram() as tg, SlowModel(chunk_delay=0.01) as model:
         env = base_env(model, tmp_path / "data")
