@@ -11,12 +11,31 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from core.contract import Core
 from core.reply import Reply
 from core.types import Incoming
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def cleaned(value: Any) -> Any:
+    """``value`` (decoded JSON) with every lone surrogate in its strings replaced by U+FFFD.
+
+    JSON carries ``"\\ud83d"`` and Python holds it, but no encoder accepts it, and the messenger
+    libraries' parsers (PTB's entity offsets, signalbot's pydantic models) fail on it. U+FFFD is
+    one UTF-16 unit for one, so entity offsets still fit.
+    """
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value) if _LONE_SURROGATE.search(value) else value
+    if isinstance(value, dict):
+        return {k: cleaned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [cleaned(v) for v in value]
+    return value
 
 
 class Receiver(Protocol):

@@ -17,16 +17,14 @@ fetches it again forever. Here each update is parsed alone:
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from telegram import Bot, Update
 
+from bots.intake import cleaned
 from bots.logs import Throttled
 
 log = logging.getLogger(__name__)
-
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 _MESSAGE_KINDS = ("message", "edited_message", "channel_post", "edited_channel_post")
 _READABLE = (
@@ -34,17 +32,6 @@ _READABLE = (
     "text", "entities", "caption", "caption_entities",
 )  # fmt: skip
 """The fields of a message kept when the rest of it cannot be parsed: enough to answer its text."""
-
-
-def cleaned(value: Any) -> Any:
-    """``value`` (decoded JSON) with every lone surrogate in its strings replaced by U+FFFD."""
-    if isinstance(value, str):
-        return _LONE_SURROGATE.sub("\ufffd", value) if _LONE_SURROGATE.search(value) else value
-    if isinstance(value, dict):
-        return {k: cleaned(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [cleaned(v) for v in value]
-    return value
 
 
 def update_id_of(raw: object) -> int | None:
