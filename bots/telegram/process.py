@@ -217,7 +217,7 @@ async def _serve(settings: Any) -> None:
             log.info("Telegram long polling via %s", settings.telegram_api_url)
             receiving = polling(app)
         else:
-            listen = getattr(settings, "telegram_webhook_listen", "0.0.0.0")
+            listen = settings.telegram_webhook_listen
             params = webhook_params(
                 settings.telegram_webhook_url, settings.telegram_webhook_port, settings.telegram_webhook_secret, listen
             )

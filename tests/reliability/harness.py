@@ -19,6 +19,7 @@ import contextlib
 import os
 import random
 import signal
+import socket
 import statistics
 import sys
 import time
@@ -51,6 +52,8 @@ class Load:
     limit: float = 120.0
     groups: bool = True
     """Telegram: every other chat is a group where the bot is mentioned (answers stream by edits)."""
+    webhook: bool = False
+    """Telegram: the bot takes updates by webhook (on 127.0.0.1) instead of long polling."""
 
 
 @dataclass
@@ -223,10 +226,12 @@ async def _people(load: Load, send: Callable[[int, str], object], expected: dict
 
 
 async def telegram_round(load: Load, workdir: Path, *, model_delay: float = 0.3) -> Tally:
-    """One round against ``ferry telegram`` (long polling)."""
+    """One round against ``ferry telegram`` (long polling, or a webhook with ``load.webhook``)."""
     async with FakeTelegram() as tg, SlowModel(chunk_delay=model_delay) as model:
         env = base_env(model, workdir / "data")
         env.update(TELEGRAM_BOT_TOKEN=tg.token, TELEGRAM_API_URL=tg.root)
+        if load.webhook:
+            env.update(webhook_env(free_port()))
         bot = BotProcess("telegram", env, workdir / "telegram.log")
         chat_ids = {i: (-1000 - i if load.groups and i % 2 else 5000 + i) for i in range(load.chats)}
 
@@ -248,7 +253,8 @@ async def telegram_round(load: Load, workdir: Path, *, model_delay: float = 0.3)
             ).answered == load.chats * load.messages
 
         def ready() -> bool:
-            return any(c.method == "getUpdates" and c.at > bot.started_at for c in reversed(tg.calls[-50:]))
+            taking = "setWebhook" if load.webhook else "getUpdates"
+            return any(c.method == taking and c.at > bot.started_at for c in reversed(tg.calls[-50:]))
 
         await bot.start()
         rnd = _Round(load, bot, model, ready, lambda: len(tg.calls), all_answered)
@@ -261,6 +267,23 @@ async def telegram_round(load: Load, workdir: Path, *, model_delay: float = 0.3)
         tally = count(expected, {i: tg.log(chat_ids[i]).texts for i in expected})
         tally.kills = rnd.kills
         return tally
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def webhook_env(port: int) -> dict[str, str]:
+    """The settings for webhook mode on 127.0.0.1 only (the fake Bot API posts there)."""
+    return {
+        "FERRY_TELEGRAM_WEBHOOK_URL": f"http://127.0.0.1:{port}/tg-hook",
+        "FERRY_TELEGRAM_WEBHOOK_PORT": str(port),
+        "FERRY_TELEGRAM_WEBHOOK_LISTEN": "127.0.0.1",
+        "FERRY_TELEGRAM_WEBHOOK_SECRET": "kill-harness-secret",
+    }
 
 
 def signal_person(i: int) -> tuple[str, str]:
