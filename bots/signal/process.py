@@ -39,7 +39,7 @@ from signalbot import (
 )
 
 from bots.choices import with_choices
-from bots.intake import Intake, Ticket
+from bots.intake import Intake, Ticket, receiver_for
 from bots.relay import AlertRelay
 from bots.services import (
     Backoff,
@@ -54,6 +54,7 @@ from bots.signal.incoming import PLATFORM, SignalReader, chat_key, recipient_of
 from bots.signal.reply import SignalReply, styled
 from bots.signal.seams import check_signalbot, replace_receive, stop_pipeline
 from core.contract import Core
+from core.reply import Reply
 from core.types import AdminAlert, ChatKey, Incoming
 
 if TYPE_CHECKING:
@@ -121,6 +122,7 @@ class SignalAdapter:
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._intake = Intake()
+        self.receive = receiver_for(core)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -215,7 +217,13 @@ class SignalAdapter:
             return await self.reader.to_incoming(context.message, chat)
 
         try:
-            reply = await ticket.submit(read, self.core.submit)
+            message = context.message
+            key = f"{PLATFORM}:{message.source_uuid or message.source_number}:{message.timestamp}"
+
+            async def record(incoming: Incoming) -> Reply | None:
+                return await self.receive(incoming, key)
+
+            reply = await ticket.submit(read, record)
             if reply is not None:
                 async with reply:
                     async for event in reply:

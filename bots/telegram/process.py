@@ -53,12 +53,15 @@ def build_application(
     *,
     pacing: Pacing | None = None,
     pool_size: int = 16,
+    read_timeout: float = 5.0,
 ) -> Application[Any, Any, Any, Any, Any, Any]:
     """A PTB Application (its bot and transport) wired to ``core``; ``api_url`` is the Bot API
-    server root. It has no Updater: :func:`polling` and :func:`webhook` feed it updates."""
+    server root. It has no Updater: :func:`polling` and :func:`webhook` feed it updates.
+    ``read_timeout`` (and the write timeout) is how long a call waits for the server's answer."""
     root = api_url.rstrip("/")
     bot = TelegramBot(core, pacing)
-    requests, polls = AiohttpRequest(pool_size), AiohttpRequest(1)
+    requests = AiohttpRequest(pool_size, read_timeout=read_timeout, write_timeout=read_timeout)
+    polls = AiohttpRequest(1)
     app = (
         ApplicationBuilder()
         .token(token)
