@@ -65,7 +65,9 @@ log = logging.getLogger(__name__)
 TYPING_REFRESH = 10.0
 """Seconds between typing indicators while an answer runs (Signal apps drop one after ~15 s)."""
 
-STARTUP_BACKOFF = Backoff(1.0, 60.0)
+STARTUP_BACKOFF = Backoff(0.2, 1.0)
+"""Every second before the WebSocket is attached is lost mail (upstream #834): retry often (the
+check's log line is written once per distinct problem, not per try)."""
 RECONNECT_BACKOFF = Backoff(RECONNECT_FIRST, RECONNECT_CAP)
 
 SignalServiceProblem = ServiceProblem
