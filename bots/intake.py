@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 from core.contract import Core
@@ -43,10 +43,11 @@ class Receiver(Protocol):
 
     ``key`` names the upstream delivery (``telegram:<update_id>``, ``signal:<sender>:<timestamp>``)
     so that a delivery seen twice (the bot died before confirming it) is answered once: ``None``
-    is returned for a key already recorded.
+    is returned for a key already recorded. ``route`` is JSON the adapter gets back with the reply
+    (``reply.route``) to deliver it after a restart.
     """
 
-    async def __call__(self, msg: Incoming, key: str) -> Reply | None:
+    async def __call__(self, msg: Incoming, key: str, route: dict[str, Any]) -> Reply | None:
         """Record ``msg`` under ``key`` and return its reply (None: already recorded)."""
         ...
 
@@ -55,12 +56,55 @@ def receiver_for(core: Core) -> Receiver:
     """The core's durable intake when it has one, else ``submit`` (in line at once, not durable)."""
     durable = getattr(core, "receive", None)
     if callable(durable):
-        return durable
 
-    async def receive(msg: Incoming, key: str) -> Reply | None:
+        async def record(msg: Incoming, key: str, route: dict[str, Any]) -> Reply | None:
+            reply: Reply | None = await durable(msg, key, route)
+            return reply
+
+        return record
+
+    async def receive(msg: Incoming, key: str, route: dict[str, Any]) -> Reply | None:
         return core.submit(msg)
 
     return receive
+
+
+def pending_replies(core: Core, platform: str) -> AsyncIterator[Reply] | None:
+    """Answers an earlier run recorded but did not deliver (and ones given up since), if the core keeps them."""
+    pending = getattr(core, "pending", None)
+    return pending(platform) if callable(pending) else None
+
+
+def route_of(reply: Reply) -> dict[str, Any]:
+    """The route the adapter gave with the message (empty for a submitted one)."""
+    route = getattr(reply, "route", None)
+    return dict(route) if isinstance(route, dict) else {}
+
+
+def previous_ref(reply: Reply) -> str | None:
+    """A message an earlier run left visible for this answer (a stub to edit), if any."""
+    ref = getattr(reply, "previous_ref", None)
+    return ref if isinstance(ref, str) else None
+
+
+async def mark_shown(reply: Reply, ref: str) -> None:
+    """Record durably that the answer is (partly) visible as the messenger's message ``ref``."""
+    shown = getattr(reply, "shown", None)
+    if callable(shown):
+        await shown(ref)
+
+
+async def mark_delivered(reply: Reply, ref: str | None = None) -> None:
+    """Record durably that the person has the whole answer: it is never handed over again."""
+    delivered = getattr(reply, "delivered", None)
+    if callable(delivered):
+        await delivered(ref)
+
+
+SENDING = "sending"
+"""The ref marked just before a final answer is sent as a new message that no edit can replace
+(a Telegram private chat): after a restart the answer is taken as delivered rather than sent twice
+(the request went out; as with a send that timed out, it most likely arrived)."""
 
 
 class Intake:

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import signal as os_signal
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -39,7 +40,17 @@ from signalbot import (
 )
 
 from bots.choices import with_choices
-from bots.intake import Intake, Ticket, receiver_for
+from bots.intake import (
+    SENDING,
+    Intake,
+    Ticket,
+    mark_delivered,
+    mark_shown,
+    pending_replies,
+    previous_ref,
+    receiver_for,
+    route_of,
+)
 from bots.relay import AlertRelay
 from bots.services import (
     Backoff,
@@ -145,6 +156,8 @@ class SignalAdapter:
         bot.register(_Handler(self), contacts=True, groups=True)
         replace_receive(bot, lambda _signalbots_own: self.link.frames)
         self.bot = bot
+        self._start_recovery()
+        await asyncio.sleep(0)  # the recovery has claimed its place: earlier runs' answers go first
         bot.start(run_forever=False)
         await bot.wait_until_ready()
         await self.link.wait_up()  # messages sent before the WebSocket is attached are dropped upstream
@@ -208,34 +221,80 @@ class SignalAdapter:
             return
         chat = chat_key(message)
         ticket = self._intake.enter(str(chat))  # before any await: the chat's arrival order
-        task = asyncio.create_task(self._process(context, chat, ticket))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._process(context, chat, ticket))
 
     async def _process(self, context: DataMessageContext, chat: ChatKey, ticket: Ticket) -> None:
-        view = SignalReply(self, context, chat)
+        message = context.message
+        recipient = message.source_or_group_id()
+        key = f"{PLATFORM}:{message.source_uuid or message.source_number}:{message.timestamp}"
 
         async def read() -> Incoming:
-            return await self.reader.to_incoming(context.message, chat)
+            return await self.reader.to_incoming(message, chat)
+
+        async def record(incoming: Incoming) -> Reply | None:
+            return await self.receive(incoming, key, {"recipient": recipient})
 
         try:
-            message = context.message
-            key = f"{PLATFORM}:{message.source_uuid or message.source_number}:{message.timestamp}"
-
-            async def record(incoming: Incoming) -> Reply | None:
-                return await self.receive(incoming, key)
-
             reply = await ticket.submit(read, record)
-            if reply is not None:
-                async with reply:
-                    async for event in reply:
-                        await view.render(event)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("Signal: failed to handle a message in %s", chat)
-        finally:
-            await view.finish()
+        except Exception as exc:
+            log.error("Signal: could not take a message in %s (%s)", chat, type(exc).__name__, exc_info=exc)
+            return
+        if reply is not None:
+            await self._serve(reply, chat, context, recipient)
+
+    async def _serve(self, reply: Reply, chat: ChatKey, context: DataMessageContext | None, recipient: str) -> None:
+        """Show one reply, start to end, then mark it delivered; a stub an earlier run left is
+        edited into the answer, and an answer whose final send had started is taken as delivered."""
+        earlier = previous_ref(reply)
+
+        async def shown(ref: str) -> None:
+            await mark_shown(reply, ref)
+
+        resume = int(earlier) if earlier and earlier.isdigit() else None
+        view = SignalReply(self, context, chat, recipient=recipient, on_shown=shown, resume=resume)
+        async with reply:
+            if earlier == SENDING:
+                await mark_delivered(reply)
+                return
+            try:
+                async for event in reply:
+                    await view.render(event)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("Signal: failed to answer in %s (%s)", chat, type(exc).__name__, exc_info=exc)
+            finally:
+                await view.finish()
+            await mark_delivered(reply)
+
+    def _start_recovery(self) -> None:
+        """Deliver the answers an earlier run recorded but did not deliver (before receiving starts)."""
+        pending = pending_replies(self.core, PLATFORM)
+        if pending is None:
+            return
+
+        async def recover() -> None:
+            async for reply in pending:
+                recipient = route_of(reply).get("recipient")
+                incoming = getattr(reply, "incoming", None)
+                if not isinstance(recipient, str) or incoming is None:
+                    log.error("Signal: a recorded answer without a usable route; not delivered")
+                    await reply.aclose()
+                    continue
+                self._spawn(self._serve_when_ready(reply, incoming.chat, recipient))
+
+        self._spawn(recover())
+
+    async def _serve_when_ready(self, reply: Reply, chat: ChatKey, recipient: str) -> None:
+        await self.ready.wait()  # signalbot knows the groups once it is ready
+        await self._serve(reply, chat, None, recipient)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def to_incoming(self, message: Any, chat: ChatKey | None = None) -> Incoming:
         """Translate signalbot's message into the core's value (see :class:`SignalReader`)."""

@@ -11,15 +11,26 @@ as on Signal.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Coroutine
+from dataclasses import asdict
 from typing import Any
 
 from telegram import BotCommand, Update
 from telegram.error import TelegramError
 from telegram.ext import Application, filters
 
-from bots.intake import Intake, receiver_for
+from bots.intake import (
+    SENDING,
+    Intake,
+    mark_delivered,
+    mark_shown,
+    pending_replies,
+    previous_ref,
+    receiver_for,
+    route_of,
+)
 from bots.relay import AlertRelay
 from bots.telegram.incoming import chat_key, incoming_from_callback, incoming_from_message, target_for
 from bots.telegram.reply import TelegramReply
@@ -43,6 +54,7 @@ class TelegramBot:
         self.receive = receiver_for(core)
         self._relay: AlertRelay | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._recovery: asyncio.Task[None] | None = None
 
     async def send_alert(self, app: Application[Any, Any, Any, Any, Any, Any], alert: AdminAlert) -> None:
         """Send an alert to each of its ``telegram:<id>`` recipients (others are not ours)."""
@@ -119,7 +131,7 @@ class TelegramBot:
                 return None
 
         async def record(incoming: Incoming) -> Reply | None:
-            return await self.receive(incoming, f"{PLATFORM}:{update.update_id}")
+            return await self.receive(incoming, f"{PLATFORM}:{update.update_id}", asdict(target))
 
         reply = await ticket.submit(read, record)
         if reply is not None:
@@ -129,7 +141,7 @@ class TelegramBot:
         query = update.callback_query
         assert query is not None
         incoming, target = incoming_from_callback(query)
-        reply = await self.receive(incoming, f"{PLATFORM}:{update.update_id}")
+        reply = await self.receive(incoming, f"{PLATFORM}:{update.update_id}", asdict(target))
 
         async def acknowledge_and_serve() -> None:
             try:
@@ -157,11 +169,25 @@ class TelegramBot:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def serve(self, app: Application[Any, Any, Any, Any, Any, Any], reply: Reply, target: Target) -> None:
-        """Render one submitted message's reply, start to end; never raises."""
+        """Render one message's reply, start to end, then mark it delivered; never raises.
+
+        A reply handed over again after a restart edits the placeholder an earlier run left
+        (groups); one whose final message was already being sent is taken as delivered.
+        """
         lang = self.core.language(target.lang)
         target = Target(target.chat_id, target.thread_id, target.reply_to, target.is_private, lang, target.message_id)
         view = TelegramReply(self, app, target)
+        earlier = previous_ref(reply)
+
+        async def shown(ref: str) -> None:
+            await mark_shown(reply, ref)
+
+        view.on_shown = shown
+        view.resume = int(earlier) if earlier and earlier.lstrip("-").isdigit() else None
         async with reply:
+            if earlier == SENDING:
+                await mark_delivered(reply)
+                return
             try:
                 async for event in reply:
                     await view.render(event)
@@ -169,7 +195,34 @@ class TelegramBot:
             except asyncio.CancelledError:
                 view.typing.cancel()
                 raise
-            except Exception:
-                log.exception("failed to answer in chat %s", target.chat_id)
+            except Exception as exc:
+                log.error("failed to answer in chat %s (%s)", target.chat_id, type(exc).__name__, exc_info=exc)
                 await view.fail(self.core.text(lang, "error.internal"))
+            await mark_delivered(reply)
 
+    def start_recovery(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        """Deliver the answers an earlier run recorded but did not deliver (call before taking updates)."""
+        pending = pending_replies(self.core, PLATFORM)
+        if pending is None or self._recovery is not None:
+            return
+
+        async def recover() -> None:
+            async for reply in pending:
+                route = route_of(reply)
+                try:
+                    target = Target(**route)
+                except TypeError:
+                    log.error("Telegram: a recorded answer without a usable route; not delivered")
+                    await reply.aclose()
+                    continue
+                self.spawn(self.serve(app, reply, target))
+
+        self._recovery = asyncio.create_task(recover())
+
+    async def stop_recovery(self) -> None:
+        """Stop handing over recorded answers."""
+        task, self._recovery = self._recovery, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

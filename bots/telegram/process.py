@@ -97,6 +97,8 @@ async def _running(
     async with app:
         await bot.set_commands(app)
         await app.start()
+        bot.start_recovery(app)
+        await asyncio.sleep(0)  # the recovery has claimed its place: earlier runs' answers go first
         stop_receiving = await receive(bot)
         app.bot_data["ferry_receiving"] = True
         bot.start_relay(app)
@@ -105,6 +107,7 @@ async def _running(
         finally:
             app.bot_data["ferry_receiving"] = False
             await stop_receiving()
+            await bot.stop_recovery()
             await bot.drain()
             await bot.stop_relay()
             await app.stop()

@@ -10,6 +10,7 @@ import contextlib
 import itertools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from telegram import InputFile, ReactionTypeEmoji, ReplyParameters
@@ -18,6 +19,7 @@ from telegram.error import RetryAfter, TelegramError
 from telegram.ext import Application
 
 from bots.events import show
+from bots.intake import SENDING
 from bots.live import RetryLater, Throttle, TypingLoop
 from bots.telegram.render import render_parts
 from bots.telegram.send import Keyboard, Pacing, Sender, Target, retry_seconds
@@ -28,6 +30,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+Marker = Callable[[str], Awaitable[None]]
+"""Records durably which message shows an answer (see :func:`bots.intake.mark_shown`)."""
+
 
 class LiveAnswer:
     """One streamed answer: drafts (private) or an edited placeholder (groups), then the final text.
@@ -37,12 +42,16 @@ class LiveAnswer:
 
     _draft_ids = itertools.count(1)
 
-    def __init__(self, sender: Sender, target: Target, pacing: Pacing) -> None:
+    def __init__(
+        self, sender: Sender, target: Target, pacing: Pacing, on_shown: Marker | None = None, resume: int | None = None
+    ) -> None:
         self.sender = sender
         self.target = target
         self.pacing = pacing
         self.draft_id = next(self._draft_ids)
-        self.slots: list[int] = []  # group messages showing the answer so far
+        self.on_shown = on_shown
+        # Group messages showing the answer so far; ``resume``: a placeholder an earlier run left.
+        self.slots: list[int] = [resume] if resume else []
         self._shown: list[str] = []
         interval = pacing.draft_interval if target.is_private else pacing.edit_interval
         self._throttle = Throttle(
@@ -57,7 +66,7 @@ class LiveAnswer:
 
     async def start(self) -> None:
         """Show that an answer is coming (a placeholder in groups) and start the preview pump."""
-        if not self.target.is_private and not self.sender.gate.wait_time(self.target.chat_id):
+        if not self.target.is_private and not self.slots and not self.sender.gate.wait_time(self.target.chat_id):
             reply = (
                 ReplyParameters(self.target.reply_to, allow_sending_without_reply=True)
                 if self.target.reply_to
@@ -72,6 +81,8 @@ class LiveAnswer:
                 )
                 self.slots = [sent.message_id]
                 self._shown = [self.pacing.placeholder]
+                if self.on_shown is not None:  # after a restart this placeholder is edited, not sent anew
+                    await self.on_shown(str(sent.message_id))
             except RetryAfter as exc:
                 self.sender.gate.close_for(self.target.chat_id, retry_seconds(exc))
             except TelegramError as exc:
@@ -135,6 +146,10 @@ class TelegramReply:
         self.typing = TypingLoop(self._send_typing, bot.pacing.typing_interval)
         self.progress_id: int | None = None
         self.progress_at = 0.0
+        self.on_shown: Marker | None = None
+        """Records (durably) what is visible: a group placeholder's id, or that a final send starts."""
+        self.resume: int | None = None
+        """A placeholder an earlier run left for this answer: edited into it, nothing sent anew."""
 
     async def _send_typing(self) -> None:
         if self.bot.gate.wait_time(self.target.chat_id):
@@ -150,7 +165,7 @@ class TelegramReply:
 
     async def _live(self) -> LiveAnswer:
         if self.live is None:
-            self.live = LiveAnswer(self.sender, self.target, self.bot.pacing)
+            self.live = LiveAnswer(self.sender, self.target, self.bot.pacing, self.on_shown, self.resume)
             await self.live.start()
         return self.live
 
@@ -171,10 +186,17 @@ class TelegramReply:
         """The complete answer: the placeholder's last edit, or new messages."""
         # Stop typing and previews before anything awaits: a fast answer needs neither.
         self.typing.halt()
-        if self.live is not None:
+        if self.live is None and self.resume is not None:
+            self.live = LiveAnswer(self.sender, self.target, self.bot.pacing, self.on_shown, self.resume)
+        if self.live is not None and self.live.slots:
             live, self.live = self.live, None
             await live.finish(markdown, buttons)
         else:
+            if self.live is not None:
+                await self.live.close()
+                self.live = None
+            if self.on_shown is not None:  # a new message that no later run could replace
+                await self.on_shown(SENDING)
             await self.sender.deliver(self.target, markdown, buttons)
         await self.typing.stop()
 
