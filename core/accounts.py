@@ -23,7 +23,7 @@ from typing import Any
 from core.registry import Registry
 from core.request import Request
 from core.services import Services
-from core.store.base import Store, UserRecord
+from core.store.base import Store, UserRecord, UserStatus
 from core.types import AdminAlert, Button, Notice, ReplyEvent
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ async def forget_link_state(store: Store, user: UserRecord) -> None:
     await store.update_meta(TRIES_KEY, lambda old: {k: v for k, v in (old or {}).items() if k not in idents} or None)
 
 
-def _merged_status(a: str, b: str) -> str:
+def _merged_status(a: UserStatus, b: UserStatus) -> UserStatus:
     if "blocked" in (a, b):
         return "blocked"
     return "approved" if "approved" in (a, b) else a

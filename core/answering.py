@@ -13,17 +13,18 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from core.catalogue import ModelInfo
-from core.context import ContextTooLarge, fit_context, turns_from_history
+from core.context import ContextTooLarge, as_seen, fit_context, turns_from_history
+from core.intake import message_id
 from core.llm import Delta, ModelClient, ModelError, Stop, Usage
 from core.metrics import Metrics
 from core.registry import Registry
 from core.request import Request
 from core.services import Services
-from core.store.base import ConversationRecord, MessageRecord, UsageRecord, UserRecord
+from core.store.base import ConversationRecord, MessageRecord, MessageStatus, UsageRecord, UserRecord
 from core.tokens import count_message_tokens, count_tokens
 from core.types import FinalText, Notice, PartialAnswer, ReplyEvent, StreamStart
 
@@ -32,6 +33,10 @@ log = logging.getLogger(__name__)
 HISTORY_LIMIT = 400  # messages read back for the context; the window trims further
 _END = object()
 _MODEL_ERRORS = ("quota", "rate_limited", "provider_down", "too_large", "unknown_model", "auth")
+
+
+# The person's message and its write, under way while the model is asked.
+Said = tuple[MessageRecord, "asyncio.Future[list[MessageRecord]]"]
 
 
 class _Cancelled(Exception):
@@ -49,7 +54,7 @@ class _Outcome:
     cancelled: bool = False
 
     @property
-    def status(self) -> str:
+    def status(self) -> MessageStatus:
         return "cancelled" if self.cancelled else "interrupted" if self.failure is not None else "ok"
 
 
@@ -63,7 +68,9 @@ class Answerer:
         metrics: Metrics,
         registry: Registry,
         cancels: dict[str, asyncio.Event],
+        undelivered: Callable[[str], set[str]] = lambda chat: set(),
     ) -> None:
+        self._undelivered = undelivered  # a chat's stored answers the person is known not to have
         self._s = services
         self._model = model
         self._metrics = metrics
@@ -75,15 +82,26 @@ class Answerer:
         settings = self._s.settings
         return user.model if user.model in settings.model_choices else settings.model
 
-    async def answer(self, request: Request, conv: ConversationRecord) -> AsyncIterator[ReplyEvent]:
-        """Answer the conversation's last message: stream it, store it, account it."""
+    async def answer(
+        self, request: Request, conv: ConversationRecord, said: Said | None = None
+    ) -> AsyncIterator[ReplyEvent]:
+        """Answer the conversation's last message: stream it, store it, account it.
+
+        ``said`` is the person's message with its write still under way, when it is being stored
+        while the model is asked; it is part of the context and gets its place before the answer.
+        """
         model_name = self.model_name(request.user)
         info = self._s.catalogue.get(model_name)
         reply_budget = min(self._s.settings.reply_tokens, info.max_output_tokens)
-        messages = await self._context(request, conv, info, reply_budget)
+        messages = await self._context(request, conv, info, reply_budget, said)
         if isinstance(messages, Notice):
             yield messages
             return
+        if said is not None:
+            # Give the write its first step; one refused at once (a full disk) is not answered.
+            await asyncio.wait([said[1]], timeout=0)
+            if said[1].done():
+                said[1].result()  # raises its StoreError
         yield StreamStart()
         outcome = _Outcome()
         started = time.monotonic()
@@ -92,7 +110,10 @@ class Answerer:
         if not outcome.text and (outcome.failure is not None or outcome.cancelled):
             yield self._nothing(request.lang, outcome, model_name, conv)
             return
-        usage = await self._keep(request.user, conv, model_name, info, messages, outcome)
+        if said is not None:
+            await said[1]  # the person's message gets its place before the answer's
+        answer_id = message_id(request.receipt.key, "assistant") if request.receipt else uuid.uuid4().hex
+        usage = await self._keep(request.user, conv, model_name, info, messages, outcome, answer_id)
         self._metrics.model_duration.labels(model_name).observe(time.monotonic() - started)
         if outcome.failure is not None:
             log.warning("model %s broke off for conversation %s: %s", model_name, conv.id, outcome.failure)
@@ -102,10 +123,15 @@ class Answerer:
                 yield event
 
     async def _context(
-        self, request: Request, conv: ConversationRecord, info: ModelInfo, reply_budget: int
+        self, request: Request, conv: ConversationRecord, info: ModelInfo, reply_budget: int, said: Said | None
     ) -> list[dict[str, str]] | Notice:
         history = await self._s.store.get_messages(conv.id, last=HISTORY_LIMIT)
-        turns = turns_from_history((m.role, m.content) for m in history if m.content)
+        if said is not None:  # the person's message, maybe not stored yet
+            history = [*(m for m in history if m.id != said[0].id), said[0]][-HISTORY_LIMIT:]
+        unseen = self._undelivered(str(request.msg.chat))
+        # The model is told what the person did not see whole: it never builds on an answer they lack.
+        seen = ((m.role, as_seen(m.content, m.status, m.id not in unseen)) for m in history if m.content)
+        turns = turns_from_history(seen)
         if not turns:
             return self._s.notice(request.lang, "chat.retry_nothing")
         try:
@@ -173,13 +199,14 @@ class Answerer:
         info: ModelInfo,
         messages: list[dict[str, str]],
         outcome: _Outcome,
+        answer_id: str,
     ) -> UsageRecord:
         """Store the answer and its usage, and count it."""
         prompt_tokens, completion_tokens = _tokens(model, messages, outcome.text, outcome.usage)
         cost = info.cost(prompt_tokens, completion_tokens)
         now = self._s.clock()
         record = MessageRecord(
-            id=uuid.uuid4().hex,
+            id=answer_id,
             conversation_id=conv.id,
             role="assistant",
             content=outcome.text,
@@ -190,12 +217,13 @@ class Answerer:
             completion_tokens=completion_tokens,
             cost=cost,
         )
-        await self._s.store.append_messages([record])
+        usage = UsageRecord(user.id, conv.id, model, prompt_tokens, completion_tokens, cost, now)
+        # Both durable before the final text; written together, so the store commits them as one.
+        store = self._s.store
+        await asyncio.gather(store.append_messages([record]), store.add_usage(usage))
         self._metrics.tokens.labels(model, "prompt").inc(prompt_tokens)
         self._metrics.tokens.labels(model, "completion").inc(completion_tokens)
         self._metrics.cost.labels(model).inc(cost)
-        usage = UsageRecord(user.id, conv.id, model, prompt_tokens, completion_tokens, cost, now)
-        await self._s.store.add_usage(usage)
         return usage
 
     def _final(self, lang: str, outcome: _Outcome) -> FinalText:

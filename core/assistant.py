@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 from core import outbox
@@ -22,10 +22,12 @@ from core.catalogue import Catalogue
 from core.commands import parse_command
 from core.conversations import Conversations
 from core.i18n import Texts
+from core.intake import DuplicateMessage, Receipt
 from core.lines import ChatLines
 from core.llm import ModelClient
 from core.metrics import Metrics
 from core.preferences import Preferences, command_menu, menu_languages
+from core.recovery import Intake
 from core.registry import Registry
 from core.reply import Reply, ready_reply
 from core.services import Services
@@ -71,7 +73,10 @@ class Assistant:
         self.registry = Registry()
         self._cancels: dict[str, asyncio.Event] = {}
         self._lines = ChatLines()
-        answerer = Answerer(self.services, model, self._metrics, self.registry, self._cancels)
+        self._intake = Intake(store, self._lines, self._received, clock)
+        answerer = Answerer(
+            self.services, model, self._metrics, self.registry, self._cancels, self._intake.undelivered
+        )
         conversations = Conversations(self.services, answerer)
         admission = Admission(self.services)
         for builtin in (conversations, admission, Preferences(self.services)):
@@ -92,6 +97,7 @@ class Assistant:
 
     async def close(self) -> None:
         """Stop the answers in progress, then close the store and the model client."""
+        self._intake.close()
         for event in self._cancels.values():
             event.set()
         await self._lines.close()
@@ -151,6 +157,23 @@ class Assistant:
             return self._lines.aside(lambda: self._guarded(msg, self._nothing_to_cancel(msg)))
         return self._lines.join(str(msg.chat), lambda: self._guarded(msg, self._pipeline(msg, command)))
 
+    async def receive(self, msg: Incoming, key: str, route: Mapping[str, Any] | None = None) -> Reply | None:
+        """Put the message in line and record it durably (see :meth:`core.contract.Core.receive`)."""
+        if msg.chat.is_group and not msg.addressed and msg.callback is None:
+            return ready_reply()  # nothing to answer, nothing to record
+        command = parse_command(msg.text) if msg.callback is None else None
+        if command is not None and command.name == "cancel":
+            return self.submit(msg)  # out of line, and meaningless after a restart
+        return await self._intake.receive(msg, key, dict(route) if route is not None else None)
+
+    def pending(self, platform: str) -> AsyncIterator[Reply]:
+        """Answers to deliver that no ``receive`` returned (see :meth:`core.contract.Core.pending`)."""
+        return self._intake.pending(platform)
+
+    def _received(self, msg: Incoming, receipt: Receipt) -> AsyncIterator[ReplyEvent]:
+        command = parse_command(msg.text) if msg.callback is None else None
+        return self._guarded(msg, self._pipeline(msg, command, receipt))
+
     async def handle(self, msg: Incoming) -> AsyncIterator[ReplyEvent]:
         """Handle one message and yield what to send back, in order (:meth:`submit`, then read)."""
         async with self.submit(msg) as reply:
@@ -176,6 +199,8 @@ class Assistant:
                     event = mine
                 yield event
             self._metrics.messages.labels(platform, "ok").inc()
+        except DuplicateMessage:
+            raise  # received before: nobody reads this reply
         except StoreError as e:
             self._metrics.messages.labels(platform, "error").inc()
             self._metrics.errors.labels("store").inc()

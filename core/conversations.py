@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 
 from core.answering import Answerer
+from core.intake import Receipt, message_id
 from core.registry import Registry
 from core.request import Request
 from core.services import Services
@@ -15,6 +17,7 @@ from core.store.base import ConversationRecord, MessageRecord
 from core.types import Button, Notice, ReplyEvent
 
 TITLE_LENGTH = 48
+RECOVERY_LOOKBACK = 8  # messages searched for one a crashed run stored already
 
 
 def short_title(text: str, limit: int = TITLE_LENGTH) -> str:
@@ -40,21 +43,23 @@ class Conversations:
         registry.add_command("retry", self.retry, uses_model=True)
         registry.add_callback("conv", self.switch)
 
-    async def _new_conversation(self, scope: str) -> ConversationRecord:
+    async def _new_conversation(self, scope: str, title: str | None = None) -> ConversationRecord:
         now = self._s.clock()
         store = self._s.store
         current = await store.list_conversations(scope, 1)
         if current and current[0].message_count == 0:
-            conv = dataclasses.replace(current[0], updated_at=now)
+            conv = dataclasses.replace(current[0], updated_at=now, title=current[0].title or title)
         else:
-            conv = ConversationRecord(id=uuid.uuid4().hex[:16], scope=scope, created_at=now, updated_at=now)
+            conv = ConversationRecord(
+                id=uuid.uuid4().hex[:16], scope=scope, title=title, created_at=now, updated_at=now
+            )
         await store.put_conversation(conv)
         return conv
 
-    async def _active(self, scope: str) -> ConversationRecord:
-        """The scope's most recently used conversation (switching bumps it), or a new one."""
+    async def _active(self, scope: str, title: str | None = None) -> ConversationRecord:
+        """The scope's most recently used conversation (switching bumps it), or a new one (``title``)."""
         current = await self._s.store.list_conversations(scope, 1)
-        return current[0] if current else await self._new_conversation(scope)
+        return current[0] if current else await self._new_conversation(scope, title)
 
     async def new(self, request: Request, args: str) -> AsyncIterator[ReplyEvent]:
         """/new: start an empty conversation (an empty current one is reused)."""
@@ -102,10 +107,27 @@ class Conversations:
         async for event in self._answerer.answer(request, conv):
             yield event
 
+    async def _say(self, record: MessageRecord, receipt: Receipt | None) -> list[MessageRecord]:
+        """Store the person's message once its intake record is durable (a key seen before is not)."""
+        if receipt is not None:
+            await receipt.recorded()
+        return await self._s.store.append_messages([record])
+
+    async def _said_before(self, conv: ConversationRecord, said: MessageRecord) -> bool:
+        """After a restart: whether the message is stored already; an answer after it goes (it is redone)."""
+        recent = await self._s.store.get_messages(conv.id, last=RECOVERY_LOOKBACK)
+        for message in recent:
+            if message.id == said.id:
+                if message.seq + 1 < recent[-1].seq + 1:
+                    await self._s.store.truncate_messages(conv.id, message.seq + 1)
+                return True
+        return False
+
     async def chat(self, request: Request) -> AsyncIterator[ReplyEvent]:
         """Store the person's message in the active conversation and answer it."""
         msg, text = request.msg, request.text
-        conv = await self._active(request.scope)
+        # A new conversation is written once, with its title, on the way to the model request.
+        conv = await self._active(request.scope, short_title(text))
         if not conv.title:
             conv = dataclasses.replace(conv, title=short_title(text))
             await self._s.store.put_conversation(conv)
@@ -115,14 +137,23 @@ class Conversations:
             content = f"{quoted}\n\n{text}"
         if msg.chat.is_group:
             content = f"{msg.sender_name or msg.sender}: {content}"
+        receipt = request.receipt
         record = MessageRecord(
-            id=uuid.uuid4().hex,
+            id=message_id(receipt.key, "user") if receipt else uuid.uuid4().hex,
             conversation_id=conv.id,
             role="user",
             content=content,
             created_at=self._s.clock(),
             author=str(msg.sender),
         )
-        await self._s.store.append_messages([record])
-        async for event in self._answerer.answer(request, conv):
-            yield event
+        if receipt is not None and receipt.recovered and await self._said_before(conv, record):
+            stored: asyncio.Future[list[MessageRecord]] = asyncio.get_running_loop().create_future()
+            stored.set_result([record])
+        else:
+            # Stored while the model is asked rather than before: the request need not wait for the disk.
+            stored = asyncio.ensure_future(self._say(record, receipt))
+        try:
+            async for event in self._answerer.answer(request, conv, (record, stored)):
+                yield event
+        finally:
+            await stored  # durable before the turn ends, whatever became of the answer

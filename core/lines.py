@@ -4,9 +4,8 @@ A message takes its place when it is submitted (synchronously, before any await)
 adapters need no ordering machinery. Every chat's line is run by a task of the core's own: a
 reader that stops reading delays nobody. Different chats run concurrently.
 
-The durable intake (issue 11) belongs in :meth:`ChatLines.join`: record the message with its
-place in line before the adapter acknowledges it upstream, and at start join the recorded
-messages that have no finished answer again, in order.
+The durable intake (issue 11, :mod:`core.recovery`) joins received messages here with their
+receipt, and at start the recorded messages an earlier run did not finish, in their order.
 """
 
 from __future__ import annotations
@@ -16,10 +15,13 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.reply import Reply
 from core.types import ReplyEvent
+
+if TYPE_CHECKING:
+    from core.intake import Receipt
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +37,9 @@ class ChatLines:
         self._last: dict[str, asyncio.Event] = {}  # the newest reply's "read" per chat, until set
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def join(self, chat: str, work: Work) -> Reply:
+    def join(self, chat: str, work: Work, receipt: Receipt | None = None) -> Reply:
         """Put a message in its chat's line now; its reply is read after the chat's earlier ones."""
-        reply = Reply(after=self._last.get(chat), on_read=lambda read: self._forget(chat, read))
+        reply = Reply(after=self._last.get(chat), on_read=lambda read: self._forget(chat, read), receipt=receipt)
         self._last[chat] = reply.read
         waiting = self._waiting.get(chat)
         if waiting is None:

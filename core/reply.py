@@ -7,8 +7,10 @@ event is released once the previous reply of the same chat has been read to its 
 So an adapter renders each reply it gets, start to end, and needs no ordering of its own; a reply
 dropped unread (garbage-collected) releases the next one too.
 
-Issue 11 (durable intake) builds here: a reply will say when its message is ``recorded`` in the
-store, which is when the messenger may be acknowledged.
+A reply to a message the adapter gave to :meth:`core.contract.Core.receive` (or one the core
+hands over again with ``pending``) carries what delivering it exactly once needs: the message
+(``incoming``) and the adapter's ``route``, a stub an earlier run left visible (``previous_ref``),
+and the durable marks :meth:`Reply.shown` and :meth:`Reply.delivered`.
 """
 
 from __future__ import annotations
@@ -18,16 +20,24 @@ import contextlib
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
-from core.types import PartialAnswer, ReplyEvent
+from core.types import Incoming, PartialAnswer, ReplyEvent
+
+if TYPE_CHECKING:
+    from core.intake import Receipt
 
 
 class Reply:
     """An async iterator over the events of one answer; use ``async with`` so it is always closed."""
 
     def __init__(
-        self, after: asyncio.Event | None = None, on_read: Callable[[asyncio.Event], None] | None = None
+        self,
+        after: asyncio.Event | None = None,
+        on_read: Callable[[asyncio.Event], None] | None = None,
+        receipt: Receipt | None = None,
     ) -> None:
+        self.receipt = receipt
         self._after = after  # set when the chat's previous reply has been read
         self._on_read = on_read
         self._events: deque[ReplyEvent] = deque()
@@ -57,6 +67,43 @@ class Reply:
         """Wait until the core is done with the message (its answer is stored, if it has one)."""
         await self._finished.wait()
 
+    # --- delivery (replies of received messages) ---------------------------------------------
+
+    @property
+    def key(self) -> str | None:
+        """The messenger's key of the message this answers (None for a submitted one)."""
+        return self.receipt.key if self.receipt else None
+
+    @property
+    def incoming(self) -> Incoming | None:
+        """The message this answers, as recorded: where to deliver (its chat, its message id)."""
+        return self.receipt.incoming if self.receipt else None
+
+    @property
+    def route(self) -> dict[str, Any]:
+        """The delivery details the adapter gave with the message (empty when none)."""
+        return self.receipt.route if self.receipt else {}
+
+    @property
+    def recovered(self) -> bool:
+        """Handed over after a restart or a failed delivery, not straight from ``receive``."""
+        return self.receipt.recovered if self.receipt else False
+
+    @property
+    def previous_ref(self) -> str | None:
+        """A message already visible for this answer (a stub): edit it into the answer, send nothing new."""
+        return self.receipt.previous_ref if self.receipt else None
+
+    async def shown(self, ref: str) -> None:
+        """Record (durably) that part of the answer is visible as the messenger's message ``ref``."""
+        if self.receipt is not None:
+            await self.receipt.shown(ref)
+
+    async def delivered(self, ref: str | None = None) -> None:
+        """Record (durably) that the person has the whole answer; it is never handed over again."""
+        if self.receipt is not None:
+            await self.receipt.delivered(ref)
+
     # --- the reader's side --------------------------------------------------------------------
 
     def __aiter__(self) -> Reply:
@@ -75,7 +122,12 @@ class Reply:
         return self._events.popleft()
 
     async def aclose(self) -> None:
-        """Stop reading: later events are dropped, and the chat's next reply may be read."""
+        """Stop reading: later events are dropped, and the chat's next reply may be read.
+
+        A received message's answer closed without :meth:`delivered` is handed over again later.
+        """
+        if self.receipt is not None and not self._closed:
+            self.receipt.left_undelivered()
         self._closed = True
         self._events.clear()
         self._wake.set()

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from core.commands import Command
 from core.store.base import UserRecord
 from core.types import Incoming, ReplyEvent
+
+if TYPE_CHECKING:
+    from core.intake import Receipt
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,7 @@ class Request:
     command: Command | None = None
     text: str = ""  # the message text, cleaned (empty for a button press)
     is_new: bool = False  # the sender wrote for the first time
+    receipt: Receipt | None = None  # received durably (issue 11): its record, its stable message ids
 
     @property
     def identities(self) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ from core.access import new_user_status
 from core.admission import Admission
 from core.commands import Command
 from core.conversations import Conversations
+from core.intake import Receipt
 from core.registry import Registry
 from core.request import Request
 from core.services import Services
@@ -83,9 +84,15 @@ class Pipeline:
         self.stages: list[Stage] = [self.access, self.attachments, self.input, self.rate, self.budget]
         self._run = chain(self.stages, self.route)
 
-    async def __call__(self, msg: Incoming, command: Command | None) -> AsyncIterator[ReplyEvent]:
-        """Run one message through the whole pipeline."""
+    async def __call__(
+        self, msg: Incoming, command: Command | None, receipt: Receipt | None = None
+    ) -> AsyncIterator[ReplyEvent]:
+        """Run one message through the whole pipeline (``receipt``: it was received durably)."""
         request = await self.identify(msg, command)
+        if receipt is not None:
+            request = dataclasses.replace(request, receipt=receipt)
+            if not request.is_chat or msg.attachments:
+                await receipt.recorded()  # only the model request runs beside the record's write
         async for event in self._run(request):
             yield event
 

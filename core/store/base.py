@@ -11,9 +11,16 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 SCHEMA_VERSION = 1
+
+UserStatus = Literal["pending", "approved", "denied", "blocked"]
+Role = Literal["user", "assistant", "system"]
+# ok; pending (an answer being generated); interrupted (failed halfway); cancelled (stopped by the person)
+MessageStatus = Literal["ok", "pending", "interrupted", "cancelled"]
+# received (recorded, not answered yet); answered (the answer is stored); delivered (the person has it)
+IntakeStatus = Literal["received", "answered", "delivered"]
 
 T = TypeVar("T")
 
@@ -30,7 +37,7 @@ class UserRecord:
     id: str
     identities: tuple[str, ...] = ()
     display_name: str | None = None
-    status: str = "pending"  # pending | approved | denied | blocked
+    status: UserStatus = "pending"
     is_admin: bool = False
     lang: str | None = None  # explicit /lang choice; None = follow the messenger
     model: str | None = None
@@ -80,11 +87,11 @@ class MessageRecord:
 
     id: str
     conversation_id: str
-    role: str  # user | assistant | system
+    role: Role
     content: str
     created_at: float
     seq: int = -1
-    status: str = "ok"
+    status: MessageStatus = "ok"
     author: str | None = None  # identity string of the user who said it (groups)
     model: str | None = None
     prompt_tokens: int = 0
@@ -126,20 +133,61 @@ class UsageTotals:
         return self.prompt_tokens + self.completion_tokens
 
 
+@dataclass(frozen=True)
+class IntakeRecord:
+    """One message as it arrived, recorded before the messenger is told it was received.
+
+    ``key`` is the messenger's own id of the update (``telegram:<update_id>``,
+    ``signal:<sender>:<timestamp>``): a key is recorded once. ``chat`` is the line it waits in
+    (``str(ChatKey)``, which starts with the platform); ``seq`` its place there, assigned by the
+    store. ``message`` is the serialized :class:`~core.types.Incoming` and ``route`` the adapter's
+    own delivery details, both JSON. ``answer`` holds the reply's deliverable events (serialized)
+    from ``answered`` until ``delivered``; ``ref`` is the messenger's id of what the person sees of
+    the answer (a stub being edited, then the delivered message).
+    """
+
+    key: str
+    chat: str
+    message: dict[str, Any]
+    received_at: float
+    route: dict[str, Any] = field(default_factory=dict)
+    seq: int = -1
+    status: IntakeStatus = "received"
+    answer: list[dict[str, Any]] | None = None
+    ref: str | None = None
+
+    @property
+    def platform(self) -> str:
+        """The messenger the message came from."""
+        return self.chat.partition(":")[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IntakeRecord:
+        return _from_dict(cls, data)
+
+
+def advance(rec: IntakeRecord, status: IntakeStatus, *, answer: Any = None, ref: str | None = None) -> IntakeRecord:
+    """The record after a mark: a delivered record never changes again (``answered`` arriving late
+    undoes nothing); delivering drops the events; ``ref`` replaces the one it had."""
+    if rec.status == "delivered":
+        return rec
+    if status == "delivered":
+        return dataclasses.replace(rec, status=status, answer=None, ref=ref or rec.ref)
+    if status == "answered":
+        return dataclasses.replace(rec, status=status, answer=answer)
+    return dataclasses.replace(rec, ref=ref or rec.ref)  # shown: whatever the status, the stub is known
+
+
 class StoreError(Exception):
     """The store could not complete an operation (disk full, read-only folder, corrupt file)."""
 
 
-class Store(Protocol):
-    """What the core needs from persistence. One instance per process; safe across processes."""
+class UserStore(Protocol):
+    """Users and their platform identities."""
 
-    async def open(self) -> None:
-        """Create or open the store and run pending migrations."""
-
-    async def close(self) -> None:
-        """Release files, locks and connections."""
-
-    # users and identities
     async def get_user(self, user_id: str) -> UserRecord | None: ...
     async def find_user(self, identity: str) -> UserRecord | None: ...
     async def put_user(self, user: UserRecord) -> None:
@@ -150,7 +198,10 @@ class Store(Protocol):
 
     async def list_users(self) -> list[UserRecord]: ...
 
-    # conversations
+
+class ConversationStore(Protocol):
+    """Conversations and their messages."""
+
     async def put_conversation(self, conv: ConversationRecord) -> None: ...
     async def get_conversation(self, conversation_id: str) -> ConversationRecord | None: ...
     async def list_conversations(self, scope: str, limit: int = 20) -> list[ConversationRecord]:
@@ -160,7 +211,6 @@ class Store(Protocol):
     async def move_conversations(self, from_scope: str, to_scope: str) -> int:
         """Give every conversation of one scope to another (account linking); returns how many."""
 
-    # messages
     async def append_messages(self, messages: list[MessageRecord]) -> list[MessageRecord]:
         """Append to one conversation in order; returns them with ``seq`` assigned.
 
@@ -176,7 +226,11 @@ class Store(Protocol):
     async def truncate_messages(self, conversation_id: str, from_seq: int) -> None:
         """Delete the messages with ``seq >= from_seq`` (used by /retry)."""
 
-    # usage
+
+
+class UsageStore(Protocol):
+    """Tokens and cost, summed per user and for everyone."""
+
     async def add_usage(self, usage: UsageRecord) -> None: ...
     async def usage_totals(self, user_id: str, since: float) -> UsageTotals:
         """The user's usage at or after ``since``, which is always a UTC midnight, so a backend
@@ -185,7 +239,19 @@ class Store(Protocol):
     async def global_usage_totals(self, since: float) -> UsageTotals:
         """Everyone's usage at or after ``since`` (a UTC midnight)."""
 
-    # small settings and state (claim code, global budget, link codes)
+    async def move_usage(self, from_user: str, to_user: str) -> None:
+        """Account every usage record of one user to another (merging linked accounts)."""
+
+
+class MetaStore(Protocol):
+    """Small settings and state (claim code, global budget, link codes), and the store as a whole."""
+
+    async def open(self) -> None:
+        """Create or open the store and run pending migrations."""
+
+    async def close(self) -> None:
+        """Release files, locks and connections."""
+
     async def get_meta(self, key: str) -> Any: ...
     async def set_meta(self, key: str, value: Any) -> None:
         """Set a value; ``None`` deletes the key."""
@@ -197,13 +263,44 @@ class Store(Protocol):
         key. ``change`` runs under the store's lock: keep it short and free of I/O.
         """
 
-    # account linking
-    async def move_usage(self, from_user: str, to_user: str) -> None:
-        """Account every usage record of one user to another (merging linked accounts)."""
-
-    # operator tasks
     async def backup(self, dest: Path) -> None:
         """Write a consistent copy of the whole store to the new folder ``dest`` while it is in use."""
 
     async def restore(self, src: Path) -> None:
         """Replace the store's whole content with a copy written by :meth:`backup`."""
+
+
+class IntakeStore(Protocol):
+    """Messages as they arrive, each in its chat's line, until their answer is delivered.
+
+    Every status change only moves forward (received → answered → delivered) and is durable when
+    it returns. A backend keeps delivered records at least ``INTAKE_RETENTION`` seconds (so a
+    messenger's redelivery of an update is recognised) and may forget them after that.
+    """
+
+    async def record(self, rec: IntakeRecord) -> IntakeRecord | None:
+        """Add a message to the end of its chat's line; returns it with ``seq``, or None when the key
+        is recorded already (nothing changes then)."""
+
+    async def unfinished(self, platform: str) -> list[IntakeRecord]:
+        """The platform's records not yet delivered, each chat's in line order (``seq``), oldest chat first."""
+
+    async def mark_answered(self, chat: str, key: str, answer: list[dict[str, Any]]) -> None:
+        """The answer is stored; keep its deliverable events until it is delivered."""
+
+    async def mark_shown(self, chat: str, key: str, ref: str) -> None:
+        """Part of the answer is visible as the message ``ref`` (a stub a restart should edit)."""
+
+    async def mark_delivered(self, chat: str, key: str, ref: str | None) -> None:
+        """The person has the whole answer (``ref``: the messenger's id of it); its events are dropped."""
+
+
+INTAKE_RETENTION = 24 * 3600.0
+"""Telegram keeps an unconfirmed update 24 hours; a redelivered one must still be recognised."""
+
+
+class Store(UserStore, ConversationStore, UsageStore, MetaStore, IntakeStore, Protocol):
+    """What the core needs from persistence. One instance per process; safe across processes.
+
+    A part of the core that needs one aggregate takes that Protocol (``UsageStore`` …) instead.
+    """

@@ -75,6 +75,15 @@ class StandInCore:
         """English only."""
         return ("en",)
 
+    async def receive(self, msg: Incoming, key: str, route: Any = None) -> Reply | None:
+        """Nothing is recorded: the same as :meth:`submit`."""
+        return self.submit(msg)
+
+    async def pending(self, platform: str) -> AsyncIterator[Reply]:
+        """Nothing is ever left over."""
+        await asyncio.Event().wait()
+        yield Reply()
+
     async def alerts(self, platform: str) -> AsyncIterator[AdminAlert]:
         """No alerts, ever."""
         await asyncio.Event().wait()
