@@ -53,52 +53,37 @@ class Receiver(Protocol):
 
 
 def receiver_for(core: Core) -> Receiver:
-    """The core's durable intake when it has one, else ``submit`` (in line at once, not durable)."""
-    durable = getattr(core, "receive", None)
-    if callable(durable):
+    """The core's durable intake (:meth:`core.contract.Core.receive`)."""
 
-        async def record(msg: Incoming, key: str, route: dict[str, Any]) -> Reply | None:
-            reply: Reply | None = await durable(msg, key, route)
-            return reply
+    async def record(msg: Incoming, key: str, route: dict[str, Any]) -> Reply | None:
+        return await core.receive(msg, key, route)
 
-        return record
-
-    async def receive(msg: Incoming, key: str, route: dict[str, Any]) -> Reply | None:
-        return core.submit(msg)
-
-    return receive
+    return record
 
 
-def pending_replies(core: Core, platform: str) -> AsyncIterator[Reply] | None:
-    """Answers an earlier run recorded but did not deliver (and ones given up since), if the core keeps them."""
-    pending = getattr(core, "pending", None)
-    return pending(platform) if callable(pending) else None
+def pending_replies(core: Core, platform: str) -> AsyncIterator[Reply]:
+    """Answers an earlier run recorded but did not deliver, then ones handed over again."""
+    return core.pending(platform)
 
 
 def route_of(reply: Reply) -> dict[str, Any]:
     """The route the adapter gave with the message (empty for a submitted one)."""
-    route = getattr(reply, "route", None)
-    return dict(route) if isinstance(route, dict) else {}
+    return dict(reply.route)
 
 
 def previous_ref(reply: Reply) -> str | None:
     """A message an earlier run left visible for this answer (a stub to edit), if any."""
-    ref = getattr(reply, "previous_ref", None)
-    return ref if isinstance(ref, str) else None
+    return reply.previous_ref
 
 
 async def mark_shown(reply: Reply, ref: str) -> None:
     """Record durably that the answer is (partly) visible as the messenger's message ``ref``."""
-    shown = getattr(reply, "shown", None)
-    if callable(shown):
-        await shown(ref)
+    await reply.shown(ref)
 
 
 async def mark_delivered(reply: Reply, ref: str | None = None) -> None:
     """Record durably that the person has the whole answer: it is never handed over again."""
-    delivered = getattr(reply, "delivered", None)
-    if callable(delivered):
-        await delivered(ref)
+    await reply.delivered(ref)
 
 
 SENDING = "sending"

@@ -272,13 +272,11 @@ class SignalAdapter:
     def _start_recovery(self) -> None:
         """Deliver the answers an earlier run recorded but did not deliver (before receiving starts)."""
         pending = pending_replies(self.core, PLATFORM)
-        if pending is None:
-            return
 
         async def recover() -> None:
             async for reply in pending:
                 recipient = route_of(reply).get("recipient")
-                incoming = getattr(reply, "incoming", None)
+                incoming = reply.incoming
                 if not isinstance(recipient, str) or incoming is None:
                     log.error("Signal: a recorded answer without a usable route; not delivered")
                     await reply.aclose()

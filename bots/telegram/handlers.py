@@ -202,9 +202,9 @@ class TelegramBot:
 
     def start_recovery(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         """Deliver the answers an earlier run recorded but did not deliver (call before taking updates)."""
-        pending = pending_replies(self.core, PLATFORM)
-        if pending is None or self._recovery is not None:
+        if self._recovery is not None:
             return
+        pending = pending_replies(self.core, PLATFORM)
 
         async def recover() -> None:
             async for reply in pending:

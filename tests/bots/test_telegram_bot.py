@@ -79,6 +79,13 @@ class Recording:
         self.seen.append(msg)
         return self.inner.submit(msg)
 
+    async def receive(self, msg: Incoming, key: str, route: Any = None) -> CoreReply | None:
+        self.seen.append(msg)
+        return await self.inner.receive(msg, key, route)
+
+    def pending(self, platform: str) -> AsyncIterator[CoreReply]:
+        return self.inner.pending(platform)
+
     async def ready(self) -> str | None:
         return await self.inner.ready()
 
