@@ -13,6 +13,9 @@ the server closes the socket):
 * a frame with a lone UTF-16 surrogate escape (which signalbot's pydantic parser refuses, so
   the message would be skipped) has it replaced by U+FFFD; a malformed frame is skipped with
   one log line naming the field and the problem, never the frame's content;
+* after each (re)connection, what arrived while none was attached is fetched again when
+  signal-cli-rest-api's persistence plugin records it (``backlog``, see
+  :mod:`bots.signal.backlog`);
 * when receiving has been down for :data:`DOWN_ALERT_AFTER` seconds, ``on_down`` is called once
   (the adapter alerts the admins) and ``on_up`` when it is back.
 """
@@ -59,6 +62,7 @@ class ReceiveLink:
         down_alert_after: float = DOWN_ALERT_AFTER,
         on_down: Callable[[float], Awaitable[None]] | None = None,
         on_up: Callable[[float], Awaitable[None]] | None = None,
+        backlog: Callable[[float | None], Awaitable[list[str]]] | None = None,
     ) -> None:
         self.ws_url = ws_url
         self.first = first
@@ -67,6 +71,8 @@ class ReceiveLink:
         self.down_alert_after = down_alert_after
         self.on_down = on_down
         self.on_up = on_up
+        self.backlog = backlog
+        self._gap_since: float | None = None  # wall-clock start of the gap to recover (None: this run's first)
         self.connected_since = 0.0
         """When the current connection was made (0 while there is none)."""
         self.down_since = 0.0
@@ -96,6 +102,13 @@ class ReceiveLink:
                         open_timeout=max(self.cap, 5.0), max_size=None,
                     ) as ws:  # fmt: skip
                         await self._connected()
+                        if self.backlog is not None:
+                            # What arrived while no WebSocket was attached: each message again; the
+                            # core answers a message it has recorded before only once (its key).
+                            for old in await self.backlog(self._gap_since):
+                                frame = usable_frame(old)
+                                if frame is not None:
+                                    yield frame
                         async for raw in ws:
                             frame = usable_frame(raw if isinstance(raw, str) else raw.decode("utf-8", "replace"))
                             if frame is not None:
@@ -103,9 +116,13 @@ class ReceiveLink:
                     reason = "was closed by signal-cli-rest-api"
                 except (OSError, TimeoutError, websockets.WebSocketException) as exc:
                     reason = f"failed ({type(exc).__name__})"
-                held = self.up and time.monotonic() - self.connected_since >= HELD
+                connected = self.up
+                held = connected and time.monotonic() - self.connected_since >= HELD
                 self._disconnected()
-                delay = 0.0 if held else min(self.cap, max(self.first, delay * 2))
+                # At once after a connection that held; soon after one that did not (a server
+                # accepting and closing at once is not hammered); growing to ``cap`` while
+                # connecting fails.
+                delay = 0.0 if held else self.first if connected else min(self.cap, max(self.first, delay * 2))
                 self._throttled(
                     logging.WARNING, "drop", "Signal: the receive WebSocket %s; reconnecting in %.1fs", reason, delay
                 )
@@ -133,6 +150,7 @@ class ReceiveLink:
         self._up.clear()
         if not self.down_since:
             self.down_since = time.monotonic()
+            self._gap_since = time.time()
             if self._watch is None and self.on_down is not None:
                 self._watch = asyncio.get_running_loop().create_task(self._alert_when_long())
 

@@ -60,6 +60,7 @@ from bots.services import (
     signal_host_port,
     wait_until_ready,
 )
+from bots.signal.backlog import PersistedBacklog
 from bots.signal.connection import RECONNECT_CAP, RECONNECT_FIRST, ReceiveLink
 from bots.signal.incoming import PLATFORM, SignalReader, chat_key, recipient_of
 from bots.signal.reply import SignalReply, styled
@@ -143,6 +144,7 @@ class SignalAdapter:
         """Check the service (retrying with backoff), start signalbot and wait until ready."""
         check_signalbot()
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        self.link.backlog = PersistedBacklog(self._session, self.base_url, self.phone_number)
         await wait_until_ready(self.check_service, self.startup_backoff, "Signal", log)
         config = Config(
             phone_number=self.phone_number,

@@ -54,6 +54,9 @@ class Load:
     """Telegram: every other chat is a group where the bot is mentioned (answers stream by edits)."""
     webhook: bool = False
     """Telegram: the bot takes updates by webhook (on 127.0.0.1) instead of long polling."""
+    persistence: bool = False
+    """Signal: signal-cli-rest-api runs its persistence plugin (README), which keeps what arrives
+    while no WebSocket is attached; the bot recovers it after each reconnection."""
 
 
 @dataclass
@@ -292,8 +295,9 @@ def signal_person(i: int) -> tuple[str, str]:
 
 
 async def signal_round(load: Load, workdir: Path, *, model_delay: float = 0.3) -> Tally:
-    """One round against ``ferry signal`` (json-rpc WebSocket; frames while detached are dropped)."""
-    async with FakeSignalServer() as fake, SlowModel(chunk_delay=model_delay) as model:
+    """One round against ``ferry signal`` (json-rpc WebSocket; frames while detached are dropped,
+    and kept by the persistence plugin with ``load.persistence``)."""
+    async with FakeSignalServer(persistence=load.persistence) as fake, SlowModel(chunk_delay=model_delay) as model:
         env = base_env(model, workdir / "data")
         env.update(SIGNAL_SERVICE=fake.service, SIGNAL_PHONE_NUMBER=BOT_NUMBER)
         bot = BotProcess("signal", env, workdir / "signal.log")
