@@ -52,7 +52,7 @@ class LiveAnswer:
         self.on_shown = on_shown
         # Group messages showing the answer so far; ``resume``: a placeholder an earlier run left.
         self.slots: list[int] = [resume] if resume else []
-        self._shown: list[str] = []
+        self._shown: list[str] = [""] if resume else []
         interval = pacing.draft_interval if target.is_private else pacing.edit_interval
         self._throttle = Throttle(
             self._preview, interval, f"preview in chat {target.chat_id}",

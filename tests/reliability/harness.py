@@ -204,6 +204,9 @@ class _Round:
 
     async def settle(self) -> None:
         deadline = time.monotonic() + self.load.limit
+        # The last restart may still be starting (seconds on a busy machine): quiet before it is
+        # up says nothing about whether it is done.
+        await _wait(self.ready, self.load.limit)
         last, quiet_since = self.activity(), time.monotonic()
         while time.monotonic() < deadline and not self.all_answered():
             await asyncio.sleep(0.2)
