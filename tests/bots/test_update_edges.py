@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -88,3 +89,34 @@ async def test_a_signal_frame_is_cleaned_or_skipped_without_its_content_in_the_l
     del frame["envelope"]["serverDeliveredTimestamp"]
     assert usable_frame(json.dumps(frame)) is None
     assert all("secret" not in r.getMessage() for r in caplog.records)
+
+
+async def test_the_signal_link_reconnects_at_once_and_tells_when_receiving_was_down_long() -> None:
+    from bots.signal.connection import ReceiveLink
+
+    events: list[str] = []
+
+    async def down(seconds: float) -> None:
+        events.append("down")
+
+    async def up(seconds: float) -> None:
+        events.append("up")
+
+    async with FakeSignalServer() as fake:
+        link = ReceiveLink(
+            f"ws://127.0.0.1:{fake.port}/v1/receive/{fake.number}", down_alert_after=0.3, on_down=down, on_up=up
+        )
+        frames = link.frames()
+        reader = asyncio.create_task(anext(frames))
+        await fake.wait_connected()
+        await asyncio.sleep(1.2)  # a connection that held
+        await fake.drop_websockets()
+        await fake.wait_connected(2, within=2)  # made again at once
+        assert events == []
+        await fake.restart(down_for=1.0)  # down for longer than the alert threshold
+        await fake.wait_connected(3, within=5)
+        await fake.push_message(ALICE_UUID, ALICE_NUMBER, "hello")
+        frame = json.loads(await asyncio.wait_for(reader, 5))
+        await frames.aclose()
+    assert events == ["down", "up"]
+    assert frame["envelope"]["dataMessage"]["message"] == "hello"
