@@ -107,7 +107,11 @@ async def test_the_signal_link_reconnects_at_once_and_tells_when_receiving_was_d
             f"ws://127.0.0.1:{fake.port}/v1/receive/{fake.number}", down_alert_after=0.3, on_down=down, on_up=up
         )
         frames = link.frames()
-        reader = asyncio.create_task(anext(frames))
+
+        async def first() -> str:
+            return await anext(frames)
+
+        reader = asyncio.create_task(first())
         await fake.wait_connected()
         await asyncio.sleep(1.2)  # a connection that held
         await fake.drop_websockets()
@@ -117,6 +121,5 @@ async def test_the_signal_link_reconnects_at_once_and_tells_when_receiving_was_d
         await fake.wait_connected(3, within=5)
         await fake.push_message(ALICE_UUID, ALICE_NUMBER, "hello")
         frame = json.loads(await asyncio.wait_for(reader, 5))
-        await frames.aclose()
     assert events == ["down", "up"]
     assert frame["envelope"]["dataMessage"]["message"] == "hello"
