@@ -27,7 +27,7 @@ from core.lines import ChatLines
 from core.llm import ModelClient
 from core.metrics import Metrics
 from core.preferences import Preferences, command_menu, menu_languages
-from core.recovery import Intake
+from core.recovery import RETRY_DELIVERY, Intake
 from core.registry import Registry
 from core.reply import Reply, ready_reply
 from core.services import Services
@@ -46,7 +46,8 @@ class Assistant:
     """Ferry's conversation core. Adapters :meth:`submit` messages and render the replies.
 
     ``features`` are registered after the built-in commands; the composition root
-    (:mod:`core.app`) passes the standard ones.
+    (:mod:`core.app`) passes the standard ones. ``delivery_retry``: seconds before an answer whose
+    reply was closed undelivered is handed over again by :meth:`pending`.
     """
 
     def __init__(
@@ -60,6 +61,7 @@ class Assistant:
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
         features: Iterable[Feature] = (),
+        delivery_retry: float = RETRY_DELIVERY,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -73,7 +75,7 @@ class Assistant:
         self.registry = Registry()
         self._cancels: dict[str, asyncio.Event] = {}
         self._lines = ChatLines()
-        self._intake = Intake(store, self._lines, self._received, clock)
+        self._intake = Intake(store, self._lines, self._received, clock, retry=delivery_retry)
         answerer = Answerer(
             self.services, model, self._metrics, self.registry, self._cancels, self._intake.undelivered
         )

@@ -239,4 +239,3 @@ def event_from_dict(data: dict[str, Any]) -> ReplyEvent:
     if kind == "alert":
         return AdminAlert(tuple(data["to"]), data["text"], _rows(data["buttons"]))
     raise ValueError(f"unknown recorded event {kind!r}")
-

@@ -133,6 +133,13 @@ class Reply:
         self._wake.set()
         self._mark_read()
 
+    def close_unread(self) -> None:
+        """The core's side of :meth:`aclose`, for a reply it never hands out: the chat's next may be read."""
+        self._closed = True
+        self._events.clear()
+        self._wake.set()
+        self._mark_read()
+
     async def __aenter__(self) -> Reply:
         return self
 

@@ -171,11 +171,11 @@ class IntakeRecord:
 
 def advance(rec: IntakeRecord, status: IntakeStatus, *, answer: Any = None, ref: str | None = None) -> IntakeRecord:
     """The record after a mark: a delivered record never changes again (``answered`` arriving late
-    undoes nothing); delivering drops the events; ``ref`` replaces the one it had."""
+    undoes nothing); delivering drops the message and the events; ``ref`` replaces the one it had."""
     if rec.status == "delivered":
         return rec
-    if status == "delivered":
-        return dataclasses.replace(rec, status=status, answer=None, ref=ref or rec.ref)
+    if status == "delivered":  # only the key is needed any more (a redelivered update is recognised)
+        return dataclasses.replace(rec, status=status, message={}, route={}, answer=None, ref=ref or rec.ref)
     if status == "answered":
         return dataclasses.replace(rec, status=status, answer=answer)
     return dataclasses.replace(rec, ref=ref or rec.ref)  # shown: whatever the status, the stub is known
@@ -297,6 +297,16 @@ class IntakeStore(Protocol):
 
 INTAKE_RETENTION = 24 * 3600.0
 """Telegram keeps an unconfirmed update 24 hours; a redelivered one must still be recognised."""
+
+INTAKE_KEEP = 256
+"""Delivered records a chat keeps at most: only the newest updates are ever sent again."""
+
+
+def stale_intake(records: list[IntakeRecord], now: float) -> set[str]:
+    """Keys of a chat's delivered records a backend may forget: older than ``INTAKE_RETENTION``, or
+    beyond the newest ``INTAKE_KEEP`` delivered ones. Unfinished records are never stale."""
+    delivered = sorted((r for r in records if r.status == "delivered"), key=lambda r: r.seq, reverse=True)
+    return {r.key for i, r in enumerate(delivered) if i >= INTAKE_KEEP or r.received_at < now - INTAKE_RETENTION}
 
 
 class Store(UserStore, ConversationStore, UsageStore, MetaStore, IntakeStore, Protocol):

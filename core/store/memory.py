@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from core.store.base import (
-    INTAKE_RETENTION,
     ConversationRecord,
     IntakeRecord,
     MessageRecord,
@@ -18,6 +17,7 @@ from core.store.base import (
     UsageTotals,
     UserRecord,
     advance,
+    stale_intake,
 )
 
 BACKUP_FILE = "memory-store.json"
@@ -190,10 +190,8 @@ class MemoryStore:
             return None
         newest = max((r.seq for r in line.values()), default=-1)
         stored = dataclasses.replace(rec, seq=newest + 1)
-        # Forget delivered records no messenger would send again; the newest keeps the line's place.
-        for key, old in list(line.items()):
-            if old.status == "delivered" and old.received_at < rec.received_at - INTAKE_RETENTION:
-                del line[key]
+        for key in stale_intake(list(line.values()), rec.received_at):  # no messenger sends these again
+            del line[key]
         line[rec.key] = stored
         return stored
 

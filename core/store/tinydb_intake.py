@@ -6,10 +6,10 @@
 
 A record is written (atomically, through the group commit like every other write) before the
 messenger is told the message arrived, and rewritten when it is answered, shown and delivered.
-Delivered records are dropped from the file once older than ``INTAKE_RETENTION`` (the answer's
-events already at delivery), and a file holding nothing else is deleted, so a file is as large as
-one chat's last day of messages and the platform's folder only as wide as its chats of the last
-day: recovery at start reads that folder alone.
+A delivered record keeps only its key; it is dropped once older than ``INTAKE_RETENTION`` or
+beyond the chat's newest ``INTAKE_KEEP``, and a file holding nothing else is deleted at the next
+start, so a file stays small and the platform's folder only as wide as its chats of the last day:
+recovery at start reads that folder alone.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 from tinydb import where
 from tinydb.table import Document
 
-from core.store.base import INTAKE_RETENTION, IntakeRecord, advance
+from core.store.base import INTAKE_RETENTION, IntakeRecord, advance, stale_intake
 from core.store.tinydb_base import TinyDBFiles
 from core.store.tinydb_layout import key_hash
 
@@ -57,13 +57,9 @@ class IntakeFiles(TinyDBFiles):
             if any(d["key"] == rec.key for d in docs):
                 return None
             seq = max((d["seq"] for d in docs), default=-1) + 1
-            stale = [
-                d.doc_id
-                for d in docs
-                if d["status"] == "delivered" and d["received_at"] < rec.received_at - INTAKE_RETENTION
-            ]
-            if stale:
-                table.remove(doc_ids=stale)
+            gone = stale_intake([IntakeRecord.from_dict(dict(d)) for d in docs], rec.received_at)
+            if gone:  # delivered records no messenger sends again: the file stays one chat's recent line
+                table.remove(doc_ids=[d.doc_id for d in docs if d["key"] in gone])
             stored = IntakeRecord.from_dict({**rec.to_dict(), "seq": seq})
             table.insert(Document(stored.to_dict(), doc_id=seq + 1))
             return stored
@@ -108,7 +104,6 @@ class IntakeFiles(TinyDBFiles):
             new = change(old)
             if new != old:
                 table.upsert(Document(new.to_dict(), doc_id=doc.doc_id))
-
 
 
 def _chat_files(folder: Path) -> list[Path]:

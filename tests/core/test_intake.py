@@ -14,14 +14,16 @@ from typing import Any
 
 import pytest
 
+from core.app import assemble
 from core.assistant import Assistant
 from core.context import CUT_OFF_NOTE, UNDELIVERED_NOTE
+from core.llm import OpenAIModelClient
 from core.reply import Reply
-from core.store.base import Store
+from core.store.base import IntakeRecord, Store, StoreError
 from core.store.memory import MemoryStore
 from core.store.tinydb_store import TinyDBStore
 from core.types import ChatKey, FinalText, Identity, Incoming, PartialAnswer, ReplyEvent
-from tests.conftest import MakeAssistant
+from tests.conftest import MakeAssistant, make_settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.openai_server import Reply as ModelReply
 
@@ -174,3 +176,109 @@ async def test_the_model_is_told_which_answers_the_person_did_not_see_whole(
     answers = [m["content"] for m in sent if m["role"] == "assistant"]
     assert answers[0].endswith(CUT_OFF_NOTE) and answers[0].startswith("half")
     assert answers[1] == f"You said: second question\n\n{UNDELIVERED_NOTE}"
+
+
+async def test_an_answer_the_adapter_gave_up_on_is_handed_over_again_until_delivered(
+    openai_server: FakeOpenAI,
+) -> None:
+    settings = make_settings(OPENAI_BASE_URL=openai_server.base_url, OPENAI_API_KEY="sk-test")
+    client = OpenAIModelClient(settings.openai_base_url, settings.openai_api_key, max_retries=0)
+    assistant = assemble(settings, MemoryStore(), client, delivery_retry=0.2)
+    await assistant.start()
+    try:
+        await gave_up_then_delivered(assistant)
+    finally:
+        await assistant.close()
+
+
+async def gave_up_then_delivered(assistant: Assistant) -> None:
+    pending = assistant.pending("telegram")
+    reply = await assistant.receive(message("again?"), "telegram:9")
+    assert reply is not None
+    assert finals(await read(reply, deliver=False)) == ["You said: again?"]  # the send failed
+    handed = await first(pending)
+    assert handed.recovered and handed.key == "telegram:9"
+    assert finals(await read(handed)) == ["You said: again?"]
+    assert await nothing_from(pending, 1.0), "delivered: never handed over again"
+
+
+async def test_a_message_is_answered_while_its_record_is_still_being_written(
+    make_assistant: MakeAssistant, openai_server: FakeOpenAI
+) -> None:
+    store = SlowRecords()
+    assistant = await make_assistant(store=store)
+    receiving = asyncio.ensure_future(assistant.receive(message("quick"), "telegram:5"))
+    await openai_server.wait_for_requests(1)  # the model is asked before the record is durable
+    assert not receiving.done()
+    store.durable.set()
+    reply = await receiving
+    assert reply is not None
+    assert finals(await read(reply)) == ["You said: quick"]
+
+
+async def test_a_key_recorded_by_an_earlier_run_is_not_answered_again(make_assistant: MakeAssistant) -> None:
+    store = MemoryStore()
+    first_run = await make_assistant(store=store)
+    reply = await first_run.receive(message("once"), "telegram:77")
+    assert reply is not None
+    await read(reply)
+    await crash(first_run)
+    second_run = await make_assistant(store=store)  # forgets the keys it saw; the store does not
+    assert await second_run.receive(message("once"), "telegram:77") is None
+    user = await store.find_user("telegram:1")
+    assert user is not None
+    conv = (await store.list_conversations(f"user:{user.id}", 1))[0]
+    assert [m.content for m in await store.get_messages(conv.id)] == ["once", "You said: once"]
+
+
+class SlowRecords(MemoryStore):
+    """A store whose intake records become durable only when the test says so."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.durable = asyncio.Event()
+
+    async def record(self, rec: Any) -> Any:
+        await self.durable.wait()
+        return await super().record(rec)
+
+
+async def test_a_message_that_cannot_be_recorded_is_not_acknowledged_and_holds_nobody_up(
+    make_assistant: MakeAssistant,
+) -> None:
+    store = FullDisk()
+    assistant = await make_assistant(store=store)
+    with pytest.raises(StoreError):
+        await assistant.receive(message("lost?"), "telegram:1")  # the adapter does not acknowledge it
+    store.full = False
+    reply = await assistant.receive(message("lost?"), "telegram:1")  # the messenger sends it again
+    assert reply is not None
+    assert finals(await read(reply)) == ["You said: lost?"]
+
+
+async def test_a_record_that_cannot_be_read_back_is_skipped_and_the_rest_recovered(
+    make_assistant: MakeAssistant,
+) -> None:
+    store = MemoryStore()
+    await store.record(IntakeRecord("telegram:1", "telegram:1", {"sender": "nonsense"}, 1.0))
+    first_run = await make_assistant(store=store)
+    reply = await first_run.receive(message("fine"), "telegram:2")
+    assert reply is not None
+    await crash(first_run)  # before it was read: unanswered
+    again = await make_assistant(store=store)
+    recovered = await first(again.pending("telegram"))
+    assert recovered.key == "telegram:2"
+    assert [r.key for r in await store.unfinished("telegram")] == ["telegram:2"]
+
+
+class FullDisk(MemoryStore):
+    """A store that refuses intake records while ``full``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.full = True
+
+    async def record(self, rec: Any) -> Any:
+        if self.full:
+            raise StoreError("No space left on device")
+        return await super().record(rec)
