@@ -1,7 +1,8 @@
 """The Telegram bot process (``ferry telegram``): python-telegram-bot wired to the core.
 
-It turns each update into one :class:`~core.types.Incoming`, feeds it to
-``Assistant.handle`` and renders the reply events Telegram's way:
+It takes each update through Ferry's own polling loop or webhook server
+(:mod:`bots.telegram.polling`), which confirm it upstream only once the core has recorded it
+(``Core.receive``), and renders the reply events Telegram's way:
 
 * private chats stream through ``sendMessageDraft`` and finish with one ``sendMessage``;
 * groups get a placeholder that is edited at most about once a second;
@@ -9,8 +10,8 @@ It turns each update into one :class:`~core.types.Incoming`, feeds it to
   repeats, the final text; a refused HTML part is sent again as plain text;
 * long answers are split by :mod:`bots.telegram.render` without breaking code blocks.
 
-The handlers live in :mod:`bots.telegram.handlers`; this module builds the application and
-runs it (long polling or a webhook).
+The handlers live in :mod:`bots.telegram.handlers`; this module builds the application (without
+PTB's Updater) and runs it (long polling or a webhook), answers an earlier run left first.
 """
 
 from __future__ import annotations
