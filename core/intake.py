@@ -106,9 +106,11 @@ class Receipt:
         """The core is done: keep what the adapter must deliver (an answer with nothing to show is delivered)."""
         answer = [event_to_dict(e) for e in events if deliverable(e)]
         self.answer = answer
+        if self.settled:
+            return  # the adapter delivered it already: one write fewer
         if answer:
             await self.store.mark_answered(self.chat, self.key, answer)
-        elif not self.settled:
+        else:
             await self.delivered(None)
 
     async def shown(self, ref: str) -> None:

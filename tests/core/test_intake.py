@@ -282,3 +282,38 @@ class FullDisk(MemoryStore):
         if self.full:
             raise StoreError("No space left on device")
         return await super().record(rec)
+
+
+async def test_an_answer_stored_just_before_the_crash_is_redone_not_doubled(
+    make_assistant: MakeAssistant, openai_server: FakeOpenAI
+) -> None:
+    store = NoAnswerMarks()
+    first_run = await make_assistant(store=store)
+    reply = await first_run.receive(message("twice?"), "telegram:3")
+    assert reply is not None
+    await store.answer_stored.wait()  # the answer is in the conversation, the record still says received
+    await crash(first_run)
+    store.hold = False
+    openai_server.enqueue("the second try")
+    again = await make_assistant(store=store)
+    recovered = await first(again.pending("telegram"))
+    assert finals(await read(recovered)) == ["the second try"]
+    user = await store.find_user("telegram:1")
+    assert user is not None
+    conv = (await store.list_conversations(f"user:{user.id}", 1))[0]
+    assert [m.content for m in await store.get_messages(conv.id)] == ["twice?", "the second try"]
+
+
+class NoAnswerMarks(MemoryStore):
+    """A store where the process dies between storing an answer and recording it as answered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold = True
+        self.answer_stored = asyncio.Event()
+
+    async def mark_answered(self, chat: str, key: str, answer: Any) -> None:
+        if self.hold:
+            self.answer_stored.set()
+            await asyncio.Event().wait()  # never: the kill comes first
+        await super().mark_answered(chat, key, answer)
