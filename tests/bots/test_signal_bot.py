@@ -351,7 +351,8 @@ def test_helpers() -> None:
 @pytest.mark.xfail(
     strict=True,
     reason="issue 11: signal-cli-rest-api drops frames while no WebSocket is attached (#834) and the fake "
-    "now does too; 'during' is lost until a durable upstream path recovers the gap",
+    "does too; without its persistence plugin 'during' is lost (with it, see "
+    "test_with_the_persistence_plugin_a_message_sent_during_a_drop_is_answered_once)",
 )
 async def test_websocket_drop_reconnects_without_losing_a_message(
     fake: FakeSignalServer, make_adapter: MakeAdapter, caplog: pytest.LogCaptureFixture
