@@ -8,7 +8,8 @@ signal-cli-rest-api drops every message, upstream #834) after 20 WebSocket drops
 signal-cli-rest-api and 5 restarts of the bot; median and worst.
 
 Run: ``.venv/bin/python -m bench.kill_bench [--messenger telegram,signal] [--rounds 10] [--kills 5]
-[--chats 20] [--messages 5] [--seed 1] [--windows/--no-windows] [--traffic]``
+[--chats 20] [--messages 5] [--seed 1] [--windows/--no-windows] [--traffic] [--persistence/--no-persistence]
+[--webhook]``
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ async def bench(args: argparse.Namespace) -> None:
         for r in range(args.rounds):
             load = Load(
                 chats=args.chats, messages=args.messages, kills=args.kills, seed=args.seed * 1000 + r,
-                gap=args.gap, restart_delay=args.restart_delay,
+                gap=args.gap, restart_delay=args.restart_delay, persistence=args.persistence, webhook=args.webhook,
             )  # fmt: skip
             workdir = root / f"{messenger}-{r}"
             workdir.mkdir()
@@ -40,7 +41,9 @@ async def bench(args: argparse.Namespace) -> None:
             tally = await run(load, workdir)
             total.add(tally)
             print(f"  {messenger} round {r}: {tally.line()}", flush=True)
-        print(f"{messenger}: {total.line()}  ({time.monotonic() - started:.0f} s)", flush=True)
+        setup = " (persistence plugin)" if messenger == "signal" and args.persistence else ""
+        setup = " (webhook)" if messenger == "telegram" and args.webhook else setup
+        print(f"{messenger}{setup}: {total.line()}  ({time.monotonic() - started:.0f} s)", flush=True)
         if total.stub_samples:
             print(f"  stubs seen, e.g. {total.stub_samples}", flush=True)
     if args.windows:
@@ -72,6 +75,11 @@ def main() -> None:
     p.add_argument("--gap", type=float, default=6.0, help="mean seconds between one person's messages")
     p.add_argument("--restart-delay", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--persistence", action=argparse.BooleanOptionalAction, default=True,
+        help="Signal: signal-cli-rest-api runs its persistence plugin (as the README sets it up)",
+    )  # fmt: skip
+    p.add_argument("--webhook", action=argparse.BooleanOptionalAction, default=False, help="Telegram: webhook mode")
     p.add_argument("--windows", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--drops", type=int, default=20)
     p.add_argument("--service-restarts", type=int, default=5)

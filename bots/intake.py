@@ -10,10 +10,86 @@ until this one has (the downloads themselves still run side by side).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import inspect
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol
 
+from core.contract import Core
 from core.reply import Reply
 from core.types import Incoming
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def cleaned(value: Any) -> Any:
+    """``value`` (decoded JSON) with every lone surrogate in its strings replaced by U+FFFD.
+
+    JSON carries ``"\\ud83d"`` and Python holds it, but no encoder accepts it, and the messenger
+    libraries' parsers (PTB's entity offsets, signalbot's pydantic models) fail on it. U+FFFD is
+    one UTF-16 unit for one, so entity offsets still fit.
+    """
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value) if _LONE_SURROGATE.search(value) else value
+    if isinstance(value, dict):
+        return {k: cleaned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [cleaned(v) for v in value]
+    return value
+
+
+class Receiver(Protocol):
+    """How an adapter hands over a message: returns once it is recorded, with its reply.
+
+    ``key`` names the upstream delivery (``telegram:<update_id>``, ``signal:<sender>:<timestamp>``)
+    so that a delivery seen twice (the bot died before confirming it) is answered once: ``None``
+    is returned for a key already recorded. ``route`` is JSON the adapter gets back with the reply
+    (``reply.route``) to deliver it after a restart.
+    """
+
+    async def __call__(self, msg: Incoming, key: str, route: dict[str, Any]) -> Reply | None:
+        """Record ``msg`` under ``key`` and return its reply (None: already recorded)."""
+        ...
+
+
+def receiver_for(core: Core) -> Receiver:
+    """The core's durable intake (:meth:`core.contract.Core.receive`)."""
+
+    async def record(msg: Incoming, key: str, route: dict[str, Any]) -> Reply | None:
+        return await core.receive(msg, key, route)
+
+    return record
+
+
+def pending_replies(core: Core, platform: str) -> AsyncIterator[Reply]:
+    """Answers an earlier run recorded but did not deliver, then ones handed over again."""
+    return core.pending(platform)
+
+
+def route_of(reply: Reply) -> dict[str, Any]:
+    """The route the adapter gave with the message (empty for a submitted one)."""
+    return dict(reply.route)
+
+
+def previous_ref(reply: Reply) -> str | None:
+    """A message an earlier run left visible for this answer (a stub to edit), if any."""
+    return reply.previous_ref
+
+
+async def mark_shown(reply: Reply, ref: str) -> None:
+    """Record durably that the answer is (partly) visible as the messenger's message ``ref``."""
+    await reply.shown(ref)
+
+
+async def mark_delivered(reply: Reply, ref: str | None = None) -> None:
+    """Record durably that the person has the whole answer: it is never handed over again."""
+    await reply.delivered(ref)
+
+
+SENDING = "sending"
+"""The ref marked just before a final answer is sent as a new message that no edit can replace
+(a Telegram private chat): after a restart the answer is taken as delivered rather than sent twice
+(the request went out; as with a send that timed out, it most likely arrived)."""
 
 
 class Intake:
@@ -44,18 +120,24 @@ class Ticket:
         self._mine = mine
 
     async def submit(
-        self, read: Callable[[], Awaitable[Incoming | None]], submit: Callable[[Incoming], Reply]
+        self,
+        read: Callable[[], Awaitable[Incoming | None]],
+        submit: Callable[[Incoming], Reply | Awaitable[Reply | None] | None],
     ) -> Reply | None:
         """``read()`` the message, then ``submit`` it once every earlier one of its chat was.
 
-        None when ``read`` found nothing to submit; the next message is let through however
-        this ends (read failed, task cancelled).
+        ``submit`` may be a coroutine (a durable record): the chat's next message waits until it
+        has returned. None when ``read`` found nothing to submit; the next message is let through
+        however this ends (read failed, task cancelled).
         """
         try:
             incoming = await read()
             if self._previous is not None:
                 await asyncio.shield(self._previous)
-            return submit(incoming) if incoming is not None else None
+            if incoming is None:
+                return None
+            reply = submit(incoming)
+            return await reply if inspect.isawaitable(reply) else reply
         finally:
             if not self._mine.done():
                 self._mine.set_result(None)

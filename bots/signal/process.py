@@ -22,15 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import signal as os_signal
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from pydantic import ValidationError
 from signalbot import (
     Config,
     ConnectionMode,
@@ -41,10 +38,19 @@ from signalbot import (
     SignalAPIError,
     SignalBot,
 )
-from signalbot.messages import ReceiveError
 
 from bots.choices import with_choices
-from bots.intake import Intake, Ticket
+from bots.intake import (
+    SENDING,
+    Intake,
+    Ticket,
+    mark_delivered,
+    mark_shown,
+    pending_replies,
+    previous_ref,
+    receiver_for,
+    route_of,
+)
 from bots.relay import AlertRelay
 from bots.services import (
     Backoff,
@@ -54,10 +60,13 @@ from bots.services import (
     signal_host_port,
     wait_until_ready,
 )
+from bots.signal.backlog import PersistedBacklog
+from bots.signal.connection import RECONNECT_CAP, RECONNECT_FIRST, ReceiveLink
 from bots.signal.incoming import PLATFORM, SignalReader, chat_key, recipient_of
 from bots.signal.reply import SignalReply, styled
-from bots.signal.seams import ReceivedFrame, check_signalbot, replace_receive, stop_pipeline
+from bots.signal.seams import check_signalbot, replace_receive, stop_pipeline
 from core.contract import Core
+from core.reply import Reply
 from core.types import AdminAlert, ChatKey, Incoming
 
 if TYPE_CHECKING:
@@ -68,8 +77,10 @@ log = logging.getLogger(__name__)
 TYPING_REFRESH = 10.0
 """Seconds between typing indicators while an answer runs (Signal apps drop one after ~15 s)."""
 
-STARTUP_BACKOFF = Backoff(1.0, 60.0)
-RECONNECT_BACKOFF = Backoff(0.5, 30.0)
+STARTUP_BACKOFF = Backoff(0.2, 1.0)
+"""Every second before the WebSocket is attached is lost mail (upstream #834): retry often (the
+check's log line is written once per distinct problem, not per try)."""
+RECONNECT_BACKOFF = Backoff(RECONNECT_FIRST, RECONNECT_CAP)
 
 SignalServiceProblem = ServiceProblem
 """signal-cli-rest-api is unreachable or not set up for Ferry (the shared check's error)."""
@@ -97,6 +108,7 @@ class SignalAdapter:
         startup_backoff: Backoff = STARTUP_BACKOFF,
         reconnect_backoff: Backoff = RECONNECT_BACKOFF,
         typing_refresh: float = TYPING_REFRESH,
+        admins: tuple[str, ...] = (),
     ) -> None:
         self.core = core
         self.service = signal_host_port(service)
@@ -112,11 +124,19 @@ class SignalAdapter:
         """Set once the service passed the checks and signalbot is receiving."""
         self.reader = SignalReader(phone_number, bot_uuid, self.download)
         self._relay = AlertRelay(self.send_alert, "Signal")
-        self._connecting_since = 0.0
-        self._dropped_at = 0.0
+        self.admins = admins
+        ws_root = "ws" + self.base_url[len("http") :] if self.base_url.startswith("http") else self.base_url
+        self.link = ReceiveLink(
+            f"{ws_root}/v1/receive/{phone_number}",
+            first=reconnect_backoff.first,
+            cap=min(reconnect_backoff.most, RECONNECT_CAP),
+            on_down=self._receiving_down,
+            on_up=self._receiving_up,
+        )
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._intake = Intake()
+        self.receive = receiver_for(core)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -124,6 +144,7 @@ class SignalAdapter:
         """Check the service (retrying with backoff), start signalbot and wait until ready."""
         check_signalbot()
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        self.link.backlog = PersistedBacklog(self._session, self.base_url, self.phone_number)
         await wait_until_ready(self.check_service, self.startup_backoff, "Signal", log)
         config = Config(
             phone_number=self.phone_number,
@@ -135,10 +156,13 @@ class SignalAdapter:
         )
         bot = SignalBot(config)  # inside the running loop: signalbot captures it
         bot.register(_Handler(self), contacts=True, groups=True)
-        replace_receive(bot, self._hardened)
+        replace_receive(bot, lambda _signalbots_own: self.link.frames)
         self.bot = bot
+        self._start_recovery()
+        await asyncio.sleep(0)  # the recovery has claimed its place: earlier runs' answers go first
         bot.start(run_forever=False)
         await bot.wait_until_ready()
+        await self.link.wait_up()  # messages sent before the WebSocket is attached are dropped upstream
         self.ready.set()
         log.info("Signal: ready, receiving messages for %s via %s", self.phone_number, self.base_url)
         self._relay.start(self.core.alerts(PLATFORM))  # alerts the Telegram process left for people on Signal
@@ -175,39 +199,19 @@ class SignalAdapter:
 
     @property
     def receiving(self) -> bool:
-        """Ready, and the receive WebSocket is up: it never dropped, or the connection made
-        since its last drop has held for a few seconds."""
-        if not self.ready.is_set():
-            return False
-        if not self._dropped_at:
-            return True
-        return self._connecting_since > self._dropped_at and time.monotonic() - self._connecting_since > 2.0
+        """Ready, and a receive WebSocket is attached now."""
+        return self.ready.is_set() and self.link.up
 
-    def _hardened(self, original: Callable[[], AsyncIterator[str]]) -> Callable[[], AsyncIterator[str]]:
-        """signalbot's receive stream, skipping malformed frames and reconnecting when it ends."""
-        backoff = self.reconnect_backoff
+    async def _receiving_down(self, seconds: float) -> None:
+        await self._tell_admins("signal.receive_down", seconds)
 
-        async def receive() -> AsyncIterator[str]:
-            delays = backoff.delays()
-            while True:
-                got_any = False
-                self._connecting_since = time.monotonic()
-                try:
-                    async for raw in original():
-                        if not got_any:
-                            got_any = True
-                            delays = backoff.delays()  # a working connection resets the backoff
-                        if _frame_is_usable(raw):
-                            yield raw
-                    reason = "was closed by signal-cli-rest-api"
-                except ReceiveError as e:
-                    reason = f"failed ({e})"
-                self._dropped_at = time.monotonic()
-                delay = await anext(delays)
-                log.warning("Signal: the receive WebSocket %s; reconnecting in %.1fs", reason, delay)
-                await asyncio.sleep(delay)
+    async def _receiving_up(self, seconds: float) -> None:
+        await self._tell_admins("signal.receive_up", seconds)
 
-        return receive
+    async def _tell_admins(self, key: str, seconds: float) -> None:
+        """Tell the Signal admins (sending may work while receiving does not)."""
+        text = self.core.text("en", key, minutes=max(1, round(seconds / 60)))
+        await self.send_alert(AdminAlert(to=self.admins, text=text))
 
     # --- incoming -------------------------------------------------------------------------
 
@@ -219,28 +223,78 @@ class SignalAdapter:
             return
         chat = chat_key(message)
         ticket = self._intake.enter(str(chat))  # before any await: the chat's arrival order
-        task = asyncio.create_task(self._process(context, chat, ticket))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._process(context, chat, ticket))
 
     async def _process(self, context: DataMessageContext, chat: ChatKey, ticket: Ticket) -> None:
-        view = SignalReply(self, context, chat)
+        message = context.message
+        recipient = message.source_or_group_id()
+        key = f"{PLATFORM}:{message.source_uuid or message.source_number}:{message.timestamp}"
 
         async def read() -> Incoming:
-            return await self.reader.to_incoming(context.message, chat)
+            return await self.reader.to_incoming(message, chat)
+
+        async def record(incoming: Incoming) -> Reply | None:
+            return await self.receive(incoming, key, {"recipient": recipient})
 
         try:
-            reply = await ticket.submit(read, self.core.submit)
-            if reply is not None:
-                async with reply:
-                    async for event in reply:
-                        await view.render(event)
+            reply = await ticket.submit(read, record)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("Signal: failed to handle a message in %s", chat)
-        finally:
-            await view.finish()
+        except Exception as exc:
+            log.error("Signal: could not take a message in %s (%s)", chat, type(exc).__name__, exc_info=exc)
+            return
+        if reply is not None:
+            await self._serve(reply, chat, context, recipient)
+
+    async def _serve(self, reply: Reply, chat: ChatKey, context: DataMessageContext | None, recipient: str) -> None:
+        """Show one reply, start to end, then mark it delivered; a stub an earlier run left is
+        edited into the answer, and an answer whose final send had started is taken as delivered."""
+        earlier = previous_ref(reply)
+
+        async def shown(ref: str) -> None:
+            await mark_shown(reply, ref)
+
+        resume = int(earlier) if earlier and earlier.isdigit() else None
+        view = SignalReply(self, context, chat, recipient=recipient, on_shown=shown, resume=resume)
+        async with reply:
+            if earlier == SENDING:
+                await mark_delivered(reply)
+                return
+            try:
+                async for event in reply:
+                    await view.render(event)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("Signal: failed to answer in %s (%s)", chat, type(exc).__name__, exc_info=exc)
+            finally:
+                await view.finish()
+            await mark_delivered(reply)
+
+    def _start_recovery(self) -> None:
+        """Deliver the answers an earlier run recorded but did not deliver (before receiving starts)."""
+        pending = pending_replies(self.core, PLATFORM)
+
+        async def recover() -> None:
+            async for reply in pending:
+                recipient = route_of(reply).get("recipient")
+                incoming = reply.incoming
+                if not isinstance(recipient, str) or incoming is None:
+                    log.error("Signal: a recorded answer without a usable route; not delivered")
+                    await reply.aclose()
+                    continue
+                self._spawn(self._serve_when_ready(reply, incoming.chat, recipient))
+
+        self._spawn(recover())
+
+    async def _serve_when_ready(self, reply: Reply, chat: ChatKey, recipient: str) -> None:
+        await self.ready.wait()  # signalbot knows the groups once it is ready
+        await self._serve(reply, chat, None, recipient)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def to_incoming(self, message: Any, chat: ChatKey | None = None) -> Incoming:
         """Translate signalbot's message into the core's value (see :class:`SignalReader`)."""
@@ -272,34 +326,6 @@ class SignalAdapter:
                 await self.bot.messages.send(styled(with_choices(alert.text, choices)), recipient)
             except (SignalAPIError, ValueError) as e:
                 log.warning("Signal: could not alert %s: %s", identity, e)
-
-
-def _frame_is_usable(raw: str) -> bool:
-    try:
-        frame = ReceivedFrame.model_validate_json(raw)
-    except ValidationError as e:
-        error = _error_frame(raw)
-        if error is not None:
-            log.warning("Signal: signal-cli-rest-api reported an error: %s", error)
-        else:
-            errors = e.errors()
-            where = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
-            what = errors[0]["msg"] if errors else str(e)
-            log.warning("Signal: skipped a malformed message frame (%s: %s): %.200s", where or "frame", what, raw)
-        return False
-    # A sync message was sent by the bot's own account from another device: not one to
-    # answer (signalbot would present it as coming from the person it was sent to).
-    return frame.envelope.sync_message is None
-
-
-def _error_frame(raw: str) -> str | None:
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return None
-    if isinstance(data, dict) and set(data) == {"error"}:
-        return str(data["error"])
-    return None
 
 
 class _Handler(DataMessageHandler):
@@ -336,7 +362,7 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     assistant = build_assistant(settings)
     await assistant.start()
     adapter = SignalAdapter(
-        assistant, service=settings.signal_service, phone_number=settings.signal_phone_number
+        assistant, service=settings.signal_service, phone_number=settings.signal_phone_number, admins=settings.admins
     )
     try:
         async with serve_health(settings, assistant, "Signal", lambda: adapter.receiving):

@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from signalbot import DataMessageContext, SendMessage, SentMessage, SignalAPIError, SignalBot, TextMode
 
 from bots.choices import with_choices
 from bots.events import show
+from bots.intake import SENDING
 from bots.live import Throttle, TypingLoop
 from bots.signal.markup import styled_markup
 from bots.signal.render import render_signal
@@ -62,11 +63,24 @@ async def guard(call: Awaitable[Any], what: str) -> Any:
 class SignalReply:
     """Renders the reply events for one incoming message into Signal messages."""
 
-    def __init__(self, adapter: SignalAdapter, context: DataMessageContext, chat: ChatKey) -> None:
+    def __init__(
+        self,
+        adapter: SignalAdapter,
+        context: DataMessageContext | None,
+        chat: ChatKey,
+        *,
+        recipient: str | None = None,
+        on_shown: Callable[[str], Awaitable[None]] | None = None,
+        resume: int | None = None,
+    ) -> None:
         self.adapter = adapter
-        self.context = context
+        self.context = context  # None for an answer handed over after a restart: sent to ``recipient``
+        self.recipient = recipient
         self.chat = chat
+        self.on_shown = on_shown  # records durably which message shows the answer
         self.stream: SentMessage | None = None  # the message being edited while streaming
+        if resume and recipient:  # a stub an earlier run left: the final edit supersedes it
+            self.stream = SentMessage.from_send_message(SendMessage(text=""), recipient, resume)
         self.shown = ""  # the Markdown last sent to it
         self.stream_failed = False  # the first send of a streamed answer failed: send it whole
         self.typing = TypingLoop(self._send_typing, adapter.typing_refresh)
@@ -88,18 +102,20 @@ class SignalReply:
 
     async def react(self, emoji: str) -> None:
         """React to the person's message."""
-        await guard(self.context.react(emoji), "react")
+        if self.context is not None:
+            await guard(self.context.react(emoji), "react")
 
     async def alert(self, event: AdminAlert) -> None:
         """Deliver an alert to the Signal people among its recipients."""
         await self.adapter.send_alert(event)
 
     async def _send_typing(self) -> None:
-        await guard(self.context.start_typing(), "start typing")
+        if self.context is not None:
+            await guard(self.context.start_typing(), "start typing")
 
     async def stop_typing(self) -> None:
         """Stop the typing loop and tell Signal the person need not wait any longer."""
-        if await self.typing.stop():
+        if await self.typing.stop() and self.context is not None:
             await guard(self.context.stop_typing(), "stop typing")
 
     async def delta(self, markdown: str) -> None:
@@ -123,6 +139,8 @@ class SignalReply:
                     log.info("Signal: the start of an answer could not be sent (%s); it follows whole", e)
                     self.stream_failed = True
                     return
+                if self.on_shown is not None:  # after a restart the final edit supersedes this stub
+                    await self.on_shown(str(self.stream.timestamp))
             else:
                 if self.edits >= MAX_EDITS - 1:
                     return  # the last edit is kept for the final text
@@ -143,6 +161,8 @@ class SignalReply:
             stream, shown = self.stream, self.shown
             self.stream, self.shown = None, ""
             if stream is None or self.edits >= MAX_EDITS:  # past the cap an edit would be dropped
+                if self.on_shown is not None:  # a new message that no later run could replace
+                    await self.on_shown(SENDING)
                 await self.deliver(full)
             elif full != shown:  # already showing exactly this: an edit would change nothing
                 await self.deliver(full, edit=stream)
@@ -215,4 +235,8 @@ class SignalReply:
 
     async def send(self, message: SendMessage) -> SentMessage:
         """Send a new message into the chat."""
+        if self.context is None:
+            if self.recipient is None:
+                raise SignalAPIError("no recipient for a recovered answer")
+            return await self.bot().messages.send(message, self.recipient)
         return await self.context.send(message)

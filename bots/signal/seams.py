@@ -2,8 +2,9 @@
 
 signalbot 2.2 offers no public hook for three things Ferry needs:
 
-* its receive stream (``bot._signal.messages.receive``), wrapped to skip malformed frames and
-  to reconnect a WebSocket that the server closed (signalbot would stop receiving silently);
+* its receive stream (``bot._signal.messages.receive``), replaced by Ferry's own
+  (:mod:`bots.signal.connection`: reconnects at once, pings, skips malformed frames, recovers a
+  gap from the persistence plugin), since signalbot's stops silently when the server closes it;
 * stopping its pipeline without stopping the event loop (``bot._pipeline.stop()``; the
   public ``bot.stop()`` also stops the loop, which is not the adapter's to stop);
 * the model of a received frame (``signalbot._generated.Message``), to validate a frame

@@ -1,20 +1,36 @@
 """The Telegram handlers: every message and button press goes to the core, replies come back.
 
-Updates are processed concurrently: the core orders messages per conversation itself, and
-``/cancel`` must be able to overtake an answer that is still being written.
+:meth:`TelegramBot.take` is the one way in, from Ferry's polling loop or webhook
+(:mod:`bots.telegram.polling`): it returns once the update is recorded by the core, so the
+caller confirms it upstream only then. Answers are then shown concurrently, each by its own
+task: the core orders messages per conversation itself, and ``/cancel`` must be able to overtake
+an answer that is still being written. An edited message is not a new question: it is ignored,
+as on Signal.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Coroutine
+from dataclasses import asdict
 from typing import Any
 
-from telegram import BotCommand, CallbackQuery, Update
+from telegram import BotCommand, CallbackQuery, Message, Update
 from telegram.error import TelegramError
-from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
+from telegram.ext import Application, filters
 
-from bots.intake import Intake
+from bots.intake import (
+    SENDING,
+    Intake,
+    mark_delivered,
+    mark_shown,
+    pending_replies,
+    previous_ref,
+    receiver_for,
+    route_of,
+)
 from bots.relay import AlertRelay
 from bots.telegram.incoming import chat_key, incoming_from_callback, incoming_from_message, target_for
 from bots.telegram.reply import TelegramReply
@@ -28,6 +44,7 @@ from bots.telegram.send import (
     Target,
     flood_counter,
 )
+from bots.telegram.updates import UpdateParser
 from core.contract import Core
 from core.reply import Reply
 from core.types import AdminAlert, ChatKey, Incoming
@@ -46,7 +63,10 @@ class TelegramBot:
         self.limiter = SendLimiter(self.pacing.global_rate)
         self.moves: dict[int, int] = {}  # a group upgraded to a supergroup: old id → new id
         self.intake = Intake()
+        self.receive = receiver_for(core)
         self._relay: AlertRelay | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._recovery: asyncio.Task[None] | None = None
 
     async def send_alert(self, app: Application[Any, Any, Any, Any, Any, Any], alert: AdminAlert) -> None:
         """Send an alert to each of its ``telegram:<id>`` recipients (others are not ours)."""
@@ -77,13 +97,10 @@ class TelegramBot:
             await relay.stop()
 
     def install(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
-        """Register the handlers (every message and button press goes to the core)."""
-        # Service messages (members joining, pins, topic edits) carry nothing to answer, except
-        # a group's upgrade to a supergroup: its conversations move to the new id.
-        app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, self.on_migrate, block=False))
-        app.add_handler(MessageHandler(~filters.StatusUpdate.ALL, self.on_message, block=False))
-        app.add_handler(CallbackQueryHandler(self.on_callback, block=False))
-        app.add_error_handler(self.on_error)
+        """Attach to ``app``: updates reach :meth:`take` from Ferry's own polling loop or webhook,
+        not from PTB's dispatcher (which confirms updates before they are recorded)."""
+        self.app = app
+        self.parser = UpdateParser(app.bot)
 
     async def set_commands(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         """Register the command menu in English (the default) and every other language with texts."""
@@ -94,10 +111,28 @@ class TelegramBot:
             except TelegramError as exc:
                 log.warning("could not set the %s command menu: %s", lang, exc)
 
-    async def on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """A person's message: submitted in the chat's arrival order, its answer rendered."""
-        message = update.effective_message
-        if message is None or message.from_user is None:
+    async def take(self, raw: object) -> None:
+        """Take one raw update: returns once it is recorded (or known to need no answer), its
+        answer then shown by a task of its own. Raises only when recording failed (the store),
+        so that the update is not confirmed upstream and comes again."""
+        update = self.parser.parse(raw)
+        if update is None:
+            return
+        if update.callback_query is not None:
+            await self._take_callback(update)
+        elif update.message is not None:
+            await self._take_message(update)
+        else:
+            # An edited message is not a new question (and Signal ignores edits too); other
+            # kinds are not asked for (ALLOWED_UPDATES) and carry nothing to answer.
+            log.debug("Telegram: update %s needs no answer", update.update_id)
+
+    async def _take_message(self, update: Update) -> None:
+        message = update.message
+        if message is not None and (message.migrate_to_chat_id or message.migrate_from_chat_id):
+            await self.on_migrate(message)  # the one service message that matters: history moves
+            return
+        if message is None or message.from_user is None or filters.StatusUpdate.ALL.check_update(update):
             return
         # The ticket is taken before any await: a document's download cannot be overtaken.
         ticket = self.intake.enter(str(chat_key(message, message.from_user)))
@@ -105,21 +140,21 @@ class TelegramBot:
 
         async def read() -> Incoming | None:
             try:
-                return await incoming_from_message(message, context.bot.bot)
-            except Exception:
-                log.exception("could not read update %s", update.update_id)
+                return await incoming_from_message(message, self.app.bot.bot)
+            except Exception as exc:
+                log.error("Telegram: could not read update %s (%s)", update.update_id, type(exc).__name__)
                 return None
 
-        reply = await ticket.submit(read, self.core.submit)
-        if reply is not None:
-            await self.serve(context.application, reply, target)
+        async def record(incoming: Incoming) -> Reply | None:
+            return await self.receive(incoming, f"{PLATFORM}:{update.update_id}", asdict(target))
 
-    async def on_migrate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        reply = await ticket.submit(read, record)
+        if reply is not None:
+            self.spawn(self.serve(self.app, reply, target))
+
+    async def on_migrate(self, message: Message) -> None:
         """A group became a supergroup (``migrate_to_chat_id`` in the old chat, ``migrate_from_chat_id``
         in the new one; both arrive): later sends go to the new id, the group's history moves once."""
-        message = update.effective_message
-        if message is None:
-            return
         if message.migrate_to_chat_id:
             old, new = message.chat.id, int(message.migrate_to_chat_id)
         elif message.migrate_from_chat_id:
@@ -134,26 +169,58 @@ class TelegramBot:
         except Exception:
             log.exception("could not move the conversations of chat %s to %s", old, new)
 
-    async def on_callback(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """A button press: submitted at once (before acknowledging it), its answer rendered."""
+    async def _take_callback(self, update: Update) -> None:
         query = update.callback_query
-        if query is None:
-            return
+        assert query is not None
         incoming, target = incoming_from_callback(query)
-        reply = self.core.submit(incoming)
-        try:
-            await query.answer()
-        except TelegramError as exc:
-            log.info("could not answer callback query: %s", exc)
-        await retire_keyboard(query)
-        await self.serve(context.application, reply, target)
+        reply = await self.receive(incoming, f"{PLATFORM}:{update.update_id}", asdict(target))
+
+        async def acknowledge_and_serve() -> None:
+            try:
+                await query.answer()
+            except TelegramError as exc:
+                log.info("could not answer callback query: %s", exc)
+            await retire_keyboard(query)
+            if reply is not None:
+                await self.serve(self.app, reply, target)
+
+        self.spawn(acknowledge_and_serve())
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` (showing one answer) as a task that :meth:`drain` waits for."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, cancel: bool = False) -> None:
+        """Wait for the answers being shown (cancel them first with ``cancel``)."""
+        while self._tasks:
+            tasks = list(self._tasks)
+            if cancel:
+                for task in tasks:
+                    task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def serve(self, app: Application[Any, Any, Any, Any, Any, Any], reply: Reply, target: Target) -> None:
-        """Render one submitted message's reply, start to end; never raises."""
+        """Render one message's reply, start to end, then mark it delivered; never raises.
+
+        A reply handed over again after a restart edits the placeholder an earlier run left
+        (groups); one whose final message was already being sent is taken as delivered.
+        """
         lang = self.core.language(target.lang)
         target = Target(target.chat_id, target.thread_id, target.reply_to, target.is_private, lang, target.message_id)
         view = TelegramReply(self, app, target)
+        earlier = previous_ref(reply)
+
+        async def shown(ref: str) -> None:
+            await mark_shown(reply, ref)
+
+        view.on_shown = shown
+        view.resume = int(earlier) if earlier and earlier.lstrip("-").isdigit() else None
         async with reply:
+            if earlier == SENDING:
+                await mark_delivered(reply)
+                return
             try:
                 async for event in reply:
                     await view.render(event)
@@ -161,12 +228,37 @@ class TelegramBot:
             except asyncio.CancelledError:
                 view.cancel()
                 raise
-            except Exception:
-                log.exception("failed to answer in chat %s", target.chat_id)
+            except Exception as exc:
+                log.error("failed to answer in chat %s (%s)", target.chat_id, type(exc).__name__, exc_info=exc)
                 await view.fail(self.core.text(lang, "error.internal"))
+            await mark_delivered(reply)
 
-    async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        log.error("error while handling an update", exc_info=context.error)
+    def start_recovery(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        """Deliver the answers an earlier run recorded but did not deliver (call before taking updates)."""
+        if self._recovery is not None:
+            return
+        pending = pending_replies(self.core, PLATFORM)
+
+        async def recover() -> None:
+            async for reply in pending:
+                route = route_of(reply)
+                try:
+                    target = Target(**route)
+                except TypeError:
+                    log.error("Telegram: a recorded answer without a usable route; not delivered")
+                    await reply.aclose()
+                    continue
+                self.spawn(self.serve(app, reply, target))
+
+        self._recovery = asyncio.create_task(recover())
+
+    async def stop_recovery(self) -> None:
+        """Stop handing over recorded answers."""
+        task, self._recovery = self._recovery, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def retire_keyboard(query: CallbackQuery) -> None:

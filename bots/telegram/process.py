@@ -1,7 +1,8 @@
 """The Telegram bot process (``ferry telegram``): python-telegram-bot wired to the core.
 
-It turns each update into one :class:`~core.types.Incoming`, feeds it to
-``Assistant.handle`` and renders the reply events Telegram's way:
+It takes each update through Ferry's own polling loop or webhook server
+(:mod:`bots.telegram.polling`), which confirm it upstream only once the core has recorded it
+(``Core.receive``), and renders the reply events Telegram's way:
 
 * private chats stream through ``sendMessageDraft`` and finish with one ``sendMessage``;
 * groups get a placeholder that is edited at most about once a second;
@@ -9,8 +10,8 @@ It turns each update into one :class:`~core.types.Incoming`, feeds it to
   repeats, the final text; a refused HTML part is sent again as plain text;
 * long answers are split by :mod:`bots.telegram.render` without breaking code blocks.
 
-The handlers live in :mod:`bots.telegram.handlers`; this module builds the application and
-runs it (long polling or a webhook).
+The handlers live in :mod:`bots.telegram.handlers`; this module builds the application (without
+PTB's Updater) and runs it (long polling or a webhook), answers an earlier run left first.
 """
 
 from __future__ import annotations
@@ -20,23 +21,27 @@ import contextlib
 import logging
 import os
 import secrets
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 from telegram.error import NetworkError
-from telegram.ext import Application, ApplicationBuilder, Updater
+from telegram.ext import Application, ApplicationBuilder
 
 from bots.services import Backoff, ServiceProblem, wait_until_ready
 from bots.telegram.handlers import TelegramBot
 from bots.telegram.http import AiohttpRequest
+from bots.telegram.polling import Poller, WebhookServer
 from bots.telegram.send import ALLOWED_UPDATES, Pacing
 from core.contract import Core
-from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 STARTUP_BACKOFF = Backoff(1.0, 60.0)
+
+Stopper = Callable[[], Awaitable[None]]
+"""Stops taking updates (returned by what started taking them)."""
 
 
 # --- building and running ------------------------------------------------------------------------
@@ -48,40 +53,24 @@ def build_application(
     api_url: str = "https://api.telegram.org",
     *,
     pacing: Pacing | None = None,
-    concurrency: int = 4096,
     pool_size: int = 16,
-    manage_assistant: bool = False,
+    read_timeout: float = 5.0,
 ) -> Application[Any, Any, Any, Any, Any, Any]:
-    """A PTB Application wired to ``core``; ``api_url`` is the Bot API server root.
-
-    With ``manage_assistant`` the application starts the core (``await core.start()``)
-    before polling and closes it after shutdown, as ``run_polling``/``run_webhook`` need.
-    """
+    """A PTB Application (its bot and transport) wired to ``core``; ``api_url`` is the Bot API
+    server root. It has no Updater: :func:`polling` and :func:`webhook` feed it updates.
+    ``read_timeout`` (and the write timeout) is how long a call waits for the server's answer."""
     root = api_url.rstrip("/")
     bot = TelegramBot(core, pacing)
-
-    async def post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
-        if manage_assistant:
-            await core.start()
-        await bot.set_commands(app)
-        bot.start_relay(app)
-
-    async def post_shutdown(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
-        await bot.stop_relay()
-        if manage_assistant:
-            await core.close()
-
-    requests, polls = AiohttpRequest(pool_size), AiohttpRequest(1)
+    requests = AiohttpRequest(pool_size, read_timeout=read_timeout, write_timeout=read_timeout)
+    polls = AiohttpRequest(1)
     app = (
         ApplicationBuilder()
         .token(token)
         .base_url(f"{root}/bot")
         .base_file_url(f"{root}/file/bot")
-        .concurrent_updates(concurrency)
         .request(requests)
         .get_updates_request(polls)
-        .post_init(post_init)
-        .post_shutdown(post_shutdown)
+        .updater(None)
         .build()
     )
     bot.install(app)
@@ -93,7 +82,7 @@ def build_application(
 def connected(app: Application[Any, Any, Any, Any, Any, Any], *, polling: bool) -> bool:
     """Whether the bot is running and its last exchange with the Bot API server got through
     (long polling: the last getUpdates; a webhook: the last request the bot made)."""
-    if not (app.running and app.updater is not None and app.updater.running):
+    if not (app.running and app.bot_data.get("ferry_receiving")):
         return False
     requests, polls = app.bot_data["ferry_transport"]
     return bool((polls if polling else requests).reachable)
@@ -101,40 +90,56 @@ def connected(app: Application[Any, Any, Any, Any, Any, Any], *, polling: bool) 
 
 @contextlib.asynccontextmanager
 async def _running(
-    app: Application[Any, Any, Any, Any, Any, Any], start_updates: Callable[[Updater], Awaitable[Any]]
+    app: Application[Any, Any, Any, Any, Any, Any], receive: Callable[[TelegramBot], Awaitable[Stopper]]
 ) -> AsyncIterator[Application[Any, Any, Any, Any, Any, Any]]:
-    """Run ``app`` inside the current event loop, its updates fetched by ``start_updates``."""
+    """Run ``app`` inside the current event loop; ``receive`` starts taking updates and returns
+    how to stop. Leaving waits for the answers being shown."""
+    bot: TelegramBot = app.bot_data["ferry"]
     async with app:
-        bot: TelegramBot = app.bot_data["ferry"]
         await bot.set_commands(app)
         await app.start()
-        assert app.updater is not None
-        await start_updates(app.updater)
+        bot.start_recovery(app)
+        await asyncio.sleep(0)  # the recovery has claimed its place: earlier runs' answers go first
+        stop_receiving = await receive(bot)
+        app.bot_data["ferry_receiving"] = True
         bot.start_relay(app)
         try:
             yield app
         finally:
+            app.bot_data["ferry_receiving"] = False
+            await stop_receiving()
+            await bot.stop_recovery()
+            await bot.drain()
             await bot.stop_relay()
-            await app.updater.stop()
             await app.stop()
 
 
 def polling(
     app: Application[Any, Any, Any, Any, Any, Any], poll_timeout: float = 10.0
 ) -> contextlib.AbstractAsyncContextManager[Application[Any, Any, Any, Any, Any, Any]]:
-    """Run ``app`` with long polling inside the current event loop (tests, benchmarks)."""
+    """Run ``app`` with long polling inside the current event loop."""
 
-    async def start(updater: Updater) -> Any:
-        return await updater.start_polling(timeout=int(poll_timeout), allowed_updates=ALLOWED_UPDATES)
+    async def start(bot: TelegramBot) -> Stopper:
+        await app.bot.delete_webhook()
+        _, polls = app.bot_data["ferry_transport"]
+        poller = Poller(bot, polls, f"{app.bot.base_url}/getUpdates", poll_timeout)
+        task = asyncio.create_task(poller.run())
+
+        async def stop() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        return stop
 
     return _running(app, start)
 
 
 def webhook_params(url: str, port: int, secret: str | None, listen: str = "0.0.0.0") -> dict[str, Any]:
-    """Arguments for PTB's webhook server: listen on ``port`` at ``url``'s path.
+    """Where the webhook server listens (``listen:port``, at ``url``'s path) and its secret.
 
     Without a configured secret a random one is made, so that only Telegram (which is told the
-    secret by ``setWebhook``) can post updates; PTB answers 403 to anyone else.
+    secret by ``setWebhook``) can post updates; anyone else is answered 403.
     """
     return {
         "listen": listen,
@@ -148,36 +153,16 @@ def webhook_params(url: str, port: int, secret: str | None, listen: str = "0.0.0
 def webhook(
     app: Application[Any, Any, Any, Any, Any, Any], url: str, port: int, secret: str | None, listen: str = "0.0.0.0"
 ) -> contextlib.AbstractAsyncContextManager[Application[Any, Any, Any, Any, Any, Any]]:
-    """Run ``app`` with a webhook inside the current event loop (tests); ``run`` uses ``run_webhook``."""
+    """Run ``app`` with a webhook inside the current event loop."""
+    params = webhook_params(url, port, secret, listen)
 
-    async def start(updater: Updater) -> Any:
-        return await updater.start_webhook(**webhook_params(url, port, secret, listen), allowed_updates=ALLOWED_UPDATES)
+    async def start(bot: TelegramBot) -> Stopper:
+        server = WebhookServer(bot, params["url_path"], params["secret_token"], params["listen"], params["port"])
+        await server.start()
+        await app.bot.set_webhook(url, secret_token=params["secret_token"], allowed_updates=ALLOWED_UPDATES)
+        return server.stop
 
     return _running(app, start)
-
-
-def _serve_health_with(app: Application[Any, Any, Any, Any, Any, Any], settings: Settings, core: Core) -> None:
-    """Serve /healthz and /metrics for as long as PTB runs ``app`` (it owns the event loop)."""
-    from bots.health import serve_health
-
-    stack = contextlib.AsyncExitStack()
-    started, stopped = app.post_init, app.post_shutdown
-
-    def is_connected() -> bool:
-        return connected(app, polling=not settings.telegram_webhook_url)
-
-    async def post_init(a: Application[Any, Any, Any, Any, Any, Any]) -> None:
-        if started is not None:
-            await started(a)
-        await stack.enter_async_context(serve_health(settings, core, "Telegram", is_connected))
-
-    async def post_shutdown(a: Application[Any, Any, Any, Any, Any, Any]) -> None:
-        await stack.aclose()
-        if stopped is not None:
-            await stopped(a)
-
-    app.post_init = post_init
-    app.post_shutdown = post_shutdown
 
 
 async def wait_for_bot_api(root: str, token: str, backoff: Backoff = STARTUP_BACKOFF) -> None:
@@ -210,23 +195,48 @@ async def wait_for_bot_api(root: str, token: str, backoff: Backoff = STARTUP_BAC
 
 def run(settings: Any) -> None:
     """Run the Telegram bot until interrupted: long polling, or a webhook when one is configured."""
-    from core.app import build_assistant
     from core.settings import SettingsError
 
     os.environ.setdefault("PTB_TIMEDELTA", "1")  # opt in to PTB's future retry_after type
     if not settings.telegram_bot_token:
         raise SettingsError("TELEGRAM_BOT_TOKEN is not set; get one from @BotFather")
+    asyncio.run(_serve(settings))
+
+
+async def _serve(settings: Any) -> None:
+    """The process: wait for the Bot API, start the core, take updates until SIGINT/SIGTERM."""
+    from bots.health import serve_health
+    from core.app import build_assistant
+
     root = settings.telegram_api_url.rstrip("/")
-    asyncio.run(wait_for_bot_api(root, settings.telegram_bot_token))
+    await wait_for_bot_api(root, settings.telegram_bot_token)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
     assistant = build_assistant(settings)
-    app = build_application(assistant, settings.telegram_bot_token, settings.telegram_api_url, manage_assistant=True)
-    _serve_health_with(app, settings, assistant)
-    if settings.telegram_webhook_url:
-        params = webhook_params(
-            settings.telegram_webhook_url, settings.telegram_webhook_port, settings.telegram_webhook_secret
-        )
-        log.info("Telegram webhook on port %s at /%s", params["port"], params["url_path"])
-        app.run_webhook(**params, allowed_updates=ALLOWED_UPDATES)
-    else:
-        log.info("Telegram long polling via %s", settings.telegram_api_url)
-        app.run_polling(allowed_updates=ALLOWED_UPDATES)
+    await assistant.start()
+    try:
+        app = build_application(assistant, settings.telegram_bot_token, settings.telegram_api_url)
+        is_polling = not settings.telegram_webhook_url
+        if is_polling:
+            log.info("Telegram long polling via %s", settings.telegram_api_url)
+            receiving = polling(app)
+        else:
+            listen = settings.telegram_webhook_listen
+            params = webhook_params(
+                settings.telegram_webhook_url, settings.telegram_webhook_port, settings.telegram_webhook_secret, listen
+            )
+            log.info("Telegram webhook on %s:%s at /%s", listen, params["port"], params["url_path"])
+            receiving = webhook(
+                app, settings.telegram_webhook_url, settings.telegram_webhook_port, params["secret_token"], listen
+            )
+        async with (
+            serve_health(settings, assistant, "Telegram", lambda: connected(app, polling=is_polling)),
+            receiving,
+        ):
+            await stop.wait()
+            log.info("Telegram: stopping")
+    finally:
+        await assistant.close()

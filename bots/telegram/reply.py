@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from telegram import InputFile, ReactionTypeEmoji, ReplyParameters
@@ -19,6 +20,7 @@ from telegram.error import RetryAfter, TelegramError
 from telegram.ext import Application
 
 from bots.events import show
+from bots.intake import SENDING
 from bots.live import RetryLater, Throttle, TypingLoop
 from bots.telegram.render import render_parts
 from bots.telegram.send import Keyboard, Pacing, Sender, Target, retry_seconds
@@ -29,6 +31,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+Marker = Callable[[str], Awaitable[None]]
+"""Records durably which message shows an answer (see :func:`bots.intake.mark_shown`)."""
+
 
 class LiveAnswer:
     """One streamed answer: drafts (private) or an edited placeholder (groups), then the final text.
@@ -38,13 +43,17 @@ class LiveAnswer:
 
     _draft_ids = itertools.count(1)
 
-    def __init__(self, sender: Sender, target: Target, pacing: Pacing) -> None:
+    def __init__(
+        self, sender: Sender, target: Target, pacing: Pacing, on_shown: Marker | None = None, resume: int | None = None
+    ) -> None:
         self.sender = sender
         self.target = target
         self.pacing = pacing
         self.draft_id = next(self._draft_ids)
-        self.slots: list[int] = []  # group messages showing the answer so far
-        self._shown: list[str] = []
+        self.on_shown = on_shown
+        # Group messages showing the answer so far; ``resume``: a placeholder an earlier run left.
+        self.slots: list[int] = [resume] if resume else []
+        self._shown: list[str] = [""] if resume else []
         self._draft = ""  # the draft on screen (private chats), sent again before it lapses
         self._draft_at = 0.0
         self._draft_lock = asyncio.Lock()
@@ -75,7 +84,7 @@ class LiveAnswer:
             except TelegramError as exc:
                 log.info("could not show a thinking draft in %s: %s", self.target.chat_id, exc)
             self._keeper = asyncio.create_task(self._keep_draft())
-        elif not self.target.is_private and not self.sender.gate.wait_time(self.target.chat_id):
+        elif not self.slots and not self.sender.gate.wait_time(self.target.chat_id):
             reply = (
                 ReplyParameters(self.target.reply_to, allow_sending_without_reply=True)
                 if self.target.reply_to
@@ -91,6 +100,8 @@ class LiveAnswer:
                 self.slots = [sent.message_id]
                 self._shown = [self.pacing.placeholder]
                 self.sender.pacer.wrote(self.target.chat_id)
+                if self.on_shown is not None:  # after a restart this placeholder is edited, not sent anew
+                    await self.on_shown(str(sent.message_id))
             except RetryAfter as exc:
                 self.sender.gate.close_for(self.target.chat_id, retry_seconds(exc))
             except TelegramError as exc:
@@ -194,6 +205,10 @@ class TelegramReply:
         self.typing = TypingLoop(self._send_typing, bot.pacing.typing_interval)
         self.progress_id: int | None = None
         self.progress_at = 0.0
+        self.on_shown: Marker | None = None
+        """Records (durably) what is visible: a group placeholder's id, or that a final send starts."""
+        self.resume: int | None = None
+        """A placeholder an earlier run left for this answer: edited into it, nothing sent anew."""
 
     async def _send_typing(self) -> None:
         if self.bot.gate.wait_time(self.target.chat_id):
@@ -209,7 +224,7 @@ class TelegramReply:
 
     async def _live(self) -> LiveAnswer:
         if self.live is None:
-            self.live = LiveAnswer(self.sender, self.target, self.bot.pacing)
+            self.live = LiveAnswer(self.sender, self.target, self.bot.pacing, self.on_shown, self.resume)
             await self.live.start()
         return self.live
 
@@ -230,12 +245,36 @@ class TelegramReply:
         """The complete answer: the placeholder's last edit, or new messages."""
         # Stop typing and previews before anything awaits: a fast answer needs neither.
         self.typing.halt()
-        if self.live is not None:
+        if self.live is None and self.resume is not None:
+            self.live = LiveAnswer(self.sender, self.target, self.bot.pacing, self.on_shown, self.resume)
+        if self.live is not None and self.live.slots:
             live, self.live = self.live, None
             await live.finish(markdown, buttons)
         else:
-            await self.sender.deliver(self.target, markdown, buttons)
+            if self.live is not None:
+                await self.live.close()
+                self.live = None
+            await self._send_marked(markdown, buttons)
         await self.typing.stop()
+
+    async def _send_marked(self, markdown: str, buttons: Keyboard) -> None:
+        """Send the final text as new messages, marked ``sending`` on the way (no later run could
+        replace them: after a restart the answer is taken as delivered, never sent twice).
+
+        The mark is written beside the send, not before it: waiting for it to be durable first
+        (a flush, long on a busy disk) left a window in which a crash lost an answer that was
+        never sent (kill bench: 3 of 300). The mark's write starts first and is on disk (a
+        crash of the process keeps what was written) within the send's round trip.
+        """
+        if self.on_shown is None:
+            await self.sender.deliver(self.target, markdown, buttons)
+            return
+        marking = asyncio.ensure_future(self.on_shown(SENDING))
+        await asyncio.sleep(0)  # the mark's write is under way before the request goes out
+        try:
+            await self.sender.deliver(self.target, markdown, buttons)
+        finally:
+            await marking
 
     async def notice(self, markdown: str, buttons: Keyboard) -> None:
         """A message from the bot itself, shown like a final answer."""

@@ -166,6 +166,14 @@ def keyboard(buttons: Keyboard) -> InlineKeyboardMarkup | None:
 # --- sending -------------------------------------------------------------------------------------
 
 
+class MaybeSent(NetworkError):
+    """A new message's request failed after it was sent: it may be in the chat; never send it again."""
+
+
+UNKNOWN_MESSAGE = 0
+"""The id of a message that may have arrived (:class:`MaybeSent`): no edit can reach it."""
+
+
 class Sender:
     """Sends and edits messages in one chat, honouring flood control and falling back to plain text."""
 
@@ -211,16 +219,16 @@ class Sender:
             except RetryAfter as exc:
                 self.gate.close_for(chat_id, retry_seconds(exc))
                 log.info("flood control in chat %s: waiting %.0f s", chat_id, retry_seconds(exc))
-            except TimedOut:
+            except TimedOut as exc:
                 if not idempotent:
-                    raise  # the message may have arrived; sending again could duplicate it
+                    raise MaybeSent(exc.message) from exc  # sending again could duplicate it
                 await asyncio.sleep(min(2**attempt, 10))
             except BadRequest:
                 raise
             except NetworkError as exc:
                 # Only a connection that was never made proves a new message did not arrive.
                 if not idempotent and not isinstance(exc, RequestNotSent):
-                    raise
+                    raise MaybeSent(exc.message) from exc
                 await asyncio.sleep(min(2**attempt, 10))
         raise TimedOut(f"gave up after {self.pacing.max_send_attempts} attempts")
 
@@ -320,7 +328,13 @@ class Sender:
                 reply_parameters=reply,
             )
 
-        sent = await self._attempt(target.chat_id, do_send, idempotent=False)
+        try:
+            sent = await self._attempt(target.chat_id, do_send, idempotent=False)
+        except MaybeSent as exc:
+            # Most likely it arrived (the request was sent; the answer got lost): not sent again,
+            # and not reported to the person as an error; the following parts still go out.
+            log.warning("a message to chat %s may have arrived (%s); not sending it again", target.chat_id, exc.message)
+            return UNKNOWN_MESSAGE
         self.pacer.wrote(self.chat_id(target))
         return int(sent.message_id)
 
@@ -334,7 +348,8 @@ class Sender:
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
             edit = slots[i] if i < len(slots) else None
-            used += await self.put(target, part, edit=edit, markup=markup if last else None, quote=not used)
+            ids = await self.put(target, part, edit=edit, markup=markup if last else None, quote=i == 0)
+            used += [m for m in ids if m != UNKNOWN_MESSAGE]
         for extra in slots[len(parts) :]:
             with contextlib.suppress(TelegramError):
                 await self.bot.delete_message(self.chat_id(target), extra)

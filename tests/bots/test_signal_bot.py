@@ -351,7 +351,8 @@ def test_helpers() -> None:
 @pytest.mark.xfail(
     strict=True,
     reason="issue 11: signal-cli-rest-api drops frames while no WebSocket is attached (#834) and the fake "
-    "now does too; 'during' is lost until a durable upstream path recovers the gap",
+    "does too; without its persistence plugin 'during' is lost (with it, see "
+    "test_with_the_persistence_plugin_a_message_sent_during_a_drop_is_answered_once)",
 )
 async def test_websocket_drop_reconnects_without_losing_a_message(
     fake: FakeSignalServer, make_adapter: MakeAdapter, caplog: pytest.LogCaptureFixture
@@ -372,6 +373,25 @@ async def test_websocket_drop_reconnects_without_losing_a_message(
     assert final_texts(fake, ALICE_UUID) == ["You said: before", "You said: during", "You said: after"]
     assert fake.ws_connections == 3
     assert any("reconnecting" in r.getMessage() for r in caplog.records)
+
+
+async def test_with_the_persistence_plugin_a_message_sent_during_a_drop_is_answered_once(
+    fake: FakeSignalServer, make_adapter: MakeAdapter
+) -> None:
+    fake.persistence = True  # RECEIVE_WEBHOOK_URL → the plugin, as the README sets it up
+    await make_adapter()
+    await fake.push_message(ALICE_UUID, ALICE_NUMBER, "before")
+    await answered(fake, ALICE_UUID)
+
+    await fake.drop_websockets()
+    await fake.push_message(ALICE_UUID, ALICE_NUMBER, "during")  # dropped upstream, kept by the plugin
+    await fake.wait_connected(2)
+    await answered(fake, ALICE_UUID, times=2)
+    await fake.push_message(ALICE_UUID, ALICE_NUMBER, "after")
+    await answered(fake, ALICE_UUID, times=3)
+
+    assert fake.dropped, "the WebSocket was really gone when 'during' arrived"
+    assert final_texts(fake, ALICE_UUID) == ["You said: before", "You said: during", "You said: after"]
 
 
 async def test_malformed_frame_is_logged_and_skipped(

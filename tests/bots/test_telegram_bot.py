@@ -79,6 +79,13 @@ class Recording:
         self.seen.append(msg)
         return self.inner.submit(msg)
 
+    async def receive(self, msg: Incoming, key: str, route: Any = None) -> CoreReply | None:
+        self.seen.append(msg)
+        return await self.inner.receive(msg, key, route)
+
+    def pending(self, platform: str) -> AsyncIterator[CoreReply]:
+        return self.inner.pending(platform)
+
     async def ready(self) -> str | None:
         return await self.inner.ready()
 
@@ -546,3 +553,23 @@ async def test_connected_follows_the_last_exchange_with_the_bot_api(tg: FakeTele
             await asyncio.sleep(0.05)
         assert not connected(app, polling=True)
     assert not connected(app, polling=True)
+
+
+async def test_a_send_that_timed_out_but_arrived_is_neither_repeated_nor_reported_as_an_error(
+    tg: FakeTelegram, ai: FakeOpenAI, assistant: Recording
+) -> None:
+    # Issue 12.9: the first part's sendMessage is carried out, but its answer comes too late.
+    answer = "\n\n".join(f"Part {i}. " + "the quick brown fox jumps " * 30 for i in range(6))
+    ai.enqueue(Reply(answer, chunk_size=2000, chunk_delay=0.01))
+    tg.stall("sendMessage", seconds=2.0)
+    app = build_application(assistant, tg.token, tg.root, pacing=FAST, read_timeout=0.5)
+    async with polling(app, poll_timeout=1):
+        tg.push_text(42, "write a lot")
+        await tg.wait_until(lambda: "Part 5." in "".join(tg.log(42).texts), within=20)
+        await asyncio.sleep(2.5)  # anything sent late (a repeat, an error notice) would show by now
+    texts = tg.log(42).texts
+    assert len(texts) >= 2, "the answer came in several parts"
+    joined = "\n\n".join(texts)
+    for i in range(6):
+        assert joined.count(f"Part {i}.") == 1, "every part is shown exactly once"
+    assert not any("went wrong" in t for t in texts), "no error notice after an answer that arrived"

@@ -29,6 +29,7 @@ Test API::
         fake.seen(ALICE_NUMBER)                                       # what the person sees now
         await fake.push_raw('{"account": "+49…", "envelope": {}}')   # a malformed frame
         fake.mode = "normal"; fake.registered = False                 # start-up failures
+        FakeSignalServer(persistence=True); fake.persisted            # the persistence plugin
 """
 
 from __future__ import annotations
@@ -198,8 +199,14 @@ class FakeSignalServer:
         version: str = "0.101",
         registered: bool = True,
         record: bool = True,
+        persistence: bool = False,
     ) -> None:
         self.number = number
+        self.persistence = persistence
+        """Whether the persistence plugin is enabled (``RECEIVE_WEBHOOK_URL`` pointing at it)."""
+        self.persisted: list[dict[str, Any]] = []
+        """The plugin's ``messages`` table: ``{"data": envelope, "timestamp": "…"}`` rows, never deleted."""
+        self._service_up = True
         self.bot_uuid = bot_uuid
         self.mode = mode
         """What ``/v1/about`` reports; signalbot only works with ``json-rpc``."""
@@ -266,6 +273,7 @@ class FakeSignalServer:
         r.add_get("/v1/attachments/{id}", self._attachment)
         r.add_delete("/v1/attachments/{id}", self._delete_attachment)
         r.add_put("/v1/contacts/{number}", self._no_content)
+        r.add_get("/v1/plugins/persistence/query-message", self._query_persisted)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await self._listen()
@@ -434,6 +442,7 @@ class FakeSignalServer:
         so it never drops for a slow client, which upstream may.
         """
         text = frame if isinstance(frame, str) else json.dumps(frame)
+        self._persist(text)
         if not self._outboxes:
             self.dropped.append(text)
             self._changed.set()
@@ -466,12 +475,44 @@ class FakeSignalServer:
         ``ReceiveData`` runs before the HTTP server accepts a WebSocket (see :meth:`push_raw`).
         """
         self.attach_log.append(("down", time.monotonic()))
+        self._service_up = False
         await self.drop_websockets()
         if self._site is not None:
             await self._site.stop()
         await asyncio.sleep(down_for)
         await self._listen()
+        self._service_up = True
         self.attach_log.append(("up", time.monotonic()))
+
+    def _persist(self, text: str) -> None:
+        """The persistence plugin, fed by ``RECEIVE_WEBHOOK_URL`` whether or not a WebSocket is attached.
+
+        Upstream (bbernhard/signal-cli-rest-api a08db23): ``ReceiveData`` in ``src/client/jsonrpc2.go``
+        hands a ``receive`` notification to the attached WebSockets (dropping it when none is) and
+        *then*, if ``RECEIVE_WEBHOOK_URL`` is set, POSTs the raw line to it, once, without retry.
+        ``plugins/persistence/README.md`` points that URL at the plugin's own endpoint inside the
+        container; ``persist-message.lua`` inserts ``params.envelope`` into
+        ``messages(id, data json, timestamp DATETIME DEFAULT CURRENT_TIMESTAMP)`` when it has a
+        ``dataMessage``; ``query-message.lua`` answers ``select data, timestamp from messages`` (every
+        row, no cursor, nothing deleted). While the service is down the POST has nobody to reach
+        (and at start ``ReceiveData`` runs before the HTTP server): such messages are not persisted.
+        """
+        if not self.persistence or not self._service_up:
+            return
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return
+        envelope = data.get("envelope") if isinstance(data, dict) else None
+        if isinstance(envelope, dict) and envelope.get("dataMessage") is not None:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+            self.persisted.append({"data": envelope, "timestamp": stamp})
+
+    async def _query_persisted(self, request: web.Request) -> web.StreamResponse:
+        self._note(request)
+        if not self.persistence:
+            return web.Response(status=404, text="404 page not found")
+        return web.json_response(self.persisted)
 
     def _detach(self, ws: web.WebSocketResponse) -> None:
         # Once detached, nothing more is handed to this socket: later frames are dropped.

@@ -20,6 +20,7 @@ it stays pending, retried with growing pauses, until the bot answers 2xx.
 
 Test API (not part of the Bot API): ``push_*`` helpers queue updates (``push_edited_text`` an
 ``edited_message``, ``push_poison_poll`` one python-telegram-bot 22.8 cannot parse),
+``stall`` answers a call late (it was carried out: a request that timed out may have arrived),
 ``sent[chat_id]`` holds what the bot did in each chat (``log(chat_id).texts`` what the person
 sees now), ``pending_updates`` what Telegram still holds, ``wait_until(predicate)`` waits.
 
@@ -291,6 +292,7 @@ class FakeTelegram:
         self._chats: dict[int, JSONDict] = {}
         self._files: dict[str, tuple[str, bytes]] = {}
         self._failures: dict[str, list[_Failure]] = {}
+        self._stalls: dict[str, list[float]] = {}
         self._changed = asyncio.Condition()
         self._closing = False
         self._runner: web.AppRunner | None = None
@@ -367,6 +369,15 @@ class FakeTelegram:
                 {"_formatted_only": True},
             )
         )
+
+    def stall(self, method: str, seconds: float, times: int = 1) -> None:
+        """The next ``times`` calls of ``method`` are carried out, but answered only after ``seconds``.
+
+        Models a response lost or late on the way back (a slow or broken network, a proxy): the
+        message is in the chat although the bot's request timed out. PTB says of its ``TimedOut``
+        that the request "may have been processed" (``telegram/error.py``), which is this case.
+        """
+        self._stalls.setdefault(method, []).extend([seconds] * times)
 
     def fail(self, method: str, code: int, description: str, times: int = 1) -> None:
         """Answer the next ``times`` calls of ``method`` with any error."""
@@ -758,6 +769,9 @@ class FakeTelegram:
         for listener in self.listeners:
             listener(call)
         await self._notify()
+        stalls = self._stalls.get(method)
+        if stalls:
+            await asyncio.sleep(stalls.pop(0))
         return web.json_response({"ok": True, "result": result})
 
     async def _handle_file(self, request: web.Request) -> web.Response:

@@ -19,6 +19,7 @@ import contextlib
 import os
 import random
 import signal
+import socket
 import statistics
 import sys
 import time
@@ -51,6 +52,11 @@ class Load:
     limit: float = 120.0
     groups: bool = True
     """Telegram: every other chat is a group where the bot is mentioned (answers stream by edits)."""
+    webhook: bool = False
+    """Telegram: the bot takes updates by webhook (on 127.0.0.1) instead of long polling."""
+    persistence: bool = False
+    """Signal: signal-cli-rest-api runs its persistence plugin (README), which keeps what arrives
+    while no WebSocket is attached; the bot recovers it after each reconnection."""
 
 
 @dataclass
@@ -198,6 +204,9 @@ class _Round:
 
     async def settle(self) -> None:
         deadline = time.monotonic() + self.load.limit
+        # The last restart may still be starting (seconds on a busy machine): quiet before it is
+        # up says nothing about whether it is done.
+        await _wait(self.ready, self.load.limit)
         last, quiet_since = self.activity(), time.monotonic()
         while time.monotonic() < deadline and not self.all_answered():
             await asyncio.sleep(0.2)
@@ -223,10 +232,12 @@ async def _people(load: Load, send: Callable[[int, str], object], expected: dict
 
 
 async def telegram_round(load: Load, workdir: Path, *, model_delay: float = 0.3) -> Tally:
-    """One round against ``ferry telegram`` (long polling)."""
+    """One round against ``ferry telegram`` (long polling, or a webhook with ``load.webhook``)."""
     async with FakeTelegram() as tg, SlowModel(chunk_delay=model_delay) as model:
         env = base_env(model, workdir / "data")
         env.update(TELEGRAM_BOT_TOKEN=tg.token, TELEGRAM_API_URL=tg.root)
+        if load.webhook:
+            env.update(webhook_env(free_port()))
         bot = BotProcess("telegram", env, workdir / "telegram.log")
         chat_ids = {i: (-1000 - i if load.groups and i % 2 else 5000 + i) for i in range(load.chats)}
 
@@ -248,7 +259,8 @@ async def telegram_round(load: Load, workdir: Path, *, model_delay: float = 0.3)
             ).answered == load.chats * load.messages
 
         def ready() -> bool:
-            return any(c.method == "getUpdates" and c.at > bot.started_at for c in reversed(tg.calls[-50:]))
+            taking = "setWebhook" if load.webhook else "getUpdates"
+            return any(c.method == taking and c.at > bot.started_at for c in reversed(tg.calls[-50:]))
 
         await bot.start()
         rnd = _Round(load, bot, model, ready, lambda: len(tg.calls), all_answered)
@@ -263,14 +275,32 @@ async def telegram_round(load: Load, workdir: Path, *, model_delay: float = 0.3)
         return tally
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def webhook_env(port: int) -> dict[str, str]:
+    """The settings for webhook mode on 127.0.0.1 only (the fake Bot API posts there)."""
+    return {
+        "FERRY_TELEGRAM_WEBHOOK_URL": f"http://127.0.0.1:{port}/tg-hook",
+        "FERRY_TELEGRAM_WEBHOOK_PORT": str(port),
+        "FERRY_TELEGRAM_WEBHOOK_LISTEN": "127.0.0.1",
+        "FERRY_TELEGRAM_WEBHOOK_SECRET": "kill-harness-secret",
+    }
+
+
 def signal_person(i: int) -> tuple[str, str]:
     """A stable (uuid, number) for person ``i``."""
     return str(uuid.UUID(int=0x5157 << 64 | i)), f"+1555010{i:04d}"
 
 
 async def signal_round(load: Load, workdir: Path, *, model_delay: float = 0.3) -> Tally:
-    """One round against ``ferry signal`` (json-rpc WebSocket; frames while detached are dropped)."""
-    async with FakeSignalServer() as fake, SlowModel(chunk_delay=model_delay) as model:
+    """One round against ``ferry signal`` (json-rpc WebSocket; frames while detached are dropped,
+    and kept by the persistence plugin with ``load.persistence``)."""
+    async with FakeSignalServer(persistence=load.persistence) as fake, SlowModel(chunk_delay=model_delay) as model:
         env = base_env(model, workdir / "data")
         env.update(SIGNAL_SERVICE=fake.service, SIGNAL_PHONE_NUMBER=BOT_NUMBER)
         bot = BotProcess("signal", env, workdir / "signal.log")

@@ -9,8 +9,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-
 from tests.fakes.signal_server import ALICE_NUMBER, ALICE_UUID, BOT_NUMBER, FakeSignalServer
 from tests.fakes.telegram_server import FakeTelegram
 from tests.reliability.harness import BotProcess, base_env
@@ -40,12 +38,6 @@ async def test_a_lone_surrogate_is_answered_in_a_private_chat(tmp_path: Path) ->
     assert tg.log(42).texts == [answer_for("c0m0"), answer_for("c0m1")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11: bots/telegram_incoming.py _addressing calls PTB's parse_entities, which encodes the "
-    "raw text to UTF-16 and raises before core.text.clean_text runs; the adapter must clean first "
-    "(bots/ is being restructured on branch bots)",
-)
 async def test_a_lone_surrogate_is_answered_in_a_group_that_mentions_the_bot(tmp_path: Path) -> None:
     async with telegram_bot(tmp_path) as tg:
         tg.push_group_text(-100, 43, "question c1m0: broken \udc00 too", mention=True)
@@ -54,13 +46,6 @@ async def test_a_lone_surrogate_is_answered_in_a_group_that_mentions_the_bot(tmp
     assert tg.log(-100).texts == [answer_for("c1m0")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11: signalbot parses the frame with pydantic's JSON parser, which refuses a lone surrogate "
-    "escape, so the message is skipped (and bots/signal_bot.py logs the frame, content included). "
-    "signal-cli-rest-api passes signal-cli's JSON through verbatim (json.RawMessage, src/api/api.go "
-    "589-609 at a08db23); whether signal-cli emits such an escape is not verified",
-)
 async def test_a_lone_surrogate_is_answered_on_signal(tmp_path: Path) -> None:
     async with FakeSignalServer() as fake, SlowModel(chunk_delay=0.01) as model:
         env = base_env(model, tmp_path / "data")

@@ -1,0 +1,173 @@
+"""Where updates come from: Ferry's own long-polling loop, or its own webhook server.
+
+Telegram keeps an update until it is confirmed — by a later ``getUpdates`` whose ``offset``
+passes it, or by a 2xx answer to the webhook POST (https://core.telegram.org/bots/api#getupdates,
+#setwebhook). python-telegram-bot's Updater confirms as soon as a batch is queued, long before
+its messages are recorded, so a crash loses them; and a batch it cannot parse is fetched again
+forever. Here the offset moves past an update, and the webhook answers 200, only once
+:meth:`TelegramBot.take` has returned for it, that is once the core has recorded it.
+
+A poison update is skipped by the parser (:mod:`bots.telegram.updates`), so it is confirmed
+like any other. An update whose *recording* fails (the store is down) is not confirmed and
+comes again; after :data:`MAX_RECORD_ATTEMPTS` failures it is given up with one log line, so
+that a deterministic failure cannot make the bot deaf for everyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+from telegram.error import Conflict, InvalidToken, NetworkError, RetryAfter, TelegramError
+from telegram.request import BaseRequest, RequestData
+from telegram.request._requestparameter import RequestParameter
+
+from bots.logs import Throttled
+from bots.services import Backoff
+from bots.telegram.handlers import TelegramBot
+from bots.telegram.send import ALLOWED_UPDATES
+from bots.telegram.updates import update_id_of
+
+log = logging.getLogger(__name__)
+
+MAX_RECORD_ATTEMPTS = 5
+"""Times one update's recording may fail before it is given up (and confirmed) anyway."""
+
+POLL_BACKOFF = Backoff(0.5, 15.0)
+
+
+class Poller:
+    """Long polling with the offset as the only acknowledgement, moved once an update is recorded."""
+
+    def __init__(self, bot: TelegramBot, transport: BaseRequest, url: str, timeout: float = 10.0) -> None:
+        self.bot = bot
+        self.transport = transport
+        self.url = url
+        self.timeout = timeout
+        self.offset = 0
+        self.running = False
+        self._failures: dict[int, int] = {}
+        self._throttled = Throttled(log, interval=60.0)
+
+    async def fetch(self) -> list[Any]:
+        """One ``getUpdates`` call, its result as raw dicts (parsed one by one later)."""
+        params = {"offset": self.offset, "timeout": int(self.timeout), "allowed_updates": ALLOWED_UPDATES}
+        data = RequestData([RequestParameter.from_input(k, v) for k, v in params.items()])
+        result = await self.transport.post(self.url, data, read_timeout=self.timeout + 10)
+        return result if isinstance(result, list) else []
+
+    async def run(self) -> None:
+        """Poll until cancelled."""
+        self.running = True
+        delays = POLL_BACKOFF.delays()
+        try:
+            while True:
+                try:
+                    batch = await self.fetch()
+                except RetryAfter as exc:
+                    await asyncio.sleep(_seconds(exc.retry_after))
+                    continue
+                except (Conflict, InvalidToken, NetworkError, TelegramError) as exc:
+                    delay = await anext(delays)
+                    self._throttled(
+                        logging.WARNING, f"poll-{type(exc).__name__}",
+                        "Telegram: getUpdates failed (%s: %s); retrying in %.1fs",
+                        type(exc).__name__, exc.message, delay,
+                    )  # fmt: skip
+                    await asyncio.sleep(delay)
+                    continue
+                delays = POLL_BACKOFF.delays()
+                self._throttled.reset("poll-NetworkError")
+                await self.take_batch(batch)
+        finally:
+            self.running = False
+
+    async def take_batch(self, batch: list[Any]) -> None:
+        """Record the batch (concurrently, each chat in order) and move the offset past what was."""
+        ids = [update_id_of(raw) for raw in batch]
+        results = await asyncio.gather(*(self.bot.take(raw) for raw in batch), return_exceptions=True)
+        for uid, result in zip(ids, results, strict=True):
+            if uid is None:
+                continue
+            if isinstance(result, BaseException) and not self._give_up(uid, result):
+                return  # not recorded: the offset stays, the update comes again
+            self.offset = max(self.offset, uid + 1)
+
+    def _give_up(self, uid: int, exc: BaseException) -> bool:
+        if isinstance(exc, asyncio.CancelledError):
+            raise exc
+        attempts = self._failures[uid] = self._failures.get(uid, 0) + 1
+        if attempts < MAX_RECORD_ATTEMPTS:
+            self._throttled(
+                logging.ERROR, "record", "Telegram: could not record update %s (%s); it will come again",
+                uid, type(exc).__name__,
+            )  # fmt: skip
+            return False
+        del self._failures[uid]
+        log.error("Telegram: gave up update %s after %d failed attempts (%s)", uid, attempts, type(exc).__name__)
+        return True
+
+
+def _kind(exc: BaseException) -> str:
+    return type(exc).__name__
+
+
+def _seconds(value: Any) -> float:
+    return float(value.total_seconds()) if hasattr(value, "total_seconds") else float(value)
+
+
+class WebhookServer:
+    """An HTTP server for Telegram's webhook POSTs: 200 once an update is recorded.
+
+    Anyone may reach the port, so the ``X-Telegram-Bot-Api-Secret-Token`` header must match the
+    secret given to ``setWebhook`` (403 otherwise). A body that is not an update is answered 200
+    (Telegram would only send it again) with one log line that carries no content; an update
+    whose recording failed is answered 500, so Telegram delivers it again.
+    """
+
+    def __init__(self, bot: TelegramBot, path: str, secret: str, listen: str, port: int) -> None:
+        self.bot = bot
+        self.path = "/" + path.strip("/")
+        self.secret = secret
+        self.listen = listen
+        self.port = port
+        self._runner: web.AppRunner | None = None
+        self._throttled = Throttled(log, interval=10.0)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """One POST from Telegram."""
+        given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
+        if not hmac.compare_digest(given.encode(), self.secret.encode()):
+            return web.Response(status=403)
+        try:
+            raw = json.loads(await request.read())
+        except ValueError as exc:
+            self._throttled(logging.WARNING, "body", "Telegram webhook: a body that is not JSON (%s)", _kind(exc))
+            return web.Response(status=200)
+        try:
+            await self.bot.take(raw)
+        except Exception as exc:
+            self._throttled(
+                logging.ERROR, "record", "Telegram webhook: could not record update %s (%s); it will come again",
+                update_id_of(raw), _kind(exc),
+            )  # fmt: skip
+            return web.Response(status=500)
+        return web.Response(status=200)
+
+    async def start(self) -> None:
+        """Listen on ``listen:port``."""
+        app = web.Application()
+        app.router.add_post(self.path, self.handle)
+        self._runner = web.AppRunner(app, access_log=None)  # an access log would name every POST
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.listen, self.port).start()
+
+    async def stop(self) -> None:
+        """Stop listening (requests in progress finish first)."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
