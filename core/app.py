@@ -7,6 +7,7 @@ from typing import Any
 from core import accounts, admin, budgets, importer, userdata
 from core.assistant import Assistant, Feature
 from core.llm import ModelClient, OpenAIModelClient
+from core.media import voice
 from core.settings import Settings, SettingsError
 from core.store.base import Store
 
@@ -16,8 +17,9 @@ FEATURES: tuple[Feature, ...] = (
     budgets.register,
     userdata.register,
     importer.register,
+    voice.register,
 )
-"""Linked accounts, admin commands, budgets, export/forget, and the WhatsApp import."""
+"""Linked accounts, admin commands, budgets, export/forget, the WhatsApp import, voice notes."""
 
 
 def build_store(settings: Settings) -> Store:

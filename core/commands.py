@@ -15,6 +15,7 @@ MENU: tuple[str, ...] = (
     "model",
     "instructions",
     "lang",
+    "transcripts",
     "import",
     "usage",
     "link",

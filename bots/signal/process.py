@@ -55,6 +55,7 @@ from bots.services import (
     wait_until_ready,
 )
 from bots.signal.incoming import PLATFORM, SignalReader, chat_key, recipient_of
+from bots.signal.media import delete_attachment
 from bots.signal.reply import SignalReply, styled
 from bots.signal.seams import ReceivedFrame, check_signalbot, replace_receive, stop_pipeline
 from core.contract import Core
@@ -110,7 +111,7 @@ class SignalAdapter:
         self.bot: SignalBot | None = None
         self.ready = asyncio.Event()
         """Set once the service passed the checks and signalbot is receiving."""
-        self.reader = SignalReader(phone_number, bot_uuid, self.download)
+        self.reader = SignalReader(phone_number, bot_uuid, self.download, self.delete_attachment)
         self._relay = AlertRelay(self.send_alert, "Signal")
         self._connecting_since = 0.0
         self._dropped_at = 0.0
@@ -256,6 +257,11 @@ class SignalAdapter:
         except (aiohttp.ClientError, TimeoutError) as e:
             log.warning("Signal: could not download attachment %s: %s", attachment_id, e)
             return None
+
+    async def delete_attachment(self, attachment_id: str) -> None:
+        """Remove a read attachment from signal-cli-rest-api (see :mod:`bots.signal.media`)."""
+        assert self._session is not None
+        await delete_attachment(self._session, self.base_url, attachment_id)
 
     # --- outgoing helpers -----------------------------------------------------------------
 

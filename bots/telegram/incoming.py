@@ -18,6 +18,7 @@ from telegram import (
 from telegram.constants import ChatType, FileSizeLimit
 from telegram.error import TelegramError
 
+from bots.telegram.media import audio_attachment
 from bots.telegram.send import PLATFORM, Target
 from core.types import (
     Attachment,
@@ -152,7 +153,8 @@ async def incoming_from_message(message: Message, bot_user: User) -> Incoming | 
         return None
     text, addressed = _addressing(message, bot_user)
     is_group = message.chat.type != ChatType.PRIVATE
-    attachment = _media_attachment(message)
+    attachment = await audio_attachment(message) if addressed or not is_group else None
+    attachment = attachment or _media_attachment(message)
     if attachment is None and message.document is not None and (addressed or not is_group):
         attachment = await _document(message)
     quoted = None

@@ -71,6 +71,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.openai_media import install as install_media
+
 CREATED = 1700000000
 """The ``created`` timestamp of every response (fixed, so outputs are deterministic)."""
 
@@ -294,6 +296,7 @@ class FakeOpenAI:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
+        self.media = install_media(app)  # transcription, speech, images: tests/fakes/openai_media.py
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self._port)

@@ -597,6 +597,41 @@ class FakeTelegram:
         self.push_update({"message": msg})
         return msg
 
+    def push_voice(
+        self,
+        user_id: int,
+        data: bytes,
+        *,
+        kind: str = "voice",
+        file_size: int | None = None,
+        duration: int = 3,
+        caption: str | None = None,
+    ) -> JSONDict:
+        """Queue a voice note, audio file or round video note (``kind``) whose file getFile serves.
+
+        ``file_size`` is what the update announces (the Bot API's ``file_size``); by default the
+        data's length.
+        """
+        file_id = self.add_file(data, f"{kind}/file_{len(self._files) + 1}")
+        payload: JSONDict = {
+            "file_id": file_id,
+            "file_unique_id": f"u{file_id}",
+            "duration": duration,
+            "file_size": len(data) if file_size is None else file_size,
+        }
+        if kind == "voice":
+            payload["mime_type"] = "audio/ogg"
+        elif kind == "audio":
+            payload.update(mime_type="audio/mpeg", file_name="song.mp3")
+        elif kind == "video_note":
+            payload["length"] = 240
+        else:
+            raise ValueError(kind)
+        extra: JSONDict = {"caption": caption} if caption else {}
+        msg = self._message(user_id, self.user(user_id), **{kind: payload}, **extra)
+        self.push_update({"message": msg})
+        return msg
+
     # --- observing ----------------------------------------------------------------------
 
     def log(self, chat_id: int) -> ChatLog:

@@ -1,0 +1,214 @@
+"""Voice notes and audio end to end (issue 15): the real python-telegram-bot and signalbot against
+the fake Telegram / Signal servers, the real Assistant, and the openai client against the fake
+OpenAI server's ``/v1/audio/transcriptions`` (tests/fakes/openai_media.py), all on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from telegram import Bot
+
+from bots.signal.process import SignalAdapter
+from bots.telegram.media import messenger_limit
+from bots.telegram.process import Pacing, build_application, polling
+from core.app import assemble
+from core.assistant import Assistant
+from core.llm import OpenAIModelClient
+from core.media import limits
+from core.settings import Settings
+from core.store.memory import MemoryStore
+from tests.bots.test_signal_bot import FAST as SIGNAL_FAST
+from tests.fakes.openai_media import speech
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.signal_server import ALICE_NUMBER, ALICE_UUID, FakeSignalServer
+from tests.fakes.telegram_server import FakeTelegram
+
+FAST = Pacing(draft_interval=0.05, edit_interval=0.1, typing_interval=0.5)
+MB = 1024 * 1024
+
+
+@pytest.fixture
+async def ai() -> AsyncIterator[FakeOpenAI]:
+    async with FakeOpenAI(chunk_size=4) as server:
+        yield server
+
+
+@pytest.fixture
+async def assistant(ai: FakeOpenAI, tmp_path: Path) -> AsyncIterator[Assistant]:
+    settings = Settings(
+        openai_base_url=ai.base_url,
+        openai_api_key="test",
+        model="fake-model",
+        data_dir=tmp_path,
+        access="open",
+        model_retries=0,
+        rate_per_minute=1000,
+    )
+    inner = assemble(settings, MemoryStore(), OpenAIModelClient(ai.base_url, "test", max_retries=0))
+    await inner.start()
+    yield inner
+    await inner.close()
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as server:
+        yield server
+
+
+def app_for(tg: FakeTelegram, assistant: Any) -> Any:
+    return build_application(assistant, tg.token, tg.root, pacing=FAST)
+
+
+async def stored_user_texts(assistant: Assistant) -> list[str]:
+    out: list[str] = []
+    for user in await assistant.store.list_users():
+        for conv in await assistant.store.list_conversations(f"user:{user.id}"):
+            out += [m.content for m in await assistant.store.get_messages(conv.id) if m.role == "user"]
+    return out
+
+
+# --- Telegram -------------------------------------------------------------------------------------
+
+
+async def test_telegram_voice_note_is_transcribed_quoted_and_answered(
+    tg: FakeTelegram, ai: FakeOpenAI, assistant: Assistant
+) -> None:
+    async with polling(app_for(tg, assistant), poll_timeout=1):
+        tg.push_voice(42, speech("what is the capital of France"))
+        await tg.wait_until(lambda: len(tg.log(42).messages) == 2)
+    quote, answer = tg.log(42).texts
+    assert "what is the capital of France" in quote
+    assert answer == "You said: what is the capital of France"
+    (sent,) = ai.media.transcriptions
+    assert (sent.model, sent.filename, sent.language) == ("whisper-1", "audio.ogg", "en")
+    assert ai.chat_requests[-1].messages[-1]["content"] == "what is the capital of France"
+    assert await stored_user_texts(assistant) == ["what is the capital of France"]
+
+
+async def test_telegram_transcripts_off_hides_the_quote(tg: FakeTelegram, ai: FakeOpenAI, assistant: Assistant) -> None:
+    async with polling(app_for(tg, assistant), poll_timeout=1):
+        tg.push_text(42, "/transcripts off")
+        await tg.wait_until(lambda: len(tg.log(42).messages) == 1)
+        tg.push_voice(42, speech("hello there"))
+        await tg.wait_until(lambda: len(tg.log(42).messages) == 2)
+    assert "/transcripts on" in tg.log(42).texts[0]
+    assert tg.log(42).texts[1] == "You said: hello there"
+
+
+@pytest.mark.parametrize(
+    ("kind", "data", "name"),
+    [("audio", speech("a song", "mp3"), "audio.mp3"), ("video_note", speech("round hello", "m4a"), "audio.mp4")],
+)
+async def test_telegram_audio_and_round_video_notes_are_transcribed(
+    tg: FakeTelegram, ai: FakeOpenAI, assistant: Assistant, kind: str, data: bytes, name: str
+) -> None:
+    async with polling(app_for(tg, assistant), poll_timeout=1):
+        tg.push_voice(42, data, kind=kind)
+        await tg.wait_until(lambda: len(tg.log(42).messages) == 2)
+    words = data.split(b"ftyp")[-1].split(b"ID3")[-1].decode()
+    assert tg.log(42).texts[1] == f"You said: {words}"
+    assert ai.media.transcriptions[0].filename == name
+
+
+async def test_telegram_voice_over_the_transcription_limit_is_refused_before_downloading(
+    tg: FakeTelegram, ai: FakeOpenAI, assistant: Assistant
+) -> None:
+    async with polling(app_for(tg, assistant), poll_timeout=1):
+        tg.push_voice(42, speech("long"), file_size=30 * MB)
+        await tg.wait_until(lambda: len(tg.log(42).messages) == 1)
+    (text,) = tg.log(42).texts
+    assert "30 MB" in text and "25 MB" in text
+    assert not tg.calls_of("getFile")
+    assert not ai.media.transcriptions and not ai.chat_requests
+
+
+async def test_telegram_corrupt_audio_gets_its_own_sentence(
+    tg: FakeTelegram, ai: FakeOpenAI, assistant: Assistant
+) -> None:
+    async with polling(app_for(tg, assistant), poll_timeout=1):
+        tg.push_voice(42, b"\x00\x01 not audio at all")
+        tg.push_voice(42, speech(""))
+        await tg.wait_until(lambda: len(tg.log(42).messages) == 2)
+    broken, silent = tg.log(42).texts
+    assert "couldn't play that recording" in broken
+    assert "couldn't hear any words in that voice note" in silent
+    assert not ai.chat_requests
+    assert await stored_user_texts(assistant) == []  # nothing half-stored
+
+
+def test_telegram_download_limit_is_the_cloud_bot_apis_unless_self_hosted() -> None:
+    cloud = Bot("1:x")
+    own = Bot("1:x", base_url="http://127.0.0.1:8081/bot")
+    assert messenger_limit(cloud) == limits.TELEGRAM_CLOUD
+    assert messenger_limit(own) == limits.TELEGRAM_LOCAL
+    # On the cloud, 21 MB is over Telegram's 20 MB before transcription's 25 MB.
+    assert limits.over("voice", 21 * MB, limits.TELEGRAM_CLOUD) == limits.TELEGRAM_CLOUD
+    assert limits.over("voice", 21 * MB, limits.TELEGRAM_LOCAL) is None
+    assert limits.over("voice", 26 * MB, limits.TELEGRAM_LOCAL) == limits.TRANSCRIPTION
+    assert limits.over("document", 30 * MB, limits.TELEGRAM_CLOUD) == limits.TELEGRAM_CLOUD
+
+
+# --- Signal ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def signal(assistant: Assistant) -> AsyncIterator[tuple[FakeSignalServer, SignalAdapter]]:
+    async with FakeSignalServer() as fake:
+        adapter = SignalAdapter(
+            assistant, service=fake.service, phone_number=fake.number, edit_interval=0.02,
+            startup_backoff=SIGNAL_FAST, reconnect_backoff=SIGNAL_FAST, typing_refresh=3600,
+        )  # fmt: skip
+        await adapter.start()
+        await fake.wait_connected()
+        yield fake, adapter
+        await adapter.stop()
+
+
+async def test_signal_voice_note_is_transcribed_answered_and_deleted(
+    signal: tuple[FakeSignalServer, SignalAdapter], ai: FakeOpenAI, assistant: Assistant
+) -> None:
+    fake, _ = signal
+    note = fake.add_attachment(speech("remind me about the dentist", "aac"), "audio/aac")
+    await fake.push_message(
+        ALICE_UUID, ALICE_NUMBER, None, attachments=[{"id": note, "contentType": "audio/aac", "isVoiceNote": True}]
+    )
+    await fake.wait_for(lambda: any("You said" in t for t in fake.seen(ALICE_UUID)))
+    seen = fake.seen(ALICE_UUID)
+    assert "remind me about the dentist" in seen[0]
+    assert seen[-1] == "You said: remind me about the dentist"
+    assert ai.media.transcriptions[0].filename == "audio.m4a"
+    assert fake.attachments == {}
+    assert await stored_user_texts(assistant) == ["remind me about the dentist"]
+
+
+async def test_signal_long_text_with_its_long_text_attachment_is_one_message(
+    signal: tuple[FakeSignalServer, SignalAdapter], ai: FakeOpenAI
+) -> None:
+    fake, _ = signal
+    text = "word " * 600  # over 2,000 bytes: signal-cli adds the text/x-signal-plain copy
+    copy = fake.add_attachment(text.encode(), "text/x-signal-plain")
+    await fake.push_message(
+        ALICE_UUID, ALICE_NUMBER, text, attachments=[{"id": copy, "contentType": "text/x-signal-plain"}]
+    )
+    await fake.wait_for(lambda: any("You said" in t for t in fake.seen(ALICE_UUID)))
+    assert len(ai.chat_requests) == 1
+    assert fake.attachments == {}
+    assert not any("can only read" in t for t in fake.seen(ALICE_UUID))
+
+
+async def test_signal_audio_over_the_transcription_limit_is_refused_before_downloading(
+    signal: tuple[FakeSignalServer, SignalAdapter], ai: FakeOpenAI
+) -> None:
+    fake, _ = signal
+    big = fake.add_attachment(speech("long"), "audio/mpeg")
+    await fake.push_message(
+        ALICE_UUID, ALICE_NUMBER, None, attachments=[{"id": big, "contentType": "audio/mpeg", "size": 40 * MB}]
+    )
+    await fake.wait_for(lambda: len(fake.seen(ALICE_UUID)) == 1)
+    assert "40 MB" in fake.seen(ALICE_UUID)[0] and "25 MB" in fake.seen(ALICE_UUID)[0]
+    assert fake.attachment_downloads == [] and fake.attachments == {}
+    assert not ai.media.transcriptions
