@@ -19,6 +19,7 @@ from typing import Any
 from core.catalogue import ModelInfo
 from core.context import ContextTooLarge, fit_context, turns_from_history
 from core.llm import Delta, ModelClient, ModelError, Stop, Usage
+from core.media import images
 from core.metrics import Metrics
 from core.registry import Registry
 from core.request import Request
@@ -109,9 +110,11 @@ class Answerer:
         if not turns:
             return self._s.notice(request.lang, "chat.retry_nothing")
         try:
-            return fit_context(self.system_prompt(request), turns, info, reply_budget)
+            messages = fit_context(self.system_prompt(request), turns, info, reply_budget)
         except ContextTooLarge:
             return self._s.notice(request.lang, "error.too_large")
+        placeholder = self._s.texts.get(request.lang, "media.photo_placeholder")  # photos: core/media/images.py
+        return images.attach(messages, self._s.settings.data_dir, info.vision, placeholder)
 
     def system_prompt(self, request: Request) -> str:
         """The operator's prompt, today's date, and the person's own instructions."""

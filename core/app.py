@@ -7,7 +7,7 @@ from typing import Any
 from core import accounts, admin, budgets, importer, userdata
 from core.assistant import Assistant, Feature
 from core.llm import ModelClient, OpenAIModelClient
-from core.media import voice
+from core.media import photos, voice
 from core.settings import Settings, SettingsError
 from core.store.base import Store
 
@@ -18,8 +18,9 @@ FEATURES: tuple[Feature, ...] = (
     userdata.register,
     importer.register,
     voice.register,
+    photos.register,
 )
-"""Linked accounts, admin commands, budgets, export/forget, the WhatsApp import, voice notes."""
+"""Linked accounts, admin commands, budgets, export/forget, the WhatsApp import, voice notes, photos."""
 
 
 def build_store(settings: Settings) -> Store:

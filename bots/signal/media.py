@@ -16,7 +16,7 @@ import aiohttp
 log = logging.getLogger(__name__)
 
 LONG_TEXT = "text/x-signal-plain"
-FETCHED_KINDS = frozenset({"document", "voice", "audio"})
+FETCHED_KINDS = frozenset({"document", "voice", "audio", "photo"})
 """Kinds the core reads, so their bytes are fetched (the rest only need their kind)."""
 
 

@@ -17,6 +17,7 @@ from telegram.ext import Application, CallbackQueryHandler, ContextTypes, Messag
 from bots.intake import Intake
 from bots.relay import AlertRelay
 from bots.telegram.incoming import chat_key, incoming_from_callback, incoming_from_message, target_for
+from bots.telegram.media import Albums
 from bots.telegram.reply import TelegramReply
 from bots.telegram.send import PLATFORM, FloodGate, Pacing, Sender, Target, flood_counter
 from core.contract import Core
@@ -34,6 +35,7 @@ class TelegramBot:
         self.pacing = pacing or Pacing()
         self.gate = FloodGate(on_flood=flood_counter(core.metrics))
         self.intake = Intake()
+        self.albums = Albums()  # an album's photos become one message (bots/telegram/media.py)
         self._relay: AlertRelay | None = None
 
     async def send_alert(self, app: Application[Any, Any, Any, Any, Any, Any], alert: AdminAlert) -> None:
@@ -91,7 +93,7 @@ class TelegramBot:
 
         async def read() -> Incoming | None:
             try:
-                return await incoming_from_message(message, context.bot.bot)
+                return await incoming_from_message(message, context.bot.bot, self.albums)
             except Exception:
                 log.exception("could not read update %s", update.update_id)
                 return None

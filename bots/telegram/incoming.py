@@ -18,7 +18,7 @@ from telegram import (
 from telegram.constants import ChatType, FileSizeLimit
 from telegram.error import TelegramError
 
-from bots.telegram.media import audio_attachment
+from bots.telegram.media import Albums, audio_attachment, lead, photo_attachments
 from bots.telegram.send import PLATFORM, Target
 from core.types import (
     Attachment,
@@ -146,16 +146,23 @@ def target_for(message: Message, lang: str | None) -> Target:
     )
 
 
-async def incoming_from_message(message: Message, bot_user: User) -> Incoming | None:
-    """The core's view of a Telegram message (``None`` for messages no person sent)."""
+async def incoming_from_message(message: Message, bot_user: User, albums: Albums | None = None) -> Incoming | None:
+    """The core's view of a Telegram message (``None`` for messages no person sent, and for the
+    photos of an album after its first, which carries them all)."""
     user = message.from_user
     if user is None or user.is_bot or message.chat.type == ChatType.CHANNEL:
         return None
+    album = await albums.gather(message) if albums is not None else [message]
+    if album is None:
+        return None
+    message = lead(album)
     text, addressed = _addressing(message, bot_user)
     is_group = message.chat.type != ChatType.PRIVATE
-    attachment = await audio_attachment(message) if addressed or not is_group else None
-    attachment = attachment or _media_attachment(message)
-    if attachment is None and message.document is not None and (addressed or not is_group):
+    wanted = addressed or not is_group
+    photos = await photo_attachments(album) if wanted else ()
+    attachment = await audio_attachment(message) if wanted else None
+    attachment = attachment or (None if photos else _media_attachment(message))
+    if attachment is None and message.document is not None and wanted:
         attachment = await _document(message)
     quoted = None
     reply = message.reply_to_message
@@ -167,7 +174,7 @@ async def incoming_from_message(message: Message, bot_user: User) -> Incoming | 
         text=text,
         sender_name=user.full_name,
         language_code=user.language_code,
-        attachments=(attachment,) if attachment else (),
+        attachments=photos + ((attachment,) if attachment else ()),
         addressed=addressed or not is_group,
         quoted_text=quoted,
         message_id=str(message.message_id),

@@ -14,6 +14,9 @@ MB = 1024 * 1024
 TRANSCRIPTION = FileLimit("transcription", 25 * MB)
 """OpenAI's ``/v1/audio/transcriptions`` takes files up to 25 MB (API reference, ``file``)."""
 
+IMAGE = FileLimit("image", 20 * MB)
+"""OpenAI takes images up to 20 MB each (vision guide); Ferry scales them down before sending."""
+
 TELEGRAM_CLOUD = FileLimit("telegram", 20 * MB)
 """The cloud Bot API lets bots download files up to 20 MB (Bot API ``getFile``)."""
 
@@ -29,7 +32,9 @@ AUDIO_KINDS = frozenset({"voice", "audio", "video_note"})
 
 def kind_limit(kind: str) -> FileLimit | None:
     """The limit the core itself puts on a kind of file, if any."""
-    return TRANSCRIPTION if kind in AUDIO_KINDS else None
+    if kind in AUDIO_KINDS:
+        return TRANSCRIPTION
+    return IMAGE if kind == "photo" else None
 
 
 def fetch_limit(kind: str, messenger: FileLimit) -> FileLimit:

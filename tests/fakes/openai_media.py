@@ -14,6 +14,15 @@ Modelled on the OpenAI API reference and openai-python's types
   (400 "Invalid file format. Supported formats: [...]"); content that does not decode is a 400
   "The audio file could not be decoded or its format is not supported."
 
+Image content parts in ``POST /v1/chat/completions`` (``ChatCompletionContentPartImageParam``:
+``{"type": "image_url", "image_url": {"url": ..., "detail": "auto" | "low" | "high"}}``) are
+checked as the API does before the fake answers: an unknown part ``type`` is 400 ``invalid_value``
+naming ``messages[i].content[j].type``; a text part without ``text`` is 400
+``missing_required_parameter``; an image part outside a ``user`` message is 400; a data URL that is
+not ``data:image/(png|jpeg|gif|webp);base64,`` or whose bytes do not decode as that image is 400
+``invalid_image_format`` ("You uploaded an unsupported image..."); an image over 20 MB is 400.
+Accepted images are kept in :attr:`FakeMedia.images` as ``(format, width, height)``.
+
 The fake "decodes" audio by its magic bytes (OggS, ID3 / MPEG frame sync, RIFF…WAVE, fLaC,
 EBML, an ``ftyp`` box, an AAC ADTS header) and "hears" the UTF-8 text that follows the header,
 so a test makes a voice note that says "hello" with :func:`speech`.
@@ -21,10 +30,15 @@ so a test makes a voice note that says "hello" with :func:`speech`.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import io
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from PIL import Image, UnidentifiedImageError
 
 TRANSCRIPTION_LIMIT = 25 * 1024 * 1024
 AUDIO_FORMATS = ("flac", "m4a", "mp3", "mp4", "mpeg", "mpga", "oga", "ogg", "wav", "webm")
@@ -77,11 +91,75 @@ class Transcription:
     response_format: str
 
 
+IMAGE_LIMIT = 20 * 1024 * 1024
+PART_TYPES = ("text", "image_url", "input_audio", "refusal", "audio", "file")
+_DATA_URL = re.compile(r"data:image/(png|jpeg|gif|webp);base64,(.*)\Z", re.DOTALL)
+_UNSUPPORTED_IMAGE = (
+    "You uploaded an unsupported image. Please make sure your image is below 20 MB in size and is of one "
+    "the following formats: ['png', 'jpeg', 'gif', 'webp']."
+)
+
+
+def _part_error(messages: Any) -> web.Response | None:
+    """The API's 400 for the first malformed content part, if any."""
+    if not isinstance(messages, list):
+        return None
+    for i, message in enumerate(messages):
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, list):
+            continue
+        for j, part in enumerate(content):
+            where = f"messages[{i}].content[{j}]"
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind not in PART_TYPES:
+                supported = ", ".join(f"'{t}'" for t in PART_TYPES)
+                return _error(400, f"Invalid value: '{kind}'. Supported values are: {supported}.", f"{where}.type",
+                              "invalid_value")  # fmt: skip
+            if kind == "text" and not isinstance(part.get("text"), str):
+                return _error(400, f"Missing required parameter: '{where}.text'.", f"{where}.text",
+                              "missing_required_parameter")  # fmt: skip
+            if kind != "image_url":
+                continue
+            if message.get("role") != "user":
+                role = message.get("role")
+                return _error(400, f"Invalid 'messages[{i}]'. Image URLs are only allowed for messages with role "
+                              f"'user', but this message with role '{role}' contains an image URL.",
+                              f"messages[{i}]", "invalid_value")  # fmt: skip
+            image = part.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else None
+            if not isinstance(url, str):
+                return _error(400, f"Missing required parameter: '{where}.image_url.url'.",
+                              f"{where}.image_url.url", "missing_required_parameter")  # fmt: skip
+            if image.get("detail", "auto") not in ("auto", "low", "high"):
+                return _error(400, f"Invalid value: '{image.get('detail')}'. Supported values are: 'auto', 'low', "
+                              "and 'high'.", f"{where}.image_url.detail", "invalid_value")  # fmt: skip
+            if url.startswith(("http://", "https://")):
+                continue
+            found = _DATA_URL.match(url)
+            if found is None:
+                return _error(400, _UNSUPPORTED_IMAGE, None, "invalid_image_format")
+            try:
+                data = base64.b64decode(found.group(2), validate=True)
+            except (binascii.Error, ValueError):
+                return _error(400, _UNSUPPORTED_IMAGE, None, "invalid_image_format")
+            if len(data) > IMAGE_LIMIT:
+                return _error(400, f"Invalid '{where}.image_url.url'. Image exceeds the 20 MB limit.",
+                              f"{where}.image_url.url", "image_too_large")  # fmt: skip
+            try:
+                with Image.open(io.BytesIO(data)) as decoded:
+                    decoded.verify()
+            except (UnidentifiedImageError, OSError, SyntaxError):
+                return _error(400, _UNSUPPORTED_IMAGE, None, "invalid_image_format")
+    return None
+
+
 @dataclass
 class FakeMedia:
     """What the media endpoints received, and how they should fail next."""
 
     transcriptions: list[Transcription] = field(default_factory=list)
+    images: list[tuple[str, int, int]] = field(default_factory=list)
+    """Every accepted image part as ``(format, width, height)``."""
     failures: list[web.Response] = field(default_factory=list)
 
     def fail_next(self, status: int, message: str, code: str | None = None) -> None:
@@ -133,9 +211,36 @@ class FakeMedia:
             body.update(task="transcribe", language="english", duration=round(len(text.split()) / 2.5, 2))
         return web.json_response(body)
 
+    @web.middleware
+    async def check_parts(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Reject malformed content parts of chat requests before the chat handler sees them."""
+        if request.method == "POST" and request.path == "/v1/chat/completions" and request.can_read_body:
+            try:
+                body = await request.json()
+            except ValueError:
+                body = None
+            if isinstance(body, dict):
+                refused = _part_error(body.get("messages"))
+                if refused is not None:
+                    return refused
+                self._note_images(body.get("messages"))
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    def _note_images(self, messages: Any) -> None:
+        for message in messages if isinstance(messages, list) else ():
+            content = message.get("content") if isinstance(message, dict) else None
+            for part in content if isinstance(content, list) else ():
+                url = part.get("image_url", {}).get("url", "") if part.get("type") == "image_url" else ""
+                found = _DATA_URL.match(url)
+                if found is not None:
+                    with Image.open(io.BytesIO(base64.b64decode(found.group(2)))) as image:
+                        self.images.append((str(image.format), image.width, image.height))
+
 
 def install(app: web.Application) -> FakeMedia:
     """Register the media endpoints on the fake's application (before it starts); returns their state."""
     media = FakeMedia()
     app.router.add_post("/v1/audio/transcriptions", media.transcriptions_endpoint)
+    app.middlewares.append(media.check_parts)
     return media

@@ -373,7 +373,7 @@ class FakeOpenAI:
 
     async def _record(self, request: web.Request) -> Any:
         try:
-            body = await request.json() if request.can_read_body else None
+            body = await request.json() if request.body_exists else None  # read before by openai_media
         except (json.JSONDecodeError, UnicodeDecodeError):
             body = None
         if self.record:

@@ -632,6 +632,41 @@ class FakeTelegram:
         self.push_update({"message": msg})
         return msg
 
+    def push_photo(
+        self,
+        user_id: int,
+        data: bytes,
+        *,
+        caption: str | None = None,
+        media_group_id: str | None = None,
+        file_size: int | None = None,
+        chat_id: int | None = None,
+    ) -> JSONDict:
+        """Queue a photo (one of an album with ``media_group_id``); the largest size serves ``data``.
+
+        Like the Bot API, ``photo`` lists the sizes Telegram made, smallest first.
+        """
+        file_id = self.add_file(data, f"photos/file_{len(self._files) + 1}.jpg")
+        thumb_id = self.add_file(data[:64], f"photos/thumb_{len(self._files) + 1}.jpg")
+        sizes = [
+            {"file_id": thumb_id, "file_unique_id": f"u{thumb_id}", "width": 90, "height": 90, "file_size": 64},
+            {
+                "file_id": file_id,
+                "file_unique_id": f"u{file_id}",
+                "width": 1280,
+                "height": 960,
+                "file_size": len(data) if file_size is None else file_size,
+            },
+        ]
+        extra: JSONDict = {}
+        if caption:
+            extra["caption"] = caption
+        if media_group_id:
+            extra["media_group_id"] = media_group_id
+        msg = self._message(chat_id or user_id, self.user(user_id), photo=sizes, **extra)
+        self.push_update({"message": msg})
+        return msg
+
     # --- observing ----------------------------------------------------------------------
 
     def log(self, chat_id: int) -> ChatLog:

@@ -4,71 +4,20 @@ OpenAI server's ``/v1/audio/transcriptions`` (tests/fakes/openai_media.py), all 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
-
 import pytest
 from telegram import Bot
 
-from bots.signal.process import SignalAdapter
 from bots.telegram.media import messenger_limit
-from bots.telegram.process import Pacing, build_application, polling
-from core.app import assemble
+from bots.telegram.process import polling
 from core.assistant import Assistant
-from core.llm import OpenAIModelClient
 from core.media import limits
-from core.settings import Settings
-from core.store.memory import MemoryStore
-from tests.bots.test_signal_bot import FAST as SIGNAL_FAST
 from tests.fakes.openai_media import speech
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.signal_server import ALICE_NUMBER, ALICE_UUID, FakeSignalServer
 from tests.fakes.telegram_server import FakeTelegram
+from tests.media.conftest import app_for, stored_user_texts
 
-FAST = Pacing(draft_interval=0.05, edit_interval=0.1, typing_interval=0.5)
 MB = 1024 * 1024
-
-
-@pytest.fixture
-async def ai() -> AsyncIterator[FakeOpenAI]:
-    async with FakeOpenAI(chunk_size=4) as server:
-        yield server
-
-
-@pytest.fixture
-async def assistant(ai: FakeOpenAI, tmp_path: Path) -> AsyncIterator[Assistant]:
-    settings = Settings(
-        openai_base_url=ai.base_url,
-        openai_api_key="test",
-        model="fake-model",
-        data_dir=tmp_path,
-        access="open",
-        model_retries=0,
-        rate_per_minute=1000,
-    )
-    inner = assemble(settings, MemoryStore(), OpenAIModelClient(ai.base_url, "test", max_retries=0))
-    await inner.start()
-    yield inner
-    await inner.close()
-
-
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as server:
-        yield server
-
-
-def app_for(tg: FakeTelegram, assistant: Any) -> Any:
-    return build_application(assistant, tg.token, tg.root, pacing=FAST)
-
-
-async def stored_user_texts(assistant: Assistant) -> list[str]:
-    out: list[str] = []
-    for user in await assistant.store.list_users():
-        for conv in await assistant.store.list_conversations(f"user:{user.id}"):
-            out += [m.content for m in await assistant.store.get_messages(conv.id) if m.role == "user"]
-    return out
 
 
 # --- Telegram -------------------------------------------------------------------------------------
@@ -155,23 +104,10 @@ def test_telegram_download_limit_is_the_cloud_bot_apis_unless_self_hosted() -> N
 # --- Signal ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def signal(assistant: Assistant) -> AsyncIterator[tuple[FakeSignalServer, SignalAdapter]]:
-    async with FakeSignalServer() as fake:
-        adapter = SignalAdapter(
-            assistant, service=fake.service, phone_number=fake.number, edit_interval=0.02,
-            startup_backoff=SIGNAL_FAST, reconnect_backoff=SIGNAL_FAST, typing_refresh=3600,
-        )  # fmt: skip
-        await adapter.start()
-        await fake.wait_connected()
-        yield fake, adapter
-        await adapter.stop()
-
-
 async def test_signal_voice_note_is_transcribed_answered_and_deleted(
-    signal: tuple[FakeSignalServer, SignalAdapter], ai: FakeOpenAI, assistant: Assistant
+    signal: FakeSignalServer, ai: FakeOpenAI, assistant: Assistant
 ) -> None:
-    fake, _ = signal
+    fake = signal
     note = fake.add_attachment(speech("remind me about the dentist", "aac"), "audio/aac")
     await fake.push_message(
         ALICE_UUID, ALICE_NUMBER, None, attachments=[{"id": note, "contentType": "audio/aac", "isVoiceNote": True}]
@@ -186,9 +122,9 @@ async def test_signal_voice_note_is_transcribed_answered_and_deleted(
 
 
 async def test_signal_long_text_with_its_long_text_attachment_is_one_message(
-    signal: tuple[FakeSignalServer, SignalAdapter], ai: FakeOpenAI
+    signal: FakeSignalServer, ai: FakeOpenAI
 ) -> None:
-    fake, _ = signal
+    fake = signal
     text = "word " * 600  # over 2,000 bytes: signal-cli adds the text/x-signal-plain copy
     copy = fake.add_attachment(text.encode(), "text/x-signal-plain")
     await fake.push_message(
@@ -201,9 +137,9 @@ async def test_signal_long_text_with_its_long_text_attachment_is_one_message(
 
 
 async def test_signal_audio_over_the_transcription_limit_is_refused_before_downloading(
-    signal: tuple[FakeSignalServer, SignalAdapter], ai: FakeOpenAI
+    signal: FakeSignalServer, ai: FakeOpenAI
 ) -> None:
-    fake, _ = signal
+    fake = signal
     big = fake.add_attachment(speech("long"), "audio/mpeg")
     await fake.push_message(
         ALICE_UUID, ALICE_NUMBER, None, attachments=[{"id": big, "contentType": "audio/mpeg", "size": 40 * MB}]
