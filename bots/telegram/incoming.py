@@ -15,11 +15,12 @@ from telegram import (
     MessageEntity,
     User,
 )
-from telegram.constants import ChatType, FileSizeLimit
+from telegram.constants import ChatType
 from telegram.error import TelegramError
 
-from bots.telegram.media import Albums, audio_attachment, lead, photo_attachments
+from bots.telegram.media import Albums, audio_attachment, lead, messenger_limit, photo_attachments
 from bots.telegram.send import PLATFORM, Target
+from core.media import limits
 from core.types import (
     Attachment,
     ChatKey,
@@ -114,13 +115,14 @@ async def _document(message: Message) -> Attachment | None:
     if doc is None:
         return None
     data: bytes | None = None
-    if doc.file_size is None or doc.file_size <= FileSizeLimit.FILESIZE_DOWNLOAD:
+    over = limits.over("document", doc.file_size, messenger_limit(message.get_bot()))
+    if over is None:
         try:
             tg_file = await doc.get_file()
             data = bytes(await tg_file.download_as_bytearray())
         except TelegramError as exc:
             log.warning("could not download document %s: %s", doc.file_name, exc)
-    return Attachment("document", doc.file_name, doc.mime_type, doc.file_size, data)
+    return Attachment("document", doc.file_name, doc.mime_type, doc.file_size, data, over_limit=over)
 
 
 def chat_key(message: Message, user: User) -> ChatKey:

@@ -17,6 +17,9 @@ TRANSCRIPTION = FileLimit("transcription", 25 * MB)
 IMAGE = FileLimit("image", 20 * MB)
 """OpenAI takes images up to 20 MB each (vision guide); Ferry scales them down before sending."""
 
+DOCUMENT = FileLimit("document", 50 * 1024 * 1024)
+"""Documents (and WhatsApp exports) Ferry reads: more is not a message for a chat model."""
+
 TELEGRAM_CLOUD = FileLimit("telegram", 20 * MB)
 """The cloud Bot API lets bots download files up to 20 MB (Bot API ``getFile``)."""
 
@@ -34,7 +37,7 @@ def kind_limit(kind: str) -> FileLimit | None:
     """The limit the core itself puts on a kind of file, if any."""
     if kind in AUDIO_KINDS:
         return TRANSCRIPTION
-    return IMAGE if kind == "photo" else None
+    return {"photo": IMAGE, "document": DOCUMENT}.get(kind)
 
 
 def fetch_limit(kind: str, messenger: FileLimit) -> FileLimit:

@@ -67,22 +67,10 @@ class Photos:
         data_dir = self._s.settings.data_dir
         links = [await asyncio.to_thread(images.save, data_dir, request.scope, jpeg) for jpeg in prepared]
         if not request.text:
-            await self._keep(request, "\n".join(links))
+            await keep_unanswered(self._s, request, "\n".join(links))
             yield self._s.notice(lang, "media.photo_kept", count=len(links))
             return
         yield dataclasses.replace(request, text=f"{request.text}\n\n" + "\n".join(links))
-
-    async def _keep(self, request: Request, content: str) -> None:
-        """Store photos without a question in the active conversation, unanswered."""
-        store, now = self._s.store, self._s.clock()
-        current = await store.list_conversations(request.scope, 1)
-        conv = current[0] if current else ConversationRecord(uuid.uuid4().hex[:16], request.scope, created_at=now)
-        if not current:
-            await store.put_conversation(dataclasses.replace(conv, updated_at=now))
-        if request.msg.chat.is_group:
-            content = f"{request.msg.sender_name or request.msg.sender}: {content}"
-        record = MessageRecord(uuid.uuid4().hex, conv.id, "user", content, now, author=str(request.msg.sender))
-        await store.append_messages([record])
 
     def too_large(self, lang: str, attachment: Attachment) -> ReplyEvent:
         """The one sentence for a photo over a limit."""
@@ -90,6 +78,20 @@ class Photos:
         assert limit is not None
         size = megabytes(attachment.size or limit.size + 1)
         return self._s.notice(lang, f"media.limit_{limit.name}", size=size, limit=megabytes(limit.size))
+
+
+async def keep_unanswered(services: Services, request: Request, content: str) -> None:
+    """Store a message without a question (photos, a document) in the active conversation,
+    unanswered: the person's next text asks about it (consecutive messages form one turn)."""
+    store, now = services.store, services.clock()
+    current = await store.list_conversations(request.scope, 1)
+    conv = current[0] if current else ConversationRecord(uuid.uuid4().hex[:16], request.scope, created_at=now)
+    if not current:
+        await store.put_conversation(dataclasses.replace(conv, updated_at=now))
+    if request.msg.chat.is_group:
+        content = f"{request.msg.sender_name or request.msg.sender}: {content}"
+    record = MessageRecord(uuid.uuid4().hex, conv.id, "user", content, now, author=str(request.msg.sender))
+    await store.append_messages([record])
 
 
 def register(registry: Registry, services: Services) -> None:
