@@ -29,7 +29,7 @@ SHOWN_CHARS = 280  # the quoted transcript above the answer; the model gets all 
 _MODEL_ERRORS = ("quota", "rate_limited", "provider_down", "unknown_model", "auth")
 
 TranscriberSource = Callable[[], AbstractAsyncContextManager[Transcriber]]
-"""Opens a transcriber for one voice note (and closes its connections after)."""
+"""Lends a transcriber for one voice note."""
 
 
 def transcripts_shown(user: UserRecord) -> bool:
@@ -52,15 +52,16 @@ class Voice:
         self._registry = registry
         self._s = services
         self._source = source or self._openai
+        self._client: OpenAITranscriber | None = None
 
     @asynccontextmanager
     async def _openai(self) -> AsyncIterator[Transcriber]:
-        settings = self._s.settings
-        client = OpenAITranscriber(settings.openai_base_url, settings.openai_api_key, settings.transcription_model)
-        try:
-            yield client
-        finally:
-            await client.aclose()
+        # One client for the process: building one loads the TLS trust store (~100 ms of CPU).
+        if self._client is None:
+            settings = self._s.settings
+            model = settings.transcription_model
+            self._client = OpenAITranscriber(settings.openai_base_url, settings.openai_api_key, model)
+        yield self._client
 
     def register(self) -> None:
         """Plug the reader and the command in."""

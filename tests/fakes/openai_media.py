@@ -65,13 +65,15 @@ def speech(words: str, container: str = "ogg") -> bytes:
 
 
 def _heard(data: bytes) -> str | None:
-    """The words in fake audio, or None when it does not decode."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
-        return data[12:].decode("utf-8", "replace").strip()
+    """The words in fake audio (up to the first NUL byte, which is silence), or None when it does
+    not decode."""
+    start = 12 if data[:4] == b"RIFF" and data[8:12] == b"WAVE" else None
     for offset, magic in _MAGIC:
-        if data[offset : offset + len(magic)] == magic:
-            return data[offset + len(magic) :].decode("utf-8", "replace").strip()
-    return None
+        if start is None and data[offset : offset + len(magic)] == magic:
+            start = offset + len(magic)
+    if start is None:
+        return None
+    return data[start:].split(b"\0", 1)[0].decode("utf-8", "replace").strip()
 
 
 def _error(status: int, message: str, param: str | None = None, code: str | None = None) -> web.Response:
