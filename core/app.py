@@ -7,7 +7,7 @@ from typing import Any
 from core import accounts, admin, budgets, importer, userdata
 from core.assistant import Assistant, Feature
 from core.llm import ModelClient, OpenAIModelClient
-from core.media import documents, photos, voice
+from core.media import documents, imagegen, photos, voice
 from core.settings import Settings, SettingsError
 from core.store.base import Store
 
@@ -20,9 +20,10 @@ FEATURES: tuple[Feature, ...] = (
     voice.register,
     photos.register,
     documents.register,
+    imagegen.register,
 )
 """Linked accounts, admin commands, budgets, export/forget, the WhatsApp import, voice notes, photos,
-documents."""
+documents, /image."""
 
 
 def build_store(settings: Settings) -> Store:

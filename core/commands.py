@@ -16,6 +16,7 @@ MENU: tuple[str, ...] = (
     "instructions",
     "lang",
     "transcripts",
+    "image",
     "import",
     "usage",
     "link",

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+PHOTO_LIMIT = 10 * 1000 * 1000  # sendPhoto takes photos up to 10 MB; larger go as documents
+
 
 class LiveAnswer:
     """One streamed answer: drafts (private) or an edited placeholder (groups), then the final text.
@@ -183,7 +185,15 @@ class TelegramReply:
         await self.final(markdown, buttons)
 
     async def file(self, event: FileReply) -> None:
-        """A document, with its caption."""
+        """A picture as a photo (``/image``), anything else as a document, with its caption."""
+        if event.mime_type.startswith("image/") and len(event.data) <= PHOTO_LIMIT:
+            await self.app.bot.send_photo(
+                self.target.chat_id,
+                InputFile(event.data, filename=event.filename),
+                caption=event.caption,
+                message_thread_id=self.target.thread_id,
+            )
+            return
         await self.app.bot.send_document(
             self.target.chat_id,
             InputFile(event.data, filename=event.filename),

@@ -14,6 +14,13 @@ Modelled on the OpenAI API reference and openai-python's types
   (400 "Invalid file format. Supported formats: [...]"); content that does not decode is a 400
   "The audio file could not be decoded or its format is not supported."
 
+``POST /v1/images/generations`` (``types/image_generate_params.py``) is JSON: ``prompt`` required
+(400 ``missing_required_parameter``), ``n`` 1–10, ``size`` one of the documented sizes or
+``auto``; the answer is ``{"created", "data": [{"b64_json"}], "usage"}`` (gpt-image models always
+send ``b64_json``; DALL·E ones only with ``response_format="b64_json"``, else a ``url``). A
+prompt containing "forbidden" is refused with 400 ``content_policy_violation``, as the safety
+system does.
+
 Image content parts in ``POST /v1/chat/completions`` (``ChatCompletionContentPartImageParam``:
 ``{"type": "image_url", "image_url": {"url": ..., "detail": "auto" | "low" | "high"}}``) are
 checked as the API does before the fake answers: an unknown part ``type`` is 400 ``invalid_value``
@@ -94,6 +101,7 @@ class Transcription:
 
 
 IMAGE_LIMIT = 20 * 1024 * 1024
+IMAGE_SIZES = ("auto", "1024x1024", "1536x1024", "1024x1536", "256x256", "512x512", "1792x1024", "1024x1792")
 PART_TYPES = ("text", "image_url", "input_audio", "refusal", "audio", "file")
 _DATA_URL = re.compile(r"data:image/(png|jpeg|gif|webp);base64,(.*)\Z", re.DOTALL)
 _UNSUPPORTED_IMAGE = (
@@ -162,6 +170,44 @@ class FakeMedia:
     transcriptions: list[Transcription] = field(default_factory=list)
     images: list[tuple[str, int, int]] = field(default_factory=list)
     """Every accepted image part as ``(format, width, height)``."""
+    generations: list[dict[str, Any]] = field(default_factory=list)
+    """Every image generation request body."""
+
+    async def generations_endpoint(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/images/generations``."""
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "We could not parse the JSON body of your request.")
+        if not isinstance(body, dict):
+            return _error(400, "We could not parse the JSON body of your request.")
+        self.generations.append(body)
+        if self.failures:
+            return self.failures.pop(0)
+        if not isinstance(body.get("prompt"), str) or not body["prompt"]:
+            return _error(400, "Missing required parameter: 'prompt'.", "prompt", "missing_required_parameter")
+        n = body.get("n", 1)
+        if not isinstance(n, int) or not 1 <= n <= 10:
+            return _error(400, f"Invalid 'n': expected a value between 1 and 10, got {n}.", "n", "invalid_value")
+        size = body.get("size", "auto")
+        if size not in IMAGE_SIZES:
+            return _error(
+                400, f"Invalid value: '{size}'. Supported values are: {IMAGE_SIZES}.", "size", "invalid_value"
+            )
+        if "forbidden" in body["prompt"].lower():
+            message = "Your request was rejected as a result of our safety system."
+            return _error(400, message, None, "content_policy_violation")
+        model = str(body.get("model") or "dall-e-2")
+        out = io.BytesIO()
+        Image.new("RGB", (64, 64), (10, 120, 200)).save(out, "PNG")
+        picture = base64.b64encode(out.getvalue()).decode()
+        if model.startswith("dall-e") and body.get("response_format") != "b64_json":
+            data = [{"url": "https://images.example/generated.png", "revised_prompt": body["prompt"]}]
+        else:
+            data = [{"b64_json": picture, "revised_prompt": None} for _ in range(n)]
+        usage = {"input_tokens": 10, "output_tokens": 1056, "total_tokens": 1066}
+        return web.json_response({"created": 1700000000, "data": data, "usage": usage})
+
     failures: list[web.Response] = field(default_factory=list)
 
     def fail_next(self, status: int, message: str, code: str | None = None) -> None:
@@ -244,5 +290,6 @@ def install(app: web.Application) -> FakeMedia:
     """Register the media endpoints on the fake's application (before it starts); returns their state."""
     media = FakeMedia()
     app.router.add_post("/v1/audio/transcriptions", media.transcriptions_endpoint)
+    app.router.add_post("/v1/images/generations", media.generations_endpoint)
     app.middlewares.append(media.check_parts)
     return media

@@ -228,6 +228,7 @@ class ChatLog:
     edits: list[tuple[int, str]] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
     documents: list[Document] = field(default_factory=list)
+    photos: list[Document] = field(default_factory=list)
     reactions: list[tuple[int, list[str]]] = field(default_factory=list)
 
     @property
@@ -991,6 +992,27 @@ class FakeTelegram:
                 "file_name": doc["filename"],
                 "file_size": len(doc["data"]),
             },
+            **({"caption": caption} if caption else {}),
+        }
+
+    async def _m_sendPhoto(self, p: JSONDict) -> JSONDict:
+        """``sendPhoto`` with an uploaded file: at most 10 MB, as the Bot API documents."""
+        chat_id = int(p["chat_id"])
+        photo = p["photo"]
+        if not isinstance(photo, dict):
+            raise ApiError(400, "Bad Request: wrong file identifier/HTTP URL specified")
+        if len(photo["data"]) > 10 * 1000 * 1000:
+            raise ApiError(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
+        caption = p.get("caption")
+        self.log(chat_id).photos.append(Document(photo["filename"], photo["data"], photo["content_type"], caption))
+        message_id = self._next_msg_id(chat_id)
+        size = {"file_id": f"UP{message_id}", "file_unique_id": f"uup{message_id}", "width": 64, "height": 64}
+        return {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": self._chat(chat_id),
+            "from": self.bot_user,
+            "photo": [size],
             **({"caption": caption} if caption else {}),
         }
 
