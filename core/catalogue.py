@@ -31,6 +31,7 @@ class ModelInfo:
     vision: bool = False
     tools: bool = False
     image_price: float = 0.0  # USD per generated image (image models)
+    audio_price: float = 0.0  # USD per minute of audio (transcription models)
     known: bool = True  # False when the values are the catalogue's defaults for an unknown name
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
@@ -46,6 +47,7 @@ _FIELD_TYPES: dict[str, type] = {
     "vision": bool,
     "tools": bool,
     "image_price": float,
+    "audio_price": float,
 }
 
 

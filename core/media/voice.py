@@ -20,7 +20,7 @@ from core.media.transcribe import CorruptAudio, OpenAITranscriber, Transcriber
 from core.registry import Registry
 from core.request import Request
 from core.services import Services
-from core.store.base import UserRecord
+from core.store.base import UsageRecord, UserRecord
 from core.types import Attachment, Notice, ReplyEvent
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,16 @@ class Voice:
             kind = exc.kind if exc.kind in _MODEL_ERRORS else "transcription"
             key = "media.transcription_failed" if kind == "transcription" else f"error.{kind}"
             return self._s.notice(lang, key, model=model)
+        await self._account(request, audio, transcript.seconds)
         return transcript.text
+
+    async def _account(self, request: Request, audio: Attachment, reported: float | None) -> None:
+        """Record the transcription's cost: the audio's minutes at the catalogue's price."""
+        seconds = reported or audio.duration or 0.0
+        model = self._s.settings.transcription_model
+        cost = seconds / 60 * self._s.catalogue.get(model).audio_price
+        if cost > 0:
+            await self._s.store.add_usage(UsageRecord(request.user.id, "", model, 0, 0, cost, self._s.clock()))
 
     def too_large(self, lang: str, attachment: Attachment) -> Notice:
         """The one sentence for a file over a limit, naming the limit that applies."""

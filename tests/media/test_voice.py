@@ -148,3 +148,14 @@ async def test_signal_audio_over_the_transcription_limit_is_refused_before_downl
     assert "40 MB" in fake.seen(ALICE_UUID)[0] and "25 MB" in fake.seen(ALICE_UUID)[0]
     assert fake.attachment_downloads == [] and fake.attachments == {}
     assert not ai.media.transcriptions
+
+
+async def test_telegram_voice_minutes_are_counted_at_the_catalogue_price(
+    tg: FakeTelegram, ai: FakeOpenAI, assistant: Assistant
+) -> None:
+    async with polling(app_for(tg, assistant), poll_timeout=1):
+        tg.push_voice(42, speech("a thirty second note"), duration=30)
+        await tg.wait_until(lambda: len(tg.log(42).messages) == 2)
+    (user,) = await assistant.store.list_users()
+    totals = await assistant.store.usage_totals(user.id, 0)
+    assert totals.by_model["whisper-1"][2] == pytest.approx(0.003)  # half a minute at 0.006 USD
