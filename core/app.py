@@ -7,7 +7,7 @@ from typing import Any
 from core import accounts, admin, budgets, importer, userdata
 from core.assistant import Assistant, Feature
 from core.llm import ModelClient, OpenAIModelClient
-from core.media import documents, imagegen, photos, voice
+from core.media import documents, imagegen, photos, speech, voice
 from core.settings import Settings, SettingsError
 from core.store.base import Store
 
@@ -21,9 +21,10 @@ FEATURES: tuple[Feature, ...] = (
     photos.register,
     documents.register,
     imagegen.register,
+    speech.register,
 )
 """Linked accounts, admin commands, budgets, export/forget, the WhatsApp import, voice notes, photos,
-documents, /image."""
+documents, /image, spoken answers."""
 
 
 def build_store(settings: Settings) -> Store:

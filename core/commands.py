@@ -17,6 +17,7 @@ MENU: tuple[str, ...] = (
     "lang",
     "transcripts",
     "image",
+    "voice",
     "import",
     "usage",
     "link",

@@ -38,6 +38,7 @@ class Settings:
     model_concurrency: int = 64
     transcription_model: str = "whisper-1"
     image_model: str = "gpt-image-1"
+    speech_model: str = "tts-1"
 
     telegram_bot_token: str | None = field(default=None, repr=False)  # a secret: never in logs or tracebacks
     telegram_api_url: str = "https://api.telegram.org"
@@ -113,6 +114,7 @@ class Settings:
             model_concurrency=_int(v, "FERRY_MODEL_CONCURRENCY", 64, low=1),
             transcription_model=v.get("FERRY_TRANSCRIPTION_MODEL", "whisper-1").strip(),
             image_model=v.get("FERRY_IMAGE_MODEL", "gpt-image-1").strip(),
+            speech_model=v.get("FERRY_SPEECH_MODEL", "tts-1").strip(),
             telegram_bot_token=v.get("TELEGRAM_BOT_TOKEN"),
             telegram_api_url=v.get("TELEGRAM_API_URL", "https://api.telegram.org").rstrip("/"),
             telegram_webhook_url=v.get("FERRY_TELEGRAM_WEBHOOK_URL"),

@@ -194,6 +194,14 @@ class TelegramReply:
                 message_thread_id=self.target.thread_id,
             )
             return
+        if event.mime_type == "audio/ogg":  # a spoken answer (/voice on): OGG/Opus plays as a voice note
+            await self.app.bot.send_voice(
+                self.target.chat_id,
+                InputFile(event.data, filename=event.filename),
+                caption=event.caption,
+                message_thread_id=self.target.thread_id,
+            )
+            return
         await self.app.bot.send_document(
             self.target.chat_id,
             InputFile(event.data, filename=event.filename),

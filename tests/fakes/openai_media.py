@@ -21,6 +21,10 @@ send ``b64_json``; DALL·E ones only with ``response_format="b64_json"``, else a
 prompt containing "forbidden" is refused with 400 ``content_policy_violation``, as the safety
 system does.
 
+``POST /v1/audio/speech`` (``types/audio/speech_create_params.py``) is JSON with ``model``,
+``input`` (at most 4,096 characters) and ``voice`` required, ``response_format`` one of mp3, opus,
+aac, flac, wav, pcm; the answer is the audio itself (``opus`` → an OGG stream, ``audio/ogg``).
+
 Image content parts in ``POST /v1/chat/completions`` (``ChatCompletionContentPartImageParam``:
 ``{"type": "image_url", "image_url": {"url": ..., "detail": "auto" | "low" | "high"}}``) are
 checked as the API does before the fake answers: an unknown part ``type`` is 400 ``invalid_value``
@@ -172,6 +176,32 @@ class FakeMedia:
     """Every accepted image part as ``(format, width, height)``."""
     generations: list[dict[str, Any]] = field(default_factory=list)
     """Every image generation request body."""
+    speeches: list[dict[str, Any]] = field(default_factory=list)
+    """Every speech request body."""
+
+    async def speech_endpoint(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/audio/speech``: the spoken input as audio bytes (the fake's "audio" is the text)."""
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "We could not parse the JSON body of your request.")
+        self.speeches.append(body)
+        if self.failures:
+            return self.failures.pop(0)
+        for name in ("model", "input", "voice"):
+            if not body.get(name):
+                return _error(400, f"Missing required parameter: '{name}'.", name, "missing_required_parameter")
+        if len(body["input"]) > 4096:
+            message = f"Invalid 'input': string too long. Expected a maximum length of 4096, got {len(body['input'])}."
+            return _error(400, message, "input", "string_above_max_length")
+        fmt = body.get("response_format", "mp3")
+        types = {"mp3": "audio/mpeg", "opus": "audio/ogg", "aac": "audio/aac", "flac": "audio/flac",
+                 "wav": "audio/wav", "pcm": "audio/pcm"}  # fmt: skip
+        if fmt not in types:
+            return _error(400, f"Invalid value: '{fmt}'. Supported values are: {list(types)}.", "response_format",
+                          "invalid_value")  # fmt: skip
+        head = {"opus": b"OggS", "mp3": b"ID3", "aac": b"\xff\xf1", "flac": b"fLaC"}.get(fmt, b"RIFF")
+        return web.Response(body=head + body["input"].encode(), content_type=types[fmt])
 
     async def generations_endpoint(self, request: web.Request) -> web.StreamResponse:
         """``POST /v1/images/generations``."""
@@ -291,5 +321,6 @@ def install(app: web.Application) -> FakeMedia:
     media = FakeMedia()
     app.router.add_post("/v1/audio/transcriptions", media.transcriptions_endpoint)
     app.router.add_post("/v1/images/generations", media.generations_endpoint)
+    app.router.add_post("/v1/audio/speech", media.speech_endpoint)
     app.middlewares.append(media.check_parts)
     return media

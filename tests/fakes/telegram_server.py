@@ -229,6 +229,7 @@ class ChatLog:
     actions: list[str] = field(default_factory=list)
     documents: list[Document] = field(default_factory=list)
     photos: list[Document] = field(default_factory=list)
+    voices: list[Document] = field(default_factory=list)
     reactions: list[tuple[int, list[str]]] = field(default_factory=list)
 
     @property
@@ -1014,6 +1015,23 @@ class FakeTelegram:
             "from": self.bot_user,
             "photo": [size],
             **({"caption": caption} if caption else {}),
+        }
+
+    async def _m_sendVoice(self, p: JSONDict) -> JSONDict:
+        """``sendVoice``: OGG/Opus (or MP3, M4A) up to 50 MB; other audio is sent as a document."""
+        chat_id = int(p["chat_id"])
+        voice = p["voice"]
+        if not isinstance(voice, dict):
+            raise ApiError(400, "Bad Request: wrong file identifier/HTTP URL specified")
+        caption = p.get("caption")
+        self.log(chat_id).voices.append(Document(voice["filename"], voice["data"], voice["content_type"], caption))
+        message_id = self._next_msg_id(chat_id)
+        return {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": self._chat(chat_id),
+            "from": self.bot_user,
+            "voice": {"file_id": f"UP{message_id}", "file_unique_id": f"uup{message_id}", "duration": 1},
         }
 
     async def _m_getFile(self, p: JSONDict) -> JSONDict:

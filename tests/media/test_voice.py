@@ -159,3 +159,37 @@ async def test_telegram_voice_minutes_are_counted_at_the_catalogue_price(
     (user,) = await assistant.store.list_users()
     totals = await assistant.store.usage_totals(user.id, 0)
     assert totals.by_model["whisper-1"][2] == pytest.approx(0.003)  # half a minute at 0.006 USD
+
+
+async def test_telegram_voice_on_answers_voice_notes_with_a_voice_note(
+    tg: FakeTelegram, ai: FakeOpenAI, assistant: Assistant
+) -> None:
+    async with polling(app_for(tg, assistant), poll_timeout=1):
+        tg.push_voice(42, speech("first without voice"))
+        await tg.wait_until(lambda: len(tg.log(42).messages) == 2)
+        tg.push_text(42, "/voice on")
+        await tg.wait_until(lambda: len(tg.log(42).messages) == 3)
+        tg.push_voice(42, speech("how are you"))
+        await tg.wait_until(lambda: len(tg.log(42).voices) == 1)
+        tg.push_text(42, "typed question")
+        await tg.wait_until(lambda: len(tg.log(42).messages) == 6)
+    (voice,) = tg.log(42).voices  # only the answer to the voice note after /voice on is spoken
+    assert voice.data == b"OggS" + b"You said: how are you"
+    (spoken,) = ai.media.speeches
+    assert (spoken["model"], spoken["response_format"], spoken["input"]) == ("tts-1", "opus", "You said: how are you")
+    assert "You said: how are you" in tg.log(42).texts  # the text answer is still there
+
+
+async def test_signal_voice_on_sends_the_spoken_answer_as_an_audio_attachment(
+    signal: FakeSignalServer, ai: FakeOpenAI, assistant: Assistant
+) -> None:
+    fake = signal
+    await fake.push_message(ALICE_UUID, ALICE_NUMBER, "/voice on")
+    await fake.wait_for(lambda: len(fake.seen(ALICE_UUID)) == 1)
+    note = fake.add_attachment(speech("say hi", "aac"), "audio/aac")
+    await fake.push_message(
+        ALICE_UUID, ALICE_NUMBER, None, attachments=[{"id": note, "contentType": "audio/aac", "isVoiceNote": True}]
+    )
+    await fake.wait_for(lambda: any(body.get("base64_attachments") for body in fake.sent))
+    body = next(b for b in fake.sent if b.get("base64_attachments"))
+    assert body["base64_attachments"][0].startswith("data:audio/ogg;filename=answer.ogg;base64,")
