@@ -15,6 +15,7 @@ import signal
 import sys
 from typing import TextIO
 
+from bots import attach
 from core.app import build_assistant
 from core.assistant import Assistant
 from core.settings import Settings
@@ -58,7 +59,15 @@ class Console:
     async def send(self, line: str) -> None:
         """Handle one typed line and print everything the core answers."""
         shown = 0
-        async for event in self.assistant.handle(self.incoming(line)):
+        incoming = self.incoming(line)
+        if (wanted := attach.parse(line)) is not None:  # /attach PATH [question]: bots/attach.py
+            file = attach.read(wanted[0])
+            if file is None:
+                lang = self.assistant.language(os.environ.get("LANG"))
+                self.out.write(self.assistant.text(lang, "media.attach_missing", path=wanted[0]) + "\n\n")
+                return
+            incoming = dataclasses.replace(incoming, text=wanted[1], attachments=(file,))
+        async for event in self.assistant.handle(incoming):
             if isinstance(event, StreamStart):
                 shown = 0
             elif isinstance(event, PartialAnswer):
