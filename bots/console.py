@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from bots import attach
 from bots.rendering import render_terminal, rich_styles
 from core.app import build_assistant
 from core.assistant import Assistant
@@ -121,9 +122,16 @@ class Console:
 
     async def send(self, line: str) -> None:
         """Handle one typed line and show everything the core answers."""
+        incoming = self.incoming(line)
+        if (wanted := attach.parse(line)) is not None:  # /attach PATH [question]: bots/attach.py
+            file = attach.read(wanted[0])
+            if file is None:
+                self._write(self.text("media.attach_missing", path=wanted[0]) + "\n\n")
+                return
+            incoming = dataclasses.replace(incoming, text=wanted[1], attachments=(file,))
         answer = _Answer(self)
         try:
-            async for event in self.assistant.handle(self.incoming(line)):
+            async for event in self.assistant.handle(incoming):
                 if isinstance(event, StreamStart):
                     answer.start()
                 elif isinstance(event, PartialAnswer):

@@ -20,6 +20,7 @@ from core.catalogue import ModelInfo
 from core.context import ContextTooLarge, as_seen, build_context, dated_runs, turns_from_history
 from core.intake import message_id
 from core.llm import Delta, ModelClient, ModelError, ModelEvent, Stop, Usage
+from core.media import images
 from core.metrics import Metrics
 from core.registry import Registry
 from core.request import Request
@@ -145,13 +146,18 @@ class Answerer:
             messages = build_context(system, turns, info, reply_budget)
         except ContextTooLarge:
             return self._s.notice(request.lang, "error.too_large")
+        placeholder = self._s.texts.get(request.lang, "media.photo_placeholder")
 
-        def refit(window: int) -> tuple[list[dict[str, str]], int]:
+        def with_images(fitted: list[dict[str, str]]) -> list[dict[str, Any]]:
+            """Photo links as image parts for a model that can see (core/media/images.py)."""
+            return images.attach(fitted, self._s.settings.data_dir, info.vision, placeholder)
+
+        def refit(window: int) -> tuple[list[dict[str, Any]], int]:
             smaller = dataclasses.replace(info, context_window=window)
             budget = min(reply_budget, window // 4)
-            return build_context(system, turns, smaller, budget), budget
+            return with_images(build_context(system, turns, smaller, budget)), budget
 
-        return messages, refit
+        return with_images(messages), refit
 
     def system_prompt(self, request: Request) -> str:
         """The operator's prompt, today's date, and the person's own instructions."""

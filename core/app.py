@@ -7,6 +7,7 @@ from typing import Any
 from core import accounts, admin, budgets, importer, userdata
 from core.assistant import Assistant, Feature
 from core.llm import ModelClient, OpenAIModelClient
+from core.media import documents, imagegen, photos, speech, voice
 from core.settings import Settings, SettingsError
 from core.store.base import Store
 
@@ -16,8 +17,14 @@ FEATURES: tuple[Feature, ...] = (
     budgets.register,
     userdata.register,
     importer.register,
+    voice.register,
+    photos.register,
+    documents.register,
+    imagegen.register,
+    speech.register,
 )
-"""Linked accounts, admin commands, budgets, export/forget, and the WhatsApp import."""
+"""Linked accounts, admin commands, budgets, export/forget, the WhatsApp import, voice notes, photos,
+documents, /image, spoken answers."""
 
 
 def build_store(settings: Settings) -> Store:

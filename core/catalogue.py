@@ -30,6 +30,8 @@ class ModelInfo:
     output_price: float = 0.0
     vision: bool = False
     tools: bool = False
+    image_price: float = 0.0  # USD per generated image (image models)
+    audio_price: float = 0.0  # USD per minute of audio (transcription models)
     known: bool = True  # False when the values are the catalogue's defaults for an unknown name
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
@@ -44,6 +46,8 @@ _FIELD_TYPES: dict[str, type] = {
     "output_price": float,
     "vision": bool,
     "tools": bool,
+    "image_price": float,
+    "audio_price": float,
 }
 
 

@@ -147,6 +147,8 @@ class WhatsAppImport:
         name = (doc.filename or "").lower()
         if not name.endswith(IMPORTABLE) and doc.mime_type not in ("text/plain", "application/zip"):
             return
+        if doc.data is None and doc.over_limit is not None:
+            return  # the document reader names the limit that applies (core/media/documents.py)
         if doc.data is None:
             yield Notice(self._t(request, "import.too_large", limit=50), is_error=True)
             return

@@ -15,6 +15,10 @@ from core.types import Notice, ReplyEvent
 ChatCheck = Callable[[Request], Awaitable[Notice | None]]
 """Runs before a message goes to the model; a returned notice declines it (budgets)."""
 
+AttachmentReader = Callable[[Request], AsyncIterator[ReplyEvent | Request]]
+"""Turns a message's files into text (a transcript, a document's text): yields events for the
+person and, to go on, the changed request last; nothing when not its kind; no request to stop."""
+
 AnswerHook = Callable[[Request, UsageRecord], AsyncIterator[ReplyEvent]]
 """Runs after an answer is stored and accounted (budget alerts)."""
 
@@ -47,6 +51,7 @@ class Registry:
         self._commands: dict[str, CommandSpec] = {}
         self._callbacks: dict[str, Handler] = {}
         self.attachment_handlers: list[Handler] = []
+        self.attachment_readers: list[AttachmentReader] = []
         self.chat_checks: list[ChatCheck] = []
         self.answer_hooks: list[AnswerHook] = []
 
@@ -69,6 +74,10 @@ class Registry:
     def add_attachment_handler(self, handler: Handler) -> None:
         """Offer a message with attachments to a handler; it yields nothing when not its kind."""
         self.attachment_handlers.append(handler)
+
+    def add_attachment_reader(self, reader: AttachmentReader) -> None:
+        """Let a reader turn files into the message's text before the rest of the pipeline."""
+        self.attachment_readers.append(reader)
 
     def add_chat_check(self, check: ChatCheck) -> None:
         """Run before a message goes to the model; a returned notice declines the message."""

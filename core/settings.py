@@ -37,6 +37,9 @@ class Settings:
     model_chunk_timeout: float = 60.0
     model_retries: int = 2
     model_concurrency: int = 64
+    transcription_model: str = "whisper-1"
+    image_model: str = "gpt-image-1"
+    speech_model: str = "tts-1"
 
     telegram_bot_token: str | None = field(default=None, repr=False)  # a secret: never in logs or tracebacks
     telegram_api_url: str = "https://api.telegram.org"
@@ -112,6 +115,9 @@ class Settings:
             model_chunk_timeout=_float(v, "FERRY_MODEL_CHUNK_TIMEOUT", 60.0),
             model_retries=_int(v, "FERRY_MODEL_RETRIES", 2, low=0),
             model_concurrency=_int(v, "FERRY_MODEL_CONCURRENCY", 64, low=1),
+            transcription_model=v.get("FERRY_TRANSCRIPTION_MODEL", "whisper-1").strip(),
+            image_model=v.get("FERRY_IMAGE_MODEL", "gpt-image-1").strip(),
+            speech_model=v.get("FERRY_SPEECH_MODEL", "tts-1").strip(),
             telegram_bot_token=v.get("TELEGRAM_BOT_TOKEN"),
             telegram_api_url=v.get("TELEGRAM_API_URL", "https://api.telegram.org").rstrip("/"),
             telegram_webhook_url=v.get("FERRY_TELEGRAM_WEBHOOK_URL"),

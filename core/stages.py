@@ -142,7 +142,8 @@ class Pipeline:
             yield event
 
     async def attachments(self, request: Request, after: Next) -> AsyncIterator[ReplyEvent]:
-        """Offer files to the handlers that read them (a WhatsApp export)."""
+        """Offer files to the handlers that take them (a WhatsApp export), then to the readers that
+        turn them into text (voice notes, documents)."""
         if request.is_chat and request.msg.attachments:
             for handler in self._registry.attachment_handlers:
                 handled = False
@@ -151,6 +152,20 @@ class Pipeline:
                     yield event
                 if handled:
                     return
+            for reader in self._registry.attachment_readers:
+                outcome: Request | None = None
+                read = False
+                async for item in reader(request):
+                    read = True
+                    if isinstance(item, Request):
+                        outcome = item
+                    else:
+                        yield item
+                if read:
+                    if outcome is None:
+                        return
+                    request = outcome
+                    break
         async for event in after(request):
             yield event
 

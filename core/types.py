@@ -47,14 +47,28 @@ class ChatKey:
 
 
 @dataclass(frozen=True)
+class FileLimit:
+    """A size limit on files: ``name`` says whose it is (``telegram``, ``transcription``, ...)."""
+
+    name: str
+    size: int  # bytes
+
+
+@dataclass(frozen=True)
 class Attachment:
-    """A file that came with a message; ``data`` is loaded by the adapter."""
+    """A file that came with a message; ``data`` is loaded by the adapter.
+
+    ``over_limit`` is set instead of ``data`` when the file was larger than a limit that applies
+    (the adapter did not fetch it); ``duration`` is an audio length in seconds when known.
+    """
 
     kind: str  # "document", "photo", "voice", "sticker", "video", "audio", "other"
     filename: str | None = None
     mime_type: str | None = None
     size: int | None = None
     data: bytes | None = None
+    over_limit: FileLimit | None = None
+    duration: float | None = None
 
 
 @dataclass(frozen=True)

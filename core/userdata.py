@@ -18,6 +18,7 @@ from core import outbox
 from core.access import HAS_ADMIN_KEY
 from core.accounts import forget_link_state
 from core.i18n import Texts
+from core.media import images
 from core.registry import Registry
 from core.request import Request
 from core.services import Services
@@ -167,6 +168,9 @@ class UserData:
         yield Reaction("👀")  # gathering every conversation takes a moment
         for file in await export_files(self._s.store, user, self._s.texts, request.lang, self._s.clock()):
             yield file
+        photos = await images.archive(self._s.store, self._s.settings.data_dir, f"user:{user.id}", "ferry-photos.zip")
+        if photos is not None:  # the photos the export's messages link to (core/media/images.py)
+            yield photos
 
     async def forget(self, request: Request, args: str) -> AsyncIterator[ReplyEvent]:
         if request.msg.chat.is_group:
@@ -187,6 +191,7 @@ class UserData:
             yield self._notice(request.lang, "forget.kept")
             return
         user = await self._s.store.get_user(request.user.id) or request.user
+        await images.forget(self._s.store, self._s.settings.data_dir, f"user:{user.id}")
         await forget_user(self._s.store, user)
         yield self._notice(request.lang, "forget.done")
 

@@ -14,6 +14,8 @@ from signalbot import Attachment as SignalAttachment
 from signalbot import DataMessage
 
 from bots.choices import ChoiceBook
+from bots.signal.media import FETCHED_KINDS, is_long_text
+from core.media import limits
 from core.types import Attachment, ChatKey, Identity, Incoming
 
 PLATFORM = "signal"
@@ -54,6 +56,7 @@ class SignalReader:
     phone_number: str
     bot_uuid: str | None
     download: Callable[[str], Awaitable[bytes | None]]
+    delete: Callable[[str], Awaitable[None]] | None = None
     choices: ChoiceBook = field(default_factory=ChoiceBook)
 
     def is_me(self, uuid: str | None, number: str | None) -> bool:
@@ -72,6 +75,7 @@ class SignalReader:
         keys = [chat.chat_id] + ([number] if number and not chat.is_group else [])
         callback = self.choices.pick(keys, text)
         attachments = tuple([await self.attachment(a) for a in message.attachments or []])
+        attachments = tuple(a for a in attachments if not is_long_text(a.mime_type))
         return Incoming(
             sender=Identity(PLATFORM, uuid or number or "unknown"),
             chat=chat,
@@ -114,16 +118,21 @@ class SignalReader:
         return " ".join("".join(out).split(" ")).strip()
 
     async def attachment(self, attachment: SignalAttachment) -> Attachment:
-        """The core's attachment; only documents' bytes are fetched (the core reads those)."""
+        """The core's attachment; the bytes of kinds the core reads are fetched unless over a limit,
+        and signal-cli's copy is deleted once read."""
         mime = attachment.content_type or "application/octet-stream"
         kind = kind_of(mime, attachment.is_voice_note)
+        over = limits.over(kind, attachment.size, limits.SIGNAL)
         data: bytes | None = None
-        if kind == "document" and attachment.local_filename:
+        if kind in FETCHED_KINDS and over is None and attachment.local_filename and not is_long_text(mime):
             data = await self.download(attachment.local_filename)
+        if attachment.local_filename and self.delete is not None:
+            await self.delete(attachment.local_filename)
         return Attachment(
             kind=kind,
             filename=attachment.remote_filename,
             mime_type=mime,
             size=attachment.size if attachment.size is not None else (len(data) if data else None),
             data=data,
+            over_limit=over,
         )

@@ -63,6 +63,7 @@ from bots.services import (
 from bots.signal.backlog import PersistedBacklog
 from bots.signal.connection import RECONNECT_CAP, RECONNECT_FIRST, ReceiveLink
 from bots.signal.incoming import PLATFORM, SignalReader, chat_key, recipient_of
+from bots.signal.media import delete_attachment
 from bots.signal.reply import SignalReply, styled
 from bots.signal.seams import check_signalbot, replace_receive, stop_pipeline
 from core.contract import Core
@@ -122,7 +123,7 @@ class SignalAdapter:
         self.bot: SignalBot | None = None
         self.ready = asyncio.Event()
         """Set once the service passed the checks and signalbot is receiving."""
-        self.reader = SignalReader(phone_number, bot_uuid, self.download)
+        self.reader = SignalReader(phone_number, bot_uuid, self.download, self.delete_attachment)
         self._relay = AlertRelay(self.send_alert, "Signal")
         self.admins = admins
         ws_root = "ws" + self.base_url[len("http") :] if self.base_url.startswith("http") else self.base_url
@@ -310,6 +311,11 @@ class SignalAdapter:
         except (aiohttp.ClientError, TimeoutError) as e:
             log.warning("Signal: could not download attachment %s: %s", attachment_id, e)
             return None
+
+    async def delete_attachment(self, attachment_id: str) -> None:
+        """Remove a read attachment from signal-cli-rest-api (see :mod:`bots.signal.media`)."""
+        assert self._session is not None
+        await delete_attachment(self._session, self.base_url, attachment_id)
 
     # --- outgoing helpers -----------------------------------------------------------------
 

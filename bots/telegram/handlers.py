@@ -33,6 +33,7 @@ from bots.intake import (
 )
 from bots.relay import AlertRelay
 from bots.telegram.incoming import chat_key, incoming_from_callback, incoming_from_message, target_for
+from bots.telegram.media import Albums
 from bots.telegram.reply import TelegramReply
 from bots.telegram.send import (
     PLATFORM,
@@ -64,6 +65,7 @@ class TelegramBot:
         self.moves: dict[int, int] = {}  # a group upgraded to a supergroup: old id → new id
         self.intake = Intake()
         self.receive = receiver_for(core)
+        self.albums = Albums()  # an album's photos become one message (bots/telegram/media.py)
         self._relay: AlertRelay | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._recovery: asyncio.Task[None] | None = None
@@ -140,7 +142,7 @@ class TelegramBot:
 
         async def read() -> Incoming | None:
             try:
-                return await incoming_from_message(message, self.app.bot.bot)
+                return await incoming_from_message(message, self.app.bot.bot, self.albums)
             except Exception as exc:
                 log.error("Telegram: could not read update %s (%s)", update.update_id, type(exc).__name__)
                 return None

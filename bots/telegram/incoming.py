@@ -15,10 +15,12 @@ from telegram import (
     MessageEntity,
     User,
 )
-from telegram.constants import ChatType, FileSizeLimit
+from telegram.constants import ChatType
 from telegram.error import TelegramError
 
+from bots.telegram.media import Albums, audio_attachment, lead, messenger_limit, photo_attachments
 from bots.telegram.send import PLATFORM, Target
+from core.media import limits
 from core.types import (
     Attachment,
     ChatKey,
@@ -113,13 +115,14 @@ async def _document(message: Message) -> Attachment | None:
     if doc is None:
         return None
     data: bytes | None = None
-    if doc.file_size is None or doc.file_size <= FileSizeLimit.FILESIZE_DOWNLOAD:
+    over = limits.over("document", doc.file_size, messenger_limit(message.get_bot()))
+    if over is None:
         try:
             tg_file = await doc.get_file()
             data = bytes(await tg_file.download_as_bytearray())
         except TelegramError as exc:
             log.warning("could not download document %s: %s", doc.file_name, exc)
-    return Attachment("document", doc.file_name, doc.mime_type, doc.file_size, data)
+    return Attachment("document", doc.file_name, doc.mime_type, doc.file_size, data, over_limit=over)
 
 
 def chat_key(message: Message, user: User) -> ChatKey:
@@ -145,15 +148,23 @@ def target_for(message: Message, lang: str | None) -> Target:
     )
 
 
-async def incoming_from_message(message: Message, bot_user: User) -> Incoming | None:
-    """The core's view of a Telegram message (``None`` for messages no person sent)."""
+async def incoming_from_message(message: Message, bot_user: User, albums: Albums | None = None) -> Incoming | None:
+    """The core's view of a Telegram message (``None`` for messages no person sent, and for the
+    photos of an album after its first, which carries them all)."""
     user = message.from_user
     if user is None or user.is_bot or message.chat.type == ChatType.CHANNEL:
         return None
+    album = await albums.gather(message) if albums is not None else [message]
+    if album is None:
+        return None
+    message = lead(album)
     text, addressed = _addressing(message, bot_user)
     is_group = message.chat.type != ChatType.PRIVATE
-    attachment = _media_attachment(message)
-    if attachment is None and message.document is not None and (addressed or not is_group):
+    wanted = addressed or not is_group
+    photos = await photo_attachments(album) if wanted else ()
+    attachment = await audio_attachment(message) if wanted else None
+    attachment = attachment or (None if photos else _media_attachment(message))
+    if attachment is None and message.document is not None and wanted:
         attachment = await _document(message)
     quoted = None
     reply = message.reply_to_message
@@ -165,7 +176,7 @@ async def incoming_from_message(message: Message, bot_user: User) -> Incoming | 
         text=text,
         sender_name=user.full_name,
         language_code=user.language_code,
-        attachments=(attachment,) if attachment else (),
+        attachments=photos + ((attachment,) if attachment else ()),
         addressed=addressed or not is_group,
         quoted_text=quoted,
         message_id=str(message.message_id),

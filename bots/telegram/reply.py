@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 Marker = Callable[[str], Awaitable[None]]
 """Records durably which message shows an answer (see :func:`bots.intake.mark_shown`)."""
+PHOTO_LIMIT = 10 * 1000 * 1000  # sendPhoto takes photos up to 10 MB; larger go as documents
 
 
 class LiveAnswer:
@@ -281,7 +282,23 @@ class TelegramReply:
         await self.final(markdown, buttons)
 
     async def file(self, event: FileReply) -> None:
-        """A document, with its caption."""
+        """A picture as a photo (``/image``), anything else as a document, with its caption."""
+        if event.mime_type.startswith("image/") and len(event.data) <= PHOTO_LIMIT:
+            await self.app.bot.send_photo(
+                self.target.chat_id,
+                InputFile(event.data, filename=event.filename),
+                caption=event.caption,
+                message_thread_id=self.target.thread_id,
+            )
+            return
+        if event.mime_type == "audio/ogg":  # a spoken answer (/voice on): OGG/Opus plays as a voice note
+            await self.app.bot.send_voice(
+                self.target.chat_id,
+                InputFile(event.data, filename=event.filename),
+                caption=event.caption,
+                message_thread_id=self.target.thread_id,
+            )
+            return
         await self.app.bot.send_document(
             self.sender.chat_id(self.target),
             InputFile(event.data, filename=event.filename),

@@ -266,7 +266,7 @@ async def test_quoted_answer_reaches_the_model(
     assert "Because of scattering." in sent_to_model
 
 
-async def test_attachments_document_is_downloaded_voice_and_photo_are_not(
+async def test_attachments_document_voice_and_photo_are_downloaded_and_deleted(
     fake: FakeSignalServer, make_adapter: MakeAdapter
 ) -> None:
     chat_export = b"[01/02/2024, 10:00:00] Alice: hi\n"
@@ -289,9 +289,10 @@ async def test_attachments_document_is_downloaded_voice_and_photo_are_not(
 
     document, note, picture = recorder.seen[0].attachments
     assert (document.kind, document.filename, document.data) == ("document", "WhatsApp Chat with Bob.txt", chat_export)
-    assert (note.kind, note.data) == ("voice", None)
-    assert (picture.kind, picture.mime_type, picture.data) == ("photo", "image/jpeg", None)
-    assert fake.attachment_downloads == [doc]
+    assert (note.kind, note.data) == ("voice", b"\x00aac")  # issue 15: voice notes are transcribed
+    assert (picture.kind, picture.mime_type, picture.data) == ("photo", "image/jpeg", b"\xff\xd8jpeg")  # issue 15
+    assert fake.attachment_downloads == [doc, voice, photo]
+    assert fake.attachments == {}  # signal-cli's copies are deleted once read
 
 
 async def test_reaction_event_reacts_to_the_message(fake: FakeSignalServer, make_adapter: MakeAdapter) -> None:

@@ -136,7 +136,8 @@ async def test_bad_files_are_declined_and_change_nothing(make_assistant: MakeAss
     assert user is not None
     assert await assistant.store.list_conversations(f"user:{user.id}", 10) == []
     other = only_notice(await send_file(assistant, Attachment(kind="document", filename="photo.pdf", data=b"%PDF")))
-    assert other.text.startswith("I can only read WhatsApp chat exports")
+    # Issue 15: a PDF is read as a document now; this one is broken, and says so.
+    assert other.text.startswith("I couldn't open photo.pdf")
 
 
 async def test_a_long_import_reports_progress(make_assistant: MakeAssistant) -> None:

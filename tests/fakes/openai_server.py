@@ -94,6 +94,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.openai_media import install as install_media
+
 CREATED = 1700000000
 """The ``created`` timestamp of every response (fixed, so outputs are deterministic)."""
 
@@ -329,6 +331,7 @@ class FakeOpenAI:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/props", self._props)
+        self.media = install_media(app)  # transcription, speech, images: tests/fakes/openai_media.py
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self._port)
@@ -406,7 +409,7 @@ class FakeOpenAI:
 
     async def _record(self, request: web.Request) -> Any:
         try:
-            body = await request.json() if request.can_read_body else None
+            body = await request.json() if request.body_exists else None  # read before by openai_media
         except (json.JSONDecodeError, UnicodeDecodeError):
             body = None
         if self.record:

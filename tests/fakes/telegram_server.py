@@ -238,6 +238,8 @@ class ChatLog:
     edits: list[tuple[int, str]] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
     documents: list[Document] = field(default_factory=list)
+    photos: list[Document] = field(default_factory=list)
+    voices: list[Document] = field(default_factory=list)
     reactions: list[tuple[int, list[str]]] = field(default_factory=list)
 
     @property
@@ -647,6 +649,76 @@ class FakeTelegram:
         self.push_update({"message": msg})
         return msg
 
+    def push_voice(
+        self,
+        user_id: int,
+        data: bytes,
+        *,
+        kind: str = "voice",
+        file_size: int | None = None,
+        duration: int = 3,
+        caption: str | None = None,
+    ) -> JSONDict:
+        """Queue a voice note, audio file or round video note (``kind``) whose file getFile serves.
+
+        ``file_size`` is what the update announces (the Bot API's ``file_size``); by default the
+        data's length.
+        """
+        file_id = self.add_file(data, f"{kind}/file_{len(self._files) + 1}")
+        payload: JSONDict = {
+            "file_id": file_id,
+            "file_unique_id": f"u{file_id}",
+            "duration": duration,
+            "file_size": len(data) if file_size is None else file_size,
+        }
+        if kind == "voice":
+            payload["mime_type"] = "audio/ogg"
+        elif kind == "audio":
+            payload.update(mime_type="audio/mpeg", file_name="song.mp3")
+        elif kind == "video_note":
+            payload["length"] = 240
+        else:
+            raise ValueError(kind)
+        extra: JSONDict = {"caption": caption} if caption else {}
+        msg = self._message(user_id, self.user(user_id), **{kind: payload}, **extra)
+        self.push_update({"message": msg})
+        return msg
+
+    def push_photo(
+        self,
+        user_id: int,
+        data: bytes,
+        *,
+        caption: str | None = None,
+        media_group_id: str | None = None,
+        file_size: int | None = None,
+        chat_id: int | None = None,
+    ) -> JSONDict:
+        """Queue a photo (one of an album with ``media_group_id``); the largest size serves ``data``.
+
+        Like the Bot API, ``photo`` lists the sizes Telegram made, smallest first.
+        """
+        file_id = self.add_file(data, f"photos/file_{len(self._files) + 1}.jpg")
+        thumb_id = self.add_file(data[:64], f"photos/thumb_{len(self._files) + 1}.jpg")
+        sizes = [
+            {"file_id": thumb_id, "file_unique_id": f"u{thumb_id}", "width": 90, "height": 90, "file_size": 64},
+            {
+                "file_id": file_id,
+                "file_unique_id": f"u{file_id}",
+                "width": 1280,
+                "height": 960,
+                "file_size": len(data) if file_size is None else file_size,
+            },
+        ]
+        extra: JSONDict = {}
+        if caption:
+            extra["caption"] = caption
+        if media_group_id:
+            extra["media_group_id"] = media_group_id
+        msg = self._message(chat_id or user_id, self.user(user_id), photo=sizes, **extra)
+        self.push_update({"message": msg})
+        return msg
+
     # --- observing ----------------------------------------------------------------------
 
     def log(self, chat_id: int) -> ChatLog:
@@ -1013,6 +1085,44 @@ class FakeTelegram:
                 "file_size": len(doc["data"]),
             },
             **({"caption": caption} if caption else {}),
+        }
+
+    async def _m_sendPhoto(self, p: JSONDict) -> JSONDict:
+        """``sendPhoto`` with an uploaded file: at most 10 MB, as the Bot API documents."""
+        chat_id = int(p["chat_id"])
+        photo = p["photo"]
+        if not isinstance(photo, dict):
+            raise ApiError(400, "Bad Request: wrong file identifier/HTTP URL specified")
+        if len(photo["data"]) > 10 * 1000 * 1000:
+            raise ApiError(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
+        caption = p.get("caption")
+        self.log(chat_id).photos.append(Document(photo["filename"], photo["data"], photo["content_type"], caption))
+        message_id = self._next_msg_id(chat_id)
+        size = {"file_id": f"UP{message_id}", "file_unique_id": f"uup{message_id}", "width": 64, "height": 64}
+        return {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": self._chat(chat_id),
+            "from": self.bot_user,
+            "photo": [size],
+            **({"caption": caption} if caption else {}),
+        }
+
+    async def _m_sendVoice(self, p: JSONDict) -> JSONDict:
+        """``sendVoice``: OGG/Opus (or MP3, M4A) up to 50 MB; other audio is sent as a document."""
+        chat_id = int(p["chat_id"])
+        voice = p["voice"]
+        if not isinstance(voice, dict):
+            raise ApiError(400, "Bad Request: wrong file identifier/HTTP URL specified")
+        caption = p.get("caption")
+        self.log(chat_id).voices.append(Document(voice["filename"], voice["data"], voice["content_type"], caption))
+        message_id = self._next_msg_id(chat_id)
+        return {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": self._chat(chat_id),
+            "from": self.bot_user,
+            "voice": {"file_id": f"UP{message_id}", "file_unique_id": f"uup{message_id}", "duration": 1},
         }
 
     async def _m_getFile(self, p: JSONDict) -> JSONDict:

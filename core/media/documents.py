@@ -1,0 +1,206 @@
+"""Documents: PDF, Word (.docx), Markdown, CSV and source files become text in the conversation.
+
+Text is extracted in a worker thread with every size bounded before it is spent: a PDF's page
+count is read before any page (5,000 pages get a sentence, not 5,000 extractions), extraction
+stops once the conversation's message budget is full, and a DOCX's ZIP directory is checked for
+a decompression bomb before python-docx opens it. What does not fit is cut with a note the model
+reads and a sentence the person reads, naming how much was kept. Encrypted and image-only PDFs,
+broken files and unknown types each get their own sentence; nothing is stored for them.
+(A ``.txt`` file goes to the WhatsApp importer first, as it always did.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import io
+import logging
+import zipfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import docx
+from pypdf import PdfReader
+from pypdf.errors import PyPdfError
+
+from core.media.limits import megabytes
+from core.media.photos import keep_unanswered
+from core.registry import Registry
+from core.request import Request
+from core.services import Services
+from core.types import Attachment, ReplyEvent
+
+log = logging.getLogger(__name__)
+
+MAX_PAGES = 2_000
+"""PDFs with more pages are refused before any text is extracted."""
+MAX_UNPACKED = 100 * 1024 * 1024
+"""A DOCX that unpacks to more than this (or compresses over 100:1) is a ZIP bomb."""
+MAX_RATIO = 100
+NOTE_ROOM = 400  # characters kept free for the framing and the cut note
+TEXT_TYPES = (
+    ".md", ".markdown", ".csv", ".tsv", ".json", ".xml", ".yaml", ".yml", ".toml", ".ini", ".log", ".rst",
+    ".py", ".js", ".ts", ".tsx", ".jsx", ".java", ".kt", ".c", ".h", ".cpp", ".hpp", ".cs", ".go", ".rs",
+    ".rb", ".php", ".swift", ".sh", ".sql", ".html", ".css", ".scss", ".lua", ".pl", ".r", ".m", ".dart",
+)  # fmt: skip
+DOCX_MIME = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+class Unreadable(Exception):
+    """The document cannot be read; ``reason`` picks the sentence."""
+
+    def __init__(self, reason: str, **values: object) -> None:
+        super().__init__(reason)
+        self.reason = reason  # encrypted | image_only | too_many_pages | bomb | broken | unknown_type
+        self.values = values
+
+
+@dataclass(frozen=True)
+class Extract:
+    """What was read: ``text`` (at most the budget), and how long the whole text was, if known."""
+
+    text: str
+    total: int
+    cut: bool
+
+
+def kind_of(attachment: Attachment) -> str | None:
+    """``pdf``, ``docx`` or ``text`` for a document Ferry reads, else None."""
+    name = (attachment.filename or "").lower()
+    mime = (attachment.mime_type or "").split(";", 1)[0].strip().lower()
+    if name.endswith(".pdf") or mime == "application/pdf":
+        return "pdf"
+    if name.endswith(".docx") or mime == DOCX_MIME:
+        return "docx"
+    if (
+        name.endswith(TEXT_TYPES)
+        or mime in ("text/markdown", "text/csv")
+        or (mime.startswith("text/") and not name.endswith(".txt"))
+    ):
+        return "text"
+    return None
+
+
+def _pdf(data: bytes, budget: int) -> Extract:
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise Unreadable("encrypted")
+        pages = len(reader.pages)
+        if pages > MAX_PAGES:
+            raise Unreadable("too_many_pages", pages=pages, limit=MAX_PAGES)
+        parts: list[str] = []
+        size = 0
+        for number, page in enumerate(reader.pages, 1):
+            text = (page.extract_text() or "").strip()
+            if text:
+                parts.append(f"[page {number}]\n{text}")
+                size += len(parts[-1]) + 2
+            if size > budget:
+                break
+    except Unreadable:
+        raise
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
+        raise Unreadable("broken") from exc
+    if not parts:
+        raise Unreadable("image_only")
+    return _fit("\n\n".join(parts), budget, complete=size <= budget)
+
+
+def _docx(data: bytes, budget: int) -> Extract:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+            packed = sum(info.compress_size for info in archive.infolist()) or 1
+        if unpacked > MAX_UNPACKED or unpacked / packed > MAX_RATIO:
+            raise Unreadable("bomb")
+        document = docx.Document(io.BytesIO(data))
+        lines = [p.text for p in document.paragraphs]
+        for table in document.tables:
+            lines += [" | ".join(cell.text for cell in row.cells) for row in table.rows]
+    except Unreadable:
+        raise
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise Unreadable("broken") from exc
+    text = "\n".join(line for line in lines if line.strip())
+    if not text:
+        raise Unreadable("empty")
+    return _fit(text, budget)
+
+
+def _text(data: bytes, budget: int) -> Extract:
+    if b"\x00" in data[:4096] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise Unreadable("unknown_type")
+    for encoding in ("utf-8-sig", "utf-16") if data.startswith((b"\xff\xfe", b"\xfe\xff")) else ("utf-8-sig",):
+        try:
+            return _fit(data.decode(encoding), budget)
+        except UnicodeDecodeError:
+            continue
+    return _fit(data.decode("cp1252", "replace"), budget)
+
+
+def _fit(text: str, budget: int, complete: bool = True) -> Extract:
+    text = text.strip()
+    if len(text) <= budget and complete:
+        return Extract(text, len(text), False)
+    cut = text[:budget].rsplit("\n", 1)[0] if "\n" in text[:budget] else text[:budget]
+    return Extract(cut, len(text), True)
+
+
+def extract(kind: str, data: bytes, budget: int) -> Extract:
+    """The document's text within ``budget`` characters; raises :class:`Unreadable`."""
+    reader = {"pdf": _pdf, "docx": _docx, "text": _text}[kind]
+    return reader(data, budget)
+
+
+class Documents:
+    """The document reader."""
+
+    def __init__(self, registry: Registry, services: Services) -> None:
+        self._registry = registry
+        self._s = services
+
+    def register(self) -> None:
+        """Plug the reader in."""
+        self._registry.add_attachment_reader(self.read)
+
+    async def read(self, request: Request) -> AsyncIterator[ReplyEvent | Request]:
+        """A document's text joined to the person's question; nothing for messages without one."""
+        doc = next((a for a in request.msg.attachments if a.kind == "document"), None)
+        if doc is None:
+            return
+        lang, name = request.lang, doc.filename or "document"
+        if doc.over_limit is not None:
+            limit = doc.over_limit
+            size = megabytes(doc.size or limit.size + 1)
+            yield self._s.notice(lang, f"media.limit_{limit.name}", size=size, limit=megabytes(limit.size))
+            return
+        kind = kind_of(doc)
+        if doc.data is None or (kind is None and doc.filename and doc.filename.lower().endswith((".txt", ".zip"))):
+            return  # not fetched, or the importer's: the stages after this answer it
+        if kind is None:
+            yield self._s.notice(lang, "media.doc_unknown_type", name=name)
+            return
+        framing = len(request.text) + len(name) + NOTE_ROOM
+        budget = max(self._s.settings.max_message_chars - framing, 500)
+        try:
+            read = await asyncio.to_thread(extract, kind, doc.data, budget)
+        except Unreadable as exc:
+            log.info("document %r from %s not read: %s", name, request.msg.sender, exc.reason)
+            yield self._s.notice(lang, f"media.doc_{exc.reason}", name=name, **exc.values)
+            return
+        note = ""
+        if read.cut:
+            yield self._s.notice(lang, "media.doc_cut", name=name, shown=len(read.text), total=read.total)
+            note = f"\n[cut: only the first {len(read.text)} of {read.total} characters are shown]"
+        body = f"[document: {name}]\n{read.text}{note}\n[end of {name}]"
+        if not request.text:
+            await keep_unanswered(self._s, request, body)
+            yield self._s.notice(lang, "media.doc_kept", name=name)
+            return
+        yield dataclasses.replace(request, text=f"{request.text}\n\n{body}")
+
+
+def register(registry: Registry, services: Services) -> None:
+    """The document feature."""
+    Documents(registry, services).register()

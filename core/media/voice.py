@@ -1,0 +1,148 @@
+"""Voice notes and audio: transcribed, shown as a short quote, then answered like text.
+
+The reader runs in the pipeline's attachment stage (:meth:`core.registry.Registry.add_attachment_reader`):
+a voice note or audio file becomes its transcript, which is what the conversation stores and
+exports; the person sees what was understood above the answer unless they said
+``/transcripts off``. A file over a limit, audio the provider cannot decode, or silence each gets
+its own sentence, and nothing is stored for them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from core.llm import ModelError
+from core.media.limits import megabytes
+from core.media.transcribe import CorruptAudio, OpenAITranscriber, Transcriber
+from core.registry import Registry
+from core.request import Request
+from core.services import Services
+from core.store.base import UsageRecord, UserRecord
+from core.types import Attachment, Notice, ReplyEvent
+
+log = logging.getLogger(__name__)
+
+SHOWN_CHARS = 280  # the quoted transcript above the answer; the model gets all of it
+_MODEL_ERRORS = ("quota", "rate_limited", "provider_down", "unknown_model", "auth")
+
+TranscriberSource = Callable[[], AbstractAsyncContextManager[Transcriber]]
+"""Lends a transcriber for one voice note."""
+
+
+def transcripts_shown(user: UserRecord) -> bool:
+    """Whether the person sees the quoted transcript above answers (on unless turned off)."""
+    return user.extra.get("transcripts", True) is not False
+
+
+def quoted(text: str, limit: int = SHOWN_CHARS) -> str:
+    """The transcript as a short quote: one paragraph, cut at a word with an ellipsis."""
+    line = " ".join(text.split())
+    if len(line) > limit:
+        line = (line[:limit].rsplit(" ", 1)[0] or line[:limit]).rstrip(" ,.;:") + "…"
+    return line
+
+
+class Voice:
+    """The voice-note reader and ``/transcripts``."""
+
+    def __init__(self, registry: Registry, services: Services, source: TranscriberSource | None = None) -> None:
+        self._registry = registry
+        self._s = services
+        self._source = source or self._openai
+        self._client: OpenAITranscriber | None = None
+
+    @asynccontextmanager
+    async def _openai(self) -> AsyncIterator[Transcriber]:
+        # One client for the process: building one loads the TLS trust store (~100 ms of CPU).
+        if self._client is None:
+            settings = self._s.settings
+            model = settings.transcription_model
+            self._client = OpenAITranscriber(settings.openai_base_url, settings.openai_api_key, model)
+        yield self._client
+
+    def register(self) -> None:
+        """Plug the reader and the command in."""
+        self._registry.add_attachment_reader(self.read)
+        self._registry.add_command("transcripts", self.transcripts)
+
+    async def read(self, request: Request) -> AsyncIterator[ReplyEvent | Request]:
+        """A voice note or audio file as its transcript; nothing when the message has none."""
+        audio = next((a for a in request.msg.attachments if a.kind in ("voice", "audio")), None)
+        if audio is None or (audio.data is None and audio.over_limit is None):
+            return  # not fetched for another reason: the input stage answers it
+        lang = request.lang
+        if audio.over_limit is not None:
+            yield self.too_large(lang, audio)
+            return
+        refusal = await self._registry.refusal(request)  # transcribing costs money too
+        if refusal is not None:
+            yield refusal
+            return
+        failure = await self._transcribe(request, audio)
+        if isinstance(failure, Notice):
+            yield failure
+            return
+        text = failure
+        if not text:
+            yield self._s.notice(lang, "media.no_speech")
+            return
+        if transcripts_shown(request.user):
+            yield Notice(self._s.texts.get(lang, "media.transcript", text=quoted(text)))
+        question = f"{request.text}\n\n{text}" if request.text else text
+        yield dataclasses.replace(request, text=question)
+
+    async def _transcribe(self, request: Request, audio: Attachment) -> str | Notice:
+        assert audio.data is not None
+        lang = request.lang
+        model = self._s.settings.transcription_model
+        try:
+            async with self._source() as transcriber:
+                transcript = await transcriber.transcribe(audio.data, audio.mime_type, lang)
+        except CorruptAudio as exc:
+            log.info("audio from %s could not be decoded: %s", request.msg.sender, exc)
+            return self._s.notice(lang, "media.audio_corrupt")
+        except ModelError as exc:
+            log.warning("transcription with %s failed: %s", model, exc)
+            kind = exc.kind if exc.kind in _MODEL_ERRORS else "transcription"
+            key = "media.transcription_failed" if kind == "transcription" else f"error.{kind}"
+            return self._s.notice(lang, key, model=model)
+        await self._account(request, audio, transcript.seconds)
+        return transcript.text
+
+    async def _account(self, request: Request, audio: Attachment, reported: float | None) -> None:
+        """Record the transcription's cost: the audio's minutes at the catalogue's price."""
+        seconds = reported or audio.duration or 0.0
+        model = self._s.settings.transcription_model
+        cost = seconds / 60 * self._s.catalogue.get(model).audio_price
+        if cost > 0:
+            await self._s.store.add_usage(UsageRecord(request.user.id, "", model, 0, 0, cost, self._s.clock()))
+
+    def too_large(self, lang: str, attachment: Attachment) -> Notice:
+        """The one sentence for a file over a limit, naming the limit that applies."""
+        limit = attachment.over_limit
+        assert limit is not None
+        return self._s.notice(
+            lang,
+            f"media.limit_{limit.name}",
+            size=megabytes(attachment.size or limit.size + 1),
+            limit=megabytes(limit.size),
+        )
+
+    async def transcripts(self, request: Request, args: str) -> AsyncIterator[ReplyEvent]:
+        """/transcripts on|off: show or hide the quoted transcript above answers to voice notes."""
+        choice = args.strip().lower()
+        if choice not in ("on", "off"):
+            state = "on" if transcripts_shown(request.user) else "off"
+            yield self._s.notice(request.lang, f"media.transcripts_are_{state}")
+            return
+        extra = {**request.user.extra, "transcripts": choice == "on"}
+        await self._s.store.put_user(dataclasses.replace(request.user, extra=extra))
+        yield self._s.notice(request.lang, f"media.transcripts_{choice}")
+
+
+def register(registry: Registry, services: Services) -> None:
+    """The voice feature, transcribing through the configured provider."""
+    Voice(registry, services).register()
