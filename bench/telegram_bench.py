@@ -329,8 +329,9 @@ class EchoCore:
         return "en"
 
 
-async def _bot(conn: Connection, store_kind: str, core: str, pool: int) -> list[RunResult]:
+async def _bot(conn: Connection, store_kind: str, core: str, pool: int, send_rate: float) -> list[RunResult]:
     from bots.telegram.process import build_application, polling
+    from bots.telegram.send import Pacing
     from core.app import assemble
     from core.llm import OpenAIModelClient
     from core.settings import Settings
@@ -339,6 +340,7 @@ async def _bot(conn: Connection, store_kind: str, core: str, pool: int) -> list[
     root, ai_url, token = conn.recv()
     with tempfile.TemporaryDirectory(dir=disk_folder(), prefix="ferry-bench-") as tmp:
         print(describe(store_kind, Path(tmp)), flush=True)
+        print(f"telegram send rate: {send_rate:g} new messages/s over all chats (FERRY_TELEGRAM_SEND_RATE)", flush=True)
         settings = Settings(
             openai_base_url=ai_url,
             openai_api_key="bench",
@@ -358,7 +360,10 @@ async def _bot(conn: Connection, store_kind: str, core: str, pool: int) -> list[
             store = MemoryStore()
         assistant = assemble(settings, store, OpenAIModelClient(ai_url, "bench", max_retries=0))
         await assistant.start()
-        app = build_application(assistant if core == "real" else EchoCore(), token, root, pool_size=pool)
+        app = build_application(
+            assistant if core == "real" else EchoCore(), token, root, pool_size=pool,
+            pacing=Pacing(global_rate=send_rate),
+        )
         results: list[RunResult] = []
         async with polling(app, poll_timeout=10):
             conn.send("ready")
@@ -384,6 +389,11 @@ def main() -> None:
         "--core", choices=("real", "echo"), default="real", help="echo: a stand-in core, the adapter alone"
     )
     parser.add_argument("--pool", type=int, default=16, help="HTTP connections to the Bot API server")
+    parser.add_argument(
+        "--send-rate", type=float, default=30.0,
+        help="FERRY_TELEGRAM_SEND_RATE: new messages/s over all chats (30, Telegram's limit, as users run it; "
+        "raise it to measure what the process itself can do)",
+    )
     args = parser.parse_args()
     loads = [Load(int(c), max(200, 4 * int(c))) for c in args.chats.split(",")] if args.chats else LOADS
     if args.runs == "table":
@@ -395,7 +405,7 @@ def main() -> None:
     proc = ctx.Process(target=_servers_main, args=(child, loads), daemon=True)
     proc.start()
     print(f"core: {args.core}; fake Bot API and fake model in pid {proc.pid}, bot in this process")
-    asyncio.run(_bot(parent, args.store, args.core, args.pool))
+    asyncio.run(_bot(parent, args.store, args.core, args.pool, args.send_rate))
     proc.join(10)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"bot process peak memory (ru_maxrss): {peak_mb:.1f} MB")

@@ -46,6 +46,7 @@ class Settings:
     telegram_webhook_url: str | None = None
     telegram_webhook_port: int = 8443
     telegram_webhook_listen: str = "0.0.0.0"
+    telegram_send_rate: float = 30.0
     telegram_webhook_secret: str | None = field(default=None, repr=False)  # a secret: never in logs or tracebacks
 
     signal_service: str | None = None
@@ -123,6 +124,7 @@ class Settings:
             telegram_webhook_url=v.get("FERRY_TELEGRAM_WEBHOOK_URL"),
             telegram_webhook_port=_int(v, "FERRY_TELEGRAM_WEBHOOK_PORT", 8443, low=1),
             telegram_webhook_listen=v.get("FERRY_TELEGRAM_WEBHOOK_LISTEN", "0.0.0.0"),
+            telegram_send_rate=_float(v, "FERRY_TELEGRAM_SEND_RATE", 30.0),
             telegram_webhook_secret=v.get("FERRY_TELEGRAM_WEBHOOK_SECRET"),
             signal_service=v.get("SIGNAL_SERVICE"),
             signal_phone_number=v.get("SIGNAL_PHONE_NUMBER"),

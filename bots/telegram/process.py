@@ -218,7 +218,9 @@ async def _serve(settings: Any) -> None:
     assistant = build_assistant(settings)
     await assistant.start()
     try:
-        app = build_application(assistant, settings.telegram_bot_token, settings.telegram_api_url)
+        # Telegram's published limit is about 30 new messages a second; paid broadcasts raise it.
+        pacing = Pacing(global_rate=settings.telegram_send_rate)
+        app = build_application(assistant, settings.telegram_bot_token, settings.telegram_api_url, pacing=pacing)
         is_polling = not settings.telegram_webhook_url
         if is_polling:
             log.info("Telegram long polling via %s", settings.telegram_api_url)
