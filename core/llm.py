@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -134,6 +134,61 @@ def _error_fields(err: openai.APIError) -> tuple[str, str, str]:
     return code.lower(), etype.lower(), message
 
 
+@dataclass(frozen=True)
+class _ApiFailure:
+    """What an API error says about itself: code and type lower-cased, HTTP status, message."""
+
+    code: str
+    etype: str
+    status: int | None
+    message: str
+
+
+def _is_quota(f: _ApiFailure) -> bool:
+    return "insufficient_quota" in (f.code, f.etype)
+
+
+def _is_unknown_model(f: _ApiFailure) -> bool:
+    return f.code == "model_not_found" or f.status == 404
+
+
+def _is_auth(f: _ApiFailure) -> bool:
+    return f.status in (401, 403) or f.code == "invalid_api_key"
+
+
+def _is_too_large_request(f: _ApiFailure) -> bool:
+    if f.code == "context_length_exceeded" or f.status == 413:
+        return True
+    return f.status in (400, 422, None) and _is_too_large(f.message)
+
+
+def _is_rate_limited(f: _ApiFailure) -> bool:
+    return f.status == 429 or f.code == "rate_limit_exceeded"
+
+
+def _is_provider_down(f: _ApiFailure) -> bool:
+    # No status: an error event inside a stream, which is the provider failing.
+    return f.status is None or f.status >= 500 or f.status in (408, 409)
+
+
+# First match wins: quota before rate limits (both are 429), the model before auth (a 404).
+_API_ERROR_KINDS: tuple[tuple[ErrorKind, Callable[[_ApiFailure], bool]], ...] = (
+    ("quota", _is_quota),
+    ("unknown_model", _is_unknown_model),
+    ("auth", _is_auth),
+    ("too_large", _is_too_large_request),
+    ("rate_limited", _is_rate_limited),
+    ("provider_down", _is_provider_down),
+)
+
+
+def _classify_api_error(err: openai.APIError, status: int | None) -> ModelError:
+    code, etype, message = _error_fields(err)
+    failure = _ApiFailure(code, etype, status, message)
+    kind = next((k for k, matches in _API_ERROR_KINDS if matches(failure)), "bad_response")
+    return ModelError(kind, message, status=status)
+
+
 def classify(err: BaseException, partial_text: str = "") -> ModelError:
     """The :class:`ModelError` for an exception raised by the openai library (or a chunk timeout).
 
@@ -143,33 +198,16 @@ def classify(err: BaseException, partial_text: str = "") -> ModelError:
     if isinstance(err, ModelError):
         return err
     status = err.status_code if isinstance(err, openai.APIStatusError) else None
+    timed_out = isinstance(err, TimeoutError | openai.APITimeoutError)
     if partial_text:
-        reason = "timed out" if isinstance(err, TimeoutError | openai.APITimeoutError) else str(err)
+        reason = "timed out" if timed_out else str(err)
         return ModelError("interrupted", f"the answer broke off: {reason}", partial_text, status)
-    if isinstance(err, TimeoutError | openai.APITimeoutError):
+    if timed_out:
         return ModelError("provider_down", "the model did not answer in time", status=status)
     if isinstance(err, openai.APIConnectionError):
         return ModelError("provider_down", f"cannot reach the model provider: {err}")
     if isinstance(err, openai.APIError):
-        code, etype, message = _error_fields(err)
-        if code == "insufficient_quota" or etype == "insufficient_quota":
-            return ModelError("quota", message, status=status)
-        if code == "model_not_found" or status == 404:
-            return ModelError("unknown_model", message, status=status)
-        if status in (401, 403) or code == "invalid_api_key":
-            return ModelError("auth", message, status=status)
-        if (
-            code == "context_length_exceeded"
-            or status == 413
-            or (status in (400, 422, None) and _is_too_large(message))
-        ):
-            return ModelError("too_large", message, status=status)
-        if status == 429 or code == "rate_limit_exceeded":
-            return ModelError("rate_limited", message, status=status)
-        if status is None or status >= 500 or status in (408, 409):
-            # No status: an error event inside a stream, which is the provider failing.
-            return ModelError("provider_down", message, status=status)
-        return ModelError("bad_response", message, status=status)
+        return _classify_api_error(err, status)
     return ModelError("bad_response", f"{type(err).__name__}: {err}", status=status)
 
 
