@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -185,8 +185,10 @@ _API_ERROR_KINDS: tuple[tuple[ErrorKind, Callable[[_ApiFailure], bool]], ...] = 
 def _classify_api_error(err: openai.APIError, status: int | None) -> ModelError:
     code, etype, message = _error_fields(err)
     failure = _ApiFailure(code, etype, status, message)
-    kind = next((k for k, matches in _API_ERROR_KINDS if matches(failure)), "bad_response")
-    return ModelError(kind, message, status=status)
+    for kind, matches in _API_ERROR_KINDS:
+        if matches(failure):
+            return ModelError(kind, message, status=status)
+    return ModelError("bad_response", message, status=status)
 
 
 def classify(err: BaseException, partial_text: str = "") -> ModelError:
@@ -352,19 +354,34 @@ class OpenAIModelClient:
         propagates as usual and closes the HTTP response, and so does closing the generator
         early (``aclose()``, or leaving an ``async for`` over it with ``contextlib.aclosing``).
         """
-        params: dict[str, Any] = {
-            "model": model,
-            "messages": [dict(m) for m in messages],
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-        if max_tokens is not None:
-            params[_token_limit_param(model)] = max_tokens
+        params = _request_params(model, messages, max_tokens)
+        response = await self._open(params)
+        read = _ChunkReader()
+        try:
+            iterator = response.__aiter__()
+            while (chunk := await self._next_chunk(iterator)) is not _END:
+                for text in read.chunk(chunk):
+                    yield Delta(text)
+        except (openai.OpenAIError, TimeoutError, ValueError, TypeError, AttributeError) as exc:
+            # ValueError & co: a chunk the library could not parse (a non-JSON SSE line).
+            log.warning("model stream for %s failed after %d pieces: %r", model, len(read.produced), exc)
+            raise classify(exc, "".join(read.produced)) from exc
+        finally:
+            await response.close()
+        if read.chunks == 0:
+            await self._explain_silence(params, model)
+        if read.stopped is not None:
+            yield read.stopped
+        if read.usage is not None:
+            yield read.usage
+
+    async def _open(self, params: dict[str, Any]) -> openai.AsyncStream[object]:
+        """Post the streamed request; the response is open when this returns."""
         try:
             # The library's typed create() walks every message through its parameter transform
             # (a recursive TypedDict walk: 40 % of a turn's CPU with a long history). The body here
             # is plain JSON already, so it is posted as is, and chunks stay plain dicts.
-            response = await self._client.post(
+            return await self._client.post(
                 "/chat/completions",
                 body=params,
                 cast_to=object,
@@ -374,54 +391,75 @@ class OpenAIModelClient:
         except openai.OpenAIError as exc:
             raise classify(exc) from exc
 
-        produced: list[str] = []
-        usage: Usage | None = None
-        stopped: Stop | None = None
-        chunks = 0
+    async def _next_chunk(self, iterator: AsyncIterator[object]) -> object:
+        """The next chunk, or ``_END``; waiting longer than ``chunk_timeout`` raises TimeoutError."""
         try:
-            iterator = response.__aiter__()
-            while True:
-                try:
-                    async with asyncio.timeout(self.chunk_timeout):
-                        chunk = await iterator.__anext__()
-                except StopAsyncIteration:
-                    break
-                chunks += 1
-                if not isinstance(chunk, dict):
-                    raise ValueError(f"a streamed chunk is not a JSON object: {chunk!r:.80}")
-                reported = chunk.get("usage")
-                if isinstance(reported, dict):
-                    # Some servers (vLLM's continuous usage stats) repeat it; the last one counts.
-                    usage = Usage(
-                        int(reported.get("prompt_tokens") or 0), int(reported.get("completion_tokens") or 0)
-                    )
-                for choice in chunk.get("choices") or ():
-                    reason = choice.get("finish_reason") if isinstance(choice, dict) else None
-                    if reason in ("length", "content_filter"):
-                        stopped = Stop(str(reason))
-                    delta = choice.get("delta") if isinstance(choice, dict) else None
-                    text = delta.get("content") if isinstance(delta, dict) else None
-                    if text:
-                        produced.append(text)
-                        yield Delta(str(text))
-        except (openai.OpenAIError, TimeoutError, ValueError, TypeError, AttributeError) as exc:
-            # ValueError & co: a chunk the library could not parse (a non-JSON SSE line).
-            log.warning("model stream for %s failed after %d pieces: %r", model, len(produced), exc)
-            raise classify(exc, "".join(produced)) from exc
-        finally:
-            await response.close()
-        if chunks == 0:
-            # Not even the opening chunk. llama-cpp-python's server answers a streamed request it
-            # cannot serve (bad roles, prompt over the window) so, giving the reason only in its
-            # log; the same request without streaming gets the real error, so ask once that way.
-            probe = {**params, "stream": False, _token_limit_param(model): 1}
-            del probe["stream_options"]
-            try:
-                await self._client.post("/chat/completions", body=probe, cast_to=object)
-            except openai.OpenAIError as exc:
-                raise classify(exc) from exc
-            raise ModelError("bad_response", "the provider answered without a single streamed chunk")
-        if stopped is not None:
-            yield stopped
-        if usage is not None:
-            yield usage
+            async with asyncio.timeout(self.chunk_timeout):
+                return await iterator.__anext__()
+        except StopAsyncIteration:
+            return _END
+
+    async def _explain_silence(self, params: dict[str, Any], model: str) -> None:
+        """Raise the error behind a stream that sent not even the opening chunk.
+
+        llama-cpp-python's server answers a streamed request it cannot serve (bad roles, prompt
+        over the window) so, giving the reason only in its log; the same request without
+        streaming gets the real error, so ask once that way.
+        """
+        probe = {**params, "stream": False, _token_limit_param(model): 1}
+        del probe["stream_options"]
+        try:
+            await self._client.post("/chat/completions", body=probe, cast_to=object)
+        except openai.OpenAIError as exc:
+            raise classify(exc) from exc
+        raise ModelError("bad_response", "the provider answered without a single streamed chunk")
+
+
+_END = object()  # the stream's end, as _next_chunk reports it
+
+
+def _request_params(model: str, messages: Sequence[Mapping[str, str]], max_tokens: int | None) -> dict[str, Any]:
+    """The JSON body of a streamed Chat Completions request (``messages`` copied)."""
+    params: dict[str, Any] = {
+        "model": model,
+        "messages": [dict(m) for m in messages],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if max_tokens is not None:
+        params[_token_limit_param(model)] = max_tokens
+    return params
+
+
+class _ChunkReader:
+    """Reads streamed chunks: the text so far, the last usage report, why the answer stopped."""
+
+    def __init__(self) -> None:
+        self.produced: list[str] = []
+        self.usage: Usage | None = None
+        self.stopped: Stop | None = None
+        self.chunks = 0
+
+    def chunk(self, chunk: object) -> Iterator[str]:
+        """The new text pieces of one chunk, in order; raises ValueError for a chunk that is no object."""
+        self.chunks += 1
+        if not isinstance(chunk, dict):
+            raise ValueError(f"a streamed chunk is not a JSON object: {chunk!r:.80}")
+        reported = chunk.get("usage")
+        if isinstance(reported, dict):
+            # Some servers (vLLM's continuous usage stats) repeat it; the last one counts.
+            self.usage = Usage(int(reported.get("prompt_tokens") or 0), int(reported.get("completion_tokens") or 0))
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict):
+                continue
+            yield from self._choice(choice)
+
+    def _choice(self, choice: dict[str, Any]) -> Iterator[str]:
+        reason = choice.get("finish_reason")
+        if reason in ("length", "content_filter"):
+            self.stopped = Stop(str(reason))
+        delta = choice.get("delta")
+        text = delta.get("content") if isinstance(delta, dict) else None
+        if text:
+            self.produced.append(text)
+            yield str(text)
