@@ -17,45 +17,34 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import httpx2
 import openai
 
-log = logging.getLogger(__name__)
+from core.model_errors import ErrorKind, ModelError, classify
 
-ErrorKind = Literal[
-    "quota",
-    "rate_limited",
-    "provider_down",
-    "too_large",
-    "unknown_model",
-    "auth",
-    "interrupted",
-    "bad_response",
+__all__ = [
+    "Delta",
+    "ErrorKind",
+    "ModelClient",
+    "ModelError",
+    "ModelEvent",
+    "OpenAIModelClient",
+    "Stop",
+    "Usage",
+    "classify",
 ]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_CHUNK_TIMEOUT = 60.0
 DEFAULT_CONCURRENCY = 64
 DEFAULT_MAX_RETRIES = 2
 
-# Providers word "the prompt is too long" in many ways; these cover OpenAI, vLLM, llama.cpp,
-# Ollama, LM Studio and OpenRouter as seen in their error messages.
-_TOO_LARGE_HINTS = (
-    "maximum context length",
-    "context length",
-    "context_length",
-    "context window",
-    "context size",
-    "too many tokens",
-    "too long",
-    "exceeds the context",
-    "prompt is too large",
-    "request too large",
-)
 # OpenAI's newer families reject ``max_tokens`` and want ``max_completion_tokens``.
 _COMPLETION_TOKENS_FAMILIES = ("o1", "o3", "o4", "gpt-5")
 
@@ -86,27 +75,6 @@ class Stop:
 ModelEvent = Delta | Usage | Stop
 
 
-class ModelError(Exception):
-    """The model could not answer. ``kind`` says why, in terms the person can be told.
-
-    * ``quota``: the provider account is out of credit (retrying will not help).
-    * ``rate_limited``: the provider is busy (429 after retries); try again shortly.
-    * ``provider_down``: 5xx after retries, no connection, or a timeout before any text.
-    * ``too_large``: the request exceeds the model's context window.
-    * ``unknown_model``: the provider does not know the model name.
-    * ``auth``: the API key is missing, wrong, or not allowed to use the model.
-    * ``interrupted``: the answer broke off after some text; ``partial_text`` holds that text.
-    * ``bad_response``: anything else (a reply the client could not understand).
-    """
-
-    def __init__(self, kind: ErrorKind, message: str, partial_text: str = "", status: int | None = None) -> None:
-        super().__init__(f"{kind}: {message}")
-        self.kind: ErrorKind = kind
-        self.message = message
-        self.partial_text = partial_text
-        self.status = status
-
-
 class ModelClient(Protocol):
     """What the core needs from a model provider."""
 
@@ -119,58 +87,6 @@ class ModelClient(Protocol):
     async def list_models(self) -> list[str]:
         """The model ids the provider offers; raises :class:`ModelError` on failure."""
         ...
-
-
-def _is_too_large(message: str) -> bool:
-    lowered = message.lower()
-    return any(hint in lowered for hint in _TOO_LARGE_HINTS)
-
-
-def _error_fields(err: openai.APIError) -> tuple[str, str, str]:
-    """(code, type, message) of an API error, as lower-case strings ('' when absent)."""
-    code = err.code if isinstance(err.code, str) else ""
-    etype = err.type if isinstance(err.type, str) else ""
-    message = err.message if isinstance(err.message, str) else str(err)
-    return code.lower(), etype.lower(), message
-
-
-def classify(err: BaseException, partial_text: str = "") -> ModelError:
-    """The :class:`ModelError` for an exception raised by the openai library (or a chunk timeout).
-
-    Once text has been streamed, every failure is ``interrupted`` so that the caller keeps
-    (and marks) the partial answer.
-    """
-    if isinstance(err, ModelError):
-        return err
-    status = err.status_code if isinstance(err, openai.APIStatusError) else None
-    if partial_text:
-        reason = "timed out" if isinstance(err, TimeoutError | openai.APITimeoutError) else str(err)
-        return ModelError("interrupted", f"the answer broke off: {reason}", partial_text, status)
-    if isinstance(err, TimeoutError | openai.APITimeoutError):
-        return ModelError("provider_down", "the model did not answer in time", status=status)
-    if isinstance(err, openai.APIConnectionError):
-        return ModelError("provider_down", f"cannot reach the model provider: {err}")
-    if isinstance(err, openai.APIError):
-        code, etype, message = _error_fields(err)
-        if code == "insufficient_quota" or etype == "insufficient_quota":
-            return ModelError("quota", message, status=status)
-        if code == "model_not_found" or status == 404:
-            return ModelError("unknown_model", message, status=status)
-        if status in (401, 403) or code == "invalid_api_key":
-            return ModelError("auth", message, status=status)
-        if (
-            code == "context_length_exceeded"
-            or status == 413
-            or (status in (400, 422, None) and _is_too_large(message))
-        ):
-            return ModelError("too_large", message, status=status)
-        if status == 429 or code == "rate_limit_exceeded":
-            return ModelError("rate_limited", message, status=status)
-        if status is None or status >= 500 or status in (408, 409):
-            # No status: an error event inside a stream, which is the provider failing.
-            return ModelError("provider_down", message, status=status)
-        return ModelError("bad_response", message, status=status)
-    return ModelError("bad_response", f"{type(err).__name__}: {err}", status=status)
 
 
 async def _stop_retrying_quota(response: httpx2.Response) -> None:
@@ -314,19 +230,34 @@ class OpenAIModelClient:
         propagates as usual and closes the HTTP response, and so does closing the generator
         early (``aclose()``, or leaving an ``async for`` over it with ``contextlib.aclosing``).
         """
-        params: dict[str, Any] = {
-            "model": model,
-            "messages": [dict(m) for m in messages],
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-        if max_tokens is not None:
-            params[_token_limit_param(model)] = max_tokens
+        params = _request_params(model, messages, max_tokens)
+        response = await self._open(params)
+        read = _ChunkReader()
+        try:
+            iterator = response.__aiter__()
+            while (chunk := await self._next_chunk(iterator)) is not _END:
+                for text in read.chunk(chunk):
+                    yield Delta(text)
+        except (openai.OpenAIError, TimeoutError, ValueError, TypeError, AttributeError) as exc:
+            # ValueError & co: a chunk the library could not parse (a non-JSON SSE line).
+            log.warning("model stream for %s failed after %d pieces: %r", model, len(read.produced), exc)
+            raise classify(exc, "".join(read.produced)) from exc
+        finally:
+            await response.close()
+        if read.chunks == 0:
+            await self._explain_silence(params, model)
+        if read.stopped is not None:
+            yield read.stopped
+        if read.usage is not None:
+            yield read.usage
+
+    async def _open(self, params: dict[str, Any]) -> openai.AsyncStream[object]:
+        """Post the streamed request; the response is open when this returns."""
         try:
             # The library's typed create() walks every message through its parameter transform
             # (a recursive TypedDict walk: 40 % of a turn's CPU with a long history). The body here
             # is plain JSON already, so it is posted as is, and chunks stay plain dicts.
-            response = await self._client.post(
+            return await self._client.post(
                 "/chat/completions",
                 body=params,
                 cast_to=object,
@@ -336,54 +267,75 @@ class OpenAIModelClient:
         except openai.OpenAIError as exc:
             raise classify(exc) from exc
 
-        produced: list[str] = []
-        usage: Usage | None = None
-        stopped: Stop | None = None
-        chunks = 0
+    async def _next_chunk(self, iterator: AsyncIterator[object]) -> object:
+        """The next chunk, or ``_END``; waiting longer than ``chunk_timeout`` raises TimeoutError."""
         try:
-            iterator = response.__aiter__()
-            while True:
-                try:
-                    async with asyncio.timeout(self.chunk_timeout):
-                        chunk = await iterator.__anext__()
-                except StopAsyncIteration:
-                    break
-                chunks += 1
-                if not isinstance(chunk, dict):
-                    raise ValueError(f"a streamed chunk is not a JSON object: {chunk!r:.80}")
-                reported = chunk.get("usage")
-                if isinstance(reported, dict):
-                    # Some servers (vLLM's continuous usage stats) repeat it; the last one counts.
-                    usage = Usage(
-                        int(reported.get("prompt_tokens") or 0), int(reported.get("completion_tokens") or 0)
-                    )
-                for choice in chunk.get("choices") or ():
-                    reason = choice.get("finish_reason") if isinstance(choice, dict) else None
-                    if reason in ("length", "content_filter"):
-                        stopped = Stop(str(reason))
-                    delta = choice.get("delta") if isinstance(choice, dict) else None
-                    text = delta.get("content") if isinstance(delta, dict) else None
-                    if text:
-                        produced.append(text)
-                        yield Delta(str(text))
-        except (openai.OpenAIError, TimeoutError, ValueError, TypeError, AttributeError) as exc:
-            # ValueError & co: a chunk the library could not parse (a non-JSON SSE line).
-            log.warning("model stream for %s failed after %d pieces: %r", model, len(produced), exc)
-            raise classify(exc, "".join(produced)) from exc
-        finally:
-            await response.close()
-        if chunks == 0:
-            # Not even the opening chunk. llama-cpp-python's server answers a streamed request it
-            # cannot serve (bad roles, prompt over the window) so, giving the reason only in its
-            # log; the same request without streaming gets the real error, so ask once that way.
-            probe = {**params, "stream": False, _token_limit_param(model): 1}
-            del probe["stream_options"]
-            try:
-                await self._client.post("/chat/completions", body=probe, cast_to=object)
-            except openai.OpenAIError as exc:
-                raise classify(exc) from exc
-            raise ModelError("bad_response", "the provider answered without a single streamed chunk")
-        if stopped is not None:
-            yield stopped
-        if usage is not None:
-            yield usage
+            async with asyncio.timeout(self.chunk_timeout):
+                return await iterator.__anext__()
+        except StopAsyncIteration:
+            return _END
+
+    async def _explain_silence(self, params: dict[str, Any], model: str) -> None:
+        """Raise the error behind a stream that sent not even the opening chunk.
+
+        llama-cpp-python's server answers a streamed request it cannot serve (bad roles, prompt
+        over the window) so, giving the reason only in its log; the same request without
+        streaming gets the real error, so ask once that way.
+        """
+        probe = {**params, "stream": False, _token_limit_param(model): 1}
+        del probe["stream_options"]
+        try:
+            await self._client.post("/chat/completions", body=probe, cast_to=object)
+        except openai.OpenAIError as exc:
+            raise classify(exc) from exc
+        raise ModelError("bad_response", "the provider answered without a single streamed chunk")
+
+
+_END = object()  # the stream's end, as _next_chunk reports it
+
+
+def _request_params(model: str, messages: Sequence[Mapping[str, str]], max_tokens: int | None) -> dict[str, Any]:
+    """The JSON body of a streamed Chat Completions request (``messages`` copied)."""
+    params: dict[str, Any] = {
+        "model": model,
+        "messages": [dict(m) for m in messages],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if max_tokens is not None:
+        params[_token_limit_param(model)] = max_tokens
+    return params
+
+
+class _ChunkReader:
+    """Reads streamed chunks: the text so far, the last usage report, why the answer stopped."""
+
+    def __init__(self) -> None:
+        self.produced: list[str] = []
+        self.usage: Usage | None = None
+        self.stopped: Stop | None = None
+        self.chunks = 0
+
+    def chunk(self, chunk: object) -> Iterator[str]:
+        """The new text pieces of one chunk, in order; raises ValueError for a chunk that is no object."""
+        self.chunks += 1
+        if not isinstance(chunk, dict):
+            raise ValueError(f"a streamed chunk is not a JSON object: {chunk!r:.80}")
+        reported = chunk.get("usage")
+        if isinstance(reported, dict):
+            # Some servers (vLLM's continuous usage stats) repeat it; the last one counts.
+            self.usage = Usage(int(reported.get("prompt_tokens") or 0), int(reported.get("completion_tokens") or 0))
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict):
+                continue
+            yield from self._choice(choice)
+
+    def _choice(self, choice: dict[str, Any]) -> Iterator[str]:
+        reason = choice.get("finish_reason")
+        if reason in ("length", "content_filter"):
+            self.stopped = Stop(str(reason))
+        delta = choice.get("delta")
+        text = delta.get("content") if isinstance(delta, dict) else None
+        if text:
+            self.produced.append(text)
+            yield str(text)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from core.i18n import available_languages
 
@@ -168,27 +169,38 @@ def _list(raw: str | None) -> tuple[str, ...]:
     return tuple(x.strip() for x in raw.replace(";", ",").split(",") if x.strip())
 
 
-def _int(v: Mapping[str, str], name: str, default: int, low: int) -> int:
+_N = TypeVar("_N", int, float)
+
+
+def _number(
+    v: Mapping[str, str],
+    name: str,
+    default: _N,
+    parse: Callable[[str], _N],
+    what: str,
+    bound: tuple[str, Callable[[_N], bool]],
+) -> _N:
+    """Setting ``name`` read by ``parse``, ``default`` when unset.
+
+    Raises SettingsError unless the value is ``what`` and within ``bound`` (the limit's wording
+    and its test); a default is trusted as it is.
+    """
     raw = v.get(name)
     if raw is None:
         return default
     try:
-        value = int(raw)
+        value = parse(raw)
     except ValueError as e:
-        raise SettingsError(f"{name} must be a whole number, not {raw!r}") from e
-    if value < low:
-        raise SettingsError(f"{name} must be at least {low}, not {value}")
+        raise SettingsError(f"{name} must be {what}, not {raw!r}") from e
+    wording, within = bound
+    if not within(value):
+        raise SettingsError(f"{name} must be {wording}, not {value}")
     return value
+
+
+def _int(v: Mapping[str, str], name: str, default: int, low: int) -> int:
+    return _number(v, name, default, int, "a whole number", (f"at least {low}", lambda n: n >= low))
 
 
 def _float(v: Mapping[str, str], name: str, default: float) -> float:
-    raw = v.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError as e:
-        raise SettingsError(f"{name} must be a number of seconds, not {raw!r}") from e
-    if value <= 0:
-        raise SettingsError(f"{name} must be positive, not {value}")
-    return value
+    return _number(v, name, default, float, "a number of seconds", ("positive", lambda x: x > 0))

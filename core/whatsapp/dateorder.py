@@ -59,32 +59,59 @@ def month_first_votes(
     senders, ``text_sample`` some of the export's text (for its language), ``not_after`` the
     file's own time (its modification time): no message can be later.
     """
-    votes = 0
     mdy, dmy = _dates(dates, True), _dates(dates, False)
     if mdy is None or dmy is None:
         return 0 if mdy is None and dmy is None else (5 if dmy is None else -5)
-    if not_after is not None:
-        limit = not_after.date()
-        mdy_future, dmy_future = mdy[-1] > limit if mdy else False, dmy[-1] > limit if dmy else False
-        if mdy_future != dmy_future:
-            votes += -4 if mdy_future else 4
-    # The span and gaps each reading implies: prefer the compact one when it clearly is.
+    return (
+        _future_votes(mdy, dmy, not_after)
+        + _spread_votes(mdy, dmy)
+        + _clock_votes(ampm_tokens)
+        + _phone_votes(senders)
+        + _language_votes(text_sample)
+    )
+
+
+def _future_votes(mdy: list[date], dmy: list[date], not_after: datetime | None) -> int:
+    """Against the reading whose last date is after the file's own time (only one of them)."""
+    if not_after is None:
+        return 0
+    limit = not_after.date()
+    mdy_future, dmy_future = mdy[-1] > limit if mdy else False, dmy[-1] > limit if dmy else False
+    if mdy_future == dmy_future:
+        return 0
+    return -4 if mdy_future else 4
+
+
+def _spread_votes(mdy: list[date], dmy: list[date]) -> int:
+    """The span and gaps each reading implies: prefer the compact one when it clearly is."""
     a, b = _spread(mdy), _spread(dmy)
-    if abs(a - b) > 1.0:
-        votes += 2 if a < b else -2
+    if abs(a - b) <= 1.0:
+        return 0
+    return 2 if a < b else -2
+
+
+def _clock_votes(ampm_tokens: Sequence[str]) -> int:
+    """Upper-case AM/PM is the US way; lower case, or a 24-hour clock, is not."""
     tokens = [t for t in ampm_tokens if t]
     if not tokens:
-        votes -= 1  # a 24-hour clock: month-first locales use 12 hours
-    else:
-        upper = sum(1 for t in tokens if t.strip(". ").isupper())
-        votes += 1 if upper * 2 > len(tokens) else -1
+        return -1  # a 24-hour clock: month-first locales use 12 hours
+    upper = sum(1 for t in tokens if t.strip(". ").isupper())
+    return 1 if upper * 2 > len(tokens) else -1
+
+
+def _phone_votes(senders: Sequence[str]) -> int:
+    """Senders written as phone numbers, all from month-first countries or not."""
     codes = [m.group(1) for s in senders if (m := _PHONE.match(s))]
-    if codes:
-        votes += 2 if all(c in _MONTH_FIRST_CODES for c in codes) else -2
-    # Too few words say nothing about the language; enough of them without English ones do.
-    if len(text_sample.split()) >= 40 and not _ENGLISH.search(text_sample):
-        votes -= 0 if re.search(r"\b(the|and|you|is|to)\b", text_sample, re.I) else 1
-    return votes
+    if not codes:
+        return 0
+    return 2 if all(c in _MONTH_FIRST_CODES for c in codes) else -2
+
+
+def _language_votes(text_sample: str) -> int:
+    """Too few words say nothing about the language; enough of them without English ones do."""
+    if len(text_sample.split()) < 40 or _ENGLISH.search(text_sample):
+        return 0
+    return 0 if re.search(r"\b(the|and|you|is|to)\b", text_sample, re.I) else -1
 
 
 def date_order_note(texts: Texts, lang: str, chat: ParsedChat) -> str:

@@ -119,41 +119,53 @@ def _matches_sender(chat_name: str, sender: str) -> bool:
     return len(da) >= 7 and da == db
 
 
-def detect_roles(chat: ParsedChat, filename: str | None = None) -> RoleGuess:
-    """Guess the assistant among the senders of ``chat`` (``filename`` is the upload's name)."""
-    senders = chat.senders
-    votes: list[tuple[str, str]] = []  # (hint, assistant sender)
+_Vote = tuple[str, str]  # (hint, the sender it says was the assistant)
+_NOTICE_KINDS = ("encryption", "security_code", "business")
 
-    def vote_user(hint: str, user: str) -> None:
-        others = [s for s in senders if s != user]
-        if len(others) == 1:
-            votes.append((hint, others[0]))
 
+def _sender_votes(senders: tuple[str, ...]) -> list[_Vote]:
+    """The ChatGPT number or a ChatGPT-like name among the senders."""
+    votes: list[_Vote] = []
     for s in senders:
         if _is_chatgpt_number(s):
             votes.append(("number", s))
         elif _is_chatgpt_name(s):
             votes.append(("name", s))
-    name = chat_name_from_filename(filename)
-    if name:
-        for s in senders:
-            if _matches_sender(name, s):
-                votes.append(("filename", s))
-    for line in chat.system:
-        if line.sender in senders and line.kind in ("encryption", "security_code", "business"):
-            votes.append(("ios_notice", line.sender))
-            break
-    for m in chat.messages:
-        if m.deleted_by_exporter:
-            vote_user("you_deleted", m.sender)
-            break
-    for m in chat.messages:
-        if m.deleted and not m.deleted_by_exporter:
-            votes.append(("other_deleted", m.sender))
-            break
+    return votes
 
+
+def _filename_votes(senders: tuple[str, ...], filename: str | None) -> list[_Vote]:
+    """The sender the file is named after ("WhatsApp Chat with ChatGPT.txt")."""
+    name = chat_name_from_filename(filename)
+    return [("filename", s) for s in senders if _matches_sender(name, s)] if name else []
+
+
+def _message_votes(chat: ParsedChat) -> list[_Vote]:
+    """iOS's notice from the other party; the exporter's and the other party's deleted messages."""
+    senders = chat.senders
+    votes: list[_Vote] = []
+    notice = next((ln.sender for ln in chat.system if ln.sender in senders and ln.kind in _NOTICE_KINDS), None)
+    if notice is not None:
+        votes.append(("ios_notice", notice))
+    mine = next((m.sender for m in chat.messages if m.deleted_by_exporter), None)
+    others = [s for s in senders if s != mine]
+    if mine is not None and len(others) == 1:  # the exporter is the user: the other one answered
+        votes.append(("you_deleted", others[0]))
+    theirs = next((m.sender for m in chat.messages if m.deleted and not m.deleted_by_exporter), None)
+    if theirs is not None:
+        votes.append(("other_deleted", theirs))
+    return votes
+
+
+def _confidence(assistant: str | None, strong: list[str]) -> Confidence:
+    if assistant is None:
+        return "none"
+    return "high" if strong else "medium"
+
+
+def _decide(senders: tuple[str, ...], votes: list[_Vote]) -> RoleGuess:
+    """One assistant when the strong hints, or else all hints, name the same sender."""
     picked = {v for _, v in votes}
-    evidence = tuple(dict.fromkeys(h for h, _ in votes))
     conflict = len(picked) > 1
     strong = [v for h, v in votes if h in ("number", "name")]
     assistant: str | None
@@ -163,17 +175,18 @@ def detect_roles(chat: ParsedChat, filename: str | None = None) -> RoleGuess:
         assistant = next(iter(picked))
     else:
         assistant = None
-    confidence: Confidence
-    if assistant is None:
-        confidence = "none"
-    elif strong:
-        confidence = "high"
-    else:
-        confidence = "medium"
     others = [s for s in senders if s != assistant]
     user = others[0] if assistant is not None and len(others) == 1 else None
     needs_question = len(senders) != 2 or conflict or assistant is None
-    return RoleGuess(assistant, user, senders, confidence, evidence, conflict, needs_question)
+    evidence = tuple(dict.fromkeys(h for h, _ in votes))
+    return RoleGuess(assistant, user, senders, _confidence(assistant, strong), evidence, conflict, needs_question)
+
+
+def detect_roles(chat: ParsedChat, filename: str | None = None) -> RoleGuess:
+    """Guess the assistant among the senders of ``chat`` (``filename`` is the upload's name)."""
+    senders = chat.senders
+    votes = _sender_votes(senders) + _filename_votes(senders, filename) + _message_votes(chat)
+    return _decide(senders, votes)
 
 
 def _turn_text(m: Message) -> str:
