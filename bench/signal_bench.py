@@ -2,8 +2,9 @@
 
 The fake signal-cli-rest-api and the fake model (answering at once) run in a child process
 together with the driver that plays the users; this process runs only the bot (the real
-SignalAdapter on signalbot, the real Assistant on the in-memory store, the real openai client),
-so its CPU and peak memory are the bot's own.
+SignalAdapter on signalbot, the real Assistant, the real openai client), so its CPU and peak memory
+are the bot's own. The store is the one people run, TinyDB in a data folder on disk (not tmpfs; the
+header prints the folder's file system); ``--store memory`` measures without persistence.
 
 The loads are the Telegram bench's: 1, 100 and 1,000 chats each sending its next message as soon
 as its answer is finished (typing stopped), then 100 and 1,000 chats paced at 200 messages/s
@@ -12,7 +13,7 @@ a message pushed on the WebSocket to the first ``/v2/send`` to that person (medi
 how busy the bot's process and the fakes' process were; at the end the bot process's peak RSS
 (``ru_maxrss``). A short warm-up runs first and is not counted.
 
-Run: ``.venv/bin/python -m bench.signal_bench [--chats 1,100,1000]``
+Run: ``.venv/bin/python -m bench.signal_bench [--chats 1,100,1000] [--store tinydb|memory]``
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from bench.datadir import describe, disk_folder
 from bench.telegram_bench import LOADS, TURNS_PER_CONVERSATION, Clock, Load, RunResult
 
 WARM_UP = Load(5, 25)
@@ -104,7 +106,7 @@ async def _servers(conn: Connection, loads: list[Load]) -> None:
 # --- this process: the bot ----------------------------------------------------------------------
 
 
-async def _bot(conn: Connection) -> list[RunResult]:
+async def _bot(conn: Connection, store_kind: str) -> list[RunResult]:
     from bots.signal_bot import SignalAdapter
     from core.assistant import Assistant
     from core.llm import OpenAIModelClient
@@ -112,7 +114,8 @@ async def _bot(conn: Connection) -> list[RunResult]:
     from core.store.memory import MemoryStore
 
     service, number, ai_url = conn.recv()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=disk_folder(), prefix="ferry-bench-") as tmp:
+        print(describe(store_kind, Path(tmp)), flush=True)
         settings = Settings(
             openai_base_url=ai_url,
             openai_api_key="bench",
@@ -124,7 +127,14 @@ async def _bot(conn: Connection) -> list[RunResult]:
             rate_per_minute=1_000_000,
             model_retries=0,
         )
-        assistant = Assistant(settings, MemoryStore(), OpenAIModelClient(ai_url, "bench", max_retries=0))
+        store: Any
+        if store_kind == "tinydb":
+            from core.store.tinydb_store import TinyDBStore
+
+            store = TinyDBStore(Path(tmp))
+        else:
+            store = MemoryStore()
+        assistant = Assistant(settings, store, OpenAIModelClient(ai_url, "bench", max_retries=0))
         await assistant.start()
         adapter = SignalAdapter(assistant, service=service, phone_number=number)
         await adapter.start()
@@ -152,6 +162,7 @@ async def _bot(conn: Connection) -> list[RunResult]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chats", help="comma-separated numbers of chats, each answered as fast as it can be")
+    parser.add_argument("--store", choices=("tinydb", "memory"), default="tinydb")
     args = parser.parse_args()
     loads = [Load(int(c), max(200, 4 * int(c))) for c in args.chats.split(",")] if args.chats else LOADS
     logging.basicConfig(level=logging.ERROR)
@@ -160,8 +171,8 @@ def main() -> None:
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_servers_main, args=(child, loads), daemon=True)
     proc.start()
-    print(f"store: memory; fake signal-cli-rest-api and fake model in pid {proc.pid}, bot in this process")
-    asyncio.run(_bot(parent))
+    print(f"fake signal-cli-rest-api and fake model in pid {proc.pid}, bot in this process")
+    asyncio.run(_bot(parent, args.store))
     proc.join(10)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"bot process peak memory (ru_maxrss): {peak_mb:.1f} MB")

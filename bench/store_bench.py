@@ -1,9 +1,10 @@
 """How long storing one turn takes in the TinyDB store, and how many bytes it writes.
 
-One turn is what the pipeline stores for one exchange: ``append_messages`` of two records (the
-person's message, ~80 characters, and the assistant's ``pending`` placeholder) in one call, then
-``update_message`` of the placeholder with the finished answer (~600 characters, tokens, cost,
-status ``ok``). Both calls are durable when they return (fsync + rename + folder fsync).
+One turn is what the assistant stores for one exchange (``core/assistant.py``): ``append_messages``
+of the person's message (~80 characters), started while the conversation's last messages are read
+for the context (``get_messages``), then the answer (~600 characters, tokens, cost) appended
+together with its ``add_usage``. Every write is durable when its call returns (fsync + rename +
+folder fsync, the folder's in a group commit). ``bench/turn_io.py`` counts files and fsyncs per turn.
 
 Scenarios: 10, 1,000 and 100,000 users with one 100-message conversation each (a turn goes to a
 random user's conversation), and one conversation of 10,000 messages. The stores are filled by a
@@ -34,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.store.base import ConversationRecord, MessageRecord, UserRecord
+from core.store.base import ConversationRecord, MessageRecord, UsageRecord, UserRecord
 from core.store.tinydb_files import FileOps, encode
 from core.store.tinydb_layout import (
     CHUNK_BYTES,
@@ -135,18 +136,22 @@ async def measure(root: Path, conv_ids: list[str], turns: int, warmup: int) -> d
         cid = rng.choice(conv_ids)
         now = T0 + 10_000_000 + i
         t = time.perf_counter()
-        _user, pending = await store.append_messages(
-            [
-                MessageRecord(f"q{i}", cid, "user", USER_TEXT, now),
-                MessageRecord(f"a{i}", cid, "assistant", "", now, status="pending"),
-            ]
+        said = asyncio.ensure_future(store.append_messages([MessageRecord(f"q{i}", cid, "user", USER_TEXT, now)]))
+        await store.get_messages(cid, last=50)
+        await said
+        answer = MessageRecord(
+            f"a{i}",
+            cid,
+            "assistant",
+            ANSWER_TEXT,
+            now,
+            model="gpt-4o-mini",
+            prompt_tokens=420,
+            completion_tokens=130,
+            cost=0.000141,
         )
-        await store.update_message(
-            MessageRecord(
-                f"a{i}", cid, "assistant", ANSWER_TEXT, now, seq=pending.seq, model="gpt-4o-mini",
-                prompt_tokens=420, completion_tokens=130, cost=0.000141,
-            )
-        )
+        usage = UsageRecord(f"u{i % 10}", cid, "gpt-4o-mini", 420, 130, 0.000141, now)
+        await asyncio.gather(store.append_messages([answer]), store.add_usage(usage))
         if i >= warmup:
             times.append(time.perf_counter() - t)
     after = proc_io()
@@ -190,11 +195,16 @@ def main() -> None:
     scenarios = [(f"{n:,} users x 100 msgs", n, 100) for n in user_counts]
     scenarios.append((f"1 conversation of {long_conversation:,} msgs", 1, long_conversation))
 
-    print(f"one turn = append_messages([user, pending assistant]) + update_message(answer); "
-          f"{turns} turns measured after 20 warm-up turns; "
-          f"chunks of up to {CHUNK_SIZE} messages or {CHUNK_BYTES // 1024} KiB")
-    print(f"{'scenario':<34} {'load s':>7} {'store MB':>9} {'open s':>7} {'median ms':>10} {'p99 ms':>8} "
-          f"{'wchar B/turn':>13} {'disk B/turn':>12} {'1 bare write med/p99 ms':>24}")
+    print(
+        f"one turn = append_messages([user]) with get_messages(last=50), then append_messages([answer]) "
+        f"with add_usage; "
+        f"{turns} turns measured after 20 warm-up turns; "
+        f"chunks of up to {CHUNK_SIZE} messages or {CHUNK_BYTES // 1024} KiB"
+    )
+    print(
+        f"{'scenario':<34} {'load s':>7} {'store MB':>9} {'open s':>7} {'median ms':>10} {'p99 ms':>8} "
+        f"{'wchar B/turn':>13} {'disk B/turn':>12} {'1 bare write med/p99 ms':>24}"
+    )
     results = {}
     for name, users, msgs in scenarios:
         root = Path(tempfile.mkdtemp(prefix="ferry-store-bench-", dir=args.dir))
@@ -208,19 +218,25 @@ def main() -> None:
             floor = bare_write_ms(root)
             r = asyncio.run(measure(root, conv_ids, turns, warmup=20))
             results[name] = r
-            print(f"{name:<34} {load_s:>7.1f} {size_mb:>9.1f} {r['open_s']:>7.2f} "
-                  f"{r['median_ms']:>10.2f} {r['p99_ms']:>8.2f} "
-                  f"{r['wchar']:>13,.0f} {r['write_bytes']:>12,.0f} {floor[0]:>15.2f} /{floor[1]:>6.2f}",
-                  flush=True)
+            print(
+                f"{name:<34} {load_s:>7.1f} {size_mb:>9.1f} {r['open_s']:>7.2f} "
+                f"{r['median_ms']:>10.2f} {r['p99_ms']:>8.2f} "
+                f"{r['wchar']:>13,.0f} {r['write_bytes']:>12,.0f} {floor[0]:>15.2f} /{floor[1]:>6.2f}",
+                flush=True,
+            )
         finally:
             shutil.rmtree(root, ignore_errors=True)
     small, large = results[scenarios[0][0]], results[scenarios[len(user_counts) - 1][0]]
     longest = results[scenarios[-1][0]]
-    print(f"p99 at {user_counts[-1]:,} users / p99 at {user_counts[0]} users = "
-          f"{large['p99_ms'] / small['p99_ms']:.2f} (target <= 1.5, and p99 < 10 ms: "
-          f"{'met' if large['p99_ms'] < 10 and large['p99_ms'] <= 1.5 * small['p99_ms'] else 'NOT met'})")
-    print(f"p99 for the {long_conversation:,}-message conversation = {longest['p99_ms']:.2f} ms "
-          f"(target < 20 ms: {'met' if longest['p99_ms'] < 20 else 'NOT met'})")
+    print(
+        f"p99 at {user_counts[-1]:,} users / p99 at {user_counts[0]} users = "
+        f"{large['p99_ms'] / small['p99_ms']:.2f} (target <= 1.5, and p99 < 10 ms: "
+        f"{'met' if large['p99_ms'] < 10 and large['p99_ms'] <= 1.5 * small['p99_ms'] else 'NOT met'})"
+    )
+    print(
+        f"p99 for the {long_conversation:,}-message conversation = {longest['p99_ms']:.2f} ms "
+        f"(target < 20 ms: {'met' if longest['p99_ms'] < 20 else 'NOT met'})"
+    )
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from core.admin import format_amount, other_admins, period_bounds, set_admin, us
 from core.app import build_store
 from core.i18n import Texts
 from core.settings import Settings
-from core.store.base import Store, StoreError, UserRecord
+from core.store.base import Store, StoreError, UserRecord, UserStatus
 from core.userdata import export_files
 
 COMMANDS = ("users", "export", "backup", "restore")
@@ -101,7 +101,13 @@ async def _users(store: Store, settings: Settings, action: str, who: str | None)
     if user is None:
         return 1
     if action in ("approve", "deny", "block", "unblock"):
-        status = {"approve": "approved", "deny": "denied", "block": "blocked", "unblock": "approved"}[action]
+        statuses: dict[str, UserStatus] = {
+            "approve": "approved",
+            "deny": "denied",
+            "block": "blocked",
+            "unblock": "approved",
+        }
+        status = statuses[action]
         await AccessControl(settings, store, time.time).set_status(user, status)
         print(f"{user_label(user)} ({user.id}) is now {status}")
     elif action == "admin":

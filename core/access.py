@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Callable, Iterable
 
 from core.settings import Settings
-from core.store.base import Store, UserRecord
+from core.store.base import Store, UserRecord, UserStatus
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ HAS_ADMIN_KEY = "has_admin"
 _CLAIM_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 
-def new_user_status(settings: Settings, identities: Iterable[str]) -> str:
+def new_user_status(settings: Settings, identities: Iterable[str]) -> UserStatus:
     """The status a first-time user starts with under the configured access mode."""
     ids = set(identities)
     if settings.access == "open" or ids & set(settings.admins):
@@ -86,7 +86,7 @@ class AccessControl:
         who = who.strip()
         return await self._store.get_user(who) or await self._store.find_user(who)
 
-    async def set_status(self, user: UserRecord, status: str) -> UserRecord:
+    async def set_status(self, user: UserRecord, status: UserStatus) -> UserRecord:
         updated = dataclasses.replace(user, status=status)
         await self._store.put_user(updated)
         return updated

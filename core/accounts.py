@@ -20,7 +20,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from core.store.base import Store, UserRecord
+from core.store.base import Store, UserRecord, UserStatus
 from core.turn import Turn
 from core.types import AdminAlert, Button, Notice, ReplyEvent
 
@@ -129,7 +129,7 @@ async def forget_link_state(store: Store, user: UserRecord) -> None:
     await store.update_meta(TRIES_KEY, lambda old: {k: v for k, v in (old or {}).items() if k not in idents} or None)
 
 
-def _merged_status(a: str, b: str) -> str:
+def _merged_status(a: UserStatus, b: UserStatus) -> UserStatus:
     if "blocked" in (a, b):
         return "blocked"
     return "approved" if "approved" in (a, b) else a

@@ -33,6 +33,7 @@ from core.settings import Settings
 from core.store.base import (
     ConversationRecord,
     MessageRecord,
+    MessageStatus,
     Store,
     StoreError,
     UsageRecord,
@@ -575,20 +576,21 @@ class Assistant:
             content = f"{quoted}\n\n{text}"
         if msg.chat.is_group:
             content = f"{msg.sender_name or msg.sender}: {content}"
-        await self.store.append_messages(
-            [
-                MessageRecord(
-                    id=uuid.uuid4().hex,
-                    conversation_id=conv.id,
-                    role="user",
-                    content=content,
-                    created_at=self.clock(),
-                    author=str(msg.sender),
-                )
-            ]
+        said = MessageRecord(
+            id=uuid.uuid4().hex,
+            conversation_id=conv.id,
+            role="user",
+            content=content,
+            created_at=self.clock(),
+            author=str(msg.sender),
         )
-        async for event in self._answer(msg, user, lang, conv):
-            yield event
+        # Stored while the model is asked rather than before: the request need not wait for the disk.
+        stored = asyncio.ensure_future(self.store.append_messages([said]))
+        try:
+            async for event in self._answer(msg, user, lang, conv, (said, stored)):
+                yield event
+        finally:
+            await stored  # durable before the turn ends, whatever became of the answer
 
     async def _retry(self, msg: Incoming, user: UserRecord, lang: str) -> AsyncIterator[ReplyEvent]:
         conv = await self._active_conversation(self._scope(msg, user))
@@ -616,12 +618,19 @@ class Assistant:
         return "\n\n".join(parts)
 
     async def _answer(
-        self, msg: Incoming, user: UserRecord, lang: str, conv: ConversationRecord
+        self,
+        msg: Incoming,
+        user: UserRecord,
+        lang: str,
+        conv: ConversationRecord,
+        said: tuple[MessageRecord, asyncio.Future[list[MessageRecord]]] | None = None,
     ) -> AsyncIterator[ReplyEvent]:
         model_name = user.model if user.model in self.settings.model_choices else self.settings.model
         info = self.catalogue.get(model_name)
         reply_budget = min(self.settings.reply_tokens, info.max_output_tokens)
         history = await self.store.get_messages(conv.id, last=HISTORY_LIMIT)
+        if said is not None:  # the person's message, maybe not stored yet
+            history = [*(m for m in history if m.id != said[0].id), said[0]][-HISTORY_LIMIT:]
         turns = turns_from_history((m.role, m.content) for m in history if m.content)
         if not turns:
             yield self._notice(lang, "chat.retry_nothing")
@@ -634,6 +643,11 @@ class Assistant:
             yield self._notice(lang, "error.too_large")
             return
 
+        if said is not None:
+            # Give the write its first step; one refused at once (a full disk) is not answered.
+            await asyncio.wait([said[1]], timeout=0)
+            if said[1].done():
+                said[1].result()  # raises its StoreError
         yield StreamStart()
         key = str(msg.chat)
         cancel = asyncio.Event()
@@ -673,32 +687,31 @@ class Assistant:
         if cancelled and not text:
             yield self._notice(lang, "chat.cancelled")
             return
-        status = "cancelled" if cancelled else "interrupted" if failure is not None else "ok"
+        status: MessageStatus = "cancelled" if cancelled else "interrupted" if failure is not None else "ok"
         prompt_tokens, completion_tokens = self._tokens(model_name, messages, text, usage)
         cost = info.cost(prompt_tokens, completion_tokens)
         now = self.clock()
-        await self.store.append_messages(
-            [
-                MessageRecord(
-                    id=uuid.uuid4().hex,
-                    conversation_id=conv.id,
-                    role="assistant",
-                    content=text,
-                    created_at=now,
-                    status=status,
-                    model=model_name,
-                    prompt_tokens=prompt_tokens,
-                    completion_tokens=completion_tokens,
-                    cost=cost,
-                )
-            ]
+        answer = MessageRecord(
+            id=uuid.uuid4().hex,
+            conversation_id=conv.id,
+            role="assistant",
+            content=text,
+            created_at=now,
+            status=status,
+            model=model_name,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost=cost,
         )
+        usage_record = UsageRecord(user.id, conv.id, model_name, prompt_tokens, completion_tokens, cost, now)
+        if said is not None:
+            await said[1]  # the person's message gets its place before the answer's
+        # Both durable before the final text; written together, so the store commits them as one.
+        await asyncio.gather(self.store.append_messages([answer]), self.store.add_usage(usage_record))
         self.metrics.model_duration.labels(model_name).observe(time.monotonic() - started)
         self.metrics.tokens.labels(model_name, "prompt").inc(prompt_tokens)
         self.metrics.tokens.labels(model_name, "completion").inc(completion_tokens)
         self.metrics.cost.labels(model_name).inc(cost)
-        usage_record = UsageRecord(user.id, conv.id, model_name, prompt_tokens, completion_tokens, cost, now)
-        await self.store.add_usage(usage_record)
         if status == "ok" and stop is not None:
             # Complete as far as the model went; the person should know it stopped short.
             marker = self.texts.get(lang, f"chat.stopped_{stop.reason}")

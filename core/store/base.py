@@ -11,9 +11,14 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 SCHEMA_VERSION = 1
+
+UserStatus = Literal["pending", "approved", "denied", "blocked"]
+Role = Literal["user", "assistant", "system"]
+# ok; pending (an answer being generated); interrupted (failed halfway); cancelled (stopped by the person)
+MessageStatus = Literal["ok", "pending", "interrupted", "cancelled"]
 
 T = TypeVar("T")
 
@@ -30,7 +35,7 @@ class UserRecord:
     id: str
     identities: tuple[str, ...] = ()
     display_name: str | None = None
-    status: str = "pending"  # pending | approved | denied | blocked
+    status: UserStatus = "pending"
     is_admin: bool = False
     lang: str | None = None  # explicit /lang choice; None = follow the messenger
     model: str | None = None
@@ -80,11 +85,11 @@ class MessageRecord:
 
     id: str
     conversation_id: str
-    role: str  # user | assistant | system
+    role: Role
     content: str
     created_at: float
     seq: int = -1
-    status: str = "ok"
+    status: MessageStatus = "ok"
     author: str | None = None  # identity string of the user who said it (groups)
     model: str | None = None
     prompt_tokens: int = 0
@@ -130,16 +135,9 @@ class StoreError(Exception):
     """The store could not complete an operation (disk full, read-only folder, corrupt file)."""
 
 
-class Store(Protocol):
-    """What the core needs from persistence. One instance per process; safe across processes."""
+class UserStore(Protocol):
+    """Users and their platform identities."""
 
-    async def open(self) -> None:
-        """Create or open the store and run pending migrations."""
-
-    async def close(self) -> None:
-        """Release files, locks and connections."""
-
-    # users and identities
     async def get_user(self, user_id: str) -> UserRecord | None: ...
     async def find_user(self, identity: str) -> UserRecord | None: ...
     async def put_user(self, user: UserRecord) -> None:
@@ -150,7 +148,10 @@ class Store(Protocol):
 
     async def list_users(self) -> list[UserRecord]: ...
 
-    # conversations
+
+class ConversationStore(Protocol):
+    """Conversations and their messages."""
+
     async def put_conversation(self, conv: ConversationRecord) -> None: ...
     async def get_conversation(self, conversation_id: str) -> ConversationRecord | None: ...
     async def list_conversations(self, scope: str, limit: int = 20) -> list[ConversationRecord]:
@@ -160,7 +161,6 @@ class Store(Protocol):
     async def move_conversations(self, from_scope: str, to_scope: str) -> int:
         """Give every conversation of one scope to another (account linking); returns how many."""
 
-    # messages
     async def append_messages(self, messages: list[MessageRecord]) -> list[MessageRecord]:
         """Append to one conversation in order; returns them with ``seq`` assigned.
 
@@ -176,7 +176,11 @@ class Store(Protocol):
     async def truncate_messages(self, conversation_id: str, from_seq: int) -> None:
         """Delete the messages with ``seq >= from_seq`` (used by /retry)."""
 
-    # usage
+
+
+class UsageStore(Protocol):
+    """Tokens and cost, summed per user and for everyone."""
+
     async def add_usage(self, usage: UsageRecord) -> None: ...
     async def usage_totals(self, user_id: str, since: float) -> UsageTotals:
         """The user's usage at or after ``since``, which is always a UTC midnight, so a backend
@@ -185,7 +189,19 @@ class Store(Protocol):
     async def global_usage_totals(self, since: float) -> UsageTotals:
         """Everyone's usage at or after ``since`` (a UTC midnight)."""
 
-    # small settings and state (claim code, global budget, link codes)
+    async def move_usage(self, from_user: str, to_user: str) -> None:
+        """Account every usage record of one user to another (merging linked accounts)."""
+
+
+class MetaStore(Protocol):
+    """Small settings and state (claim code, global budget, link codes), and the store as a whole."""
+
+    async def open(self) -> None:
+        """Create or open the store and run pending migrations."""
+
+    async def close(self) -> None:
+        """Release files, locks and connections."""
+
     async def get_meta(self, key: str) -> Any: ...
     async def set_meta(self, key: str, value: Any) -> None:
         """Set a value; ``None`` deletes the key."""
@@ -197,13 +213,15 @@ class Store(Protocol):
         key. ``change`` runs under the store's lock: keep it short and free of I/O.
         """
 
-    # account linking
-    async def move_usage(self, from_user: str, to_user: str) -> None:
-        """Account every usage record of one user to another (merging linked accounts)."""
-
-    # operator tasks
     async def backup(self, dest: Path) -> None:
         """Write a consistent copy of the whole store to the new folder ``dest`` while it is in use."""
 
     async def restore(self, src: Path) -> None:
         """Replace the store's whole content with a copy written by :meth:`backup`."""
+
+
+class Store(UserStore, ConversationStore, UsageStore, MetaStore, Protocol):
+    """What the core needs from persistence. One instance per process; safe across processes.
+
+    A part of the core that needs one aggregate takes that Protocol (``UsageStore`` …) instead.
+    """

@@ -16,10 +16,10 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from filelock import lock_descriptor, unlock_descriptor
 from tinydb.storages import Storage
@@ -31,6 +31,10 @@ TEMP_SUFFIX = ".tmp"
 STALE_TEMP_SECONDS = 60.0
 LOCK_STRIPES = 256
 LOCK_TIMEOUT_SECONDS = 60.0
+# Failed batches remembered so that every waiter of a failed batch sees the failure.
+REMEMBERED_FAILURES = 64
+
+K = TypeVar("K", bound=Hashable)
 
 
 def _fsync_dir(path: Path, fsync: Callable[[int], None]) -> None:
@@ -54,8 +58,13 @@ class FileOps:
     unlink: Callable[[str | Path], None] = os.unlink
     makedirs: Callable[[Path], None] = field(default=lambda p: p.mkdir(parents=True, exist_ok=True))
 
-    def atomic_write(self, path: Path, data: bytes) -> None:
-        """Replace ``path`` with ``data`` durably: temp file, fsync, rename, fsync the folder."""
+    def atomic_write(self, path: Path, data: bytes, folders: set[Path] | None = None) -> None:
+        """Replace ``path`` with ``data`` durably: temp file, fsync, rename, fsync the folder.
+
+        With ``folders``, the folder's fsync is left to the caller (added to the set): the content
+        is complete on disk before the rename either way, so the file is never torn; only the
+        rename waits, to be made durable with other writers' in one group commit.
+        """
         folder = path.parent
         tmp = folder / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
         try:
@@ -79,15 +88,91 @@ class FileOps:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        _fsync_dir(folder, self.fsync)
+        if folders is None:
+            _fsync_dir(folder, self.fsync)
+        else:
+            folders.add(folder)
 
-    def remove(self, path: Path) -> None:
-        """Delete a file if it exists and make the deletion durable."""
+    def remove(self, path: Path, folders: set[Path] | None = None) -> None:
+        """Delete a file if it exists and make the deletion durable (or add its folder to ``folders``)."""
         try:
             self.unlink(path)
         except FileNotFoundError:
             return
-        _fsync_dir(path.parent, self.fsync)
+        if folders is None:
+            _fsync_dir(path.parent, self.fsync)
+        else:
+            folders.add(path.parent)
+
+    def sync_folder(self, folder: Path) -> None:
+        """Make the entries of ``folder`` (renames, deletions) durable."""
+        try:
+            _fsync_dir(folder, self.fsync)
+        except FileNotFoundError:
+            return  # deleted since (a removed conversation): nothing left in it to make durable
+
+
+class GroupCommit(Generic[K]):
+    """Makes many writers' changes durable together: one flush per distinct item per batch.
+
+    A writer changes what it must under its own locks, then calls :meth:`durable` with what needs
+    flushing (for the TinyDB store, the folders whose entries it renamed). The first waiter that
+    finds no flush running becomes the leader: it takes every item queued so far, by any thread,
+    flushes each once, and releases all their writers; writers that came during that flush form
+    the next batch. So N concurrent turns cost one pass, and no lock is held while it runs (the
+    file system joins the flushes of one pass into one journal commit).
+
+    Reusable: ``flush`` is any blocking call on an item (an fsync of a folder, of a log file).
+    """
+
+    def __init__(self, flush: Callable[[K], None]) -> None:
+        self._flush = flush
+        self._cond = threading.Condition()
+        self._pending: set[K] = set()
+        self._collecting = 1  # the batch new items join
+        self._completed = 0  # the last batch flushed
+        self._flushing = False
+        self._failures: OrderedDict[int, BaseException] = OrderedDict()
+
+    def durable(self, items: Iterable[K]) -> None:
+        """Return once every item is flushed, together with other writers' items; raise if that failed."""
+        wanted = set(items)
+        if not wanted:
+            return
+        with self._cond:
+            self._pending.update(wanted)
+            ticket = self._collecting
+            while self._completed < ticket:
+                if self._flushing:
+                    self._cond.wait()
+                    continue
+                self._lead()
+            failure = self._failures.get(ticket)
+        if failure is not None:
+            raise failure
+
+    def _lead(self) -> None:
+        """Flush the collecting batch (called holding the condition; releases it while flushing)."""
+        batch, self._pending = self._pending, set()
+        number = self._collecting
+        self._collecting += 1
+        self._flushing = True
+        failure: BaseException | None = None
+        self._cond.release()
+        try:
+            for item in batch:
+                self._flush(item)
+        except BaseException as exc:  # every waiter of the batch must hear of it, not just the leader
+            failure = exc
+        finally:
+            self._cond.acquire()
+            self._flushing = False
+            self._completed = number
+            if failure is not None:
+                self._failures[number] = failure
+                while len(self._failures) > REMEMBERED_FAILURES:
+                    self._failures.popitem(last=False)
+            self._cond.notify_all()
 
 
 def encode(data: Any) -> bytes:
@@ -150,10 +235,11 @@ class AtomicJSONStorage(Storage):
     which TinyDB mutates before calling ``write``, so a failed write forgets the cache entry.
     """
 
-    def __init__(self, path: Path, ops: FileOps, cache: FileCache) -> None:
+    def __init__(self, path: Path, ops: FileOps, cache: FileCache, folders: set[Path] | None = None) -> None:
         self._path = path
         self._ops = ops
         self._cache = cache
+        self._folders = folders
 
     def read(self) -> dict[str, dict[str, Any]] | None:
         raw = read_bytes(self._path)
@@ -172,7 +258,7 @@ class AtomicJSONStorage(Storage):
     def write(self, data: dict[str, dict[str, Any]]) -> None:
         try:
             raw = encode(data)
-            self._ops.atomic_write(self._path, raw)
+            self._ops.atomic_write(self._path, raw, self._folders)
         except BaseException as exc:
             self._cache.drop(self._path)
             if isinstance(exc, OSError):

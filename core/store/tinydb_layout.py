@@ -12,7 +12,8 @@ so that no folder and no hot file grows with the number of users or conversation
     conversations/<h:2>/<h>/conversation.json the conversation record (table "conversation", doc 1)
     conversations/<h:2>/<h>/m<seq:010>.json   messages from that seq on (a chunk, see chunk_is_full)
     usage/users/<h:2>/<h>.json                a user's per-UTC-day, per-model sums
-    usage/global.json                         everyone's per-UTC-day, per-model sums
+    usage/global/<h:1>.json                   everyone's per-UTC-day, per-model sums, in 16 parts
+    usage/global.json                         the same, as stores before the parts kept it (read only)
 
 ``<h>`` is a SHA-256 prefix of the key, so file names never carry user identifiers. The bench's
 bulk loader writes this layout directly with these functions, so it stays faithful.
@@ -46,6 +47,8 @@ META_TABLE = "meta"
 SCHEMA_TABLE = "schema"
 SINGLE_DOC_ID = 1
 CHUNK_PREFIX = "m"
+# Everyone's usage sums are split by the user's hash, so concurrent answers rarely share a file.
+GLOBAL_USAGE_PARTS = 16
 DAY_SECONDS = 86400
 
 
@@ -105,7 +108,16 @@ class Layout:
 
     @property
     def global_usage_file(self) -> Path:
+        """Everyone's sums as older stores kept them in one file; still counted, no longer written."""
         return self.usage_dir / "global.json"
+
+    def global_usage_part(self, user_id: str) -> Path:
+        """The part of everyone's sums a user's answers are added to."""
+        return self.global_usage_parts[int(key_hash(user_id)[0], 16) % GLOBAL_USAGE_PARTS]
+
+    @property
+    def global_usage_parts(self) -> list[Path]:
+        return [self.usage_dir / "global" / f"{i:x}.json" for i in range(GLOBAL_USAGE_PARTS)]
 
     def user_file(self, user_id: str) -> Path:
         h = key_hash(user_id)

@@ -11,6 +11,7 @@ import pytest
 from core.store.base import (
     ConversationRecord,
     MessageRecord,
+    Role,
     Store,
     UsageRecord,
     UserRecord,
@@ -61,7 +62,7 @@ def store(backend: tuple[Store, Reopen]) -> Store:
     return backend[0]
 
 
-def msg(cid: str, n: int, role: str = "user") -> MessageRecord:
+def msg(cid: str, n: int, role: Role = "user") -> MessageRecord:
     return MessageRecord(id=f"{cid}-m{n}", conversation_id=cid, role=role, content=f"text {n}", created_at=T0 + n)
 
 

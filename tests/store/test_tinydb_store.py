@@ -163,9 +163,9 @@ class RecordingOps(FileOps):
         super().__init__()
         object.__setattr__(self, "_written", written)
 
-    def atomic_write(self, path: Path, data: bytes) -> None:
+    def atomic_write(self, path: Path, data: bytes, folders: set[Path] | None = None) -> None:
         self._written.append(path)  # type: ignore[attr-defined]
-        super().atomic_write(path, data)
+        super().atomic_write(path, data, folders)
 
 
 async def test_storing_a_turn_touches_only_its_conversation_files(tmp_path: Path) -> None:

@@ -1,0 +1,89 @@
+"""Files written and fsyncs per turn in the TinyDB store, as production stores a turn.
+
+A turn is what ``core/assistant.py`` stores for one exchange: the person's message (appended while
+the model is asked), the conversation's recent messages read for the context, then the answer and
+its usage written together. The store's system calls are counted through its ``FileOps`` seam:
+``replace`` is one file written (atomically), ``fsync`` counts file and folder flushes.
+
+Runs one chat alone, then 50 chats x 4 turns at once (where the group commit can join folder
+flushes of concurrent turns). The data folder is on disk (see ``bench/datadir.py``).
+
+Run: ``.venv/bin/python -m bench.turn_io``
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import threading
+from collections import Counter
+from pathlib import Path
+
+from bench.datadir import describe, disk_folder
+from core.store.base import ConversationRecord, MessageRecord, UsageRecord, UserRecord
+from core.store.tinydb_files import FileOps
+from core.store.tinydb_store import TinyDBStore
+
+T0 = 1_760_000_000.0
+
+
+class Counts:
+    """Thread-safe counters of the store's system calls."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def ops(self) -> FileOps:
+        def fsync(fd: int) -> None:
+            with self._lock:
+                self.calls["fsync"] += 1
+            os.fsync(fd)
+
+        def replace(src: str | Path, dst: str | Path) -> None:
+            with self._lock:
+                self.calls["files"] += 1
+            os.replace(src, dst)
+
+        return FileOps(fsync=fsync, replace=replace)
+
+
+async def turn(store: TinyDBStore, chat: int, k: int) -> None:
+    """One exchange, stored as the assistant stores it."""
+    cid, uid = f"c{chat}", f"u{chat}"
+    now = T0 + k
+    said = MessageRecord(f"q{chat}-{k}", cid, "user", f"message {k} from {chat}", now, author=f"telegram:{chat}")
+    stored = asyncio.ensure_future(store.append_messages([said]))
+    await store.get_messages(cid, last=50)
+    await stored
+    answer = MessageRecord(f"a{chat}-{k}", cid, "assistant", "piece " * 6, now, model="m", prompt_tokens=40)
+    usage = UsageRecord(uid, cid, "m", 40, 9, 0.0001, now)
+    await asyncio.gather(store.append_messages([answer]), store.add_usage(usage))
+
+
+async def run(root: Path, chats: int, turns: int) -> dict[str, float]:
+    counts = Counts()
+    store = TinyDBStore(root, ops=counts.ops())
+    await store.open()
+    for chat in range(chats):
+        await store.put_user(UserRecord(id=f"u{chat}", identities=(f"telegram:{chat}",)))
+        await store.put_conversation(ConversationRecord(id=f"c{chat}", scope=f"user:u{chat}", title="t"))
+    counts.calls.clear()
+    for k in range(turns):
+        await asyncio.gather(*(turn(store, chat, k) for chat in range(chats)))
+    await store.close()
+    n = chats * turns
+    return {name: counts.calls[name] / n for name in ("files", "fsync")}
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(dir=disk_folder(), prefix="ferry-turn-io-") as tmp:
+        print(describe("tinydb", Path(tmp)))
+        for chats, turns in ((1, 20), (50, 4)):
+            r = asyncio.run(run(Path(tmp) / f"run{chats}", chats, turns))
+            print(f"{chats:>3} chats x {turns:<3} files written/turn {r['files']:5.2f}   fsyncs/turn {r['fsync']:5.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Plumbing of the TinyDB store: worker threads, lock stripes, TinyDB tables, the group commit.
+
+The store is split by aggregate, each part a class on this one: ``tinydb_usage``, ``tinydb_conversations``
+(conversations and messages), ``tinydb_users`` (users and identities) and ``tinydb_store`` (meta,
+open and close, backup and restore; the class the app uses)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tinydb import TinyDB
+from tinydb.table import Document, Table
+
+from core.store.base import (
+    StoreError,
+)
+from core.store.tinydb_files import (
+    AtomicJSONStorage,
+    FileCache,
+    FileOps,
+    GroupCommit,
+    LockStripes,
+    store_error,
+)
+from core.store.tinydb_layout import (
+    CHUNK_BYTES,
+    CHUNK_SIZE,
+    SINGLE_DOC_ID,
+    Layout,
+)
+from core.store.tinydb_migrations import MIGRATIONS, Migration
+
+R = TypeVar("R")
+# Worker threads of one store: most of an operation's time is waiting for the disk, not CPU.
+WORKER_THREADS = 32
+
+
+class TinyDBFiles:
+    """The plumbing every part of the TinyDB store shares: worker threads, locks, tables, group commit.
+
+    ``ops`` is the seam for the system calls that write (tests inject a full or read-only disk);
+    ``migrations`` defaults to the shipped list (tests append one to prove it runs once).
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        ops: FileOps | None = None,
+        migrations: Sequence[Migration] = MIGRATIONS,
+        chunk_size: int = CHUNK_SIZE,
+        chunk_bytes: int = CHUNK_BYTES,
+    ) -> None:
+        self._layout = Layout(Path(data_dir))
+        self._ops = ops or FileOps()
+        self._migrations = tuple(migrations)
+        self._chunk_size = chunk_size
+        self._chunk_bytes = chunk_bytes
+        self._cache = FileCache()
+        self._locks: LockStripes | None = None
+        # The folders an operation's writes left to the group commit, per worker thread.
+        self._unit = threading.local()
+        self._commit: GroupCommit[Path] = GroupCommit(self._ops.sync_folder)
+        self._pool: ThreadPoolExecutor | None = None
+
+    # plumbing
+
+    @property
+    def layout(self) -> Layout:
+        """Where this store keeps its files."""
+        return self._layout
+
+    async def _run(self, fn: Callable[..., R], *args: Any) -> R:
+        if self._locks is None:
+            raise StoreError("the store is not open; call open() first")
+        return await asyncio.get_running_loop().run_in_executor(self._executor(), self._guard, fn, *args)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        """The store's own worker threads.
+
+        Not the loop's default pool (about six threads on a small machine): operations there wait
+        behind other operations' fsyncs and behind other libraries' blocking calls. A thread waiting
+        for the disk uses no CPU, so a read need not queue behind 30 turns being flushed.
+        """
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="ferry-store")
+        return self._pool
+
+    def _guard(self, fn: Callable[..., R], *args: Any) -> R:
+        """Run one operation in this thread; return once its renames and deletions are durable.
+
+        Its writes leave their folders' fsyncs to the group commit, which runs after the operation
+        released its locks and joins them with concurrent operations' (one pass for many turns).
+        """
+        folders: set[Path] = set()
+        self._unit.folders = folders
+        try:
+            try:
+                result = fn(*args)
+            except BaseException:
+                self._unit.folders = None
+                with contextlib.suppress(Exception):
+                    self._commit.durable(folders)  # what did happen is made durable all the same
+                raise
+            self._unit.folders = None
+            self._commit.durable(folders)
+            return result
+        except StoreError:
+            raise
+        except OSError as exc:
+            raise store_error(exc, "access", Path(exc.filename or self._layout.root)) from exc
+
+    @contextmanager
+    def _locked(self, path: Path) -> Iterator[None]:
+        assert self._locks is not None
+        with self._locks.hold(self._layout.lock_key(path)):
+            yield
+
+    def _table(self, path: Path, name: str) -> Table:
+        """A TinyDB table in ``path``; use it only while holding the file's lock."""
+        folders = getattr(self._unit, "folders", None)
+        db = TinyDB(storage=lambda: AtomicJSONStorage(path, self._ops, self._cache, folders))
+        return db.table(name, cache_size=0)
+
+    def _single(self, path: Path, name: str) -> dict[str, Any] | None:
+        doc = self._table(path, name).get(doc_id=SINGLE_DOC_ID)
+        return dict(doc) if isinstance(doc, dict) else None
+
+    def _put_single(self, path: Path, name: str, doc: dict[str, Any]) -> None:
+        self._table(path, name).upsert(Document(doc, doc_id=SINGLE_DOC_ID))
+
+    def _forget(self, path: Path) -> None:
+        self._cache.drop(path)
+        self._ops.remove(path, getattr(self._unit, "folders", None))

@@ -1,0 +1,277 @@
+"""The TinyDB store's conversations and messages.
+
+A turn writes the conversation's newest message file and then its scope index's ordering key; the
+conversation's ``message_count`` and ``updated_at`` are read from the message files, so they never
+disagree with them."""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import os
+import shutil
+from collections.abc import Sequence
+from typing import Any
+
+from tinydb import where
+from tinydb.table import Document, Table
+
+from core.store.base import (
+    ConversationRecord,
+    MessageRecord,
+)
+from core.store.tinydb_base import TinyDBFiles
+from core.store.tinydb_layout import (
+    CONVERSATION_TABLE,
+    MESSAGE_TABLE,
+    SCOPE_TABLE,
+    chunk_first_seq,
+    chunk_is_full,
+    message_doc_id,
+    scope_entry,
+)
+
+
+class ConversationFiles(TinyDBFiles):
+    """Conversations, their scope indexes and their message files."""
+
+    async def put_conversation(self, conv: ConversationRecord) -> None:
+        await self._run(self._put_conversation, conv)
+
+    def _put_conversation(self, conv: ConversationRecord) -> None:
+        old = self._get_conversation(conv.id)
+        self._index_add(conv.scope, [conv])
+        path = self._layout.conversation_file(conv.id)
+        with self._locked(path.parent):
+            self._put_single(path, CONVERSATION_TABLE, conv.to_dict())
+        if old and old.scope != conv.scope:
+            self._index_remove(old.scope, [conv.id])
+
+    def _index_add(self, scope: str, convs: Sequence[ConversationRecord]) -> None:
+        path = self._layout.scope_file(scope)
+        with self._locked(path):
+            table = self._table(path, SCOPE_TABLE)
+            ids = [c.id for c in convs]
+            if table.contains(where("id").one_of(ids)):
+                table.remove(where("id").one_of(ids))
+            table.insert_multiple(scope_entry(c) for c in convs)
+
+    def _index_remove(self, scope: str, ids: Sequence[str]) -> None:
+        ids = list(ids)
+        path = self._layout.scope_file(scope)
+        with self._locked(path):
+            table = self._table(path, SCOPE_TABLE)
+            if table.contains(where("id").one_of(ids)):
+                table.remove(where("id").one_of(ids))
+
+    def _index_entries(self, scope: str) -> list[dict[str, Any]]:
+        path = self._layout.scope_file(scope)
+        with self._locked(path):
+            return [dict(e) for e in self._table(path, SCOPE_TABLE).all()]
+
+    async def get_conversation(self, conversation_id: str) -> ConversationRecord | None:
+        return await self._run(self._get_conversation, conversation_id)
+
+    def _get_conversation(self, conversation_id: str) -> ConversationRecord | None:
+        path = self._layout.conversation_file(conversation_id)
+        with self._locked(path.parent):
+            doc = self._single(path, CONVERSATION_TABLE)
+            if doc is None:
+                return None
+            return self._with_counters(doc)
+
+    def _with_counters(self, doc: dict[str, Any]) -> ConversationRecord:
+        """The record with ``message_count`` and ``updated_at`` read from its message files.
+
+        Appending a message therefore writes no conversation record (one file fewer per turn).
+        """
+        cid = doc["id"]
+        chunks = self._chunks(cid)
+        count = self._count(cid, chunks)
+        updated_at = doc["updated_at"]
+        if count:
+            # The newest file holds the newest messages; only two writers racing across a file
+            # boundary could put a later time in the previous file, and then it is off by moments.
+            times = [d["created_at"] for d in self._chunk_table(cid, chunks[-1]).all()]
+            updated_at = max([updated_at, *times])
+        return ConversationRecord.from_dict({**doc, "message_count": count, "updated_at": updated_at})
+
+    async def list_conversations(self, scope: str, limit: int = 20) -> list[ConversationRecord]:
+        """The scope's conversations, most recently updated first (reads the scope's index only)."""
+        return await self._run(self._list_conversations, scope, limit)
+
+    def _list_conversations(self, scope: str, limit: int) -> list[ConversationRecord]:
+        entries = sorted(self._index_entries(scope), key=lambda e: e["updated_at"], reverse=True)
+        out: list[ConversationRecord] = []
+        for entry in entries:
+            if len(out) >= limit:
+                break
+            conv = self._get_conversation(entry["id"])
+            if conv is not None and conv.scope == scope:
+                out.append(conv)
+        return sorted(out, key=lambda c: c.updated_at, reverse=True)
+
+    async def find_conversation_by_source(self, scope: str, source: str) -> ConversationRecord | None:
+        return await self._run(self._find_conversation_by_source, scope, source)
+
+    def _find_conversation_by_source(self, scope: str, source: str) -> ConversationRecord | None:
+        for entry in self._index_entries(scope):
+            if entry.get("source") == source:
+                conv = self._get_conversation(entry["id"])
+                if conv is not None and conv.scope == scope and conv.source == source:
+                    return conv
+        return None
+
+    async def move_conversations(self, from_scope: str, to_scope: str) -> int:
+        """Give every conversation of one scope to another; returns how many moved."""
+        return await self._run(self._move_conversations, from_scope, to_scope)
+
+    def _move_conversations(self, from_scope: str, to_scope: str) -> int:
+        if from_scope == to_scope:
+            return len(self._list_conversations(from_scope, limit=2**31))
+        convs = [
+            c
+            for c in (self._get_conversation(e["id"]) for e in self._index_entries(from_scope))
+            if c is not None and c.scope == from_scope
+        ]
+        if not convs:
+            return 0
+        # New index first, then each record, then the old index: every step is readable.
+        self._index_add(to_scope, convs)
+        moved: list[str] = []
+        for c in convs:
+            path = self._layout.conversation_file(c.id)
+            with self._locked(path.parent):
+                doc = self._single(path, CONVERSATION_TABLE)
+                if doc and doc["scope"] == from_scope:
+                    doc["scope"] = to_scope
+                    self._put_single(path, CONVERSATION_TABLE, doc)
+                    moved.append(c.id)
+        self._index_remove(from_scope, [c.id for c in convs])
+        return len(moved)
+
+    # messages
+
+    def _chunks(self, conversation_id: str) -> list[int]:
+        """First seqs of the conversation's chunk files, ascending (the folder is the truth)."""
+        try:
+            names = os.listdir(self._layout.conversation_dir(conversation_id))
+        except FileNotFoundError:
+            return []
+        return sorted(s for s in map(chunk_first_seq, names) if s is not None)
+
+    def _chunk_table(self, conversation_id: str, first: int) -> Table:
+        return self._table(self._layout.chunk_file(conversation_id, first), MESSAGE_TABLE)
+
+    def _count(self, conversation_id: str, chunks: list[int]) -> int:
+        if not chunks:
+            return 0
+        return chunks[-1] + len(self._chunk_table(conversation_id, chunks[-1]))
+
+    async def append_messages(self, messages: list[MessageRecord]) -> list[MessageRecord]:
+        """Append to one conversation; durable on return. A batch always lands in one file."""
+        if not messages:
+            return []
+        return await self._run(self._append_messages, messages)
+
+    def _append_messages(self, messages: list[MessageRecord]) -> list[MessageRecord]:
+        cid = messages[0].conversation_id
+        if any(m.conversation_id != cid for m in messages):
+            raise ValueError("append_messages takes messages of one conversation")
+        folder = self._layout.conversation_dir(cid)
+        with self._locked(folder):
+            chunks = self._chunks(cid)
+            count = self._count(cid, chunks)
+            first = count
+            if chunks:
+                size = os.stat(self._layout.chunk_file(cid, chunks[-1])).st_size
+                if not chunk_is_full(count - chunks[-1], size, self._chunk_size, self._chunk_bytes):
+                    first = chunks[-1]
+            out = [dataclasses.replace(m, seq=count + i) for i, m in enumerate(messages)]
+            self._chunk_table(cid, first).insert_multiple(
+                Document(m.to_dict(), doc_id=message_doc_id(m.seq)) for m in out
+            )
+            doc = self._single(self._layout.conversation_file(cid), CONVERSATION_TABLE)
+        if doc is not None:
+            self._index_touch(doc["scope"], cid, max(doc["updated_at"], out[-1].created_at))
+        return out
+
+    def _index_touch(self, scope: str, conversation_id: str, updated_at: float) -> None:
+        """Keep the scope index's ordering key in step (only for entries it already has)."""
+        path = self._layout.scope_file(scope)
+        with self._locked(path):
+            table = self._table(path, SCOPE_TABLE)
+            entry = table.get(where("id") == conversation_id)
+            if isinstance(entry, Document) and entry["updated_at"] < updated_at:
+                table.update({"updated_at": updated_at}, doc_ids=[entry.doc_id])
+
+    async def update_message(self, message: MessageRecord) -> None:
+        """Replace the stored message with the same conversation and ``seq`` (no-op when absent)."""
+        await self._run(self._update_message, message)
+
+    def _update_message(self, message: MessageRecord) -> None:
+        cid = message.conversation_id
+        with self._locked(self._layout.conversation_dir(cid)):
+            chunks = self._chunks(cid)
+            i = bisect.bisect_right(chunks, message.seq) - 1
+            if i < 0 or message.seq < 0:
+                return
+            table = self._chunk_table(cid, chunks[i])
+            doc_id = message_doc_id(message.seq)
+            if table.contains(doc_id=doc_id):
+                table.update(message.to_dict(), doc_ids=[doc_id])
+
+    async def get_messages(self, conversation_id: str, last: int | None = None) -> list[MessageRecord]:
+        """The conversation's messages in order; only the last ``last`` ones when given."""
+        return await self._run(self._get_messages, conversation_id, last)
+
+    def _get_messages(self, cid: str, last: int | None) -> list[MessageRecord]:
+        with self._locked(self._layout.conversation_dir(cid)):
+            chunks = self._chunks(cid)
+            count = self._count(cid, chunks)
+            start = max(0, count - last) if last else 0
+            out: list[MessageRecord] = []
+            ends = [*chunks[1:], count] if chunks else []
+            for first, end in zip(chunks, ends, strict=True):
+                if end <= start:
+                    continue
+                table = self._chunk_table(cid, first)
+                ids = [message_doc_id(s) for s in range(max(first, start), end)]
+                docs = table.get(doc_ids=ids) if first < start else table.all()
+                out.extend(MessageRecord.from_dict(d) for d in docs or [])
+        return sorted(out, key=lambda m: m.seq)
+
+    async def truncate_messages(self, conversation_id: str, from_seq: int) -> None:
+        """Delete the messages with ``seq >= from_seq`` (used by /retry)."""
+        await self._run(self._truncate_messages, conversation_id, from_seq)
+
+    def _truncate_messages(self, cid: str, from_seq: int) -> None:
+        from_seq = max(0, from_seq)
+        path = self._layout.conversation_file(cid)
+        with self._locked(path.parent):
+            doc = self._single(path, CONVERSATION_TABLE)
+            if doc is not None:
+                # Counters come from the message files; pin updated_at first so it never moves back.
+                before = self._with_counters(doc)
+                if doc["updated_at"] < before.updated_at:
+                    self._put_single(path, CONVERSATION_TABLE, {**doc, "updated_at": before.updated_at})
+            chunks = self._chunks(cid)
+            count = self._count(cid, chunks)
+            # Newest first, so every crash state is a contiguous prefix.
+            for first in reversed(chunks):
+                if first >= from_seq:
+                    self._forget(self._layout.chunk_file(cid, first))
+                    continue
+                doomed = [message_doc_id(s) for s in range(from_seq, count)]
+                if doomed:
+                    self._chunk_table(cid, first).remove(doc_ids=doomed)
+                break
+
+    def _delete_conversation_files(self, conversation_id: str) -> None:
+        folder = self._layout.conversation_dir(conversation_id)
+        with self._locked(folder):
+            # Messages first, the record last: a half-deleted conversation still has its record.
+            for first in reversed(self._chunks(conversation_id)):
+                self._forget(self._layout.chunk_file(conversation_id, first))
+            self._forget(self._layout.conversation_file(conversation_id))
+            shutil.rmtree(folder, ignore_errors=True)
