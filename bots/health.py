@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -11,6 +12,8 @@ from core.metrics import HealthServer
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
+
+STORE_CHECK_SECONDS = 3.0
 
 
 @contextlib.asynccontextmanager
@@ -27,7 +30,10 @@ async def serve_health(
 
     async def store_check() -> str | None:
         try:
-            await assistant.store.get_meta("schema_version")
+            # Bounded: an unreachable database (PostgreSQL) must say "not ready", not hang the probe.
+            await asyncio.wait_for(assistant.store.get_meta("schema_version"), STORE_CHECK_SECONDS)
+        except TimeoutError:
+            return f"the store did not answer within {STORE_CHECK_SECONDS:g} s"
         except Exception as e:
             return f"the store does not open: {e}"
         return None
