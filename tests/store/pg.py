@@ -24,6 +24,8 @@ def new_schema_name() -> str:
 def drop_schema(name: str) -> None:
     """Drop a test's schema and everything in it."""
     with psycopg.connect(PG_URL, autocommit=True) as conn:
+        # A test that failed may leave a connection holding a lock: fail loudly rather than hang.
+        conn.execute("SET lock_timeout = '20s'")
         conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
 

@@ -1,4 +1,4 @@
-"""A separate process that writes to a TinyDB store, for the crash and concurrency tests.
+"""A separate process that writes to a store (TinyDB folder or PostgreSQL URL) for the crash and concurrency tests.
 
 Usage: ``python store_worker.py crash <data_dir>`` appends turns forever and prints every
 acknowledged write (``ack <seq> <content>``, ``upd <seq> <content>``) and announces each
@@ -15,7 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from core.store.base import ConversationRecord, MessageRecord, UsageRecord, UserRecord
+from core.store.base import ConversationRecord, MessageRecord, Store, UsageRecord, UserRecord
+from core.store.postgres import PostgresStore, is_postgres_url
 from core.store.tinydb_store import TinyDBStore
 
 CRASH_CONVERSATION = "crash-conv"
@@ -28,8 +29,15 @@ def say(line: str) -> None:
     os.write(1, (line + "\n").encode())
 
 
-async def crash(data_dir: Path) -> None:
-    store = TinyDBStore(data_dir, chunk_size=16)
+def open_target(target: str) -> Store:
+    """A TinyDB data folder, or a ``postgresql://`` URL (with ``?schema=``) for the PostgreSQL runs."""
+    if is_postgres_url(target):
+        return PostgresStore(target)
+    return TinyDBStore(Path(target), chunk_size=16)
+
+
+async def crash(data_dir: str) -> None:
+    store = open_target(data_dir)
     await store.open()
     if await store.get_conversation(CRASH_CONVERSATION) is None:
         await store.put_conversation(ConversationRecord(id=CRASH_CONVERSATION, scope="user:crash"))
@@ -65,8 +73,8 @@ def wait_for(path: Path) -> None:
         time.sleep(0.001)
 
 
-async def concurrent(data_dir: Path, name: str, rounds: int, go_file: Path) -> None:
-    store = TinyDBStore(data_dir, chunk_size=16)
+async def concurrent(data_dir: str, name: str, rounds: int, go_file: Path) -> None:
+    store = open_target(data_dir)
     await store.open()
     await store.put_conversation(ConversationRecord(id=SHARED_CONVERSATION, scope="group:shared"))
     own = f"own-{name}"
@@ -84,7 +92,7 @@ async def concurrent(data_dir: Path, name: str, rounds: int, go_file: Path) -> N
 
 
 def main(argv: list[str]) -> None:
-    mode, data_dir = argv[0], Path(argv[1])
+    mode, data_dir = argv[0], argv[1]
     if mode == "crash":
         asyncio.run(crash(data_dir))
     else:

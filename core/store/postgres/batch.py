@@ -85,6 +85,8 @@ class WriteBatcher:
                 future.set_exception(psycopg.OperationalError("the write kept conflicting with other writers"))
 
     async def _commit(self, batch: list[tuple[Write, asyncio.Future[Any]]]) -> list[tuple[bool, Any]]:
+        if len(batch) == 1:
+            return [await self._commit_one(batch[0][0])]
         results: list[tuple[bool, Any]] = []
         async with self._pool.connection() as conn, conn.transaction():
             for write, future in batch:
@@ -101,6 +103,18 @@ class WriteBatcher:
                 except Exception as exc:
                     results.append((False, exc))
         return results
+
+    async def _commit_one(self, write: Write) -> tuple[bool, Any]:
+        """A write alone: its transaction is its savepoint (two round trips fewer)."""
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                return (True, await write(conn))
+        except RETRYABLE:
+            raise
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            raise
+        except Exception as exc:
+            return (False, exc)
 
     async def drain(self) -> None:
         """Wait for every batch in flight (before the pool closes)."""

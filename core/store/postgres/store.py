@@ -127,7 +127,11 @@ class PostgresStore:
         if self._url.schema:
             # The schema must exist before a connection whose search_path names it creates tables.
             try:
-                async with await psycopg.AsyncConnection.connect(self._url.conninfo, autocommit=True) as conn:
+                async with await psycopg.AsyncConnection.connect(
+                    self._url.conninfo, autocommit=True, connect_timeout=max(1, int(self._timeout))
+                ) as conn, conn.transaction():
+                    # Under a lock: two processes racing through IF NOT EXISTS can both try to create it.
+                    await _lock(conn, "create-schema", self._url.schema)
                     await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self._url.schema}"')
             except psycopg.Error as exc:
                 raise StoreError(f"cannot create schema {self._url.schema} at {self._url.display}: {exc}") from exc
