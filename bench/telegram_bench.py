@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import logging
 import multiprocessing as mp
-import os
 import re
 import resource
 import statistics
@@ -252,8 +251,6 @@ async def _servers(conn: Connection, loads: list[Load]) -> None:
     def on_call(call: Call) -> None:
         if call.method in ("sendMessageDraft", "sendMessage"):
             clock.output(int(call.params["chat_id"]), final=call.method == "sendMessage")
-            if call.method == "sendMessage" and os.environ.get("BENCH_DEBUG"):
-                print("FINAL", call.params.get("text"), flush=True)
 
     tg.listeners.append(on_call)
     for run, load in enumerate(loads):

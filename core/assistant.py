@@ -525,20 +525,22 @@ class Assistant:
     def _scope(self, msg: Incoming, user: UserRecord) -> str:
         return f"group:{msg.chat}" if msg.chat.is_group else f"user:{user.id}"
 
-    async def _new_conversation(self, scope: str) -> ConversationRecord:
+    async def _new_conversation(self, scope: str, title: str | None = None) -> ConversationRecord:
         now = self.clock()
         current = await self.store.list_conversations(scope, 1)
         if current and current[0].message_count == 0:
-            conv = dataclasses.replace(current[0], updated_at=now)
+            conv = dataclasses.replace(current[0], updated_at=now, title=current[0].title or title)
         else:
-            conv = ConversationRecord(id=uuid.uuid4().hex[:16], scope=scope, created_at=now, updated_at=now)
+            conv = ConversationRecord(
+                id=uuid.uuid4().hex[:16], scope=scope, title=title, created_at=now, updated_at=now
+            )
         await self.store.put_conversation(conv)
         return conv
 
-    async def _active_conversation(self, scope: str) -> ConversationRecord:
-        """The scope's most recently used conversation (switching bumps it), or a new one."""
+    async def _active_conversation(self, scope: str, title: str | None = None) -> ConversationRecord:
+        """The scope's most recently used conversation (switching bumps it), or a new one (``title``)."""
         current = await self.store.list_conversations(scope, 1)
-        return current[0] if current else await self._new_conversation(scope)
+        return current[0] if current else await self._new_conversation(scope, title)
 
     async def _list_chats(self, msg: Incoming, user: UserRecord, lang: str) -> Notice:
         convs = await self.store.list_conversations(self._scope(msg, user), 10)
@@ -566,7 +568,8 @@ class Assistant:
     # --- chatting ---------------------------------------------------------------------------
 
     async def _chat(self, msg: Incoming, user: UserRecord, lang: str, text: str) -> AsyncIterator[ReplyEvent]:
-        conv = await self._active_conversation(self._scope(msg, user))
+        # A new conversation is written once, with its title, on the way to the model request.
+        conv = await self._active_conversation(self._scope(msg, user), short_title(text))
         if not conv.title:
             conv = dataclasses.replace(conv, title=short_title(text))
             await self.store.put_conversation(conv)

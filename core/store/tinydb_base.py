@@ -38,8 +38,9 @@ from core.store.tinydb_layout import (
 from core.store.tinydb_migrations import MIGRATIONS, Migration
 
 R = TypeVar("R")
-# Worker threads of one store: most of an operation's time is waiting for the disk, not CPU.
-WORKER_THREADS = 32
+# Worker threads of one store. More threads did not help: on two cores 32 of them fought the event
+# loop for the GIL (the 50 x 4 bench lost 25% of its answers/s and the loop's own sends came later).
+WORKER_THREADS = 6
 
 
 class TinyDBFiles:
@@ -67,7 +68,7 @@ class TinyDBFiles:
         self._locks: LockStripes | None = None
         # The folders an operation's writes left to the group commit, per worker thread.
         self._unit = threading.local()
-        self._commit: GroupCommit[Path] = GroupCommit(self._ops.sync_folder)
+        self._commit: GroupCommit[Path] = GroupCommit(self._sync_folders)
         self._pool: ThreadPoolExecutor | None = None
 
     # plumbing
@@ -83,11 +84,8 @@ class TinyDBFiles:
         return await asyncio.get_running_loop().run_in_executor(self._executor(), self._guard, fn, *args)
 
     def _executor(self) -> ThreadPoolExecutor:
-        """The store's own worker threads.
-
-        Not the loop's default pool (about six threads on a small machine): operations there wait
-        behind other operations' fsyncs and behind other libraries' blocking calls. A thread waiting
-        for the disk uses no CPU, so a read need not queue behind 30 turns being flushed.
+        """The store's own worker threads, so its operations never queue behind other libraries'
+        blocking calls in the loop's default pool (and those never wait for the store's fsyncs).
         """
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="ferry-store")
@@ -135,6 +133,9 @@ class TinyDBFiles:
 
     def _put_single(self, path: Path, name: str, doc: dict[str, Any]) -> None:
         self._table(path, name).upsert(Document(doc, doc_id=SINGLE_DOC_ID))
+
+    def _sync_folders(self, folders: set[Path]) -> None:
+        self._ops.sync_folders(folders, self._layout.root)
 
     def _forget(self, path: Path) -> None:
         self._cache.drop(path)

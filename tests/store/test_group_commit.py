@@ -1,0 +1,99 @@
+"""The group commit: many writers' changes made durable by one flush, and every write acknowledged
+only after a flush that covers it."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from core.store.base import ConversationRecord, MessageRecord, StoreError, UsageRecord
+from core.store.tinydb_files import FileOps, GroupCommit
+from core.store.tinydb_store import TinyDBStore
+
+
+def test_concurrent_writers_share_flushes_and_each_waits_for_its_own() -> None:
+    flushed: list[set[int]] = []
+    entered = threading.Event()
+    release = threading.Event()
+
+    def flush(batch: set[int]) -> None:
+        flushed.append(set(batch))
+        if len(flushed) == 1:
+            entered.set()
+            release.wait(5)  # hold the first flush so the others pile up behind it
+
+    commit: GroupCommit[int] = GroupCommit(flush)
+    done: list[int] = []
+
+    def writer(i: int) -> None:
+        commit.durable([i])
+        done.append(i)
+
+    first = threading.Thread(target=writer, args=(0,))
+    first.start()
+    assert entered.wait(5)
+    others = [threading.Thread(target=writer, args=(i,)) for i in range(1, 9)]
+    for t in others:
+        t.start()
+    while len(commit._pending) < 8:  # all eight queued behind the running flush
+        threading.Event().wait(0.001)
+    assert done == []  # nobody is released before a flush covering their item ends
+    release.set()
+    for t in [first, *others]:
+        t.join(5)
+    assert sorted(done) == list(range(9))
+    assert flushed == [{0}, set(range(1, 9))]  # eight writers, one flush
+
+
+def test_a_failed_flush_fails_every_writer_of_its_batch_and_not_the_next() -> None:
+    calls = 0
+
+    def flush(batch: set[str]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise OSError(5, "Input/output error")
+
+    commit: GroupCommit[str] = GroupCommit(flush)
+    with pytest.raises(OSError):
+        commit.durable(["a"])
+    commit.durable(["b"])  # a later batch that flushed fine
+    commit.durable([])  # nothing to flush: returns at once
+    assert calls == 2
+
+
+class Journal(FileOps):
+    """Writes normally and notes, in order, each file replaced and each flush of the file system."""
+
+    def __init__(self, events: list[str]) -> None:
+        super().__init__(syncfs=lambda fd: events.append("syncfs"))
+        object.__setattr__(self, "_events", events)
+
+    def atomic_write(self, path: Path, data: bytes, folders: set[Path] | None = None) -> None:
+        super().atomic_write(path, data, folders)
+        self._events.append(f"write {path.name}")  # type: ignore[attr-defined]
+
+
+async def test_a_turn_is_acknowledged_only_after_a_flush_covering_its_renames(tmp_path: Path) -> None:
+    events: list[str] = []
+    store = TinyDBStore(tmp_path, ops=Journal(events))
+    await store.open()
+    await store.put_conversation(ConversationRecord(id="c1", scope="user:u1"))
+    events.clear()
+    await store.append_messages([MessageRecord("m1", "c1", "user", "hi", 1.0)])
+    assert events and events[-1] == "syncfs" and any(e.startswith("write") for e in events)
+    events.clear()
+    await store.add_usage(UsageRecord("u1", "c1", "m", 1, 2, 0.0, 1.0))
+    assert events[-1] == "syncfs" and len([e for e in events if e.startswith("write")]) == 2
+    await store.close()
+
+
+async def test_a_failing_flush_is_reported_as_a_store_error(tmp_path: Path) -> None:
+    def broken(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    store = TinyDBStore(tmp_path, ops=FileOps(syncfs=broken))
+    with pytest.raises(StoreError, match="Input/output error"):
+        await store.open()
