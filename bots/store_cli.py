@@ -34,7 +34,8 @@ def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 def open_spec(spec: str, *, source: bool) -> tuple[Store, Dump]:
     """The store a command-line argument names, and what a copy reads from it besides the contract."""
     if is_postgres_url(spec):
-        pg = PostgresStore(spec)
+        # A copy can be re-run, so the destination need not wait for the disk at every commit.
+        pg = PostgresStore(spec, wait_for_disk=source)
         return pg, PostgresDump(pg)
     root = Path(spec)
     if source and not (root / "schema.json").is_file():
@@ -92,6 +93,8 @@ async def run(args: argparse.Namespace, settings: Settings, out: TextIO = sys.st
             await dst.open()
             try:
                 result = await copy_store(src, src_dump, dst, dst_dump, ProgressBar(sys.stderr))
+                if isinstance(dst, PostgresStore):
+                    await dst.flush()
             finally:
                 await dst.close()
         finally:

@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from core.store.base import Store, StoreError, UsageRecord
+from core.store.base import Store, StoreError, UsageRecord, UserRecord
 from core.store.tinydb_layout import CONVERSATION_TABLE, META_TABLE, SINGLE_DOC_ID, USAGE_TABLE, Layout
 
 DAY_SECONDS = 86400
 MESSAGE_BATCH = 100
+PARALLEL = 16
 COST_TOLERANCE = 1e-9
 
 Progress = Callable[[str, int, int], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -158,26 +160,35 @@ async def count(store: Store, dump: Dump) -> Counts:
     )
 
 
-async def copy_store(src: Store, src_dump: Dump, dst: Store, dst_dump: Dump, progress: Progress) -> CopyResult:
-    """Copy everything from ``src`` to ``dst``; safe to run again after an interruption."""
+async def copy_store(
+    src: Store, src_dump: Dump, dst: Store, dst_dump: Dump, progress: Progress, parallel: int = PARALLEL
+) -> CopyResult:
+    """Copy everything from ``src`` to ``dst``, ``parallel`` records at a time; safe to run again."""
     users = await src.list_users()
     ids = await src_dump.conversation_ids()
     meta = await src_dump.meta_items()
     total = 2 * len(users) + len(ids) + len(meta)
     done = 0
-    for user in users:
+
+    async def put_user(user: UserRecord) -> None:
         if await dst.get_user(user.id) != user:
             await dst.put_user(user)
-        done += 1
-        progress("users", done, total)
-    for cid in ids:
-        await _copy_conversation(src, dst, cid)
-        done += 1
-        progress("conversations", done, total)
-    for user in users:
+
+    async def put_usage(user: UserRecord) -> None:
         await dst_dump.set_usage_days(await src_dump.usage_days(user.id))
-        done += 1
-        progress("usage", done, total)
+
+    async def in_groups(stage: str, items: Sequence[T], step: Callable[[T], Awaitable[None]]) -> None:
+        # A few at a time: reads overlap, and writes issued together share a commit.
+        nonlocal done
+        for start in range(0, len(items), parallel):
+            group = items[start : start + parallel]
+            await asyncio.gather(*(step(item) for item in group))
+            done += len(group)
+            progress(stage, done, total)
+
+    await in_groups("users", users, put_user)
+    await in_groups("conversations", ids, lambda cid: _copy_conversation(src, dst, cid))
+    await in_groups("usage", users, put_usage)
     for key, value in meta.items():
         if await dst.get_meta(key) != value:
             await dst.set_meta(key, value)

@@ -43,6 +43,7 @@ class PostgresConnection:
         pool_size: int = 8,
         timeout: float = 10.0,
         migrations: Sequence[Migration] = MIGRATIONS,
+        wait_for_disk: bool = True,
     ) -> None:
         self._url = StoreURL.parse(url, schema=schema)
         self._pool_size = pool_size
@@ -51,6 +52,9 @@ class PostgresConnection:
         self._pool: AsyncConnectionPool | None = None
         self._batcher: WriteBatcher | None = None
         self.version = 0
+        # False only for bulk work that can be re-run (``ferry store copy``): commits return before
+        # the WAL reaches the disk; :meth:`flush` makes all of them durable at the end.
+        self._wait_for_disk = wait_for_disk
 
     @property
     def url(self) -> StoreURL:
@@ -104,7 +108,7 @@ class PostgresConnection:
                 raise StoreError(f"cannot create schema {self._url.schema} at {self._url.display}: {exc}") from exc
         pool = AsyncConnectionPool(
             self._url.conninfo,
-            kwargs={"autocommit": True, **self._url.connect_kwargs},
+            kwargs={"autocommit": True, **self._connect_kwargs()},
             min_size=1,
             max_size=self._pool_size,
             open=False,
@@ -128,6 +132,19 @@ class PostgresConnection:
             raise StoreError(f"cannot open the PostgreSQL store at {self._url.display}: {exc}") from exc
         self._pool = pool
         self._batcher = WriteBatcher(pool)
+
+    def _connect_kwargs(self) -> dict[str, str]:
+        kwargs = dict(self._url.connect_kwargs)
+        if not self._wait_for_disk:
+            kwargs["options"] = f"{kwargs.get('options', '')} -csynchronous_commit=off".strip()
+        return kwargs
+
+    async def flush(self) -> None:
+        """Make every commit so far durable (one commit that waits for the disk flushes the WAL before it)."""
+        async with self.connection() as conn, conn.transaction():
+            await conn.execute("SET LOCAL synchronous_commit = on")
+            await conn.execute("INSERT INTO meta VALUES ('ferry:flush', 'true') ON CONFLICT (key) DO NOTHING")
+            await conn.execute("DELETE FROM meta WHERE key = 'ferry:flush'")
 
     async def close(self) -> None:
         """Wait for writes in flight, then close every connection."""
