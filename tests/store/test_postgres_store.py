@@ -9,8 +9,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from core.app import build_store
+from core.settings import SettingsError
 from core.store.base import MessageRecord, StoreError, UsageRecord
 from core.store.postgres import PostgresStore, StoreURL
+from tests.conftest import make_settings
 from tests.store.pg import PG_URL, pg_schema, schema_url
 from tests.store.test_contract import T0, conv, msg
 
@@ -154,3 +157,10 @@ async def test_backup_refuses_a_folder_that_is_not_empty_and_restore_a_non_backu
     with pytest.raises(StoreError, match="not a Ferry PostgreSQL backup"):
         await store.restore(tmp_path / "full")
     assert (tmp_path / "full" / "x").read_text() == "keep me"
+
+
+def test_the_setting_selects_postgres_and_refuses_another_url() -> None:
+    store = build_store(make_settings(FERRY_DATABASE_URL="postgresql://ferry@db:5432/ferry?schema=bot"))
+    assert isinstance(store, PostgresStore) and store.url.schema == "bot"
+    with pytest.raises(SettingsError, match="postgresql://"):
+        build_store(make_settings(FERRY_DATABASE_URL="mysql://db/ferry"))
