@@ -21,11 +21,11 @@ from tinydb.table import Document, Table
 from core.store.base import (
     StoreError,
 )
+from core.store.group_commit import GroupCommit
 from core.store.tinydb_files import (
     AtomicJSONStorage,
     FileCache,
     FileOps,
-    GroupCommit,
     LockStripes,
     store_error,
 )

@@ -18,10 +18,10 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Hashable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from filelock import lock_descriptor, unlock_descriptor
 from tinydb.storages import Storage
@@ -33,10 +33,6 @@ TEMP_SUFFIX = ".tmp"
 STALE_TEMP_SECONDS = 60.0
 LOCK_STRIPES = 256
 LOCK_TIMEOUT_SECONDS = 60.0
-# Failed batches remembered so that every waiter of a failed batch sees the failure.
-REMEMBERED_FAILURES = 64
-
-K = TypeVar("K", bound=Hashable)
 
 
 def _fsync_dir(path: Path, fsync: Callable[[int], None]) -> None:
@@ -145,69 +141,6 @@ class FileOps:
                 _fsync_dir(folder, self.fsync)
             except FileNotFoundError:
                 continue  # deleted since (a removed conversation): nothing left in it to make durable
-
-
-class GroupCommit(Generic[K]):
-    """Makes many writers' changes durable together: one flush per batch.
-
-    A writer changes what it must under its own locks, then calls :meth:`durable` with what needs
-    flushing (for the TinyDB store, the folders whose entries it renamed). The first waiter that
-    finds no flush running becomes the leader: it takes every item queued so far, by any thread,
-    flushes them with one call, and releases all their writers; writers that came during that
-    flush form the next batch. So N concurrent turns cost one flush, and no lock is held while it
-    runs.
-
-    Reusable: ``flush`` is any blocking call on a batch of items (one ``syncfs`` for a set of
-    folders, one fsync of a log file for a set of appended records).
-    """
-
-    def __init__(self, flush: Callable[[set[K]], None]) -> None:
-        self._flush = flush
-        self._cond = threading.Condition()
-        self._pending: set[K] = set()
-        self._collecting = 1  # the batch new items join
-        self._completed = 0  # the last batch flushed
-        self._flushing = False
-        self._failures: OrderedDict[int, BaseException] = OrderedDict()
-
-    def durable(self, items: Iterable[K]) -> None:
-        """Return once every item is flushed, together with other writers' items; raise if that failed."""
-        wanted = set(items)
-        if not wanted:
-            return
-        with self._cond:
-            self._pending.update(wanted)
-            ticket = self._collecting
-            while self._completed < ticket:
-                if self._flushing:
-                    self._cond.wait()
-                    continue
-                self._lead()
-            failure = self._failures.get(ticket)
-        if failure is not None:
-            raise failure
-
-    def _lead(self) -> None:
-        """Flush the collecting batch (called holding the condition; releases it while flushing)."""
-        batch, self._pending = self._pending, set()
-        number = self._collecting
-        self._collecting += 1
-        self._flushing = True
-        failure: BaseException | None = None
-        self._cond.release()
-        try:
-            self._flush(batch)
-        except BaseException as exc:  # every waiter of the batch must hear of it, not just the leader
-            failure = exc
-        finally:
-            self._cond.acquire()
-            self._flushing = False
-            self._completed = number
-            if failure is not None:
-                self._failures[number] = failure
-                while len(self._failures) > REMEMBERED_FAILURES:
-                    self._failures.popitem(last=False)
-            self._cond.notify_all()
 
 
 def encode(data: Any) -> bytes:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from core.store.base import ConversationRecord, MessageRecord, StoreError, UsageRecord
-from core.store.tinydb_files import FileOps, GroupCommit
+from core.store.group_commit import GroupCommit
+from core.store.tinydb_files import FileOps
 from core.store.tinydb_store import TinyDBStore
 
 

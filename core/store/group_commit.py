@@ -1,0 +1,80 @@
+"""Group commit: many writers' changes made durable together, one flush per batch.
+
+Used by the TinyDB store for the folders its operations renamed files in; written for any
+store-side durability that many concurrent callers wait for (a durable inbox, a log file).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable
+from typing import Generic, TypeVar
+
+# Failed batches remembered so that every waiter of a failed batch sees the failure.
+REMEMBERED_FAILURES = 64
+
+K = TypeVar("K", bound=Hashable)
+
+
+class GroupCommit(Generic[K]):
+    """Makes many writers' changes durable together: one flush per batch.
+
+    A writer changes what it must under its own locks, then calls :meth:`durable` with what needs
+    flushing (for the TinyDB store, the folders whose entries it renamed). The first waiter that
+    finds no flush running becomes the leader: it takes every item queued so far, by any thread,
+    flushes them with one call, and releases all their writers; writers that came during that
+    flush form the next batch. So N concurrent turns cost one flush, and no lock is held while it
+    runs.
+
+    Reusable: ``flush`` is any blocking call on a batch of items (one ``syncfs`` for a set of
+    folders, one fsync of a log file for a set of appended records).
+    """
+
+    def __init__(self, flush: Callable[[set[K]], None]) -> None:
+        self._flush = flush
+        self._cond = threading.Condition()
+        self._pending: set[K] = set()
+        self._collecting = 1  # the batch new items join
+        self._completed = 0  # the last batch flushed
+        self._flushing = False
+        self._failures: OrderedDict[int, BaseException] = OrderedDict()
+
+    def durable(self, items: Iterable[K]) -> None:
+        """Return once every item is flushed, together with other writers' items; raise if that failed."""
+        wanted = set(items)
+        if not wanted:
+            return
+        with self._cond:
+            self._pending.update(wanted)
+            ticket = self._collecting
+            while self._completed < ticket:
+                if self._flushing:
+                    self._cond.wait()
+                    continue
+                self._lead()
+            failure = self._failures.get(ticket)
+        if failure is not None:
+            raise failure
+
+    def _lead(self) -> None:
+        """Flush the collecting batch (called holding the condition; releases it while flushing)."""
+        batch, self._pending = self._pending, set()
+        number = self._collecting
+        self._collecting += 1
+        self._flushing = True
+        failure: BaseException | None = None
+        self._cond.release()
+        try:
+            self._flush(batch)
+        except BaseException as exc:  # every waiter of the batch must hear of it, not just the leader
+            failure = exc
+        finally:
+            self._cond.acquire()
+            self._flushing = False
+            self._completed = number
+            if failure is not None:
+                self._failures[number] = failure
+                while len(self._failures) > REMEMBERED_FAILURES:
+                    self._failures.popitem(last=False)
+            self._cond.notify_all()
