@@ -122,3 +122,4 @@ class WriteBatcher:
             if self._pending and not self._scheduled:
                 self._start()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.sleep(0)  # let a scheduled start run
