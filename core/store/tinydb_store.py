@@ -4,7 +4,7 @@ Layout and file format: ``core/store/tinydb_layout.py``. Atomic writes, locks an
 Storage: ``core/store/tinydb_files.py``. Each operation reads and rewrites only the few small files
 it concerns, under their cross-process lock, and re-reads a file whenever its bytes changed, so two
 processes never lose each other's updates. The file I/O runs in the store's worker threads, and
-an operation returns once its writes are durable (``GroupCommit`` in ``tinydb_files.py``).
+an operation returns once its writes are durable (``core/store/group_commit.py``).
 
 Parts by aggregate: ``tinydb_users`` (users, identities), ``tinydb_conversations`` (conversations,
 messages), ``tinydb_usage`` (usage sums) on the plumbing of ``tinydb_base``; this module adds meta,
