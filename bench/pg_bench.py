@@ -134,6 +134,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--messages", type=int, default=100)
     parser.add_argument("--ops", type=int, default=300, help="timed calls of each operation per store")
+    parser.add_argument("--copy-only", action="store_true", help="measure ferry store copy, not the operations")
     parser.add_argument("--url", default=os.environ.get("FERRY_TEST_DATABASE_URL", DEFAULT_URL))
     args = parser.parse_args()
 
@@ -171,7 +172,8 @@ def main() -> None:
                 p50, p99 = results["PostgreSQL"][name]
                 print(f"{name:<34}{t50:>12.2f}{t99:>9.2f}{p50:>16.2f}{p99:>9.2f}")
 
-        asyncio.run(bench())
+        if not args.copy_only:
+            asyncio.run(bench())
     finally:
         shutil.rmtree(parent, ignore_errors=True)
         with psycopg.connect(args.url, autocommit=True) as conn:
