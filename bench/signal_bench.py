@@ -107,8 +107,8 @@ async def _servers(conn: Connection, loads: list[Load]) -> None:
 
 
 async def _bot(conn: Connection, store_kind: str) -> list[RunResult]:
-    from bots.signal_bot import SignalAdapter
-    from core.assistant import Assistant
+    from bots.signal.process import SignalAdapter
+    from core.app import assemble
     from core.llm import OpenAIModelClient
     from core.settings import Settings
     from core.store.memory import MemoryStore
@@ -134,7 +134,7 @@ async def _bot(conn: Connection, store_kind: str) -> list[RunResult]:
             store = TinyDBStore(Path(tmp))
         else:
             store = MemoryStore()
-        assistant = Assistant(settings, store, OpenAIModelClient(ai_url, "bench", max_retries=0))
+        assistant = assemble(settings, store, OpenAIModelClient(ai_url, "bench", max_retries=0))
         await assistant.start()
         adapter = SignalAdapter(assistant, service=service, phone_number=number)
         await adapter.start()

@@ -281,15 +281,43 @@ async def _servers(conn: Connection, loads: list[Load]) -> None:
 class EchoCore:
     """A stand-in core that answers at once, to measure the adapter and PTB alone."""
 
-    async def handle(self, msg: Any) -> Any:
-        from core.types import FinalText, StreamStart, TextDelta
+    def __init__(self) -> None:
+        from core.metrics import Metrics
 
-        yield StreamStart()
-        yield TextDelta(f"You said: {msg.text}")
-        yield FinalText(f"You said: {msg.text}", streamed=True)
+        self.metrics = Metrics()
+
+    def submit(self, msg: Any) -> Any:
+        from core.reply import ready_reply
+        from core.types import FinalText, PartialAnswer, StreamStart
+
+        said = f"You said: {msg.text}"
+        return ready_reply(StreamStart(), PartialAnswer(said), FinalText(said, streamed=True))
+
+    async def receive(self, msg: Any, key: str, route: Any = None) -> Any:
+        return self.submit(msg)
+
+    async def pending(self, platform: str) -> Any:
+        await asyncio.Event().wait()
+        yield
+
+    async def alerts(self, platform: str) -> Any:
+        await asyncio.Event().wait()
+        yield
+
+    async def ready(self) -> str | None:
+        return None
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
 
     def command_menu(self, lang: str) -> list[tuple[str, str]]:
         return [("help", "Help")]
+
+    def menu_languages(self) -> tuple[str, ...]:
+        return ("en",)
 
     def text(self, lang: str, key: str, **values: Any) -> str:
         return key
@@ -299,8 +327,8 @@ class EchoCore:
 
 
 async def _bot(conn: Connection, store_kind: str, core: str, pool: int) -> list[RunResult]:
-    from bots.telegram_bot import build_application, polling
-    from core.assistant import Assistant
+    from bots.telegram.process import build_application, polling
+    from core.app import assemble
     from core.llm import OpenAIModelClient
     from core.settings import Settings
     from core.store.memory import MemoryStore
@@ -325,7 +353,7 @@ async def _bot(conn: Connection, store_kind: str, core: str, pool: int) -> list[
             store = TinyDBStore(Path(tmp))
         else:
             store = MemoryStore()
-        assistant = Assistant(settings, store, OpenAIModelClient(ai_url, "bench", max_retries=0))
+        assistant = assemble(settings, store, OpenAIModelClient(ai_url, "bench", max_retries=0))
         await assistant.start()
         app = build_application(assistant if core == "real" else EchoCore(), token, root, pool_size=pool)
         results: list[RunResult] = []

@@ -40,12 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _require(settings: Settings, *names: str) -> None:
-    missing = [n for n in names if not getattr(settings, n)]
+def _require(**settings: str | None) -> None:
+    """Stop with the environment names of the settings that are empty."""
+    missing = [name for name, value in settings.items() if not value]
     if missing:
-        env = {"telegram_bot_token": "TELEGRAM_BOT_TOKEN", "signal_service": "SIGNAL_SERVICE",
-               "signal_phone_number": "SIGNAL_PHONE_NUMBER"}
-        raise SettingsError("missing setting: " + ", ".join(env.get(n, n) for n in missing))
+        raise SettingsError("missing setting: " + ", ".join(missing))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,15 +65,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             asyncio.run(console.run(settings))
         elif args.command == "telegram":
-            _require(settings, "telegram_bot_token")
-            from bots import telegram_bot
+            _require(TELEGRAM_BOT_TOKEN=settings.telegram_bot_token)
+            from bots.telegram import process as telegram_process
 
-            telegram_bot.run(settings)  # PTB runs its own event loop
+            telegram_process.run(settings)  # PTB runs its own event loop
         elif args.command == "signal":
-            _require(settings, "signal_service", "signal_phone_number")
-            from bots import signal_bot
+            _require(SIGNAL_SERVICE=settings.signal_service, SIGNAL_PHONE_NUMBER=settings.signal_phone_number)
+            from bots.signal import process as signal_process
 
-            asyncio.run(signal_bot.run(settings))
+            asyncio.run(signal_process.run(settings))
         elif args.command == "import-whatsapp":
             return asyncio.run(import_cli.run(args, settings))
         elif args.command == "doctor":

@@ -27,9 +27,9 @@ from core.types import (
     Identity,
     Incoming,
     Notice,
+    PartialAnswer,
     Progress,
     StreamStart,
-    TextDelta,
 )
 
 
@@ -61,7 +61,7 @@ class Console:
         async for event in self.assistant.handle(self.incoming(line)):
             if isinstance(event, StreamStart):
                 shown = 0
-            elif isinstance(event, TextDelta):
+            elif isinstance(event, PartialAnswer):
                 self.out.write(event.text[shown:])
                 self.out.flush()
                 shown = len(event.text)

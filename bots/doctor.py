@@ -11,9 +11,11 @@ import argparse
 import sys
 from dataclasses import dataclass
 from typing import TextIO
+from urllib.parse import urlsplit
 
 import aiohttp
 
+from bots.services import ServiceProblem, check_signal_service, signal_base_url
 from core.app import build_model_client, build_store
 from core.catalogue import Catalogue
 from core.i18n import Texts
@@ -80,11 +82,20 @@ async def check_store(settings: Settings) -> list[Finding]:
     return [Finding("store", True, f"{settings.data_dir} opens, writes and reads back")]
 
 
+def _without_v1(base_url: str) -> bool:
+    return "/v1" not in urlsplit(base_url).path
+
+
 async def check_model(settings: Settings) -> list[Finding]:
+    """The model provider answers, and offers the configured models."""
     where = settings.openai_base_url or "api.openai.com"
     if not settings.openai_api_key and not settings.openai_base_url:
         fix = "set OPENAI_API_KEY (or OPENAI_BASE_URL for a local server)"
         return [Finding("model", False, "OPENAI_API_KEY is not set", fix)]
+    base = settings.openai_base_url
+    if base and "://" not in base:
+        fix = f"write it with its scheme: OPENAI_BASE_URL=http://{base} (https:// for a remote provider)"
+        return [Finding("model", False, f"OPENAI_BASE_URL {base} has no http:// or https://", fix)]
     client = build_model_client(settings)
     try:
         models = await client.list_models()
@@ -94,7 +105,11 @@ async def check_model(settings: Settings) -> list[Finding]:
             "provider_down": f"check OPENAI_BASE_URL ({where}) is reachable from here and ends in /v1",
             "quota": "top up the provider account",
         }
-        return [Finding("model", False, f"{where}: {e.kind}: {e.message}", fixes.get(e.kind, ""))]
+        fix = fixes.get(e.kind, "")
+        if base and _without_v1(base) and e.kind != "auth":
+            # Most OpenAI-compatible servers (llama.cpp, vLLM, Ollama, LM Studio) serve under /v1.
+            fix = f"OPENAI_BASE_URL usually ends in /v1: try OPENAI_BASE_URL={base.rstrip('/')}/v1"
+        return [Finding("model", False, f"{where}: {e.kind}: {e.message}", fix)]
     finally:
         await client.aclose()
     missing = [m for m in settings.model_choices if models and m not in models]
@@ -129,40 +144,16 @@ async def check_telegram(settings: Settings, http: aiohttp.ClientSession) -> lis
 
 
 async def check_signal(settings: Settings, http: aiohttp.ClientSession) -> list[Finding]:
+    """The same check the Signal bot makes before it starts (bots.services)."""
     if not settings.signal_service:
         return [Finding("signal", True, "not configured (SIGNAL_SERVICE is empty); skipped")]
-    base = settings.signal_service if "://" in settings.signal_service else f"http://{settings.signal_service}"
+    base = signal_base_url(settings.signal_service)
     try:
-        async with http.get(f"{base}/v1/about") as r:
-            about = await r.json(content_type=None)
-        async with http.get(f"{base}/v1/accounts") as r:
-            accounts = await r.json(content_type=None) if r.status == 200 else []
-    except (aiohttp.ClientError, TimeoutError, ValueError) as e:
-        return [
-            Finding(
-                "signal", False, f"cannot reach signal-cli-rest-api at {settings.signal_service}: {e}",
-                "start it (docker compose up -d signal-cli) and set SIGNAL_SERVICE to its host:port",
-            )
-        ]
-    found: list[Finding] = []
-    mode = about.get("mode")
-    if mode != "json-rpc":
-        problem = f"signal-cli-rest-api runs in {mode!r} mode"
-        found.append(Finding("signal", False, problem, "set MODE=json-rpc on it"))
+        version = await check_signal_service(http, base, settings.signal_phone_number)
+    except ServiceProblem as problem:
+        return [Finding("signal", False, str(problem))]
     number = settings.signal_phone_number
-    if not number:
-        fix = "set it to the bot's number, +countrycode…"
-        found.append(Finding("signal", False, "SIGNAL_PHONE_NUMBER is empty", fix))
-    elif number not in (accounts or []):
-        found.append(
-            Finding(
-                "signal", False, f"{number} is not registered or linked in signal-cli-rest-api",
-                "link it: open http://127.0.0.1:8080/v1/qrcodelink?device_name=ferry and scan it in Signal",
-            )
-        )
-    if found:
-        return found
-    return [Finding("signal", True, f"signal-cli-rest-api {about.get('version')} in json-rpc mode, {number} linked")]
+    return [Finding("signal", True, f"signal-cli-rest-api {version} in json-rpc mode, {number} linked")]
 
 
 async def diagnose(settings: Settings) -> list[Finding]:

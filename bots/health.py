@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
-from core.assistant import Assistant
+from core.contract import Core
 from core.metrics import HealthServer
 from core.settings import Settings
 
@@ -18,7 +18,7 @@ STORE_CHECK_SECONDS = 3.0
 
 @contextlib.asynccontextmanager
 async def serve_health(
-    settings: Settings, assistant: Assistant, messenger: str, connected: Callable[[], bool]
+    settings: Settings, core: Core, messenger: str, connected: Callable[[], bool]
 ) -> AsyncIterator[HealthServer | None]:
     """Serve health while the block runs: ready when ``connected()`` and the store answers."""
     if not settings.health_port:
@@ -31,14 +31,11 @@ async def serve_health(
     async def store_check() -> str | None:
         try:
             # Bounded: an unreachable database (PostgreSQL) must say "not ready", not hang the probe.
-            await asyncio.wait_for(assistant.store.get_meta("schema_version"), STORE_CHECK_SECONDS)
+            return await asyncio.wait_for(core.ready(), STORE_CHECK_SECONDS)
         except TimeoutError:
             return f"the store did not answer within {STORE_CHECK_SECONDS:g} s"
-        except Exception as e:
-            return f"the store does not open: {e}"
-        return None
 
-    server = HealthServer(assistant.metrics, settings.health_port, settings.health_host)
+    server = HealthServer(core.metrics, settings.health_port, settings.health_host)
     server.add_check(messenger, messenger_check)
     server.add_check("store", store_check)
     await server.start()

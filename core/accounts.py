@@ -18,14 +18,13 @@ import logging
 import secrets
 import uuid
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from core.registry import Registry
+from core.request import Request
+from core.services import Services
 from core.store.base import Store, UserRecord, UserStatus
-from core.turn import Turn
 from core.types import AdminAlert, Button, Notice, ReplyEvent
-
-if TYPE_CHECKING:
-    from core.assistant import Assistant
 
 log = logging.getLogger(__name__)
 
@@ -187,74 +186,81 @@ async def split_identity(store: Store, user: UserRecord, identity: str, now: flo
 class Accounts:
     """The /link and /unlink commands on one assistant."""
 
-    def __init__(self, assistant: Assistant) -> None:
-        self._a = assistant
+    def __init__(self, services: Services) -> None:
+        self._s = services
 
     def _notice(self, lang: str, key: str, **values: Any) -> Notice:
-        return Notice(self._a.texts.get(lang, key, **values), is_error=key.endswith(("wrong", "too_many")))
+        return Notice(self._s.texts.get(lang, key, **values), is_error=key.endswith(("wrong", "too_many")))
 
-    async def link(self, turn: Turn, args: str) -> AsyncIterator[ReplyEvent]:
-        if turn.msg.chat.is_group:
-            yield self._notice(turn.lang, "link.private_only")
+    async def link(self, request: Request, args: str) -> AsyncIterator[ReplyEvent]:
+        if request.msg.chat.is_group:
+            yield self._notice(request.lang, "link.private_only")
             return
-        store = self._a.store
-        now = self._a.clock()
+        store = self._s.store
+        now = self._s.clock()
         if not args.strip():
-            code = await issue_code(store, turn.user.id, now)
-            yield self._notice(turn.lang, "link.code", code=show_code(code), minutes=CODE_SECONDS // 60)
+            code = await issue_code(store, request.user.id, now)
+            yield self._notice(request.lang, "link.code", code=show_code(code), minutes=CODE_SECONDS // 60)
             return
 
-        identity = str(turn.msg.sender)
+        identity = str(request.msg.sender)
         allowed, left, free_at = await reserve_try(store, identity, now)
         if not allowed:
             minutes = max(1, int((free_at - now + 59) // 60))
-            yield self._notice(turn.lang, "link.too_many", minutes=minutes)
+            yield self._notice(request.lang, "link.too_many", minutes=minutes, count=minutes)
             return
         code = normalise_code(args)
-        if code in _live_codes(await store.get_meta(CODES_KEY), now) and await self._is_own(code, turn.user.id):
+        if code in _live_codes(await store.get_meta(CODES_KEY), now) and await self._is_own(code, request.user.id):
             # Not used up: it is still good on the other messenger.
             await release_try(store, identity, now)
-            yield self._notice(turn.lang, "link.own_code")
+            yield self._notice(request.lang, "link.own_code")
             return
         owner_id = await take_code(store, code, now) if len(code) == CODE_LENGTH else None
         owner = await store.get_user(owner_id) if owner_id else None
         if owner is None:
-            yield self._notice(turn.lang, "link.wrong", tries=left)
+            yield self._notice(request.lang, "link.wrong", tries=left)
             return
         await release_try(store, identity, now)
-        user = await store.get_user(turn.user.id) or turn.user
+        user = await store.get_user(request.user.id) or request.user
         merged = await merge_users(store, owner, user)
-        yield self._notice(turn.lang, "link.done", identities=", ".join(merged.identities))
+        yield self._notice(request.lang, "link.done", identities=", ".join(merged.identities))
         others = tuple(i for i in owner.identities if i not in user.identities)
         if others:
-            owner_lang = self._a.texts.pick_language(merged.lang, self._a.settings.default_lang)
-            yield AdminAlert(to=others, text=self._a.texts.get(owner_lang, "link.linked_notice", identity=identity))
+            owner_lang = self._s.texts.pick_language(merged.lang, self._s.settings.default_lang)
+            yield AdminAlert(to=others, text=self._s.texts.get(owner_lang, "link.linked_notice", identity=identity))
 
     async def _is_own(self, code: str, user_id: str) -> bool:
-        entry = (await self._a.store.get_meta(CODES_KEY) or {}).get(code)
+        entry = (await self._s.store.get_meta(CODES_KEY) or {}).get(code)
         return isinstance(entry, dict) and entry.get("user") == user_id
 
-    async def unlink(self, turn: Turn, args: str) -> AsyncIterator[ReplyEvent]:
-        user = await self._a.store.get_user(turn.user.id) or turn.user
+    async def unlink(self, request: Request, args: str) -> AsyncIterator[ReplyEvent]:
+        user = await self._s.store.get_user(request.user.id) or request.user
         wanted = args.strip()
         if len(user.identities) < 2:
-            yield self._notice(turn.lang, "link.unlink_single")
+            yield self._notice(request.lang, "link.unlink_single")
             return
         if not wanted:
             buttons = tuple((Button(ident, f"unlink:{ident}"),) for ident in user.identities)
-            yield Notice(self._a.texts.get(turn.lang, "link.unlink_choose"), buttons=buttons)
+            yield Notice(self._s.texts.get(request.lang, "link.unlink_choose"), buttons=buttons)
             return
         if wanted not in user.identities:
-            yield self._notice(turn.lang, "link.unlink_unknown", identity=wanted, identities=", ".join(user.identities))
+            known = ", ".join(user.identities)
+            yield self._notice(request.lang, "link.unlink_unknown", identity=wanted, identities=known)
             return
-        await split_identity(self._a.store, user, wanted, self._a.clock())
-        yield self._notice(turn.lang, "link.unlinked", identity=wanted)
+        await split_identity(self._s.store, user, wanted, self._s.clock())
+        yield self._notice(request.lang, "link.unlinked", identity=wanted)
 
 
-def register(assistant: Assistant) -> Accounts:
-    """Plug /link, /unlink and the unlink buttons into the assistant."""
-    accounts = Accounts(assistant)
-    assistant.add_command("link", accounts.link)
-    assistant.add_command("unlink", accounts.unlink)
-    assistant.add_callback("unlink", accounts.unlink)
+def _proves_access(request: Request) -> bool:
+    """/link with a code may be sent before approval: the code proves an account with access."""
+    return request.command is not None and bool(request.command.args) and request.user.status != "blocked"
+
+
+def register(registry: Registry, services: Services) -> Accounts:
+    """Plug /link, /unlink and the unlink buttons in."""
+    accounts = Accounts(services)
+    # A wrong code leaves a stranger a stranger: the access check runs after it.
+    registry.add_command("link", accounts.link, before_approval=_proves_access, recheck=True)
+    registry.add_command("unlink", accounts.unlink)
+    registry.add_callback("unlink", accounts.unlink)
     return accounts

@@ -1,11 +1,23 @@
-"""Build a ready-to-start :class:`Assistant` from settings (the one place that picks backends)."""
+"""The composition root: the one place that picks backends and plugs the features in."""
 
 from __future__ import annotations
 
-from core.assistant import Assistant
-from core.llm import OpenAIModelClient
+from typing import Any
+
+from core import accounts, admin, budgets, importer, userdata
+from core.assistant import Assistant, Feature
+from core.llm import ModelClient, OpenAIModelClient
 from core.settings import Settings, SettingsError
 from core.store.base import Store
+
+FEATURES: tuple[Feature, ...] = (
+    accounts.register,
+    admin.register,
+    budgets.register,
+    userdata.register,
+    importer.register,
+)
+"""Linked accounts, admin commands, budgets, export/forget, and the WhatsApp import."""
 
 
 def build_store(settings: Settings) -> Store:
@@ -33,6 +45,14 @@ def build_model_client(settings: Settings) -> OpenAIModelClient:
     )
 
 
+def assemble(settings: Settings, store: Store, model: ModelClient, **options: Any) -> Assistant:
+    """An assistant with every feature, over the given store and model client.
+
+    ``options`` are :class:`Assistant`'s keywords (``catalogue``, ``texts``, ``clock``, ``metrics``).
+    """
+    return Assistant(settings, store, model, features=FEATURES, **options)
+
+
 def build_assistant(settings: Settings) -> Assistant:
     """An assistant over the configured store and model provider; call ``start()`` before use."""
-    return Assistant(settings, build_store(settings), build_model_client(settings))
+    return assemble(settings, build_store(settings), build_model_client(settings))

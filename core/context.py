@@ -45,6 +45,24 @@ class ContextTooLarge(Exception):
         self.available = available
 
 
+CUT_OFF_NOTE = "[This answer was cut off here: the person saw only this part.]"
+UNDELIVERED_NOTE = "[This answer never reached the person: they have not seen it.]"
+
+
+def as_seen(content: str, status: str, delivered: bool = True) -> str:
+    """An answer as the model should read it back: marked when the person did not see it whole.
+
+    ``status`` is the stored message's (``interrupted`` and ``cancelled`` answers were cut off);
+    ``delivered`` is False for an answer that is stored but never reached the person. Other
+    messages pass unchanged.
+    """
+    if not delivered:
+        return f"{content}\n\n{UNDELIVERED_NOTE}"
+    if status in ("interrupted", "cancelled"):
+        return f"{content}\n\n{CUT_OFF_NOTE}"
+    return content
+
+
 def turns_from_history(messages: Iterable[tuple[str, str]]) -> list[ChatTurn]:
     """Pair ``(role, content)`` history into turns.
 

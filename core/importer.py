@@ -15,17 +15,16 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from core.i18n import DateSpan
+from core.registry import Registry
+from core.request import Request
+from core.services import Services
 from core.store.base import ConversationRecord, MessageRecord, Store
-from core.turn import Turn
 from core.types import Button, Notice, Progress, Reaction, ReplyEvent
 from core.whatsapp.archive import ImportRejected, read_export
 from core.whatsapp.parser import ParsedChat, parse_export
 from core.whatsapp.roles import RoleGuess, Transcript, detect_roles, to_turns
-
-if TYPE_CHECKING:
-    from core.assistant import Assistant
 
 log = logging.getLogger(__name__)
 
@@ -106,36 +105,34 @@ async def store_transcript(
     return stored, False
 
 
-def register(assistant: Assistant) -> WhatsAppImport:
-    """Plug /import, the export file and the preview's buttons into the assistant."""
-    feature = WhatsAppImport(assistant)
-    feature.register()
+def register(registry: Registry, services: Services) -> WhatsAppImport:
+    """Plug /import, the export file and the preview's buttons in."""
+    feature = WhatsAppImport(services)
+    registry.add_command("import", feature.help)
+    registry.add_attachment_handler(feature.on_file)
+    registry.add_callback("wa", feature.on_button)
     return feature
 
 
 class WhatsAppImport:
     """The chat side of the import: the /import help, the file, the preview and its buttons."""
 
-    def __init__(self, assistant: Assistant) -> None:
-        self.assistant = assistant
+    def __init__(self, services: Services) -> None:
+        self._s = services
         self._pending: dict[str, Pending] = {}
 
-    def register(self) -> None:
-        self.assistant.add_command("import", self.help)
-        self.assistant.add_attachment_handler(self.on_file)
-        self.assistant.add_callback("wa", self.on_button)
 
-    def _t(self, turn: Turn, key: str, **values: object) -> str:
-        return self.assistant.texts.get(turn.lang, key, **values)
+    def _t(self, request: Request, key: str, **values: object) -> str:
+        return self._s.texts.get(request.lang, key, **values)
 
-    def _key(self, turn: Turn) -> str:
-        return f"{turn.scope}|{turn.user.id}"
+    def _key(self, request: Request) -> str:
+        return f"{request.scope}|{request.user.id}"
 
-    async def help(self, turn: Turn, args: str) -> AsyncIterator[ReplyEvent]:
-        yield Notice(self._t(turn, "import.help"))
+    async def help(self, request: Request, args: str) -> AsyncIterator[ReplyEvent]:
+        yield Notice(self._t(request, "import.help"))
 
-    async def on_file(self, turn: Turn, text: str) -> AsyncIterator[ReplyEvent]:
-        docs = [a for a in turn.msg.attachments if a.kind == "document"]
+    async def on_file(self, request: Request, text: str) -> AsyncIterator[ReplyEvent]:
+        docs = [a for a in request.msg.attachments if a.kind == "document"]
         if not docs:
             return
         doc = docs[0]
@@ -143,89 +140,79 @@ class WhatsAppImport:
         if not name.endswith(IMPORTABLE) and doc.mime_type not in ("text/plain", "application/zip"):
             return
         if doc.data is None:
-            yield Notice(self._t(turn, "import.too_large", limit=50), is_error=True)
+            yield Notice(self._t(request, "import.too_large", limit=50), is_error=True)
             return
         yield Reaction("👀")  # reading a large export takes a moment
         try:
             chat, roles, chat_name = await asyncio.to_thread(parse_upload, doc.filename or "", doc.data)
         except ImportRejected as e:
-            log.info("WhatsApp import declined for user %s: %s", turn.user.id, e.reason)
-            yield Notice(self._t(turn, f"import.rejected_{e.reason}", limit=50), is_error=True)
+            log.info("WhatsApp import declined for user %s: %s", request.user.id, e.reason)
+            yield Notice(self._t(request, f"import.rejected_{e.reason}", limit=50), is_error=True)
             return
         self._expire()
-        pending = Pending(chat, roles, chat_name, self.assistant.clock())
-        self._pending[self._key(turn)] = pending
-        yield self._ask(turn, pending)
+        pending = Pending(chat, roles, chat_name, self._s.clock())
+        self._pending[self._key(request)] = pending
+        yield self._ask(request, pending)
 
     def _expire(self) -> None:
-        now = self.assistant.clock()
+        now = self._s.clock()
         for key in [k for k, p in self._pending.items() if now - p.at > PENDING_SECONDS]:
             del self._pending[key]
 
-    def _ask(self, turn: Turn, pending: Pending) -> Notice:
+    def _ask(self, request: Request, pending: Pending) -> Notice:
         roles = pending.roles
         if roles.assistant is None or roles.needs_question:
             buttons = (
                 *((Button(sender, f"wa:who:{i}"),) for i, sender in enumerate(pending.chat.senders)),
-                (Button(self._t(turn, "import.cancel_button"), "wa:no"),),
+                (Button(self._t(request, "import.cancel_button"), "wa:no"),),
             )
-            return Notice(self._t(turn, "import.which", count=len(pending.chat.messages)), buttons=buttons)
+            return Notice(self._t(request, "import.which", count=len(pending.chat.messages)), buttons=buttons)
         messages = pending.chat.messages
-        months = self._t(turn, "import.months").split(",")
-
-        def day(d: dt.datetime, year: bool) -> str:
-            text = f"{d.day} {months[d.month - 1].strip()}"
-            return f"{text} {d.year}" if year else text
-
-        first, last = messages[0].timestamp, messages[-1].timestamp
-        span = day(last, True) if first.date() == last.date() else (
-            f"{day(first, first.year != last.year)} – {day(last, True)}"
-        )
         text = self._t(
-            turn,
+            request,
             "import.preview",
             count=len(messages),
-            span=span,
+            span=DateSpan(messages[0].timestamp.date(), messages[-1].timestamp.date()),
             assistant=roles.assistant,
             user=roles.user or "?",
         )
         buttons = (
-            (Button(self._t(turn, "import.yes_button"), "wa:yes"),),
-            (Button(self._t(turn, "import.swap_button"), "wa:swap"),),
-            (Button(self._t(turn, "import.cancel_button"), "wa:no"),),
+            (Button(self._t(request, "import.yes_button"), "wa:yes"),),
+            (Button(self._t(request, "import.swap_button"), "wa:swap"),),
+            (Button(self._t(request, "import.cancel_button"), "wa:no"),),
         )
         return Notice(text, buttons=buttons)
 
-    async def on_button(self, turn: Turn, value: str) -> AsyncIterator[ReplyEvent]:
+    async def on_button(self, request: Request, value: str) -> AsyncIterator[ReplyEvent]:
         self._expire()
-        key = self._key(turn)
+        key = self._key(request)
         pending = self._pending.get(key)
         if pending is None:
-            yield Notice(self._t(turn, "import.expired"))
+            yield Notice(self._t(request, "import.expired"))
             return
         action, _, arg = value.partition(":")
         if action == "no":
             del self._pending[key]
-            yield Notice(self._t(turn, "import.cancelled"))
+            yield Notice(self._t(request, "import.cancelled"))
         elif action == "who" and arg.isdigit() and int(arg) < len(pending.chat.senders):
             roles = pending.roles.with_assistant(pending.chat.senders[int(arg)])
             self._pending[key] = dataclasses.replace(pending, roles=roles)
-            yield self._ask(turn, self._pending[key])
+            yield self._ask(request, self._pending[key])
         elif action == "swap" and pending.roles.user is not None:
             roles = pending.roles.with_assistant(pending.roles.user)
             self._pending[key] = dataclasses.replace(pending, roles=roles)
-            yield self._ask(turn, self._pending[key])
+            yield self._ask(request, self._pending[key])
         elif action == "yes" and pending.roles.assistant is not None:
             del self._pending[key]
-            async for event in self._import(turn, pending):
+            async for event in self._import(request, pending):
                 yield event
 
-    async def _import(self, turn: Turn, pending: Pending) -> AsyncIterator[ReplyEvent]:
+    async def _import(self, request: Request, pending: Pending) -> AsyncIterator[ReplyEvent]:
         transcript = to_turns(pending.chat, pending.roles)
         if not transcript.turns:
-            yield Notice(self._t(turn, "import.rejected_empty"), is_error=True)
+            yield Notice(self._t(request, "import.rejected_empty"), is_error=True)
             return
-        title = self._t(turn, "import.title", name=pending.name)
+        title = self._t(request, "import.title", name=pending.name)
         if len(transcript.turns) >= PROGRESS_FROM:
             yield Reaction("👀")
         progress: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
@@ -235,19 +222,19 @@ class WhatsAppImport:
                 progress.put_nowait((done, total))
 
         task = asyncio.create_task(
-            store_transcript(self.assistant.store, turn.scope, title, transcript, self.assistant.clock, report)
+            store_transcript(self._s.store, request.scope, title, transcript, self._s.clock, report)
         )
         while not task.done() or not progress.empty():
             getter = asyncio.create_task(progress.get())
             done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
             if getter in done:
                 count, total = getter.result()
-                yield Progress(self._t(turn, "import.progress", done=count, total=total), count, total)
+                yield Progress(self._t(request, "import.progress", done=count, total=total, count=total), count, total)
             else:
                 getter.cancel()
         conv, existed = task.result()
         if existed:
-            yield Notice(self._t(turn, "import.duplicate", title=conv.title or title))
+            yield Notice(self._t(request, "import.duplicate", title=conv.title or title))
             return
-        log.info("user %s imported %d WhatsApp messages", turn.user.id, len(transcript.turns))
-        yield Notice(self._t(turn, "import.done", count=len(transcript.turns), title=title))
+        log.info("user %s imported %d WhatsApp messages", request.user.id, len(transcript.turns))
+        yield Notice(self._t(request, "import.done", count=len(transcript.turns), title=title))

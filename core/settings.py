@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.i18n import available_languages
+
 ACCESS_MODES = ("open", "allowlist", "approval")
-LANGUAGES = ("en", "id")
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 
 
@@ -25,7 +26,7 @@ class SettingsError(ValueError):
 class Settings:
     """Everything an operator can configure. Names match the documented setting names."""
 
-    openai_api_key: str | None = None
+    openai_api_key: str | None = field(default=None, repr=False)  # a secret: never in logs or tracebacks
     openai_base_url: str | None = None
     model: str = "gpt-4o-mini"
     models: tuple[str, ...] = ()
@@ -36,17 +37,17 @@ class Settings:
     model_retries: int = 2
     model_concurrency: int = 64
 
-    telegram_bot_token: str | None = None
+    telegram_bot_token: str | None = field(default=None, repr=False)  # a secret: never in logs or tracebacks
     telegram_api_url: str = "https://api.telegram.org"
     telegram_webhook_url: str | None = None
     telegram_webhook_port: int = 8443
-    telegram_webhook_secret: str | None = None
+    telegram_webhook_secret: str | None = field(default=None, repr=False)  # a secret: never in logs or tracebacks
 
     signal_service: str | None = None
     signal_phone_number: str | None = None
 
     data_dir: Path = Path("data")
-    database_url: str | None = None
+    database_url: str | None = field(default=None, repr=False)  # a secret: never in logs or tracebacks
     config_dir: Path = DEFAULT_CONFIG_DIR
 
     access: str = "approval"
@@ -85,8 +86,11 @@ class Settings:
         if access not in ACCESS_MODES:
             raise SettingsError(f"FERRY_ACCESS must be one of {', '.join(ACCESS_MODES)}, not {access!r}")
         lang = v.get("FERRY_LANG", "en").strip().lower()
-        if lang not in LANGUAGES:
-            raise SettingsError(f"FERRY_LANG must be one of {', '.join(LANGUAGES)}, not {lang!r}")
+        languages = available_languages(Path(v.get("FERRY_CONFIG_DIR", str(DEFAULT_CONFIG_DIR))) / "locales")
+        # No locale files at all means FERRY_CONFIG_DIR is wrong: loading the texts says so more
+        # usefully (and `ferry doctor` names the folder) than a FERRY_LANG that "must be one of" nothing.
+        if languages and lang not in languages:
+            raise SettingsError(f"FERRY_LANG must be one of {', '.join(languages)}, not {lang!r}")
         admins = _list(v.get("FERRY_ADMINS"))
         for ident in (*admins, *_list(v.get("FERRY_ALLOWED"))):
             if ":" not in ident:

@@ -86,7 +86,7 @@ class Button:
     """One choice offered to the user; ``data`` is sent back as a callback when chosen."""
 
     label: str
-    data: str
+    data: str  # comes back as ``Incoming.callback``
 
 
 @dataclass(frozen=True)
@@ -95,8 +95,8 @@ class StreamStart:
 
 
 @dataclass(frozen=True)
-class TextDelta:
-    """More text of the answer being generated; ``text`` is the whole answer so far."""
+class PartialAnswer:
+    """The answer being generated, as far as it goes: ``text`` is the whole answer so far (not a piece)."""
 
     text: str
 
@@ -138,7 +138,7 @@ class Progress:
     """A long operation's progress, to show as an edited status message."""
 
     text: str
-    done: int
+    done: int  # steps finished, of ``total``
     total: int
 
 
@@ -158,4 +158,4 @@ class AdminAlert:
     buttons: tuple[tuple[Button, ...], ...] = ()
 
 
-ReplyEvent = StreamStart | TextDelta | FinalText | Notice | FileReply | Progress | Reaction | AdminAlert
+ReplyEvent = StreamStart | PartialAnswer | FinalText | Notice | FileReply | Progress | Reaction | AdminAlert

@@ -12,18 +12,17 @@ import datetime as dt
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from core import outbox
 from core.access import HAS_ADMIN_KEY
 from core.accounts import forget_link_state
 from core.i18n import Texts
+from core.registry import Registry
+from core.request import Request
+from core.services import Services
 from core.store.base import ConversationRecord, MessageRecord, Store, UserRecord
-from core.turn import Turn
 from core.types import Button, FileReply, Notice, Reaction, ReplyEvent
-
-if TYPE_CHECKING:
-    from core.assistant import Assistant
 
 log = logging.getLogger(__name__)
 
@@ -104,11 +103,14 @@ def export_markdown(doc: dict[str, Any], texts: Texts, lang: str) -> str:
     out = [
         f"# {texts.get(lang, 'export.md_title', name=name)}",
         "",
-        texts.get(lang, "export.md_intro", date=doc["exported_at"], count=len(doc["conversations"])),
+        texts.get(
+            lang, "export.md_intro", date=dt.datetime.fromisoformat(doc["exported_at"]), count=len(doc["conversations"])
+        ),
     ]
     for conv in doc["conversations"]:
         title = conv["title"] or texts.get(lang, "chat.untitled")
-        out += ["", f"## {title}", "", f"_{texts.get(lang, 'export.md_started', date=conv['created_at'])}_"]
+        started = texts.get(lang, "export.md_started", date=dt.datetime.fromisoformat(conv["created_at"]))
+        out += ["", f"## {title}", "", f"_{started}_"]
         for m in conv["messages"]:
             if m["role"] == "user":
                 who = texts.get(lang, "export.md_you")
@@ -148,48 +150,48 @@ async def forget_user(store: Store, user: UserRecord) -> None:
 class UserData:
     """The /export and /forget commands on one assistant."""
 
-    def __init__(self, assistant: Assistant) -> None:
-        self._a = assistant
+    def __init__(self, services: Services) -> None:
+        self._s = services
 
     def _notice(self, lang: str, key: str, **values: Any) -> Notice:
-        return Notice(self._a.texts.get(lang, key, **values))
+        return Notice(self._s.texts.get(lang, key, **values))
 
-    async def export(self, turn: Turn, args: str) -> AsyncIterator[ReplyEvent]:
-        if turn.msg.chat.is_group:
-            yield self._notice(turn.lang, "export.private_only")
+    async def export(self, request: Request, args: str) -> AsyncIterator[ReplyEvent]:
+        if request.msg.chat.is_group:
+            yield self._notice(request.lang, "export.private_only")
             return
-        user = await self._a.store.get_user(turn.user.id) or turn.user
+        user = await self._s.store.get_user(request.user.id) or request.user
         yield Reaction("👀")  # gathering every conversation takes a moment
-        for file in await export_files(self._a.store, user, self._a.texts, turn.lang, self._a.clock()):
+        for file in await export_files(self._s.store, user, self._s.texts, request.lang, self._s.clock()):
             yield file
 
-    async def forget(self, turn: Turn, args: str) -> AsyncIterator[ReplyEvent]:
-        if turn.msg.chat.is_group:
-            yield self._notice(turn.lang, "forget.private_only")
+    async def forget(self, request: Request, args: str) -> AsyncIterator[ReplyEvent]:
+        if request.msg.chat.is_group:
+            yield self._notice(request.lang, "forget.private_only")
             return
-        t = self._a.texts
+        t = self._s.texts
         yield Notice(
-            t.get(turn.lang, "forget.confirm"),
+            t.get(request.lang, "forget.confirm"),
             buttons=(
-                (Button(t.get(turn.lang, "forget.yes_button"), "forget:yes"),),
-                (Button(t.get(turn.lang, "forget.no_button"), "forget:no"),),
+                (Button(t.get(request.lang, "forget.yes_button"), "forget:yes"),),
+                (Button(t.get(request.lang, "forget.no_button"), "forget:no"),),
             ),
         )
 
-    async def answer(self, turn: Turn, value: str) -> AsyncIterator[ReplyEvent]:
+    async def answer(self, request: Request, value: str) -> AsyncIterator[ReplyEvent]:
         """The answer to /forget's question."""
-        if value != "yes" or turn.msg.chat.is_group:
-            yield self._notice(turn.lang, "forget.kept")
+        if value != "yes" or request.msg.chat.is_group:
+            yield self._notice(request.lang, "forget.kept")
             return
-        user = await self._a.store.get_user(turn.user.id) or turn.user
-        await forget_user(self._a.store, user)
-        yield self._notice(turn.lang, "forget.done")
+        user = await self._s.store.get_user(request.user.id) or request.user
+        await forget_user(self._s.store, user)
+        yield self._notice(request.lang, "forget.done")
 
 
-def register(assistant: Assistant) -> UserData:
-    """Plug /export, /forget and its confirmation buttons into the assistant."""
-    data = UserData(assistant)
-    assistant.add_command("export", data.export)
-    assistant.add_command("forget", data.forget)
-    assistant.add_callback("forget", data.answer)
+def register(registry: Registry, services: Services) -> UserData:
+    """Plug /export, /forget and its confirmation buttons in."""
+    data = UserData(services)
+    registry.add_command("export", data.export)
+    registry.add_command("forget", data.forget)
+    registry.add_callback("forget", data.answer)
     return data

@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
+from core.app import assemble
 from core.assistant import Assistant
 from core.llm import OpenAIModelClient
+from core.metrics import Metrics
 from core.settings import Settings
 from core.store.base import Store
 from core.store.memory import MemoryStore
@@ -35,13 +37,15 @@ async def make_assistant(openai_server: FakeOpenAI) -> AsyncIterator[MakeAssista
     """Build started assistants on the fake model; each is closed after the test."""
     made: list[Assistant] = []
 
-    async def make(store: Store | None = None, clock: Any = None, **values: str) -> Assistant:
+    async def make(
+        store: Store | None = None, clock: Any = None, metrics: Metrics | None = None, **values: str
+    ) -> Assistant:
         settings = make_settings(OPENAI_BASE_URL=openai_server.base_url, OPENAI_API_KEY="sk-test", **values)
         client = OpenAIModelClient(
             settings.openai_base_url, settings.openai_api_key, chunk_timeout=5.0, max_retries=0
         )
         kwargs: dict[str, Any] = {"clock": clock} if clock is not None else {}
-        assistant = Assistant(settings, store or MemoryStore(), client, **kwargs)
+        assistant = assemble(settings, store or MemoryStore(), client, metrics=metrics, **kwargs)
         await assistant.start()
         made.append(assistant)
         return assistant

@@ -19,6 +19,8 @@ UserStatus = Literal["pending", "approved", "denied", "blocked"]
 Role = Literal["user", "assistant", "system"]
 # ok; pending (an answer being generated); interrupted (failed halfway); cancelled (stopped by the person)
 MessageStatus = Literal["ok", "pending", "interrupted", "cancelled"]
+# received (recorded, not answered yet); answered (the answer is stored); delivered (the person has it)
+IntakeStatus = Literal["received", "answered", "delivered"]
 
 T = TypeVar("T")
 
@@ -131,6 +133,54 @@ class UsageTotals:
         return self.prompt_tokens + self.completion_tokens
 
 
+@dataclass(frozen=True)
+class IntakeRecord:
+    """One message as it arrived, recorded before the messenger is told it was received.
+
+    ``key`` is the messenger's own id of the update (``telegram:<update_id>``,
+    ``signal:<sender>:<timestamp>``): a key is recorded once. ``chat`` is the line it waits in
+    (``str(ChatKey)``, which starts with the platform); ``seq`` its place there, assigned by the
+    store. ``message`` is the serialized :class:`~core.types.Incoming` and ``route`` the adapter's
+    own delivery details, both JSON. ``answer`` holds the reply's deliverable events (serialized)
+    from ``answered`` until ``delivered``; ``ref`` is the messenger's id of what the person sees of
+    the answer (a stub being edited, then the delivered message).
+    """
+
+    key: str
+    chat: str
+    message: dict[str, Any]
+    received_at: float
+    route: dict[str, Any] = field(default_factory=dict)
+    seq: int = -1
+    status: IntakeStatus = "received"
+    answer: list[dict[str, Any]] | None = None
+    ref: str | None = None
+
+    @property
+    def platform(self) -> str:
+        """The messenger the message came from."""
+        return self.chat.partition(":")[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IntakeRecord:
+        return _from_dict(cls, data)
+
+
+def advance(rec: IntakeRecord, status: IntakeStatus, *, answer: Any = None, ref: str | None = None) -> IntakeRecord:
+    """The record after a mark: a delivered record never changes again (``answered`` arriving late
+    undoes nothing); delivering drops the message and the events; ``ref`` replaces the one it had."""
+    if rec.status == "delivered":
+        return rec
+    if status == "delivered":  # only the key is needed any more (a redelivered update is recognised)
+        return dataclasses.replace(rec, status=status, message={}, route={}, answer=None, ref=ref or rec.ref)
+    if status == "answered":
+        return dataclasses.replace(rec, status=status, answer=answer)
+    return dataclasses.replace(rec, ref=ref or rec.ref)  # shown: whatever the status, the stub is known
+
+
 class StoreError(Exception):
     """The store could not complete an operation (disk full, read-only folder, corrupt file)."""
 
@@ -220,7 +270,46 @@ class MetaStore(Protocol):
         """Replace the store's whole content with a copy written by :meth:`backup`."""
 
 
-class Store(UserStore, ConversationStore, UsageStore, MetaStore, Protocol):
+class IntakeStore(Protocol):
+    """Messages as they arrive, each in its chat's line, until their answer is delivered.
+
+    Every status change only moves forward (received → answered → delivered) and is durable when
+    it returns. A backend keeps delivered records at least ``INTAKE_RETENTION`` seconds (so a
+    messenger's redelivery of an update is recognised) and may forget them after that.
+    """
+
+    async def record(self, rec: IntakeRecord) -> IntakeRecord | None:
+        """Add a message to the end of its chat's line; returns it with ``seq``, or None when the key
+        is recorded already (nothing changes then)."""
+
+    async def unfinished(self, platform: str) -> list[IntakeRecord]:
+        """The platform's records not yet delivered, each chat's in line order (``seq``), oldest chat first."""
+
+    async def mark_answered(self, chat: str, key: str, answer: list[dict[str, Any]]) -> None:
+        """The answer is stored; keep its deliverable events until it is delivered."""
+
+    async def mark_shown(self, chat: str, key: str, ref: str) -> None:
+        """Part of the answer is visible as the message ``ref`` (a stub a restart should edit)."""
+
+    async def mark_delivered(self, chat: str, key: str, ref: str | None) -> None:
+        """The person has the whole answer (``ref``: the messenger's id of it); its events are dropped."""
+
+
+INTAKE_RETENTION = 24 * 3600.0
+"""Telegram keeps an unconfirmed update 24 hours; a redelivered one must still be recognised."""
+
+INTAKE_KEEP = 256
+"""Delivered records a chat keeps at most: only the newest updates are ever sent again."""
+
+
+def stale_intake(records: list[IntakeRecord], now: float) -> set[str]:
+    """Keys of a chat's delivered records a backend may forget: older than ``INTAKE_RETENTION``, or
+    beyond the newest ``INTAKE_KEEP`` delivered ones. Unfinished records are never stale."""
+    delivered = sorted((r for r in records if r.status == "delivered"), key=lambda r: r.seq, reverse=True)
+    return {r.key for i, r in enumerate(delivered) if i >= INTAKE_KEEP or r.received_at < now - INTAKE_RETENTION}
+
+
+class Store(UserStore, ConversationStore, UsageStore, MetaStore, IntakeStore, Protocol):
     """What the core needs from persistence. One instance per process; safe across processes.
 
     A part of the core that needs one aggregate takes that Protocol (``UsageStore`` …) instead.

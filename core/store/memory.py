@@ -11,10 +11,13 @@ from typing import Any
 
 from core.store.base import (
     ConversationRecord,
+    IntakeRecord,
     MessageRecord,
     UsageRecord,
     UsageTotals,
     UserRecord,
+    advance,
+    stale_intake,
 )
 
 BACKUP_FILE = "memory-store.json"
@@ -53,6 +56,7 @@ class MemoryStore:
         self._messages: dict[str, list[MessageRecord]] = {}
         self._usage: list[UsageRecord] = []
         self._meta: dict[str, Any] = {}
+        self._intake: dict[str, dict[str, IntakeRecord]] = {}  # chat -> key -> record, in line order
 
     async def open(self) -> None:
         return None
@@ -179,6 +183,40 @@ class MemoryStore:
         self._usage = [
             dataclasses.replace(u, user_id=to_user) if u.user_id == from_user else u for u in self._usage
         ]
+
+    async def record(self, rec: IntakeRecord) -> IntakeRecord | None:
+        line = self._intake.setdefault(rec.chat, {})
+        if rec.key in line:
+            return None
+        newest = max((r.seq for r in line.values()), default=-1)
+        stored = dataclasses.replace(rec, seq=newest + 1)
+        for key in stale_intake(list(line.values()), rec.received_at):  # no messenger sends these again
+            del line[key]
+        line[rec.key] = stored
+        return stored
+
+    async def unfinished(self, platform: str) -> list[IntakeRecord]:
+        lines = [
+            sorted((r for r in line.values() if r.status != "delivered"), key=lambda r: r.seq)
+            for chat, line in self._intake.items()
+            if chat.partition(":")[0] == platform
+        ]
+        lines = [line for line in lines if line]
+        return [r for line in sorted(lines, key=lambda line: line[0].received_at) for r in line]
+
+    async def mark_answered(self, chat: str, key: str, answer: list[dict[str, Any]]) -> None:
+        self._mark(chat, key, lambda r: advance(r, "answered", answer=copy.deepcopy(answer)))
+
+    async def mark_shown(self, chat: str, key: str, ref: str) -> None:
+        self._mark(chat, key, lambda r: advance(r, "received", ref=ref))
+
+    async def mark_delivered(self, chat: str, key: str, ref: str | None) -> None:
+        self._mark(chat, key, lambda r: advance(r, "delivered", ref=ref))
+
+    def _mark(self, chat: str, key: str, change: Callable[[IntakeRecord], IntakeRecord]) -> None:
+        line = self._intake.get(chat, {})
+        if key in line:
+            line[key] = change(line[key])
 
     async def backup(self, dest: Path) -> None:
         """Write everything as one JSON file in the new folder ``dest``."""

@@ -7,7 +7,8 @@ processes never lose each other's updates. The file I/O runs in the store's work
 an operation returns once its writes are durable (``core/store/group_commit.py``).
 
 Parts by aggregate: ``tinydb_users`` (users, identities), ``tinydb_conversations`` (conversations,
-messages), ``tinydb_usage`` (usage sums) on the plumbing of ``tinydb_base``; this module adds meta,
+messages), ``tinydb_usage`` (usage sums), ``tinydb_intake`` (received messages) on the plumbing of
+``tinydb_base``; this module adds meta,
 open and close, backup and restore.
 
 A turn writes the conversation's newest message file and then its scope index's ordering key; the
@@ -41,6 +42,7 @@ from core.store.tinydb_files import (
     store_error,
     sweep_temp_files,
 )
+from core.store.tinydb_intake import IntakeFiles
 from core.store.tinydb_layout import (
     META_TABLE,
     SCHEMA_TABLE,
@@ -49,7 +51,7 @@ from core.store.tinydb_migrations import MigrationContext, check_version, pendin
 from core.store.tinydb_users import UserFiles
 
 
-class TinyDBStore(UserFiles):
+class TinyDBStore(UserFiles, IntakeFiles):
     """The ``Store`` on TinyDB files under ``data_dir``; safe for several processes and threads.
 
     Its parts by aggregate are the classes it is built from (see ``core/store/tinydb_base.py``).

@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
-from bots.signal_bot import Backoff, SignalAdapter
-from bots.telegram_bot import Pacing, build_application, polling
+from bots.services import Backoff
+from bots.signal.process import SignalAdapter
+from bots.telegram.process import Pacing, build_application, polling
+from core.app import assemble
 from core.assistant import Assistant
 from core.llm import OpenAIModelClient
 from core.settings import Settings
@@ -43,7 +45,7 @@ async def process(ai: FakeOpenAI, data: Path) -> Assistant:
         openai_base_url=ai.base_url, openai_api_key="test", model="gpt-4o-mini", data_dir=data,
         access="open", model_retries=0, rate_per_minute=1000,
     )
-    assistant = Assistant(settings, TinyDBStore(data), OpenAIModelClient(ai.base_url, "test", max_retries=0))
+    assistant = assemble(settings, TinyDBStore(data), OpenAIModelClient(ai.base_url, "test", max_retries=0))
     await assistant.start()
     return assistant
 
@@ -129,7 +131,7 @@ async def test_an_access_request_on_telegram_reaches_the_admin_on_signal(
 
         async def bot_process() -> Assistant:
             client = OpenAIModelClient(ai.base_url, "test", max_retries=0)
-            assistant = Assistant(settings, TinyDBStore(tmp_path), client)
+            assistant = assemble(settings, TinyDBStore(tmp_path), client)
             await assistant.start()
             return assistant
 

@@ -71,3 +71,17 @@ async def test_doctor_says_when_the_catalogue_and_texts_cannot_be_read(tmp_path:
 
     code, out = await doctor(FERRY_DATA_DIR=str(tmp_path / "data"))
     assert "[ok ] config: model catalogue and texts (en, id)" in out
+
+
+async def test_a_base_url_without_v1_or_without_scheme_gets_its_fix(openai_server: FakeOpenAI, tmp_path: Path) -> None:
+    root = openai_server.base_url.removesuffix("/v1")
+    base = {"OPENAI_API_KEY": "sk-test", "FERRY_DATA_DIR": str(tmp_path / "data"), "FERRY_MODEL_RETRIES": "0"}
+
+    code, out = await doctor(**base, OPENAI_BASE_URL=root)
+    assert code == 1 and "[FAIL] model:" in out
+    assert f"fix: OPENAI_BASE_URL usually ends in /v1: try OPENAI_BASE_URL={root}/v1" in out
+
+    bare = openai_server.base_url.removeprefix("http://")
+    code, out = await doctor(**base, OPENAI_BASE_URL=bare)
+    assert code == 1 and f"[FAIL] model: OPENAI_BASE_URL {bare} has no http:// or https://" in out
+    assert f"fix: write it with its scheme: OPENAI_BASE_URL=http://{bare}" in out

@@ -11,17 +11,21 @@ from typing import Any
 
 import pytest
 
-from bots.signal_bot import Backoff, SignalAdapter, recipient_of, run, with_choices
-from bots.signal_render import render_signal
+from bots.choices import with_choices
+from bots.services import Backoff
+from bots.signal.incoming import recipient_of
+from bots.signal.process import SignalAdapter, run
+from bots.signal.render import render_signal
 from core.types import (
     Button,
     FinalText,
     Incoming,
+    PartialAnswer,
     Reaction,
     ReplyEvent,
     StreamStart,
-    TextDelta,
 )
+from tests.bots.standin import StandInCore
 from tests.conftest import MakeAssistant, make_settings
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.fakes.signal_server import (
@@ -68,10 +72,11 @@ async def make_adapter(fake: FakeSignalServer, make_assistant: MakeAssistant) ->
         await adapter.stop()
 
 
-class Recorder:
+class Recorder(StandInCore):
     """A stand-in core that records what it was given and answers with scripted events."""
 
     def __init__(self, *events: ReplyEvent) -> None:
+        super().__init__()
         self.events = events or (FinalText("ok"),)
         self.seen: list[Incoming] = []
         self.arrived = asyncio.Event()
@@ -179,7 +184,7 @@ async def test_cancel_stops_the_answer_being_streamed(
     await answered(fake, ALICE_UUID)
 
     final = bodies_to(fake, ALICE_UUID)[-1]
-    marker, _ = render_signal(adapter.assistant.text("en", "chat.cut_off"))  # type: ignore[attr-defined]
+    marker, _ = render_signal(adapter.core.text("en", "chat.cut_off"))
     assert final["message"].endswith(marker)
     assert len(final["message"]) < len("slow " * 400)
 
@@ -343,10 +348,15 @@ def test_helpers() -> None:
 # --- the receive loop ---------------------------------------------------------------------------
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 11: signal-cli-rest-api drops frames while no WebSocket is attached (#834) and the fake "
+    "now does too; 'during' is lost until a durable upstream path recovers the gap",
+)
 async def test_websocket_drop_reconnects_without_losing_a_message(
     fake: FakeSignalServer, make_adapter: MakeAdapter, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="bots.signal_bot")
+    caplog.set_level(logging.WARNING, logger="bots.signal")
     await make_adapter()
     await fake.push_message(ALICE_UUID, ALICE_NUMBER, "before")
     await answered(fake, ALICE_UUID)
@@ -367,7 +377,7 @@ async def test_websocket_drop_reconnects_without_losing_a_message(
 async def test_malformed_frame_is_logged_and_skipped(
     fake: FakeSignalServer, make_adapter: MakeAdapter, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="bots.signal_bot")
+    caplog.set_level(logging.WARNING, logger="bots.signal")
     await make_adapter()
     broken = fake.envelope(ALICE_UUID, ALICE_NUMBER, "lost?")
     del broken["envelope"]["serverDeliveredTimestamp"]  # required by signalbot's model
@@ -417,7 +427,7 @@ async def test_messages_from_the_bots_own_other_devices_are_ignored(
 async def test_startup_with_wrong_mode_says_what_to_do_then_becomes_ready(
     fake: FakeSignalServer, make_adapter: MakeAdapter, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="bots.signal_bot")
+    caplog.set_level(logging.DEBUG, logger="bots.signal")
     fake.mode = "normal"
     adapter = await make_adapter(Recorder(), start=False)
     starting = asyncio.create_task(adapter.start())
@@ -437,7 +447,7 @@ async def test_startup_with_wrong_mode_says_what_to_do_then_becomes_ready(
 async def test_startup_with_unregistered_number_points_to_linking(
     fake: FakeSignalServer, make_adapter: MakeAdapter, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="bots.signal_bot")
+    caplog.set_level(logging.ERROR, logger="bots.signal")
     fake.registered = False
     adapter = await make_adapter(Recorder(), start=False)
     starting = asyncio.create_task(adapter.start())
@@ -453,7 +463,7 @@ async def test_startup_with_unregistered_number_points_to_linking(
 async def test_startup_with_service_unreachable_retries(
     make_assistant: MakeAssistant, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="bots.signal_bot")
+    caplog.set_level(logging.ERROR, logger="bots.signal")
     logged = asyncio.Event()
 
     class Notify(logging.Handler):
@@ -461,7 +471,7 @@ async def test_startup_with_service_unreachable_retries(
             logged.set()
 
     handler = Notify(logging.ERROR)
-    logging.getLogger("bots.signal_bot").addHandler(handler)
+    logging.getLogger("bots.signal").addHandler(handler)
     async with FakeSignalServer() as fake:
         port = fake.port
     # Nothing listens on that port now.
@@ -478,12 +488,12 @@ async def test_startup_with_service_unreachable_retries(
         with pytest.raises(asyncio.CancelledError):
             await starting
         await adapter.stop()
-        logging.getLogger("bots.signal_bot").removeHandler(handler)
+        logging.getLogger("bots.signal").removeHandler(handler)
 
 
 async def test_stream_events_without_a_model(fake: FakeSignalServer, make_adapter: MakeAdapter) -> None:
     # The adapter's own contract, independent of the core: deltas, then the final text.
-    recorder = Recorder(StreamStart(), TextDelta("Hel"), TextDelta("Hello **wor"), FinalText("Hello **world**"))
+    recorder = Recorder(StreamStart(), PartialAnswer("Hel"), PartialAnswer("Hello **wor"), FinalText("Hello **world**"))
     await make_adapter(recorder, edit_interval=0)
     await fake.push_message(ALICE_UUID, ALICE_NUMBER, "hi")
     await answered(fake, ALICE_UUID)
@@ -513,7 +523,7 @@ async def test_run_is_the_ferry_signal_process(
     assert fake.connected == 0
 
 
-async def test_an_answer_with_a_literal_asterisk_is_sent_plain_and_intact(
+async def test_an_answer_with_a_literal_asterisk_keeps_its_styles_and_is_intact(
     fake: FakeSignalServer, make_adapter: MakeAdapter, openai_server: FakeOpenAI
 ) -> None:
     openai_server.enqueue("2*3 is **six**, and a|b too")
@@ -522,7 +532,8 @@ async def test_an_answer_with_a_literal_asterisk_is_sent_plain_and_intact(
     await answered(fake, ALICE_UUID)
     final = bodies_to(fake, ALICE_UUID)[-1]
     assert final["message"] == "2*3 is six, and a|b too"  # nothing eaten by the server's markup parser
-    assert final["text_mode"] == "normal" and "text_style" not in final
+    # Since signal-cli-rest-api 0.96 the markers are escaped instead of the answer going unstyled.
+    assert final["text_mode"] == "styled" and final["text_style"] == ["7:3:BOLD"]
 
 
 async def test_receiving_follows_the_websocket(fake: FakeSignalServer, make_adapter: MakeAdapter) -> None:
@@ -546,3 +557,30 @@ async def test_a_failed_send_loses_no_answer_and_does_not_block_the_chat(
     await fake.wait_for(lambda: any(b["message"] == "a first answer, sent whole" for b in fake.sent))
     await fake.push_message(ALICE_UUID, ALICE_NUMBER, "second")
     await fake.wait_for(lambda: any(b["message"] == "You said: second" for b in fake.sent))
+
+
+async def test_signal_service_with_a_scheme_works_for_the_bot_and_for_doctor(fake: FakeSignalServer) -> None:
+    # The bot and `ferry doctor` read SIGNAL_SERVICE the same way (bots/services.py): both
+    # accept "http://host:port" as well as the documented "host:port".
+    import aiohttp
+
+    from bots.doctor import check_signal
+    from core.settings import Settings
+
+    recorder = Recorder(FinalText("hello"))
+    adapter = SignalAdapter(
+        recorder, service=f"http://{fake.service}", phone_number=fake.number, startup_backoff=FAST
+    )
+    try:
+        await asyncio.wait_for(adapter.start(), 10)
+        await fake.wait_connected()
+        await fake.push_message(ALICE_UUID, ALICE_NUMBER, "hi")
+        await fake.wait_for_sent(1)
+        assert final_texts(fake, ALICE_UUID) == ["hello"]
+    finally:
+        await adapter.stop()
+    async with aiohttp.ClientSession() as http:
+        for service in (fake.service, f"http://{fake.service}"):
+            settings = Settings(signal_service=service, signal_phone_number=fake.number)
+            (finding,) = await check_signal(settings, http)
+            assert finding.ok, finding.detail

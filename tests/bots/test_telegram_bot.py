@@ -19,14 +19,17 @@ from typing import Any
 
 import pytest
 
-from bots.telegram_bot import Pacing, build_application, polling, run, webhook, webhook_params
+from bots.telegram.process import Pacing, build_application, polling, run, webhook, webhook_params
 from core import outbox
+from core.app import assemble
 from core.assistant import Assistant
 from core.llm import OpenAIModelClient
+from core.metrics import Metrics
+from core.reply import Reply as CoreReply
 from core.settings import Settings, SettingsError
 from core.store.memory import MemoryStore
 from core.store.tinydb_store import TinyDBStore
-from core.types import AdminAlert, Incoming, ReplyEvent
+from core.types import AdminAlert, Incoming
 from tests.fakes.openai_server import FakeOpenAI, Reply
 from tests.fakes.telegram_server import EntityError, FakeTelegram, parse_html, utf16_len
 
@@ -68,13 +71,28 @@ class Recording:
         self.inner = inner
         self.seen: list[Incoming] = []
 
-    async def handle(self, msg: Incoming) -> AsyncIterator[ReplyEvent]:
+    @property
+    def metrics(self) -> Metrics:
+        return self.inner.metrics
+
+    def submit(self, msg: Incoming) -> CoreReply:
         self.seen.append(msg)
-        async for event in self.inner.handle(msg):
-            yield event
+        return self.inner.submit(msg)
+
+    async def ready(self) -> str | None:
+        return await self.inner.ready()
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def close(self) -> None:
+        await self.inner.close()
 
     def command_menu(self, lang: str) -> list[tuple[str, str]]:
         return self.inner.command_menu(lang)
+
+    def menu_languages(self) -> tuple[str, ...]:
+        return self.inner.menu_languages()
 
     def text(self, lang: str, key: str, **values: Any) -> str:
         return self.inner.text(lang, key, **values)
@@ -87,7 +105,7 @@ class Recording:
 
 
 async def make_assistant(settings: Settings, store: Any = None) -> Assistant:
-    assistant = Assistant(
+    assistant = assemble(
         settings, store or MemoryStore(), OpenAIModelClient(settings.openai_base_url, "test", max_retries=0)
     )
     await assistant.start()
@@ -306,6 +324,23 @@ async def test_refused_entities_fall_back_to_plain_text(tg: FakeTelegram, ai: Fa
     assert [c.status for c in tg.calls_of("sendMessage")] == [400, 200]
 
 
+async def test_many_long_links_arrive_as_smaller_formatted_parts(
+    tg: FakeTelegram, ai: FakeOpenAI, assistant: Recording
+) -> None:
+    # 90 links of ~150 characters: within 100 entities and 4,096 characters, but their URLs
+    # add up past what Telegram accepts (ENTITIES_TOO_LONG), which used to lose the answer.
+    links = [f"[source {i}](https://example.org/{'x' * 120}/{i})" for i in range(90)]
+    ai.enqueue(Reply("Sources: " + ", ".join(links)))
+    async with polling(app_for(tg, assistant), poll_timeout=1):
+        tg.push_text(42, "cite everything")
+        await tg.wait_until(lambda: "source 89" in "".join(tg.log(42).texts), within=15)
+    shown = "".join(tg.log(42).texts)
+    assert all(f"source {i}" in shown for i in range(90))
+    assert "went wrong" not in shown.lower()
+    assert any(c.status == 400 for c in tg.calls_of("sendMessage"))  # the fake refused it whole
+    assert all(m.parse_mode == "HTML" for m in tg.log(42).messages)  # links kept, in smaller parts
+
+
 async def test_ten_thousand_characters_with_code_blocks_split_into_intact_parts(
     tg: FakeTelegram, ai: FakeOpenAI, assistant: Recording
 ) -> None:
@@ -496,7 +531,7 @@ async def test_long_group_answer_overflows_into_new_messages_exactly_once(
 
 
 async def test_connected_follows_the_last_exchange_with_the_bot_api(tg: FakeTelegram, assistant: Recording) -> None:
-    from bots.telegram_bot import connected
+    from bots.telegram.process import connected
 
     app = app_for(tg, assistant)
     async with polling(app, poll_timeout=1):

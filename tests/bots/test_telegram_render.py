@@ -1,4 +1,4 @@
-"""Tests for bots.telegram_render: Telegram-safe HTML, plain fallback and splitting by visible length."""
+"""Tests for bots.telegram.render: Telegram-safe HTML, plain fallback and splitting by visible length."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bots.telegram_render import (
+from bots.telegram.render import (
     TELEGRAM_MAX_ENTITIES,
     TELEGRAM_MAX_TEXT,
     entity_count,
@@ -553,3 +553,12 @@ def test_no_part_carries_more_entities_than_telegram_honours() -> None:
     assert "".join(visible_text(p) for p in parts).replace("\n", "") == visible_text(
         render_html(markdown)
     ).replace("\n", "")
+
+
+def test_links_mentions_and_hashtags_telegram_detects_count_toward_the_cap() -> None:
+    # No formatting at all, but Telegram makes an entity of every bare URL, @mention and #hashtag.
+    markdown = " ".join(f"https://example.org/{i} @person{i} #topic{i}" for i in range(60))
+    parts = render_parts(markdown)
+    assert len(parts) > 1  # 180 detected entities in far fewer than 4,096 characters
+    assert all(entity_count(part) <= TELEGRAM_MAX_ENTITIES for part in parts)
+    assert entity_count("see https://example.org and @someone about #news") == 3

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bots.signal_bot import SignalAdapter
-from bots.telegram_bot import build_application, polling
+from bots.signal.process import SignalAdapter
+from bots.telegram.process import build_application, polling
 from core.store.tinydb_store import TinyDBStore
 from tests.bots.test_signal_bot import FAST as SIGNAL_FAST
 from tests.bots.test_telegram_bot import FAST as TELEGRAM_FAST
@@ -34,7 +34,7 @@ async def test_import_on_telegram_then_continue(
             tg.push_document(42, "WhatsApp Chat with ChatGPT.txt", EXPORT.encode(), "text/plain")
             await tg.wait_until(lambda: len(tg.log(42).messages) == 1)
             preview = tg.log(42).messages[0]
-            assert preview.text.startswith("4 messages, 13 Jan – 14 Jan 2026.")
+            assert preview.text.startswith("4 messages, Jan 13\u2009–\u200914, 2026.")
             labels = [row[0] for row in preview.buttons]
             assert [label for label, _ in labels] == ["Import", "Swap roles", "Cancel"]
 

@@ -21,7 +21,7 @@ from tests.fakes.openai_server import FakeOpenAI
 
 T0 = 1_795_000_000.0  # 2026-11-19 (UTC)
 CODE = re.compile(r"\b([A-HJ-NP-Z2-9]{4}-[A-HJ-NP-Z2-9]{4})\b")
-TG = "telegram:4242"
+TG = "telegram:4242424201"  # long enough that no random hex id in the store contains it
 SG = "signal:8c2d1f0e-5b7a-4c1e-9d3f-2a6b8e4c7d10"
 
 

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from core import outbox
-from core.admin import Limit, format_amount, parse_limit, period_bounds
+from core.budgets import Limit, format_amount, parse_limit, period_bounds
 from core.store.memory import MemoryStore
 from core.types import AdminAlert, ChatKey, FinalText
 from tests.conftest import MakeAssistant

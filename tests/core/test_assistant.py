@@ -7,9 +7,11 @@ import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
-from core.assistant import Assistant, clean_text, short_title
+from core.assistant import Assistant
+from core.conversations import short_title
 from core.store.base import StoreError
 from core.store.memory import MemoryStore
+from core.text import clean_text
 from core.types import (
     AdminAlert,
     Attachment,
@@ -18,9 +20,9 @@ from core.types import (
     Identity,
     Incoming,
     Notice,
+    PartialAnswer,
     ReplyEvent,
     StreamStart,
-    TextDelta,
 )
 from tests.conftest import MakeAssistant
 from tests.fakes.openai_server import Error, FakeOpenAI, Reply
@@ -67,7 +69,7 @@ async def test_answer_streams_then_is_stored_with_usage(
     events = await say(assistant, "hi")
 
     assert isinstance(events[0], StreamStart)
-    deltas = [e.text for e in events if isinstance(e, TextDelta)]
+    deltas = [e.text for e in events if isinstance(e, PartialAnswer)]
     assert len(deltas) > 3
     assert all(b.startswith(a) for a, b in itertools.pairwise(deltas))
     assert final(events).text == "Hello there, how can I help you today?"
@@ -232,7 +234,7 @@ async def test_bad_input_is_declined_clearly(make_assistant: MakeAssistant, open
     assert texts(await say(assistant, "   ")) == ["Your message is empty. Write something and I'll answer."]
     huge = "x" * 100_000
     assert texts(await say(assistant, huge)) == [
-        "Your message is too long: 100000 characters, the limit is 16000. "
+        "Your message is too long: 100,000 characters, the limit is 16,000. "
         "Please shorten it or split it into parts."
     ]
     assert texts(await say(assistant, "/frobnicate now")) == [

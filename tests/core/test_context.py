@@ -10,7 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.catalogue import ModelInfo
-from core.context import ChatTurn, ContextTooLarge, fit_context, turns_from_history
+from core.context import (
+    CUT_OFF_NOTE,
+    UNDELIVERED_NOTE,
+    ChatTurn,
+    ContextTooLarge,
+    as_seen,
+    fit_context,
+    turns_from_history,
+)
 from core.tokens import count_message_tokens
 
 
@@ -145,3 +153,17 @@ def test_an_answer_without_a_question_is_sent_without_an_empty_user_message() ->
         {"role": "user", "content": "hello"},
         {"role": "assistant", "content": "Hey"},
     ]
+
+
+@pytest.mark.parametrize(
+    ("status", "delivered", "seen"),
+    [
+        ("ok", True, "the answer"),
+        ("interrupted", True, f"the answer\n\n{CUT_OFF_NOTE}"),
+        ("cancelled", True, f"the answer\n\n{CUT_OFF_NOTE}"),
+        ("ok", False, f"the answer\n\n{UNDELIVERED_NOTE}"),
+        ("interrupted", False, f"the answer\n\n{UNDELIVERED_NOTE}"),
+    ],
+)
+def test_an_answer_goes_back_to_the_model_as_the_person_saw_it(status: str, delivered: bool, seen: str) -> None:
+    assert as_seen("the answer", status, delivered) == seen

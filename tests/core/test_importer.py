@@ -48,7 +48,7 @@ def button(notice: Notice, label: str) -> str:
 async def test_import_preview_confirm_and_continue(make_assistant: MakeAssistant, openai_server: FakeOpenAI) -> None:
     assistant = await make_assistant()
     preview = only_notice(await send_file(assistant, document(EXPORT)))
-    assert preview.text == "4 messages, 13 Jan – 14 Jan 2026. ChatGPT = «ChatGPT», you = «Dana». Import?"
+    assert preview.text == "4 messages, Jan 13\u2009–\u200914, 2026. ChatGPT = «ChatGPT», you = «Dana». Import?"
     done = await say(assistant, "", callback=button(preview, "Import"))
     assert texts(done) == [
         "Imported 4 messages into «WhatsApp: ChatGPT». It's now your current conversation: "
@@ -146,12 +146,12 @@ async def test_a_long_import_reports_progress(make_assistant: MakeAssistant) -> 
         lines.append(f"15/01/2026, {hour:02d}:{minute:02d} - Dana: question {i}")
         lines.append(f"15/01/2026, {hour:02d}:{minute:02d} - ChatGPT: answer {i}")
     preview = only_notice(await send_file(assistant, document("\n".join(lines) + "\n")))
-    assert preview.text.startswith("3000 messages, 15 Jan 2026.")
+    assert preview.text.startswith("3,000 messages, Jan 15, 2026.")
     events = await say(assistant, "", callback=button(preview, "Import"))
     progress = [e for e in events if isinstance(e, Progress)]
     assert [p.done for p in progress] == [500, 1000, 1500, 2000, 2500, 3000]
-    assert progress[-1].text == "Importing… 3000 of 3000 messages"
-    assert texts(events)[-1].startswith("Imported 3000 messages")
+    assert progress[-1].text == "Importing… 3,000 of 3,000 messages"
+    assert texts(events)[-1].startswith("Imported 3,000 messages")
 
 
 async def test_import_help_names_the_whatsapp_menus(make_assistant: MakeAssistant) -> None:

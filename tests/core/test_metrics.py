@@ -14,8 +14,7 @@ async def test_healthz_reports_each_check_and_metrics_count_what_happened(
     make_assistant: MakeAssistant, openai_server: FakeOpenAI
 ) -> None:
     metrics = Metrics()
-    assistant = await make_assistant()
-    assistant.metrics = metrics
+    assistant = await make_assistant(metrics=metrics)
     connected = {"value": False}
 
     async def messenger() -> str | None:

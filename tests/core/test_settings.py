@@ -36,3 +36,18 @@ def test_environment_wins_over_the_toml_file(tmp_path: Path) -> None:
 def test_invalid_settings_say_what_to_fix(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         Settings.load(env)
+
+
+def test_the_settings_repr_never_shows_a_secret() -> None:
+    # A settings object ends up in tracebacks and debug logs; the secrets must not come with it.
+    secrets = {
+        "OPENAI_API_KEY": "sk-very-secret",
+        "TELEGRAM_BOT_TOKEN": "123:telegram-secret",
+        "FERRY_TELEGRAM_WEBHOOK_SECRET": "hook-secret",
+        "FERRY_DATABASE_URL": "postgresql://ferry:db-secret@127.0.0.1/ferry",
+    }
+    s = Settings.from_values(secrets)
+    assert s.openai_api_key == "sk-very-secret"
+    shown = repr(s)
+    for value in secrets.values():
+        assert value not in shown

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from core.admin import Limit, with_budget
 from core.assistant import Assistant
+from core.budgets import Limit, with_budget
 from core.settings import DEFAULT_CONFIG_DIR
 from core.store.memory import MemoryStore
 from core.store.tinydb_store import TinyDBStore

@@ -7,8 +7,8 @@ It follows the wire details recorded in ``shared/research/protocols.md`` §2 and
   ``json-rpc``, version ``0.101``); ``GET /v1/accounts`` (the registered numbers);
   ``GET /v1/groups/{number}`` and ``/v1/groups/{number}/{id}``.
 * ``WS /v1/receive/{number}`` pushing ``{"account": …, "envelope": …}`` text frames with every
-  field signalbot's models require. Frames pushed while no socket is connected are queued and
-  delivered after the client reconnects (so a test can tell "reconnected" from "lost").
+  field signalbot's models require. Every attached socket gets each frame; a frame that arrives
+  while no socket is attached is DROPPED, as upstream does (see :meth:`FakeSignalServer.push_raw`).
 * ``POST /v2/send``: the JSON body arrives as ``text/plain``; it is parsed anyway, validated like
   the real server (recipients and number required) and answered ``201 [{"timestamp": "…"}]``
   (a JSON list, as signal-cli-rest-api ≥ 0.101 does).
@@ -23,7 +23,10 @@ Test API::
         fake.sent[-1]["message"]; fake.sent_timestamps[-1]
         fake.typing            # [("start", recipient), ("stop", recipient), ...]
         fake.reactions         # reaction request bodies
-        await fake.drop_websockets()
+        await fake.drop_websockets()                                  # the client must reconnect
+        await fake.restart(down_for=0.5)                              # the service restarts
+        fake.dropped; fake.attach_log                                 # what was lost, and when
+        fake.seen(ALICE_NUMBER)                                       # what the person sees now
         await fake.push_raw('{"account": "+49…", "envelope": {}}')   # a malformed frame
         fake.mode = "normal"; fake.registered = False                 # start-up failures
 """
@@ -93,63 +96,67 @@ def _utf16(ch: str) -> int:
     return 2 if ord(ch) > 0xFFFF else 1
 
 
+_ESCAPABLE = "*`|~"
+_BOLD_ITALIC = "BOLD_ITALIC"
+
+
 def parse_styled(message: str) -> tuple[str, list[str]]:
     """What signal-cli-rest-api makes of a ``text_mode: styled`` message: the text and its ranges.
 
-    Like the server: ``*italic*``, ``**bold**``, ``~strike~``, `` `mono` ``, ``||spoiler||``;
-    every marker character is markup and disappears, ranges are in UTF-16 units, no nesting.
+    A line-by-line port of upstream's ``TextstyleParser.Parse`` (bbernhard/signal-cli-rest-api,
+    src/utils/textstyleparser.go at a08db23; escapes since a70c299, fixed in d6488d6 / 0.96):
+    ``*italic*``, ``**bold**``, ``***bold italic***``, ``~strike~``, `` `mono` ``, ``||spoiler||``.
+    Markers go on a stack: a marker equal to the top one closes it, any other opens a new one,
+    so properly nested styles work and crossing ones are lost (their markers still vanish).
+    Asterisks are read greedily (``***`` is one token). A backslash before ``*``, `` ` ``,
+    ``|`` or ``~`` is dropped and makes the following marker (the whole ``**`` or ``||``)
+    literal; a backslash before anything else stays. Ranges count UTF-16 units.
     """
     out: list[str] = []
     styles: list[str] = []
+    stack: list[tuple[int, str]] = []
     units = 0
-    state = ""
-    start = 0
-    previous = ""
+    prev = ""
+    i = 0
 
-    def emit(style: str) -> None:
-        styles.append(f"{start}:{units - start}:{style}")
-
-    for ch in message:
-        if ch == "*":
-            if state == "":
-                state, start = "italic", units
-            elif state == "italic":
-                if previous == "*":
-                    state, start = "bold", units
-                else:
-                    emit("ITALIC")
-                    state = ""
-            elif state == "bold":
-                state = "bold-closing"
-            elif state == "bold-closing":
-                emit("BOLD")
-                state = ""
-        elif ch == "|":
-            if state == "":
-                state = "spoiler-opening"
-            elif state == "spoiler-opening" and previous == "|":
-                state, start = "spoiler", units
-            elif state == "spoiler":
-                state = "spoiler-closing"
-            elif state == "spoiler-closing" and previous == "|":
-                emit("SPOILER")
-                state = ""
-        elif ch == "`":
-            if state == "":
-                state, start = "mono", units
-            elif state == "mono":
-                emit("MONOSPACE")
-                state = ""
-        elif ch == "~":
-            if state == "":
-                state, start = "strike", units
-            elif state == "strike":
-                emit("STRIKETHROUGH")
-                state = ""
+    def token(kind: str) -> None:
+        if stack and stack[-1][1] == kind:
+            begin, _ = stack.pop()
+            for style in ("BOLD", "ITALIC") if kind == _BOLD_ITALIC else (kind,):
+                styles.append(f"{begin}:{units - begin}:{style}")
         else:
-            out.append(ch)
-            units += _utf16(ch)
-        previous = ch
+            stack.append((units, kind))
+
+    def literal(text: str) -> None:
+        nonlocal units
+        out.append(text)
+        units += sum(_utf16(ch) for ch in text)
+
+    while i < len(message):
+        c = message[i]
+        nxt = message[i + 1] if i + 1 < len(message) else ""
+        i += 1
+        if c == "*":
+            run = "*"
+            if nxt == "*":
+                run, i = "**", i + 1
+                if message[i : i + 1] == "*":
+                    run, i = "***", i + 1
+            if prev == "\\":
+                literal(run)
+            else:
+                token({"*": "ITALIC", "**": "BOLD", "***": _BOLD_ITALIC}[run])
+        elif c == "|" and nxt == "|":
+            i += 1
+            literal("||") if prev == "\\" else token("SPOILER")
+        elif c in "~`":
+            literal(c) if prev == "\\" else token("STRIKETHROUGH" if c == "~" else "MONOSPACE")
+        elif c == "\\" and nxt and nxt in _ESCAPABLE:
+            prev = c
+            continue
+        else:
+            literal(c)
+        prev = c
     return "".join(out), styles
 
 
@@ -219,8 +226,13 @@ class FakeSignalServer:
         self.on_typing: Callable[[str, str], None] | None = None
         """Called with ``("start" | "stop", recipient)`` for each typing-indicator call."""
 
-        self._frames: deque[str] = deque()
-        self._frame_ready = asyncio.Event()
+        self.dropped: list[str] = []
+        """Frames that arrived while no receive WebSocket was attached (lost, as upstream)."""
+        self.attach_log: list[tuple[str, float]] = []
+        """``("attach" | "detach" | "down" | "up", time.monotonic())`` for measuring loss windows."""
+        self._outboxes: dict[web.WebSocketResponse, deque[str]] = {}
+        self._frame_ready: dict[web.WebSocketResponse, asyncio.Event] = {}
+        self._site: web.TCPSite | None = None
         self._sockets: set[web.WebSocketResponse] = set()
         self._changed = asyncio.Event()
         self._clock = itertools.count(int(time.time() * 1000))
@@ -251,10 +263,14 @@ class FakeSignalServer:
         r.add_put("/v1/contacts/{number}", self._no_content)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self._port = int(self._runner.addresses[0][1])
+        await self._listen()
         return self
+
+    async def _listen(self) -> None:
+        assert self._runner is not None
+        self._site = web.TCPSite(self._runner, "127.0.0.1", self._port, reuse_address=True)
+        await self._site.start()
+        self._port = int(self._runner.addresses[0][1])
 
     async def close(self) -> None:
         for ws in list(self._sockets):
@@ -402,14 +418,29 @@ class FakeSignalServer:
         return int(frame["envelope"]["timestamp"])
 
     async def push_raw(self, frame: str | Mapping[str, Any]) -> None:
-        """Queue any frame as is (a dict is JSON-encoded): for malformed or unusual envelopes."""
-        self._frames.append(frame if isinstance(frame, str) else json.dumps(frame))
-        self._frame_ready.set()
+        """Hand any frame (a dict is JSON-encoded) to every attached receive WebSocket, or drop it.
+
+        Upstream in json-rpc mode, ``src/client/jsonrpc2.go`` ``ReceiveData`` (bbernhard/
+        signal-cli-rest-api a08db23) copies each ``receive`` notification into the unbuffered channel
+        of every attached WebSocket client with a non-blocking ``select { case c <- msg: … default: }``:
+        with no client attached the message is dropped, and signal-cli has already taken it off
+        Signal's servers, so it is gone (issue #834, open; #537 and #664: "messages are lost if no
+        WebSocket client is connected"). The fake does the same; it only buffers per attached socket,
+        so it never drops for a slow client, which upstream may.
+        """
+        text = frame if isinstance(frame, str) else json.dumps(frame)
+        if not self._outboxes:
+            self.dropped.append(text)
+            self._changed.set()
+            return
+        for ws, outbox in self._outboxes.items():
+            outbox.append(text)
+            self._frame_ready[ws].set()
 
     @property
     def queued_frames(self) -> int:
-        """Frames pushed but not yet written to a WebSocket."""
-        return len(self._frames)
+        """Frames handed to an attached WebSocket but not yet written to it."""
+        return sum(len(q) for q in self._outboxes.values())
 
     @property
     def connected(self) -> int:
@@ -419,8 +450,31 @@ class FakeSignalServer:
     async def drop_websockets(self, code: int = WSCloseCode.GOING_AWAY) -> None:
         """Close every receive WebSocket, as a restarting signal-cli-rest-api does."""
         for ws in list(self._sockets):
+            self._detach(ws)
             with contextlib.suppress(Exception):
                 await ws.close(code=code, message=b"server restart")
+
+    async def restart(self, down_for: float = 0.5) -> None:
+        """Restart the service: sockets closed, connections refused for ``down_for`` s, then back.
+
+        What arrives meanwhile is dropped: signal-cli takes it off Signal's servers at start and
+        ``ReceiveData`` runs before the HTTP server accepts a WebSocket (see :meth:`push_raw`).
+        """
+        self.attach_log.append(("down", time.monotonic()))
+        await self.drop_websockets()
+        if self._site is not None:
+            await self._site.stop()
+        await asyncio.sleep(down_for)
+        await self._listen()
+        self.attach_log.append(("up", time.monotonic()))
+
+    def _detach(self, ws: web.WebSocketResponse) -> None:
+        # Once detached, nothing more is handed to this socket: later frames are dropped.
+        if self._outboxes.pop(ws, None) is not None:
+            self.attach_log.append(("detach", time.monotonic()))
+        event = self._frame_ready.pop(ws, None)
+        if event is not None:
+            event.set()
 
     async def wait_for(self, predicate: Callable[[], bool], within: float = 10.0) -> None:
         """Wait until ``predicate()`` holds (re-checked whenever the fake records something)."""
@@ -438,6 +492,29 @@ class FakeSignalServer:
     async def wait_connected(self, connections: int = 1, within: float = 10.0) -> None:
         """Wait until the receive WebSocket was opened ``connections`` times and is open."""
         await self.wait_for(lambda: self.ws_connections >= connections and self.connected > 0, within)
+
+    def seen(self, recipient: str) -> list[str]:
+        """The texts the person (or group) ``recipient`` sees now, in order, edits applied.
+
+        A send with ``edit_timestamp`` replaces the text of the message sent at that timestamp
+        (signal-cli-rest-api ≥ 0.82, issue #485), so a stub streamed by edits shows its last edit;
+        an edit naming no message of this chat changes nothing on the phone; a remote delete
+        removes the message.
+        """
+        shown: dict[int, str] = {}
+        for body, ts in zip(self.sent, self.sent_timestamps, strict=True):
+            if recipient not in body.get("recipients", ()):
+                continue
+            text = str(body.get("message") or "")
+            edited = body.get("edit_timestamp")
+            if edited is None:
+                shown[ts] = text
+            elif int(edited) in shown:
+                shown[int(edited)] = text
+        for delete in self.remote_deletes:
+            if delete.get("recipient") == recipient:
+                shown.pop(int(delete.get("timestamp", 0)), None)
+        return list(shown.values())
 
     def clear(self) -> None:
         """Forget what was recorded (keeps memory flat in benchmarks)."""
@@ -521,6 +598,9 @@ class FakeSignalServer:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         self._sockets.add(ws)
+        self._outboxes[ws] = deque()
+        self._frame_ready[ws] = asyncio.Event()
+        self.attach_log.append(("attach", time.monotonic()))
         self.ws_connections += 1
         self._changed.set()
         reader = asyncio.create_task(self._drain(ws))
@@ -528,6 +608,7 @@ class FakeSignalServer:
             await self._pump(ws, reader)
         finally:
             reader.cancel()
+            self._detach(ws)
             self._sockets.discard(ws)
             self._changed.set()
             with contextlib.suppress(Exception):
@@ -542,17 +623,20 @@ class FakeSignalServer:
 
     async def _pump(self, ws: web.WebSocketResponse, reader: asyncio.Task[None]) -> None:
         while not ws.closed and not reader.done():
-            if not self._frames:
-                self._frame_ready.clear()
-                waiter = asyncio.ensure_future(self._frame_ready.wait())
+            outbox, ready = self._outboxes.get(ws), self._frame_ready.get(ws)
+            if outbox is None or ready is None:
+                return
+            if not outbox:
+                ready.clear()
+                waiter = asyncio.ensure_future(ready.wait())
                 await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
                 continue
-            frame = self._frames.popleft()
+            frame = outbox.popleft()
             try:
                 await ws.send_str(frame)
             except (ConnectionError, RuntimeError):
-                self._frames.appendleft(frame)  # not delivered: keep it for the next socket
+                self.dropped.append(frame)  # upstream does not keep it for another socket either
                 return
 
     async def _send(self, request: web.Request) -> web.StreamResponse:

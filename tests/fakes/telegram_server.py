@@ -10,8 +10,18 @@ tags, properly nested, the visible text measured in UTF-16 units), identical edi
 with "message is not modified", and flood control (429 ``retry_after``) or entity refusals can
 be scripted for the next calls of a method.
 
-Test API (not part of the Bot API): ``push_*`` helpers queue updates, ``sent[chat_id]`` holds
-what the bot did in each chat, ``wait_until(predicate)`` waits for it.
+Updates are delivered as Telegram does (https://core.telegram.org/bots/api#getupdates and
+#setwebhook; ``shared/research/protocols.md`` §1.4): an update stays queued until a later
+``getUpdates`` call's ``offset`` passes it ("an update is considered confirmed as soon as
+getUpdates is called with an offset higher than its update_id"), so a bot that dies before its
+next poll gets the same updates again; long polling holds the request up to ``timeout`` seconds;
+``getUpdates`` is refused with 409 while a webhook is set; a webhook gets each update by POST and
+it stays pending, retried with growing pauses, until the bot answers 2xx.
+
+Test API (not part of the Bot API): ``push_*`` helpers queue updates (``push_edited_text`` an
+``edited_message``, ``push_poison_poll`` one python-telegram-bot 22.8 cannot parse),
+``sent[chat_id]`` holds what the bot did in each chat (``log(chat_id).texts`` what the person
+sees now), ``pending_updates`` what Telegram still holds, ``wait_until(predicate)`` waits.
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import ClientSession, web
+from aiohttp import ClientError, ClientSession, web
 
 JSONDict = dict[str, Any]
 
@@ -128,6 +138,20 @@ def parse_html(text: str) -> str:
         name, off = stack[-1]
         raise EntityError(f'Can\'t find end tag corresponding to start tag "{name}" at byte offset {off}')
     return "".join(out)
+
+
+MAX_ENTITIES_SIZE = 9_500
+"""Telegram refuses a message whose entities are too large in total with ENTITIES_TOO_LONG (PTB
+shows "Entities_too_long"); the limit is undocumented, about 9,500 characters of entity data
+per a TDLib maintainer (tdlib/telegram-bot-api#165). Modelled as the total length of link URLs,
+the data that grows without bound (many long links)."""
+
+_HREF_RE = re.compile(r"<a\s[^>]*href\s*=\s*(?:\"([^\"]*)\"|'([^']*)')", re.IGNORECASE)
+
+
+def entities_size(html_text: str) -> int:
+    """The size of a message's entity data as :data:`MAX_ENTITIES_SIZE` measures it."""
+    return sum(len(a or b) for a, b in _HREF_RE.findall(html_text))
 
 
 def visible_text(text: str, parse_mode: str | None) -> str:
@@ -248,6 +272,9 @@ class FakeTelegram:
         self.callback_answers: list[JSONDict] = []
         self.webhook: JSONDict | None = None
         self.webhook_deliveries: list[int] = []  # HTTP status of each webhook POST
+        self.webhook_retry_delay = 0.05  # first pause before re-posting a refused update; doubles
+        self.webhook_retry_cap = 1.0
+        self.webhook_max_attempts = 200  # "give up after a reasonable amount of attempts"
         self._updates: list[JSONDict] = []
         self._update_ids = itertools.count(1000)
         self._msg_ids: dict[int, itertools.count[int]] = {}
@@ -372,6 +399,39 @@ class FakeTelegram:
         else:
             asyncio.get_running_loop().create_task(self._notify())
         return int(update["update_id"])
+
+    @property
+    def pending_updates(self) -> list[JSONDict]:
+        """Updates Telegram still holds: not yet confirmed by an offset or a 2xx webhook answer."""
+        return list(self._updates)
+
+    def push_edited_text(self, original: JSONDict, text: str) -> JSONDict:
+        """Queue an ``edited_message`` update: the person changed the text of ``original``."""
+        msg = {**original, "text": text, "edit_date": int(time.time())}
+        self.push_update({"edited_message": msg})
+        return msg
+
+    def push_poison_poll(self, user_id: int, *, chat_id: int | None = None) -> int:
+        """Queue a message with a poll as an older self-hosted Bot API server sends it; returns the update_id.
+
+        The poll lacks ``allows_revoting`` and ``members_only`` and its options lack ``persistent_id``
+        (fields Bot API 9.6/10.0 made required). python-telegram-bot 22.8 cannot parse it:
+        ``telegram/_poll.py`` ``PollOption.__init__`` raises ``TypeError("`persistent_id` is a
+        required argument since Bot API 9.6")`` and ``Poll.__init__`` raises the same for
+        ``allows_revoting``, so ``Update.de_json`` (and ``Bot.get_updates``) raises on the batch.
+        """
+        cid = user_id if chat_id is None else chat_id
+        poll = {
+            "id": f"poll{next(self._update_ids)}",
+            "question": "Lunch?",
+            "options": [{"text": "yes", "voter_count": 0}, {"text": "no", "voter_count": 0}],
+            "total_voter_count": 0,
+            "is_closed": False,
+            "is_anonymous": True,
+            "type": "regular",
+            "allows_multiple_answers": False,
+        }
+        return self.push_update({"message": self._message(cid, self.user(user_id), poll=poll)})
 
     def push_text(
         self,
@@ -562,20 +622,41 @@ class FakeTelegram:
     # --- webhook delivery ---------------------------------------------------------------
 
     def _deliver(self, update: JSONDict) -> None:
-        async def post() -> None:
-            assert self.webhook is not None
+        """POST ``update`` to the webhook until it is answered 2xx, as Telegram does.
+
+        https://core.telegram.org/bots/api#setwebhook: "In case of an unsuccessful request (a
+        request with response HTTP status code different from 2XY), we will repeat the request and
+        give up after a reasonable amount of attempts." The update stays pending (and is what
+        ``getUpdates`` returns once the webhook is deleted) until a 2xx answer.
+        """
+        asyncio.get_running_loop().create_task(self._post_until_accepted(update))
+
+    async def _post_until_accepted(self, update: JSONDict) -> None:
+        delay = self.webhook_retry_delay
+        for _ in range(self.webhook_max_attempts):
+            hook = self.webhook
+            if hook is None or self._closing or update not in self._updates:
+                return
             if self._session is None:
                 self._session = ClientSession()
             headers = {"Content-Type": "application/json"}
-            if self.webhook.get("secret_token"):
-                headers["X-Telegram-Bot-Api-Secret-Token"] = self.webhook["secret_token"]
-            async with self._session.post(
-                self.webhook["url"], data=json.dumps(update), headers=headers
-            ) as resp:
-                self.webhook_deliveries.append(resp.status)
+            if hook.get("secret_token"):
+                headers["X-Telegram-Bot-Api-Secret-Token"] = hook["secret_token"]
+            try:
+                async with self._session.post(hook["url"], data=json.dumps(update), headers=headers) as resp:
+                    status = resp.status
+            except (TimeoutError, OSError, ClientError):
+                status = 0  # nobody listening (the bot is down) or the connection broke
+            if status:
+                self.webhook_deliveries.append(status)
+            if 200 <= status < 300:
+                if update in self._updates:
+                    self._updates.remove(update)
+                await self._notify()
+                return
             await self._notify()
-
-        asyncio.get_running_loop().create_task(post())
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.webhook_retry_cap)
 
     async def deliver_webhook(self, update: JSONDict, secret: str | None) -> int:
         """POST an update to the registered webhook with an explicit secret; returns the status."""
@@ -675,10 +756,16 @@ class FakeTelegram:
 
     async def _m_deleteWebhook(self, p: JSONDict) -> bool:
         self.webhook = None
+        if _truthy(p.get("drop_pending_updates")):
+            self._updates.clear()
         return True
 
     async def _m_setWebhook(self, p: JSONDict) -> bool:
         self.webhook = {"url": p["url"], "secret_token": p.get("secret_token")}
+        if _truthy(p.get("drop_pending_updates")):
+            self._updates.clear()
+        for update in list(self._updates):  # what is pending goes to the new webhook
+            self._deliver(update)
         return True
 
     async def _m_setMyCommands(self, p: JSONDict) -> bool:
@@ -686,6 +773,13 @@ class FakeTelegram:
         return True
 
     async def _m_getUpdates(self, p: JSONDict) -> list[JSONDict]:
+        """Long polling; the ``offset`` confirms (deletes) every earlier update, nothing else does."""
+        if self.webhook is not None:
+            raise ApiError(
+                409,
+                "Conflict: can't use getUpdates method while webhook is active; "
+                "use deleteWebhook to delete the webhook first",
+            )
         offset = int(p.get("offset", 0) or 0)
         timeout = float(p.get("timeout", 0) or 0)
         if offset:
@@ -708,6 +802,8 @@ class FakeTelegram:
             visible = visible_text(text, parse_mode)
         except EntityError as exc:
             raise ApiError(400, f"Bad Request: can't parse entities: {exc}") from exc
+        if parse_mode and entities_size(text) > MAX_ENTITIES_SIZE:
+            raise ApiError(400, "Bad Request: ENTITIES_TOO_LONG")
         if not visible.strip():
             raise ApiError(400, "Bad Request: message text is empty")
         if utf16_len(visible) > MAX_TEXT:
@@ -855,6 +951,11 @@ def _decode(key: str, value: str) -> Any:
         except ValueError:
             return value
     return value
+
+
+def _truthy(value: Any) -> bool:
+    """A Bot API boolean as PTB sends it in a form (``"true"``/``"True"``) or as JSON."""
+    return value is True or str(value).lower() == "true"
 
 
 def _opt_int(value: Any) -> int | None:

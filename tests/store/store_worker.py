@@ -3,6 +3,9 @@
 Usage: ``python store_worker.py crash <data_dir>`` appends turns forever and prints every
 acknowledged write (``ack <seq> <content>``, ``upd <seq> <content>``) and announces each
 truncation before it starts (``trunc <seq>``); the test kills it.
+``python store_worker.py intake <data_dir>`` records messages in three chats' lines forever, marking
+every second one answered and every third delivered, and prints each acknowledged step
+(``rec <key> <chat> <seq>``, ``ans <key> <chat>``, ``del <key> <chat>``).
 ``python store_worker.py concurrent <data_dir> <name> <rounds> <go_file>`` waits for ``go_file``,
 then writes ``rounds`` times to a shared and to its own conversation, meta, usage and users.
 """
@@ -15,7 +18,14 @@ import sys
 import time
 from pathlib import Path
 
-from core.store.base import ConversationRecord, MessageRecord, Store, UsageRecord, UserRecord
+from core.store.base import (
+    ConversationRecord,
+    IntakeRecord,
+    MessageRecord,
+    Store,
+    UsageRecord,
+    UserRecord,
+)
 from core.store.postgres import PostgresStore, is_postgres_url
 from core.store.tinydb_store import TinyDBStore
 
@@ -67,6 +77,26 @@ async def crash(data_dir: str) -> None:
             say(f"ack {again.seq} {again.content}")
 
 
+async def intake(data_dir: str) -> None:
+    store = open_target(data_dir)
+    await store.open()
+    pid = os.getpid()
+    answer = [{"type": "final", "text": "a", "buttons": [], "interrupted": False, "streamed": True}]
+    k = 0
+    while True:
+        k += 1
+        chat, key = f"telegram:{k % 3}", f"telegram:{pid}-{k}"
+        rec = await store.record(IntakeRecord(key, chat, {"text": key}, time.time()))
+        assert rec is not None
+        say(f"rec {key} {chat} {rec.seq}")
+        if k % 2 == 0:
+            await store.mark_answered(chat, key, answer)
+            say(f"ans {key} {chat}")
+        if k % 3 == 0:
+            await store.mark_delivered(chat, key, str(k))
+            say(f"del {key} {chat}")
+
+
 def wait_for(path: Path) -> None:
     """Block until ``path`` exists (the start signal, so both writers really overlap)."""
     while not path.exists():
@@ -95,6 +125,8 @@ def main(argv: list[str]) -> None:
     mode, data_dir = argv[0], argv[1]
     if mode == "crash":
         asyncio.run(crash(data_dir))
+    elif mode == "intake":
+        asyncio.run(intake(data_dir))
     else:
         asyncio.run(concurrent(data_dir, argv[2], int(argv[3]), Path(argv[4])))
 

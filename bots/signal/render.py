@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from markdown_it import MarkdownIt
@@ -119,62 +119,79 @@ class _Renderer:
     # --- blocks ------------------------------------------------------------------------
 
     def render(self, tokens: Sequence[Token]) -> None:
-        w = self.w
+        handlers: dict[str, Callable[[Token], None]] = {
+            "heading_open": lambda tok: self.w.open(BOLD),
+            "heading_close": self._heading_close,
+            "paragraph_open": self._paragraph_open,
+            "paragraph_close": lambda tok: self.w.separate("\n" if tok.hidden else "\n\n"),
+            "inline": lambda tok: self.inline(tok.children or []),
+            "bullet_list_open": self._list_open,
+            "ordered_list_open": self._list_open,
+            "bullet_list_close": self._list_close,
+            "ordered_list_close": self._list_close,
+            "list_item_open": lambda tok: self.list_item(),
+            "list_item_close": lambda tok: self.w.separate("\n"),
+            "fence": self._code,
+            "code_block": self._code,
+            "blockquote_open": self._quote_open,
+            "blockquote_close": self._quote_close,
+            "hr": lambda tok: self._block_text(_RULE),
+            "html_block": lambda tok: self._block_text(tok.content.rstrip("\n")),
+            "tr_open": self._row_open,
+            "tr_close": lambda tok: self.w.separate("\n"),
+            "th_open": self._cell_open,
+            "td_open": self._cell_open,
+            "th_close": lambda tok: self.w.close(BOLD),
+            "table_close": lambda tok: self.w.separate("\n\n"),
+        }
         for tok in tokens:
-            kind = tok.type
-            if kind == "heading_open":
-                w.open(BOLD)
-            elif kind == "heading_close":
-                w.close(BOLD)
-                w.separate("\n\n")
-            elif kind == "paragraph_open":
-                if self.quote_depth:
-                    w.emit("> " * self.quote_depth)
-            elif kind == "paragraph_close":
-                w.separate("\n" if tok.hidden else "\n\n")
-            elif kind == "inline":
-                self.inline(tok.children or [])
-            elif kind in ("bullet_list_open", "ordered_list_open"):
-                start = tok.attrGet("start")
-                number = int(start) if isinstance(start, int | str) and str(start).isdigit() else 1
-                self.lists.append(_ListState(kind == "ordered_list_open", number))
-                w.separate("\n")
-            elif kind in ("bullet_list_close", "ordered_list_close"):
-                if self.lists:
-                    self.lists.pop()
-                w.separate("\n" if self.lists else "\n\n")
-            elif kind == "list_item_open":
-                self.list_item()
-            elif kind == "list_item_close":
-                w.separate("\n")
-            elif kind in ("fence", "code_block"):
-                w.styled(tok.content.rstrip("\n"), MONOSPACE)
-                w.separate("\n\n")
-            elif kind == "blockquote_open":
-                self.quote_depth += 1
-            elif kind == "blockquote_close":
-                self.quote_depth = max(0, self.quote_depth - 1)
-                w.separate("\n\n")
-            elif kind == "hr":
-                w.emit(_RULE)
-                w.separate("\n\n")
-            elif kind == "html_block":
-                w.emit(tok.content.rstrip("\n"))
-                w.separate("\n\n")
-            elif kind == "tr_open":
-                self.cell_index = 0
-            elif kind == "tr_close":
-                w.separate("\n")
-            elif kind in ("th_open", "td_open"):
-                if self.cell_index:
-                    w.emit(" | ")
-                self.cell_index += 1
-                if kind == "th_open":
-                    w.open(BOLD)
-            elif kind == "th_close":
-                w.close(BOLD)
-            elif kind == "table_close":
-                w.separate("\n\n")
+            handler = handlers.get(tok.type)
+            if handler is not None:
+                handler(tok)
+
+    def _heading_close(self, tok: Token) -> None:
+        self.w.close(BOLD)
+        self.w.separate("\n\n")
+
+    def _paragraph_open(self, tok: Token) -> None:
+        if self.quote_depth:
+            self.w.emit("> " * self.quote_depth)
+
+    def _list_open(self, tok: Token) -> None:
+        start = tok.attrGet("start")
+        number = int(start) if isinstance(start, int | str) and str(start).isdigit() else 1
+        self.lists.append(_ListState(tok.type == "ordered_list_open", number))
+        self.w.separate("\n")
+
+    def _list_close(self, tok: Token) -> None:
+        if self.lists:
+            self.lists.pop()
+        self.w.separate("\n" if self.lists else "\n\n")
+
+    def _code(self, tok: Token) -> None:
+        self.w.styled(tok.content.rstrip("\n"), MONOSPACE)
+        self.w.separate("\n\n")
+
+    def _quote_open(self, tok: Token) -> None:
+        self.quote_depth += 1
+
+    def _quote_close(self, tok: Token) -> None:
+        self.quote_depth = max(0, self.quote_depth - 1)
+        self.w.separate("\n\n")
+
+    def _block_text(self, text: str) -> None:
+        self.w.emit(text)
+        self.w.separate("\n\n")
+
+    def _row_open(self, tok: Token) -> None:
+        self.cell_index = 0
+
+    def _cell_open(self, tok: Token) -> None:
+        if self.cell_index:
+            self.w.emit(" | ")
+        self.cell_index += 1
+        if tok.type == "th_open":
+            self.w.open(BOLD)
 
     def list_item(self) -> None:
         w = self.w
@@ -191,41 +208,45 @@ class _Renderer:
     # --- inline ------------------------------------------------------------------------
 
     def inline(self, children: Sequence[Token]) -> None:
-        w = self.w
         marks = _spoiler_marks(children)
         links: list[tuple[str, int]] = []
         for i, tok in enumerate(children):
             kind = tok.type
             if kind == "text":
                 self.text_with_spoilers(tok.content, marks.get(i, ()))
-            elif kind in ("softbreak", "hardbreak"):
-                w.emit("\n")
             elif kind in _INLINE_STYLES:
-                style = _INLINE_STYLES[kind]
-                if kind.endswith("_open"):
-                    w.open(style)
-                else:
-                    w.close(style)
-            elif kind == "code_inline":
-                w.styled(tok.content, MONOSPACE)
+                (self.w.open if kind.endswith("_open") else self.w.close)(_INLINE_STYLES[kind])
             elif kind == "link_open":
+                self.w.flush()
                 href = tok.attrGet("href")
-                w.flush()
-                links.append((str(href) if href else "", len(w.parts)))
+                links.append((str(href) if href else "", len(self.w.parts)))
             elif kind == "link_close":
-                if links:
-                    href, index = links.pop()
-                    shown = w.text_since(index)
-                    if href and shown.strip() != href and f"mailto:{shown.strip()}" != href:
-                        w.emit(f" ({href})")
-            elif kind == "image":
-                alt = tok.content or ""
-                src = tok.attrGet("src")
-                w.emit(f"{alt} ({src})" if alt and src else str(alt or src or ""))
-            elif kind == "html_inline":
-                w.emit(tok.content)
+                self._link_close(links)
+            else:
+                self._inline_other(tok)
         # A style opened in this paragraph must not run on into the next one.
-        w.close(SPOILER)
+        self.w.close(SPOILER)
+
+    def _link_close(self, links: list[tuple[str, int]]) -> None:
+        if not links:
+            return
+        href, index = links.pop()
+        shown = self.w.text_since(index).strip()
+        if href and shown != href and f"mailto:{shown}" != href:
+            self.w.emit(f" ({href})")
+
+    def _inline_other(self, tok: Token) -> None:
+        kind = tok.type
+        if kind in ("softbreak", "hardbreak"):
+            self.w.emit("\n")
+        elif kind == "code_inline":
+            self.w.styled(tok.content, MONOSPACE)
+        elif kind == "image":
+            alt = tok.content or ""
+            src = tok.attrGet("src")
+            self.w.emit(f"{alt} ({src})" if alt and src else str(alt or src or ""))
+        elif kind == "html_inline":
+            self.w.emit(tok.content)
 
     def text_with_spoilers(self, text: str, cuts: Sequence[int]) -> None:
         w = self.w
@@ -288,49 +309,3 @@ def render_signal(markdown: str) -> tuple[str, list[str]]:
     except Exception:  # a reply must never be lost to a rendering bug
         log.exception("rendering Markdown for Signal failed; sending it as plain text")
         return markdown, []
-
-
-# signal-cli-rest-api's "styled" text mode: the markup its server turns into signal-cli styles.
-# Every marker character is taken as markup (there is no escape in the released parsers), and
-# styles cannot nest or overlap.
-_MARKERS = {BOLD: "**", ITALIC: "*", STRIKETHROUGH: "~", MONOSPACE: "`", SPOILER: "||"}
-MARKUP_CHARACTERS = frozenset("*~`|\\")
-
-
-def styled_markup(text: str, styles: Sequence[str]) -> str | None:
-    """``text`` with its style ranges written as signal-cli-rest-api's styled markup.
-
-    None when the text itself holds a marker character (the server would eat it): then the
-    message must go as plain text. Nested or overlapping ranges keep the outer, earlier one.
-    """
-    if MARKUP_CHARACTERS & set(text):
-        return None
-    # UTF-16 offsets (as the ranges count) to string indexes.
-    index_of: dict[int, int] = {}
-    units = 0
-    for i, ch in enumerate(text):
-        index_of[units] = i
-        units += 2 if ord(ch) > 0xFFFF else 1
-    index_of[units] = len(text)
-    ranges: list[tuple[int, int, str]] = []
-    for spec in styles:
-        start_s, length_s, style = spec.split(":", 2)
-        start, length = int(start_s), int(length_s)
-        if length <= 0 or style not in _MARKERS or start not in index_of or start + length not in index_of:
-            continue
-        ranges.append((index_of[start], index_of[start + length], style))
-    ranges.sort(key=lambda r: (r[0], -r[1]))
-    out: list[str] = []
-    at = 0
-    for begin, end, style in ranges:
-        if begin < at:
-            continue  # nested in or overlapping an earlier range
-        if begin == at and out and out[-1] == "*" and _MARKERS[style].startswith("*"):
-            continue  # "*a**b*": the server would read the middle "**" as bold
-        if not text[begin:end].strip():
-            continue  # markers around blank text would not survive as a range
-        marker = _MARKERS[style]
-        out += [text[at:begin], marker, text[begin:end], marker]
-        at = end
-    out.append(text[at:])
-    return "".join(out)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import time
 import warnings
@@ -29,18 +28,15 @@ from telegram.ext import (
     Application,
 )
 
-from bots.telegram_render import render_parts, split_plain, visible_text
-from core.types import (
-    Button,
-)
+from bots.events import Keyboard
+from bots.telegram.http import RequestNotSent
+from bots.telegram.render import render_parts, split_message, split_plain, telegram_length, visible_text
 
 log = logging.getLogger(__name__)
 
 
 PLATFORM = "telegram"
-MENU_LANGUAGES = ("en", "id")  # "en" is registered as the default menu
 ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
-Keyboard = tuple[tuple[Button, ...], ...]
 
 
 
@@ -146,7 +142,7 @@ class Sender:
                 raise
             except NetworkError as exc:
                 # Only a connection that was never made proves a new message did not arrive.
-                if not idempotent and "ConnectError" not in str(exc):
+                if not idempotent and not isinstance(exc, RequestNotSent):
                     raise
                 await asyncio.sleep(min(2**attempt, 10))
         raise TimedOut(f"gave up after {self.pacing.max_send_attempts} attempts")
@@ -162,7 +158,8 @@ class Sender:
     ) -> list[int]:
         """Show one rendered part (edit ``edit`` or send a new message); returns the message ids used.
 
-        A refused HTML part is sent as plain text; a part Telegram finds too long is split further.
+        A refused HTML part is sent as plain text; a part whose entities Telegram finds too
+        large (ENTITIES_TOO_LONG: many long links) is sent in smaller parts, plain at the end.
         """
         try:
             return [await self._put_one(target, html_part, ParseMode.HTML, edit, markup, quote)]
@@ -172,7 +169,11 @@ class Sender:
             if edit is not None and _is(exc, "message to edit not found"):
                 # Someone deleted the placeholder: the answer still arrives, as a new message.
                 return await self.put(target, html_part, markup=markup, quote=quote)
-            if not (_is(exc, "can't parse entities") or _is(exc, "too long")):
+            if _is(exc, "entities_too_long"):
+                smaller = await self._put_smaller(target, html_part, edit, markup, quote)
+                if smaller:
+                    return smaller
+            elif not (_is(exc, "can't parse entities") or _is(exc, "too long")):
                 raise
             log.warning("Telegram refused a formatted message (%s); sending plain text", exc.message)
         plain = visible_text(html_part)
@@ -190,6 +191,21 @@ class Sender:
                 if not (_is(exc, "not modified") and i == 0 and edit is not None):
                     raise
                 ids.append(edit)
+        return ids
+
+    async def _put_smaller(
+        self, target: Target, html_part: str, edit: int | None, markup: InlineKeyboardMarkup | None, quote: bool
+    ) -> list[int]:
+        """The part in two (or more) formatted pieces; [] when it cannot be cut any smaller."""
+        pieces = split_message(html_part, max(2, telegram_length(html_part) // 2))
+        if len(pieces) < 2:
+            return []
+        ids: list[int] = []
+        for i, piece in enumerate(pieces):
+            last = i == len(pieces) - 1
+            ids += await self.put(
+                target, piece, edit=edit if i == 0 else None, markup=markup if last else None, quote=quote and i == 0
+            )
         return ids
 
     async def _put_one(
@@ -257,117 +273,3 @@ class Sender:
             await self.bot.send_message_draft(
                 target.chat_id, draft_id, plain[:4000], message_thread_id=target.thread_id
             )
-
-
-class LiveAnswer:
-    """One streamed answer: drafts (private) or an edited placeholder (groups), then the final text.
-
-    Previews are best effort and paced; the final text is delivered exactly once.
-    """
-
-    _draft_ids = itertools.count(1)
-
-    def __init__(self, sender: Sender, target: Target, pacing: Pacing) -> None:
-        self.sender = sender
-        self.target = target
-        self.pacing = pacing
-        self.interval = pacing.draft_interval if target.is_private else pacing.edit_interval
-        self.draft_id = next(self._draft_ids)
-        self.slots: list[int] = []  # group messages showing the answer so far
-        self._shown: list[str] = []
-        self._latest = ""
-        self._wake = asyncio.Event()
-        self._closed = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        """Show that an answer is coming (a placeholder in groups) and start the preview pump."""
-        if not self.target.is_private and not self.sender.gate.wait_time(self.target.chat_id):
-            reply = (
-                ReplyParameters(self.target.reply_to, allow_sending_without_reply=True)
-                if self.target.reply_to
-                else None
-            )
-            try:
-                sent = await self.sender.bot.send_message(
-                    self.target.chat_id,
-                    self.pacing.placeholder,
-                    message_thread_id=self.target.thread_id,
-                    reply_parameters=reply,
-                )
-                self.slots = [sent.message_id]
-                self._shown = [self.pacing.placeholder]
-            except RetryAfter as exc:
-                self.sender.gate.close_for(self.target.chat_id, retry_seconds(exc))
-            except TelegramError as exc:
-                log.warning("could not send a placeholder to %s: %s", self.target.chat_id, exc)
-        self._task = asyncio.create_task(self._pump())
-
-    def update(self, text: str) -> None:
-        self._latest = text
-        self._wake.set()
-
-    async def _sleep_unless_closed(self, seconds: float) -> None:
-        if seconds > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closed.wait(), seconds)
-
-    async def _pump(self) -> None:
-        next_at = 0.0
-        while not self._closed.is_set():
-            await self._wake.wait()
-            self._wake.clear()
-            gate = self.sender.gate.wait_time(self.target.chat_id)
-            await self._sleep_unless_closed(max(gate, next_at - time.monotonic()))
-            if self._closed.is_set():
-                return
-            text = self._latest
-            try:
-                await self._show(text)
-            except RetryAfter as exc:
-                # Skip previews until the gate opens; the newest text is shown after that.
-                self.sender.gate.close_for(self.target.chat_id, retry_seconds(exc))
-                self._wake.set()
-            except TelegramError as exc:
-                log.info("preview in chat %s failed: %s", self.target.chat_id, exc)
-            except Exception:
-                log.exception("preview in chat %s failed", self.target.chat_id)
-            next_at = time.monotonic() + self.interval
-
-    async def _show(self, markdown: str) -> None:
-        parts = render_parts(markdown)
-        if not parts:
-            return
-        if self.target.is_private:
-            await self.sender.preview(self.target, self.draft_id, parts[-1])
-            return
-        for i, part in enumerate(parts):
-            if i < len(self._shown) and self._shown[i] == part:
-                continue
-            if i < len(self.slots):
-                await self.sender.bot.edit_message_text(
-                    part, chat_id=self.target.chat_id, message_id=self.slots[i], parse_mode=ParseMode.HTML
-                )
-                self._shown[i] = part
-            else:
-                sent = await self.sender.bot.send_message(
-                    self.target.chat_id, part, parse_mode=ParseMode.HTML, message_thread_id=self.target.thread_id
-                )
-                self.slots.append(sent.message_id)
-                self._shown.append(part)
-
-    async def close(self) -> None:
-        """Stop previews and wait for one in flight, so it cannot land after the final text."""
-        self._closed.set()
-        self._wake.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
-
-    async def finish(self, markdown: str, buttons: Keyboard = ()) -> None:
-        """Deliver the final text: new messages in private chats, the placeholder's edit in groups."""
-        await self.close()
-        await self.sender.deliver(self.target, markdown, buttons, slots=self.slots)
-        self.slots = []
-
-

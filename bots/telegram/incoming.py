@@ -18,7 +18,7 @@ from telegram import (
 from telegram.constants import ChatType, FileSizeLimit
 from telegram.error import TelegramError
 
-from bots.telegram_send import PLATFORM, Target
+from bots.telegram.send import PLATFORM, Target
 from core.types import (
     Attachment,
     ChatKey,
@@ -38,6 +38,35 @@ def _command_entity(message: Message) -> MessageEntity | None:
     return None
 
 
+def _mentions_bot(message: Message, bot_user: User, handle: str | None) -> bool:
+    entities = message.parse_entities() if message.text else message.parse_caption_entities()
+    for entity, value in entities.items():
+        if entity.type == MessageEntity.MENTION and handle is not None and value.lower() == handle:
+            return True
+        if entity.type == MessageEntity.TEXT_MENTION and entity.user is not None and entity.user.id == bot_user.id:
+            return True
+    return False
+
+
+def _without_handle(text: str, handle: str) -> str:
+    lower = text.lower()
+    while handle in lower:
+        i = lower.index(handle)
+        text = text[:i] + text[i + len(handle) :]
+        lower = text.lower()
+    return re.sub(r"[ \t]{2,}", " ", text)
+
+
+def _replies_to_bot(message: Message, bot_user: User) -> bool:
+    reply = message.reply_to_message
+    return (
+        reply is not None
+        and reply.from_user is not None
+        and reply.from_user.id == bot_user.id
+        and reply.forum_topic_created is None
+    )
+
+
 def _addressing(message: Message, bot_user: User) -> tuple[str, bool]:
     """The text with the bot's own handle removed, and whether the bot was addressed."""
     text = message.text or message.caption or ""
@@ -54,29 +83,11 @@ def _addressing(message: Message, bot_user: User) -> tuple[str, bool]:
         addressed = True
         text = name + text[len(word) :]
 
-    entities = message.parse_entities() if message.text else message.parse_caption_entities()
-    for entity, value in entities.items():
-        by_name = entity.type == MessageEntity.MENTION and handle is not None and value.lower() == handle
-        by_user = entity.type == MessageEntity.TEXT_MENTION and entity.user is not None
-        if by_name or (by_user and entity.user is not None and entity.user.id == bot_user.id):
-            addressed = True
+    addressed = addressed or _mentions_bot(message, bot_user, handle)
     if handle and handle in text.lower():
         addressed = True
-        lower = text.lower()
-        while handle in lower:
-            i = lower.index(handle)
-            text = text[:i] + text[i + len(handle) :]
-            lower = text.lower()
-        text = re.sub(r"[ \t]{2,}", " ", text)
-
-    reply = message.reply_to_message
-    if (
-        reply is not None
-        and reply.from_user is not None
-        and reply.from_user.id == bot_user.id
-        and reply.forum_topic_created is None
-    ):
-        addressed = True
+        text = _without_handle(text, handle)
+    addressed = addressed or _replies_to_bot(message, bot_user)
     return text.strip(), addressed
 
 

@@ -4,18 +4,39 @@ PTB puts the network behind one injectable request object; this is one. Under lo
 spent over a third of its CPU in httpx/httpcore/anyio (the pool scans every connection for
 each request, anyio wraps every socket call); aiohttp's client does the same work with a C
 HTTP parser and a FIFO connection limit. Errors map onto PTB's own: a timeout is ``TimedOut``,
-anything else ``NetworkError``, with "ConnectError" in the message when no connection was made
-(so the caller knows a new message was certainly not delivered).
+anything else ``NetworkError``; when no connection was made (refused, unreachable, or the
+connect phase timed out) it is :class:`RequestNotSent`, so a caller knows by its type that a
+new message was certainly not delivered and may be sent again.
+
+Proxies are taken from the environment as python-telegram-bot's own transport (httpx) takes
+them: ``HTTPS_PROXY`` / ``HTTP_PROXY`` by the URL's scheme, else ``ALL_PROXY``, with
+``NO_PROXY`` honoured. aiohttp speaks HTTP proxies only; a SOCKS proxy is refused at start
+with a sentence saying so, instead of being silently bypassed.
 """
 
 from __future__ import annotations
 
 import time
+import urllib.request
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
+
+
+class RequestNotSent(NetworkError):
+    """The request never reached the Bot API server: sending it again cannot duplicate it."""
+
+
+def proxy_for(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (None: connect directly), as httpx reads it."""
+    host = urlsplit(url).hostname or ""
+    if host and urllib.request.proxy_bypass(host):
+        return None
+    proxies = urllib.request.getproxies_environment()
+    return proxies.get(urlsplit(url).scheme) or proxies.get("all") or None
 
 
 class AiohttpRequest(BaseRequest):
@@ -32,11 +53,10 @@ class AiohttpRequest(BaseRequest):
         media_write_timeout: float | None = 20.0,
     ) -> None:
         self._connections = connections
-        self._read = read_timeout
-        self._write = write_timeout
-        self._connect = connect_timeout
-        self._pool = pool_timeout
-        self._media_write = media_write_timeout
+        self._default: dict[str, float | None] = {
+            "read": read_timeout, "write": write_timeout, "connect": connect_timeout,
+            "pool": pool_timeout, "media_write": media_write_timeout,
+        }
         self._session: aiohttp.ClientSession | None = None
         self._answered_at = 0.0  # when the Bot API server last answered (any status)
         self._failed_at = 0.0  # when a request last failed to reach it
@@ -48,7 +68,10 @@ class AiohttpRequest(BaseRequest):
 
     @property
     def read_timeout(self) -> float | None:
-        return self._read
+        return self._default["read"]
+
+    def _timeout(self, name: str, given: Any) -> float | None:
+        return self._default[name] if given is BaseRequest.DEFAULT_NONE else given
 
     async def initialize(self) -> None:
         if self._session is None or self._session.closed:
@@ -86,33 +109,41 @@ class AiohttpRequest(BaseRequest):
                 data = form
             else:
                 data = request_data.json_parameters or None
-        read = self._read if read_timeout is BaseRequest.DEFAULT_NONE else read_timeout
-        connect = self._connect if connect_timeout is BaseRequest.DEFAULT_NONE else connect_timeout
-        pool = self._pool if pool_timeout is BaseRequest.DEFAULT_NONE else pool_timeout
-        write = self._write if write_timeout is BaseRequest.DEFAULT_NONE else write_timeout
+        read = self._timeout("read", read_timeout)
+        connect = self._timeout("connect", connect_timeout)
+        pool = self._timeout("pool", pool_timeout)
+        write = self._timeout("write", write_timeout)
         if files and write_timeout is BaseRequest.DEFAULT_NONE:
-            write = self._media_write
+            write = self._default["media_write"]
         limits = aiohttp.ClientTimeout(
             total=None,
             connect=_add(connect, pool),  # waiting for a free connection, then connecting
             sock_connect=connect,
             sock_read=_add(read, write),  # aiohttp has no write timeout: the read one covers both
         )
+        proxy = proxy_for(url)
+        if proxy is not None and not proxy.lower().startswith(("http://", "https://")):
+            raise RuntimeError(
+                f"the proxy {proxy} (from HTTPS_PROXY / ALL_PROXY) is not an HTTP proxy; Ferry's Bot API "
+                "transport speaks HTTP proxies only: set an http:// proxy, or unset it"
+            )
         try:
-            answer = await self._send(method, url, data, limits)
+            answer = await self._send(method, url, data, limits, proxy)
         except (NetworkError, TimedOut):
             self._failed_at = time.monotonic()
             raise
         self._answered_at = time.monotonic()
         return answer
 
-    async def _send(self, method: str, url: str, data: Any, limits: aiohttp.ClientTimeout) -> tuple[int, bytes]:
+    async def _send(
+        self, method: str, url: str, data: Any, limits: aiohttp.ClientTimeout, proxy: str | None
+    ) -> tuple[int, bytes]:
         assert self._session is not None
         try:
-            async with self._session.request(method, url, data=data, timeout=limits) as response:
+            async with self._session.request(method, url, data=data, timeout=limits, proxy=proxy) as response:
                 return response.status, await response.read()
-        except aiohttp.ClientConnectorError as err:
-            raise NetworkError(f"aiohttp.ConnectError: {err}") from err
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as err:
+            raise RequestNotSent(f"aiohttp.ConnectError: {err}") from err
         except TimeoutError as err:
             raise TimedOut from err
         except aiohttp.ClientError as err:

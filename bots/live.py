@@ -1,0 +1,144 @@
+"""Machinery both messengers use while an answer is being written.
+
+* :class:`TypingLoop` keeps a typing indicator up (messengers drop one after a few seconds);
+* :class:`Throttle` shows the newest text of a streaming answer at most once per interval,
+  skipping the versions in between, and never after it was closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+
+class TypingLoop:
+    """Calls ``send_typing`` every ``interval`` seconds from :meth:`start` until :meth:`stop`.
+
+    ``send_typing`` handles its own errors (a typing indicator is decoration). ``stop`` lets
+    an indicator in flight finish, so it cannot land after the answer.
+    """
+
+    def __init__(self, send_typing: Callable[[], Awaitable[None]], interval: float) -> None:
+        self._send = send_typing
+        self._interval = interval
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the loop was started and not stopped yet."""
+        return self._task is not None
+
+    def start(self) -> None:
+        """Start typing (once)."""
+        if self._task is None:
+            self._stop = asyncio.Event()
+            self._task = asyncio.create_task(self._loop(self._stop))
+
+    def halt(self) -> None:
+        """Send no further indicator (without waiting); :meth:`stop` still has to be awaited."""
+        self._stop.set()
+
+    async def stop(self) -> bool:
+        """Stop typing; True if it was running."""
+        if self._task is None:
+            return False
+        task, self._task = self._task, None
+        self._stop.set()
+        try:
+            await task
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("typing loop failed")
+        return True
+
+    def cancel(self) -> None:
+        """Abandon the loop at once (the answer was cancelled)."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self._send()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._interval)
+
+
+class Throttle:
+    """Shows the latest text with ``show`` at most once per ``interval`` seconds.
+
+    ``delay()`` is asked before each showing for extra seconds to wait (flood control);
+    ``show`` raising :class:`RetryLater` keeps the text pending for the next round, any
+    other exception skips this version (previews are best effort).
+    """
+
+    def __init__(
+        self,
+        show: Callable[[str], Awaitable[None]],
+        interval: float,
+        name: str,
+        delay: Callable[[], float] = lambda: 0.0,
+    ) -> None:
+        self._show = show
+        self._interval = interval
+        self._name = name
+        self._delay = delay
+        self.latest = ""
+        self._next_at = 0.0
+        self._wake = asyncio.Event()
+        self._closed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the pump (once)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._pump())
+
+    def update(self, text: str) -> None:
+        """A newer version of the text to show."""
+        self.latest = text
+        self._wake.set()
+
+    def shown(self, text: str) -> None:
+        """``text`` was just shown directly: the next showing waits a full interval."""
+        self.latest = text
+        self._next_at = time.monotonic() + self._interval
+
+    async def close(self) -> None:
+        """Stop showing and wait for a showing in flight, so it cannot land after the final text."""
+        self._closed.set()
+        self._wake.set()
+        if self._task is not None:
+            task, self._task = self._task, None
+            await task
+
+    async def _sleep_unless_closed(self, seconds: float) -> None:
+        if seconds > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closed.wait(), seconds)
+
+    async def _pump(self) -> None:
+        while not self._closed.is_set():
+            await self._wake.wait()
+            self._wake.clear()
+            await self._sleep_unless_closed(max(self._delay(), self._next_at - time.monotonic()))
+            if self._closed.is_set():
+                return
+            try:
+                await self._show(self.latest)
+            except RetryLater:
+                self._wake.set()  # the newest text is shown once the wait is over
+            except Exception:
+                log.info("%s: a preview failed", self._name, exc_info=True)
+            self._next_at = time.monotonic() + self._interval
+
+
+class RetryLater(Exception):
+    """Raised by a preview that was refused for now (flood control): try the newest text later."""

@@ -1,0 +1,368 @@
+"""The Signal bot process (``ferry signal``): a thin adapter between signalbot and the core.
+
+It turns each Signal message into one :class:`~core.types.Incoming`, calls
+``core.submit`` for it as it arrives (the core keeps each chat in line), and renders
+the reply events the Signal way: one message that is edited while the answer streams (at
+most about once a second), text styles instead of markup, a typing indicator, numbered
+choices instead of buttons.
+
+signal-cli-rest-api must run in json-rpc mode (signalbot receives over its WebSocket only).
+Three traps of signalbot 2.2.1 are handled here, because a receive loop that dies silently
+loses people's messages (pain point 10):
+
+* a WebSocket that the server closes cleanly ends signalbot's producer for good, without a
+  word; a closed or failed socket is reconnected here with backoff, and logged;
+* one frame missing a field its models require makes signalbot drop the connection (and the
+  messages in flight); such frames are logged and skipped here before signalbot sees them;
+* a wrong mode or an unlinked number makes signalbot retry forever with a traceback; a
+  pre-flight check says in one log line what to do, then retries with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal as os_signal
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from pydantic import ValidationError
+from signalbot import (
+    Config,
+    ConnectionMode,
+    DataMessageContext,
+    DataMessageHandler,
+    EditMessage,
+    InMemoryConfig,
+    SignalAPIError,
+    SignalBot,
+)
+from signalbot.messages import ReceiveError
+
+from bots.choices import with_choices
+from bots.intake import Intake, Ticket
+from bots.relay import AlertRelay
+from bots.services import (
+    Backoff,
+    ServiceProblem,
+    check_signal_service,
+    signal_base_url,
+    signal_host_port,
+    wait_until_ready,
+)
+from bots.signal.incoming import PLATFORM, SignalReader, chat_key, recipient_of
+from bots.signal.reply import SignalReply, styled
+from bots.signal.seams import ReceivedFrame, check_signalbot, replace_receive, stop_pipeline
+from core.contract import Core
+from core.types import AdminAlert, ChatKey, Incoming
+
+if TYPE_CHECKING:
+    from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TYPING_REFRESH = 10.0
+"""Seconds between typing indicators while an answer runs (Signal apps drop one after ~15 s)."""
+
+STARTUP_BACKOFF = Backoff(1.0, 60.0)
+RECONNECT_BACKOFF = Backoff(0.5, 30.0)
+
+SignalServiceProblem = ServiceProblem
+"""signal-cli-rest-api is unreachable or not set up for Ferry (the shared check's error)."""
+
+
+# --- the adapter ----------------------------------------------------------------------------
+
+
+class SignalAdapter:
+    """Runs signalbot against one signal-cli-rest-api and feeds its messages to the core.
+
+    ``service`` is ``host:port`` (a scheme is accepted too), ``phone_number`` the bot's
+    account. Use :meth:`start` (returns once messages are being received) and :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        core: Core,
+        *,
+        service: str,
+        phone_number: str,
+        connection_mode: ConnectionMode = ConnectionMode.HTTP_ONLY,
+        bot_uuid: str | None = None,
+        edit_interval: float = 1.0,
+        startup_backoff: Backoff = STARTUP_BACKOFF,
+        reconnect_backoff: Backoff = RECONNECT_BACKOFF,
+        typing_refresh: float = TYPING_REFRESH,
+    ) -> None:
+        self.core = core
+        self.service = signal_host_port(service)
+        self.base_url = signal_base_url(service, https=connection_mode == ConnectionMode.HTTPS_ONLY)
+        self.phone_number = phone_number
+        self.connection_mode = connection_mode
+        self.edit_interval = edit_interval
+        self.startup_backoff = startup_backoff
+        self.reconnect_backoff = reconnect_backoff
+        self.typing_refresh = typing_refresh
+        self.bot: SignalBot | None = None
+        self.ready = asyncio.Event()
+        """Set once the service passed the checks and signalbot is receiving."""
+        self.reader = SignalReader(phone_number, bot_uuid, self.download)
+        self._relay = AlertRelay(self.send_alert, "Signal")
+        self._connecting_since = 0.0
+        self._dropped_at = 0.0
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._intake = Intake()
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Check the service (retrying with backoff), start signalbot and wait until ready."""
+        check_signalbot()
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        await wait_until_ready(self.check_service, self.startup_backoff, "Signal", log)
+        config = Config(
+            phone_number=self.phone_number,
+            signal_service=self.service,
+            connection_mode=self.connection_mode,
+            storage=InMemoryConfig(),
+            # Documents are fetched by the adapter; voice notes and photos need no bytes.
+            download_attachments=False,
+        )
+        bot = SignalBot(config)  # inside the running loop: signalbot captures it
+        bot.register(_Handler(self), contacts=True, groups=True)
+        replace_receive(bot, self._hardened)
+        self.bot = bot
+        bot.start(run_forever=False)
+        await bot.wait_until_ready()
+        self.ready.set()
+        log.info("Signal: ready, receiving messages for %s via %s", self.phone_number, self.base_url)
+        self._relay.start(self.core.alerts(PLATFORM))  # alerts the Telegram process left for people on Signal
+
+    async def stop(self) -> None:
+        """Stop receiving, cancel answers in progress and close connections."""
+        self.ready.clear()
+        await self._relay.stop()
+        bot = self.bot
+        if bot is not None:
+            if bot.init_task is not None and not bot.init_task.done():
+                bot.init_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await bot.init_task
+            await stop_pipeline(bot)
+        # Answers in progress first, while their connection is still open (they stop typing).
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.bot = None
+        if bot is not None:
+            await bot.close()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def check_service(self) -> None:
+        """Raise SignalServiceProblem unless the service is reachable, json-rpc and has the number."""
+        assert self._session is not None
+        await check_signal_service(self._session, self.base_url, self.phone_number)
+
+    # --- receiving ------------------------------------------------------------------------
+
+    @property
+    def receiving(self) -> bool:
+        """Ready, and the receive WebSocket is up: it never dropped, or the connection made
+        since its last drop has held for a few seconds."""
+        if not self.ready.is_set():
+            return False
+        if not self._dropped_at:
+            return True
+        return self._connecting_since > self._dropped_at and time.monotonic() - self._connecting_since > 2.0
+
+    def _hardened(self, original: Callable[[], AsyncIterator[str]]) -> Callable[[], AsyncIterator[str]]:
+        """signalbot's receive stream, skipping malformed frames and reconnecting when it ends."""
+        backoff = self.reconnect_backoff
+
+        async def receive() -> AsyncIterator[str]:
+            delays = backoff.delays()
+            while True:
+                got_any = False
+                self._connecting_since = time.monotonic()
+                try:
+                    async for raw in original():
+                        if not got_any:
+                            got_any = True
+                            delays = backoff.delays()  # a working connection resets the backoff
+                        if _frame_is_usable(raw):
+                            yield raw
+                    reason = "was closed by signal-cli-rest-api"
+                except ReceiveError as e:
+                    reason = f"failed ({e})"
+                self._dropped_at = time.monotonic()
+                delay = await anext(delays)
+                log.warning("Signal: the receive WebSocket %s; reconnecting in %.1fs", reason, delay)
+                await asyncio.sleep(delay)
+
+        return receive
+
+    # --- incoming -------------------------------------------------------------------------
+
+    def _accept(self, context: DataMessageContext) -> None:
+        """Called by signalbot's consumer; starts the work without blocking the consumer."""
+        message = context.message
+        if isinstance(message, EditMessage):
+            log.debug("Signal: ignoring an edit of an earlier message")
+            return
+        chat = chat_key(message)
+        ticket = self._intake.enter(str(chat))  # before any await: the chat's arrival order
+        task = asyncio.create_task(self._process(context, chat, ticket))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _process(self, context: DataMessageContext, chat: ChatKey, ticket: Ticket) -> None:
+        view = SignalReply(self, context, chat)
+
+        async def read() -> Incoming:
+            return await self.reader.to_incoming(context.message, chat)
+
+        try:
+            reply = await ticket.submit(read, self.core.submit)
+            if reply is not None:
+                async with reply:
+                    async for event in reply:
+                        await view.render(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("Signal: failed to handle a message in %s", chat)
+        finally:
+            await view.finish()
+
+    async def to_incoming(self, message: Any, chat: ChatKey | None = None) -> Incoming:
+        """Translate signalbot's message into the core's value (see :class:`SignalReader`)."""
+        return await self.reader.to_incoming(message, chat)
+
+    async def download(self, attachment_id: str) -> bytes | None:
+        """Fetch an attachment's bytes from ``/v1/attachments/{id}`` (None if it failed)."""
+        assert self._session is not None
+        try:
+            async with self._session.get(f"{self.base_url}/v1/attachments/{attachment_id}") as resp:
+                resp.raise_for_status()
+                return await resp.read()
+        except (aiohttp.ClientError, TimeoutError) as e:
+            log.warning("Signal: could not download attachment %s: %s", attachment_id, e)
+            return None
+
+    # --- outgoing helpers -----------------------------------------------------------------
+
+    async def send_alert(self, alert: AdminAlert) -> None:
+        """Deliver an AdminAlert to each Signal identity among its recipients."""
+        if self.bot is None:
+            return
+        for identity in alert.to:
+            recipient = recipient_of(identity)
+            if recipient is None:
+                continue
+            choices = self.reader.choices.remember(recipient, alert.buttons)
+            try:
+                await self.bot.messages.send(styled(with_choices(alert.text, choices)), recipient)
+            except (SignalAPIError, ValueError) as e:
+                log.warning("Signal: could not alert %s: %s", identity, e)
+
+
+def _frame_is_usable(raw: str) -> bool:
+    try:
+        frame = ReceivedFrame.model_validate_json(raw)
+    except ValidationError as e:
+        error = _error_frame(raw)
+        if error is not None:
+            log.warning("Signal: signal-cli-rest-api reported an error: %s", error)
+        else:
+            errors = e.errors()
+            where = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
+            what = errors[0]["msg"] if errors else str(e)
+            log.warning("Signal: skipped a malformed message frame (%s: %s): %.200s", where or "frame", what, raw)
+        return False
+    # A sync message was sent by the bot's own account from another device: not one to
+    # answer (signalbot would present it as coming from the person it was sent to).
+    return frame.envelope.sync_message is None
+
+
+def _error_frame(raw: str) -> str | None:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    if isinstance(data, dict) and set(data) == {"error"}:
+        return str(data["error"])
+    return None
+
+
+class _Handler(DataMessageHandler):
+    """signalbot's entry; hands every data message to the adapter."""
+
+    def __init__(self, adapter: SignalAdapter) -> None:
+        self.adapter = adapter
+
+    async def handle_data_message(self, context: DataMessageContext) -> None:
+        self.adapter._accept(context)
+
+
+# --- the process --------------------------------------------------------------------------
+
+
+async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+    """``ferry signal``: run the Signal bot until SIGINT/SIGTERM (or ``stop`` is set)."""
+    from bots.health import serve_health
+    from core.app import build_assistant
+    from core.settings import SettingsError
+
+    if not settings.signal_service or not settings.signal_phone_number:
+        raise SettingsError(
+            "SIGNAL_SERVICE (host:port of signal-cli-rest-api in json-rpc mode, e.g. signal-api:8080) "
+            "and SIGNAL_PHONE_NUMBER (the bot's number, e.g. +4915112345678) must both be set"
+        )
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    handled: list[os_signal.Signals] = []
+    for sig in (os_signal.SIGINT, os_signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+            handled.append(sig)
+    assistant = build_assistant(settings)
+    await assistant.start()
+    adapter = SignalAdapter(
+        assistant, service=settings.signal_service, phone_number=settings.signal_phone_number
+    )
+    try:
+        async with serve_health(settings, assistant, "Signal", lambda: adapter.receiving):
+            starting = asyncio.create_task(adapter.start())
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if starting.done():
+                starting.result()
+                await stopping
+            else:
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
+    finally:
+        log.info("Signal: stopping")
+        await adapter.stop()
+        await assistant.close()
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+
+
+__all__ = [
+    "Backoff",
+    "SignalAdapter",
+    "SignalServiceProblem",
+    "recipient_of",
+    "run",
+    "with_choices",
+]

@@ -1,0 +1,196 @@
+"""Showing the core's reply events in Signal, for one incoming message.
+
+One message is sent as soon as an answer starts and edited (``edit_timestamp``) at most once
+per interval while it streams; the final text is delivered once, falling back to plain text
+if the styled one is refused. Buttons become numbered choices; typing shows meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from signalbot import DataMessageContext, SendMessage, SentMessage, SignalAPIError, SignalBot, TextMode
+
+from bots.choices import with_choices
+from bots.events import show
+from bots.live import Throttle, TypingLoop
+from bots.signal.markup import styled_markup
+from bots.signal.render import render_signal
+from core.types import AdminAlert, Button, ChatKey, FileReply, Progress, ReplyEvent
+
+if TYPE_CHECKING:
+    from bots.signal.process import SignalAdapter
+
+log = logging.getLogger(__name__)
+
+
+def styled(markdown: str, *, plain: bool = False) -> SendMessage:
+    """A message for Signal from Markdown, with its text styles (``plain``: without them).
+
+    Marker characters in the text are escaped, so the styles travel with any text. The mode
+    is always explicit, so a server whose default is styled cannot eat a literal asterisk.
+    """
+    text, styles = render_signal(markdown)
+    if plain or not styles:
+        return SendMessage(text=text, text_mode=TextMode.NORMAL)
+    return SendMessage(text=styled_markup(text, styles), text_mode=TextMode.STYLED)
+
+
+async def guard(call: Awaitable[Any], what: str) -> Any:
+    """Await ``call``; a refusal is logged and becomes None (for decoration: typing, reactions)."""
+    try:
+        return await call
+    except (SignalAPIError, ValueError) as e:
+        log.info("Signal: could not %s: %s", what, e)
+        return None
+
+
+class SignalReply:
+    """Renders the reply events for one incoming message into Signal messages."""
+
+    def __init__(self, adapter: SignalAdapter, context: DataMessageContext, chat: ChatKey) -> None:
+        self.adapter = adapter
+        self.context = context
+        self.chat = chat
+        self.stream: SentMessage | None = None  # the message being edited while streaming
+        self.shown = ""  # the Markdown last sent to it
+        self.stream_failed = False  # the first send of a streamed answer failed: send it whole
+        self.typing = TypingLoop(self._send_typing, adapter.typing_refresh)
+        self.preview = Throttle(self._show, adapter.edit_interval, f"Signal preview in {chat}")
+        self.progress_message: SentMessage | None = None
+        self.lock = asyncio.Lock()
+
+    async def render(self, event: ReplyEvent) -> None:
+        """Show one reply event."""
+        await show(self, event)
+
+    async def stream_start(self) -> None:
+        """An answer is coming: type until it is complete."""
+        self.typing.start()
+
+    async def react(self, emoji: str) -> None:
+        """React to the person's message."""
+        await guard(self.context.react(emoji), "react")
+
+    async def alert(self, event: AdminAlert) -> None:
+        """Deliver an alert to the Signal people among its recipients."""
+        await self.adapter.send_alert(event)
+
+    async def _send_typing(self) -> None:
+        await guard(self.context.start_typing(), "start typing")
+
+    async def stop_typing(self) -> None:
+        """Stop the typing loop and tell Signal the person need not wait any longer."""
+        if await self.typing.stop():
+            await guard(self.context.stop_typing(), "stop typing")
+
+    async def delta(self, markdown: str) -> None:
+        """The answer so far: the first words are sent at once, later versions paced as edits."""
+        if self.stream is None and not self.stream_failed:
+            await self._show(markdown)
+            if self.stream is not None:
+                self.preview.shown(markdown)
+            return
+        self.preview.start()
+        self.preview.update(markdown)
+
+    async def _show(self, markdown: str) -> None:
+        if self.stream_failed or not markdown.strip():
+            return
+        async with self.lock:
+            if self.stream is None:
+                try:
+                    self.stream = await self.send(styled(markdown))
+                except SignalAPIError as e:  # e.g. rate limited: do not lose the answer over it
+                    log.info("Signal: the start of an answer could not be sent (%s); it follows whole", e)
+                    self.stream_failed = True
+                    return
+            else:
+                try:
+                    await self.bot().messages.edit(styled(markdown), self.stream)
+                except SignalAPIError as e:  # e.g. rate limited: skip this edit, the final one follows
+                    log.info("Signal: an edit while streaming failed: %s", e)
+                    return
+            self.shown = markdown
+
+    async def final(self, markdown: str, buttons: Sequence[Sequence[Button]]) -> None:
+        """Deliver the complete answer: the streamed message's last edit, or a new message."""
+        await self.preview.close()
+        choices = self.adapter.reader.choices.remember(self.chat.chat_id, buttons)
+        full = with_choices(markdown, choices)
+        async with self.lock:
+            stream, shown = self.stream, self.shown
+            self.stream, self.shown = None, ""
+            if stream is None:
+                await self.deliver(full)
+            elif full != shown:  # already showing exactly this: an edit would change nothing
+                await self.deliver(full, edit=stream)
+        await self.stop_typing()
+
+    async def deliver(self, markdown: str, edit: SentMessage | None = None) -> None:
+        """Send (or finish by editing) one complete message, falling back to plain text."""
+        attempts: list[tuple[bool, SentMessage | None]] = [(False, edit)]
+        if edit is not None:
+            attempts += [(True, edit), (True, None)]  # plain edit, then a new plain message
+        else:
+            attempts += [(True, None)]
+        for i, (plain, target) in enumerate(attempts):
+            message = styled(markdown, plain=plain)
+            try:
+                if target is None:
+                    await self.send(message)
+                else:
+                    await self.bot().messages.edit(message, target)
+                return
+            except SignalAPIError as e:
+                log.warning("Signal: delivering a reply failed (attempt %d): %s", i + 1, e)
+                await asyncio.sleep(min(self.adapter.edit_interval, 1.0) * (i + 1))
+        log.error("Signal: gave up delivering a reply in %s", self.chat)
+
+    async def notice(self, markdown: str, buttons: Sequence[Sequence[Button]]) -> None:
+        """A message from the bot itself (not the model), with its choices."""
+        choices = self.adapter.reader.choices.remember(self.chat.chat_id, buttons)
+        async with self.lock:
+            await self.deliver(with_choices(markdown, choices))
+
+    async def file(self, event: FileReply) -> None:
+        """A file as a base64 attachment, its caption styled."""
+        encoded = base64.b64encode(event.data).decode()
+        name = event.filename.replace(";", "_").replace(",", "_")
+        message = styled(event.caption or "")
+        message.base64_attachments = [f"data:{event.mime_type};filename={name};base64,{encoded}"]
+        async with self.lock:
+            await guard(self.send(message), "send a file")
+
+    async def progress(self, event: Progress) -> None:
+        """One progress message, edited as the work goes on."""
+        text = f"{event.text} ({event.done}/{event.total})"
+        async with self.lock:
+            if self.progress_message is None:
+                sent = await guard(self.send(styled(text)), "send progress")
+                self.progress_message = sent if isinstance(sent, SentMessage) else None
+            else:
+                await guard(self.bot().messages.edit(styled(text), self.progress_message), "edit progress")
+
+    async def finish(self) -> None:
+        """After the last event: never leave a half-streamed answer or a typing indicator."""
+        await self.preview.close()
+        latest = self.preview.latest
+        if self.stream is not None and latest and latest != self.shown:
+            await self.final(latest, ())
+        await self.stop_typing()
+
+    def bot(self) -> SignalBot:
+        """The running signalbot (an error a send can report once the adapter stopped)."""
+        bot = self.adapter.bot
+        if bot is None:
+            raise SignalAPIError("the Signal adapter is stopped")
+        return bot
+
+    async def send(self, message: SendMessage) -> SentMessage:
+        """Send a new message into the chat."""
+        return await self.context.send(message)

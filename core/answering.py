@@ -1,0 +1,287 @@
+"""Answering one conversation: context, the model's stream, the stored answer and its usage.
+
+The stream is consumed in a task of its own so ``/cancel`` stops it at once; whatever was
+generated is kept and marked, so the person and the model both see where it was cut off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from core.catalogue import ModelInfo
+from core.context import ContextTooLarge, as_seen, fit_context, turns_from_history
+from core.intake import message_id
+from core.llm import Delta, ModelClient, ModelError, Stop, Usage
+from core.metrics import Metrics
+from core.registry import Registry
+from core.request import Request
+from core.services import Services
+from core.store.base import ConversationRecord, MessageRecord, MessageStatus, UsageRecord, UserRecord
+from core.tokens import count_message_tokens, count_tokens
+from core.types import FinalText, Notice, PartialAnswer, ReplyEvent, StreamStart
+
+log = logging.getLogger(__name__)
+
+HISTORY_LIMIT = 400  # messages read back for the context; the window trims further
+_END = object()
+_MODEL_ERRORS = ("quota", "rate_limited", "provider_down", "too_large", "unknown_model", "auth")
+
+
+# The person's message and its write, under way while the model is asked.
+Said = tuple[MessageRecord, "asyncio.Future[list[MessageRecord]]"]
+
+
+class _Cancelled(Exception):
+    """The person sent /cancel while the answer was being generated."""
+
+
+@dataclasses.dataclass
+class _Outcome:
+    """What one model stream produced (filled while it runs)."""
+
+    text: str = ""
+    usage: Usage | None = None
+    stop: Stop | None = None
+    failure: ModelError | None = None
+    cancelled: bool = False
+
+    @property
+    def status(self) -> MessageStatus:
+        return "cancelled" if self.cancelled else "interrupted" if self.failure is not None else "ok"
+
+
+class Answerer:
+    """Generates, stores and accounts answers; ``cancels`` maps a chat to its running answer's stop."""
+
+    def __init__(
+        self,
+        services: Services,
+        model: ModelClient,
+        metrics: Metrics,
+        registry: Registry,
+        cancels: dict[str, asyncio.Event],
+        undelivered: Callable[[str], set[str]] = lambda chat: set(),
+    ) -> None:
+        self._undelivered = undelivered  # a chat's stored answers the person is known not to have
+        self._s = services
+        self._model = model
+        self._metrics = metrics
+        self._registry = registry
+        self._cancels = cancels
+
+    def model_name(self, user: UserRecord) -> str:
+        """The user's chosen model while it is offered, else the default."""
+        settings = self._s.settings
+        return user.model if user.model in settings.model_choices else settings.model
+
+    async def answer(
+        self, request: Request, conv: ConversationRecord, said: Said | None = None
+    ) -> AsyncIterator[ReplyEvent]:
+        """Answer the conversation's last message: stream it, store it, account it.
+
+        ``said`` is the person's message with its write still under way, when it is being stored
+        while the model is asked; it is part of the context and gets its place before the answer.
+        """
+        model_name = self.model_name(request.user)
+        info = self._s.catalogue.get(model_name)
+        reply_budget = min(self._s.settings.reply_tokens, info.max_output_tokens)
+        messages = await self._context(request, conv, info, reply_budget, said)
+        if isinstance(messages, Notice):
+            yield messages
+            return
+        if said is not None:
+            # Give the write its first step; one refused at once (a full disk) is not answered.
+            await asyncio.wait([said[1]], timeout=0)
+            if said[1].done():
+                said[1].result()  # raises its StoreError
+        yield StreamStart()
+        outcome = _Outcome()
+        started = time.monotonic()
+        async for partial in self._generate(str(request.msg.chat), model_name, messages, reply_budget, outcome):
+            yield partial
+        if not outcome.text and (outcome.failure is not None or outcome.cancelled):
+            yield self._nothing(request.lang, outcome, model_name, conv)
+            return
+        if said is not None:
+            await said[1]  # the person's message gets its place before the answer's
+        answer_id = message_id(request.receipt.key, "assistant") if request.receipt else uuid.uuid4().hex
+        usage = await self._keep(request.user, conv, model_name, info, messages, outcome, answer_id)
+        self._metrics.model_duration.labels(model_name).observe(time.monotonic() - started)
+        if outcome.failure is not None:
+            log.warning("model %s broke off for conversation %s: %s", model_name, conv.id, outcome.failure)
+        yield self._final(request.lang, outcome)
+        for hook in self._registry.answer_hooks:
+            async for event in hook(request, usage):
+                yield event
+
+    async def _context(
+        self, request: Request, conv: ConversationRecord, info: ModelInfo, reply_budget: int, said: Said | None
+    ) -> list[dict[str, str]] | Notice:
+        history = await self._s.store.get_messages(conv.id, last=HISTORY_LIMIT)
+        if said is not None:  # the person's message, maybe not stored yet
+            history = [*(m for m in history if m.id != said[0].id), said[0]][-HISTORY_LIMIT:]
+        unseen = self._undelivered(str(request.msg.chat))
+        # The model is told what the person did not see whole: it never builds on an answer they lack.
+        seen = ((m.role, as_seen(m.content, m.status, m.id not in unseen)) for m in history if m.content)
+        turns = turns_from_history(seen)
+        if not turns:
+            return self._s.notice(request.lang, "chat.retry_nothing")
+        try:
+            return fit_context(self.system_prompt(request), turns, info, reply_budget)
+        except ContextTooLarge:
+            return self._s.notice(request.lang, "error.too_large")
+
+    def system_prompt(self, request: Request) -> str:
+        """The operator's prompt, today's date, and the person's own instructions."""
+        today = dt.datetime.fromtimestamp(self._s.clock(), dt.UTC).strftime("%A %d %B %Y")
+        parts = [
+            self._s.settings.system_prompt
+            or "You are Ferry, a helpful assistant people talk to in a messenger. "
+            "Answer in the language the person writes in. Use Markdown sparingly.",
+            f"Today is {today} (UTC).",
+        ]
+        if request.msg.chat.is_group:
+            parts.append("This is a group chat; each user message starts with the sender's name.")
+        if request.user.instructions:
+            parts.append(f"The person's own instructions:\n{request.user.instructions}")
+        return "\n\n".join(parts)
+
+    async def _generate(
+        self, chat: str, model: str, messages: list[dict[str, str]], max_tokens: int, outcome: _Outcome
+    ) -> AsyncIterator[PartialAnswer]:
+        """The answer so far after each new piece; the end of the stream is left in ``outcome``."""
+        cancel = asyncio.Event()
+        self._cancels[chat] = cancel
+        started = time.monotonic()
+        try:
+            async for item in self._stream(model, messages, max_tokens, cancel):
+                if isinstance(item, Delta):
+                    if item.text:
+                        if not outcome.text:
+                            self._metrics.model_latency.labels(model).observe(time.monotonic() - started)
+                        outcome.text += item.text
+                        yield PartialAnswer(outcome.text)
+                elif isinstance(item, Stop):
+                    outcome.stop = item
+                else:
+                    outcome.usage = item
+        except ModelError as e:
+            outcome.failure = e
+            outcome.text = outcome.text or e.partial_text
+            self._metrics.errors.labels(f"model_{e.kind}").inc()
+        except _Cancelled:
+            outcome.cancelled = True
+        finally:
+            if self._cancels.get(chat) is cancel:
+                del self._cancels[chat]
+
+    def _nothing(self, lang: str, outcome: _Outcome, model: str, conv: ConversationRecord) -> Notice:
+        """The sentence for a stream that produced no text at all."""
+        if outcome.failure is not None:
+            log.warning("model %s failed for conversation %s: %s", model, conv.id, outcome.failure)
+            kind = outcome.failure.kind if outcome.failure.kind in _MODEL_ERRORS else "bad_response"
+            return self._s.notice(lang, f"error.{kind}", model=model)
+        return self._s.notice(lang, "chat.cancelled")
+
+    async def _keep(
+        self,
+        user: UserRecord,
+        conv: ConversationRecord,
+        model: str,
+        info: ModelInfo,
+        messages: list[dict[str, str]],
+        outcome: _Outcome,
+        answer_id: str,
+    ) -> UsageRecord:
+        """Store the answer and its usage, and count it."""
+        prompt_tokens, completion_tokens = _tokens(model, messages, outcome.text, outcome.usage)
+        cost = info.cost(prompt_tokens, completion_tokens)
+        now = self._s.clock()
+        record = MessageRecord(
+            id=answer_id,
+            conversation_id=conv.id,
+            role="assistant",
+            content=outcome.text,
+            created_at=now,
+            status=outcome.status,
+            model=model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost=cost,
+        )
+        usage = UsageRecord(user.id, conv.id, model, prompt_tokens, completion_tokens, cost, now)
+        # Both durable before the final text; written together, so the store commits them as one.
+        store = self._s.store
+        await asyncio.gather(store.append_messages([record]), store.add_usage(usage))
+        self._metrics.tokens.labels(model, "prompt").inc(prompt_tokens)
+        self._metrics.tokens.labels(model, "completion").inc(completion_tokens)
+        self._metrics.cost.labels(model).inc(cost)
+        return usage
+
+    def _final(self, lang: str, outcome: _Outcome) -> FinalText:
+        """The answer as delivered: marked when it stopped short, was cut off or broke off."""
+        texts = self._s.texts
+        if outcome.status == "ok" and outcome.stop is None:
+            return FinalText(outcome.text, streamed=True)
+        if outcome.status == "ok" and outcome.stop is not None:
+            # Complete as far as the model went; the person should know it stopped short.
+            marker = texts.get(lang, f"chat.stopped_{outcome.stop.reason}")
+        elif outcome.failure is not None:
+            marker = texts.get(lang, "chat.cut_off_error", reason=texts.get(lang, "error.interrupted"))
+        else:
+            marker = texts.get(lang, "chat.cut_off")
+        return FinalText(f"{outcome.text}\n\n_{marker}_", interrupted=True, streamed=True)
+
+    async def _stream(
+        self, model: str, messages: list[dict[str, str]], max_tokens: int, cancel: asyncio.Event
+    ) -> AsyncIterator[Delta | Usage | Stop]:
+        """The model's events, consumed in one task of their own so /cancel can stop them at once."""
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def pump() -> None:
+            try:
+                async for item in self._model.stream(model, messages, max_tokens):
+                    queue.put_nowait(item)
+                queue.put_nowait(_END)
+            except ModelError as e:
+                queue.put_nowait(e)
+            except Exception as e:
+                log.exception("model client failed unexpectedly")
+                queue.put_nowait(ModelError("bad_response", str(e), ""))
+
+        task = asyncio.create_task(pump())
+        cancelled = asyncio.create_task(cancel.wait())
+        try:
+            while True:
+                getter = asyncio.create_task(queue.get())
+                done, _ = await asyncio.wait({getter, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    raise _Cancelled
+                item = getter.result()
+                if item is _END:
+                    return
+                if isinstance(item, ModelError):
+                    raise item
+                yield item
+        finally:
+            cancelled.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+
+def _tokens(model: str, messages: list[dict[str, str]], text: str, usage: Usage | None) -> tuple[int, int]:
+    """The provider's counts when it sent them, else our own estimate."""
+    if usage is not None:
+        return usage.prompt_tokens, usage.completion_tokens
+    return count_message_tokens(model, messages), count_tokens(model, text)

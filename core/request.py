@@ -1,0 +1,47 @@
+"""What the pipeline knows about the message being handled, passed along the stages and to handlers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from core.commands import Command
+from core.store.base import UserRecord
+from core.types import Incoming, ReplyEvent
+
+if TYPE_CHECKING:
+    from core.intake import Receipt
+
+
+@dataclass(frozen=True)
+class Request:
+    """One message after identification: who sent it, in which language, and what it asks."""
+
+    msg: Incoming
+    user: UserRecord
+    lang: str
+    admin: bool
+    command: Command | None = None
+    text: str = ""  # the message text, cleaned (empty for a button press)
+    is_new: bool = False  # the sender wrote for the first time
+    receipt: Receipt | None = None  # received durably (issue 11): its record, its stable message ids
+
+    @property
+    def identities(self) -> tuple[str, ...]:
+        """The sender's identity and its aliases (e.g. a Signal number beside its UUID)."""
+        return (str(self.msg.sender), *self.msg.aliases)
+
+    @property
+    def scope(self) -> str:
+        """Who the chat's conversations belong to: the user, or the group (and topic)."""
+        return f"group:{self.msg.chat}" if self.msg.chat.is_group else f"user:{self.user.id}"
+
+    @property
+    def is_chat(self) -> bool:
+        """A message for the model: neither a command nor a button press."""
+        return self.command is None and self.msg.callback is None
+
+
+Handler = Callable[[Request, str], AsyncIterator[ReplyEvent]]
+"""A command or button handler: the request and the arguments (or the button data after its prefix)."""
