@@ -11,8 +11,9 @@ import pytest
 
 from core.app import build_store
 from core.settings import SettingsError
-from core.store.base import MessageRecord, StoreError, UsageRecord
+from core.store.base import IntakeRecord, MessageRecord, StoreError, UsageRecord, UserRecord
 from core.store.postgres import PostgresStore, StoreURL
+from core.store.postgres.schema import MIGRATIONS
 from tests.conftest import make_settings
 from tests.store.pg import PG_URL, pg_schema, schema_url
 from tests.store.test_contract import T0, conv, msg
@@ -41,10 +42,30 @@ async def test_processes_starting_at_once_apply_each_migration_once(schema: str)
     stores = [PostgresStore(schema_url(schema)) for _ in range(4)]
     await asyncio.gather(*(s.open() for s in stores))
     try:
-        assert rows(schema, "SELECT name, version FROM schema_migrations") == [("0001_initial", 1)]
-        assert (await stores[0].schema()) == {"schema_version": 1, "migrations": ["0001_initial"]}
+        assert rows(schema, "SELECT name, version FROM schema_migrations") == [
+            ("0001_initial", 1),
+            ("0002_intake", 2),
+        ]
+        assert (await stores[0].schema()) == {"schema_version": 2, "migrations": ["0001_initial", "0002_intake"]}
     finally:
         await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_a_schema_written_before_the_intake_gains_it_and_keeps_its_data(schema: str) -> None:
+    old = PostgresStore(schema_url(schema), migrations=MIGRATIONS[:1])
+    await old.open()
+    await old.put_user(UserRecord(id="u1", identities=("telegram:1",)))
+    await old.close()
+    store = PostgresStore(schema_url(schema))
+    await store.open()
+    try:
+        assert (await store.schema())["migrations"] == ["0001_initial", "0002_intake"]
+        assert (await store.find_user("telegram:1")) is not None
+        recorded = await store.record(IntakeRecord("telegram:5", "telegram:1", {"text": "hi"}, T0))
+        assert recorded is not None and recorded.seq == 0
+        assert [r.key for r in await store.unfinished("telegram")] == ["telegram:5"]
+    finally:
+        await store.close()
 
 
 async def test_a_schema_from_a_newer_ferry_is_refused(store: PostgresStore, schema: str) -> None:

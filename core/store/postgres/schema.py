@@ -4,7 +4,8 @@ The table ``schema_migrations`` records each applied migration's name and the sc
 reached. ``PostgresStore.open`` applies the pending ones inside one transaction holding an advisory
 lock, so several processes starting at once apply each migration exactly once, and it refuses a
 schema written by a newer Ferry, as the TinyDB store does. Never edit or reorder a shipped
-migration; append a new one. The last one's version is ``base.SCHEMA_VERSION``.
+migration; append a new one. Versions count this backend's own steps (the TinyDB store's intake
+needed no migration, its files simply appear), so they run ahead of ``base.SCHEMA_VERSION``.
 """
 
 from __future__ import annotations
@@ -90,7 +91,32 @@ INITIAL = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (INITIAL,)
+# Issue 11: each message as it arrived, in its chat's line, until its answer is delivered. A key is
+# recorded once per chat (a messenger's redelivery is recognised); ``platform`` lets recovery at
+# start read one messenger's unfinished lines through the partial index alone.
+INTAKE = Migration(
+    "0002_intake",
+    2,
+    (
+        """CREATE TABLE intake (
+            chat text NOT NULL,
+            seq integer NOT NULL,
+            key text NOT NULL,
+            platform text NOT NULL,
+            message jsonb NOT NULL,
+            route jsonb NOT NULL,
+            received_at double precision NOT NULL,
+            status text NOT NULL,
+            answer jsonb,
+            ref text,
+            PRIMARY KEY (chat, seq),
+            UNIQUE (chat, key)
+        )""",
+        "CREATE INDEX intake_unfinished ON intake (platform, chat, seq) WHERE status <> 'delivered'",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (INITIAL, INTAKE)
 
 # Tables in the order a restore or a copy fills them (and the reverse order empties them).
 TABLES = ("users", "identities", "conversations", "messages", "usage_days", "meta")

@@ -20,7 +20,8 @@ from psycopg.types.json import Jsonb
 
 from core.store.base import ConversationRecord, MessageRecord, UsageRecord, UsageTotals, UserRecord
 from core.store.postgres import backup as pg_backup
-from core.store.postgres.pool import PostgresConnection, lock_key
+from core.store.postgres.intake import PostgresIntake
+from core.store.postgres.pool import lock_key
 
 DAY_SECONDS = 86400
 USER_COLUMNS = tuple(f.name for f in dataclasses.fields(UserRecord))
@@ -50,11 +51,12 @@ def _totals(rows: Sequence[Sequence[Any]]) -> UsageTotals:
     )
 
 
-class PostgresStore(PostgresConnection):
+class PostgresStore(PostgresIntake):
     """The ``Store`` on a PostgreSQL database; safe for many processes on many machines.
 
     ``url`` is ``FERRY_DATABASE_URL``; a ``schema`` (here or as ``?schema=`` in the URL) keeps
-    Ferry's tables in their own PostgreSQL schema, created when missing.
+    Ferry's tables in their own PostgreSQL schema, created when missing. The intake (issue 11)
+    lives in ``intake.py``.
     """
 
     # users and identities
