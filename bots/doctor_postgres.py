@@ -87,8 +87,10 @@ async def _missing_privileges(conn: psycopg.AsyncConnection, schema: str, exists
     if not has_tables:
         return "" if row[1] else f"create tables in the schema {schema}"
     for table in (*TABLES, "schema_migrations"):
+        # A table a pending migration adds (the intake on a schema from before it) is not there yet.
         cur = await conn.execute(
-            "SELECT has_table_privilege(%s, 'SELECT, INSERT, UPDATE, DELETE')", (f"{schema}.{table}",)
+            "SELECT to_regclass(%s) IS NULL OR has_table_privilege(%s, 'SELECT, INSERT, UPDATE, DELETE')",
+            (f"{schema}.{table}", f"{schema}.{table}"),
         )
         ok = await cur.fetchone()
         if not ok or not ok[0]:

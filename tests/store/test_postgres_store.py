@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -185,3 +186,29 @@ def test_the_setting_selects_postgres_and_refuses_another_url() -> None:
     assert isinstance(store, PostgresStore) and store.url.schema == "bot"
     with pytest.raises(SettingsError, match="postgresql://"):
         build_store(make_settings(FERRY_DATABASE_URL="mysql://db/ferry"))
+
+
+async def test_a_backup_keeps_the_unfinished_intake_and_an_older_backup_restores(
+    store: PostgresStore, tmp_path: Path
+) -> None:
+    now = time.time()  # recent: a delivered record older than a day may be forgotten at any time
+    answer = [{"type": "final", "text": "a", "buttons": [], "interrupted": False, "streamed": True}]
+    for key in ("telegram:1", "telegram:2", "telegram:3"):
+        await store.record(IntakeRecord(key, "telegram:9", {"text": key}, now, route={"thread": 4}))
+    await store.mark_answered("telegram:9", "telegram:2", answer)
+    await store.mark_shown("telegram:9", "telegram:2", "77")
+    await store.mark_delivered("telegram:9", "telegram:3", "78")
+    before = await store.unfinished("telegram")
+    await store.backup(tmp_path / "b")
+    await store.record(IntakeRecord("telegram:4", "telegram:9", {"text": "after"}, now))
+    await store.restore(tmp_path / "b")
+    assert await store.unfinished("telegram") == before
+    assert [(r.key, r.status, r.answer, r.ref) for r in before] == [
+        ("telegram:1", "received", None, None),
+        ("telegram:2", "answered", answer, "77"),
+    ]
+    assert await store.record(IntakeRecord("telegram:3", "telegram:9", {}, now)) is None, "delivered key kept"
+    # A backup written before the intake existed has no intake file: it restores, with an empty intake.
+    (tmp_path / "b" / "intake.jsonl").unlink()
+    await store.restore(tmp_path / "b")
+    assert await store.unfinished("telegram") == []

@@ -21,7 +21,7 @@ from core.store.base import StoreError
 from core.store.postgres.schema import TABLES, Migration, applied_migrations, check
 
 MANIFEST = "ferry-postgres-backup.json"
-JSON_COLUMNS = {("users", "extra"), ("meta", "value")}
+JSON_COLUMNS = {("users", "extra"), ("meta", "value"), ("intake", "message"), ("intake", "route"), ("intake", "answer")}
 
 
 async def _columns(conn: AsyncConnection, table: str) -> list[str]:
@@ -84,7 +84,7 @@ def _manifest(src: Path) -> dict[str, Any]:
 
 
 def _value(table: str, column: str, value: Any) -> Any:
-    return Jsonb(value) if (table, column) in JSON_COLUMNS else value
+    return Jsonb(value) if (table, column) in JSON_COLUMNS and value is not None else value
 
 
 async def load(conn: AsyncConnection, src: Path, migrations: tuple[Migration, ...]) -> None:
@@ -94,6 +94,8 @@ async def load(conn: AsyncConnection, src: Path, migrations: tuple[Migration, ..
     await conn.execute(f"LOCK TABLE {', '.join(TABLES)} IN ACCESS EXCLUSIVE MODE")
     await conn.execute(f"TRUNCATE {', '.join(TABLES)}")
     for table in TABLES:
+        if not (src / f"{table}.jsonl").is_file():
+            continue  # a backup written before the table existed (the intake, migration 0002)
         with _open(src / f"{table}.jsonl", "r") as lines:
             head = lines.readline()
             if not head:

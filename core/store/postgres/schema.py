@@ -119,7 +119,7 @@ INTAKE = Migration(
 MIGRATIONS: tuple[Migration, ...] = (INITIAL, INTAKE)
 
 # Tables in the order a restore or a copy fills them (and the reverse order empties them).
-TABLES = ("users", "identities", "conversations", "messages", "usage_days", "meta")
+TABLES = ("users", "identities", "conversations", "messages", "usage_days", "meta", "intake")
 
 
 async def applied_migrations(conn: AsyncConnection) -> list[tuple[str, int]] | None:
