@@ -75,7 +75,7 @@ class ProgressBar:
 def _show(name: str, c: Counts) -> str:
     return (
         f"{name:<12} users {c.users}, conversations {c.conversations}, messages {c.messages}, "
-        f"tokens {c.tokens}, settings {c.meta_keys}"
+        f"tokens {c.tokens}, settings {c.meta_keys}, unanswered messages {c.unfinished}"
     )
 
 

@@ -24,6 +24,8 @@ DAY_SECONDS = 86400
 MESSAGE_BATCH = 100
 PARALLEL = 16
 COST_TOLERANCE = 1e-9
+# The messengers whose received messages wait in the intake (issue 11) until answered.
+INTAKE_PLATFORMS = ("telegram", "signal")
 
 Progress = Callable[[str, int, int], None]
 T = TypeVar("T")
@@ -50,6 +52,7 @@ class Counts:
     messages: int
     tokens: int
     meta_keys: int
+    unfinished: int = 0  # received messages whose answer was not delivered yet (the intake)
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,7 @@ async def count(store: Store, dump: Dump) -> Counts:
         messages=messages,
         tokens=(await store.global_usage_totals(0)).tokens,
         meta_keys=len(await dump.meta_items()),
+        unfinished=sum([len(await store.unfinished(p)) for p in INTAKE_PLATFORMS]),
     )
 
 
@@ -194,6 +198,8 @@ async def copy_store(
             await dst.set_meta(key, value)
         done += 1
         progress("meta", done, total)
+    for platform in INTAKE_PLATFORMS:
+        await _copy_intake(src, dst, platform)
     return CopyResult(await count(src, src_dump), await count(dst, dst_dump))
 
 
@@ -217,3 +223,16 @@ async def _copy_conversation(src: Store, dst: Store, cid: str) -> None:
         written = await dst.append_messages(batch)
         if [m.seq for m in written] != [m.seq for m in batch]:
             raise StoreError(f"conversation {cid} changed in the destination while it was copied")
+
+
+async def _copy_intake(src: Store, dst: Store, platform: str) -> None:
+    """Messages received but not answered yet move too, in line order, so the bots answer them after
+    the switch; a key the destination knows already is skipped (a re-run). Delivered records stay
+    behind: with the bots stopped for the copy, no messenger sends those updates again."""
+    for rec in await src.unfinished(platform):
+        if await dst.record(rec) is None:
+            continue
+        if rec.ref is not None:
+            await dst.mark_shown(rec.chat, rec.key, rec.ref)
+        if rec.status == "answered" and rec.answer is not None:
+            await dst.mark_answered(rec.chat, rec.key, rec.answer)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bots import store_cli
-from core.store.base import Store, UsageRecord, UserRecord
+from core.store.base import IntakeRecord, Store, UsageRecord, UserRecord
 from core.store.store_copy import copy_store
 from core.store.tinydb_store import TinyDBStore
 from tests.conftest import make_settings
@@ -34,6 +34,13 @@ async def fill(store: Store) -> None:
     await store.append_messages([msg("g1", i) for i in range(250)])
     await store.set_meta("budget", {"daily": 5.0})
     await store.set_meta("has_admin", True)
+    # Messages received before the bots stopped, not answered yet (one answered, not delivered).
+    answer = [{"type": "final", "text": "a", "buttons": [], "interrupted": False, "streamed": True}]
+    for n, chat in enumerate(("telegram:1", "telegram:1", "telegram:1", "signal:+62", "telegram:2")):
+        await store.record(IntakeRecord(f"{chat}:{n}", chat, {"text": str(n)}, T0 + n, route={"n": n}))
+    await store.mark_delivered("telegram:1", "telegram:1:1", "m1")
+    await store.mark_shown("telegram:1", "telegram:1:2", "m2")
+    await store.mark_answered("telegram:1", "telegram:1:2", answer)
 
 
 async def snapshot(store: Store) -> dict[str, object]:
@@ -49,6 +56,11 @@ async def snapshot(store: Store) -> dict[str, object]:
         "usage_day2": [await store.usage_totals(f"u{u}", T0 + DAY) for u in range(USERS)],
         "global": await store.global_usage_totals(0),
         "meta": [await store.get_meta("budget"), await store.get_meta("has_admin")],
+        "intake": [
+            (r.key, r.chat, r.message, r.route, r.received_at, r.status, r.answer, r.ref)
+            for p in ("telegram", "signal")
+            for r in await store.unfinished(p)
+        ],
     }
 
 
@@ -68,7 +80,7 @@ async def test_tinydb_to_postgres_and_back_keeps_everything(tmp_path: Path) -> N
     with pg_schema() as schema:
         code, out = await copy_cli(str(tmp_path / "data"), schema_url(schema))
         assert code == 0, out
-        assert "The counts agree" in out and "messages 550" in out
+        assert "The counts agree" in out and "messages 550" in out and "unanswered messages 4" in out
         for _ in range(2):  # the second run finds everything there and adds nothing (usage included)
             code, out = await copy_cli(schema_url(schema), str(tmp_path / "back"))
             assert code == 0, out
