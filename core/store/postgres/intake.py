@@ -6,17 +6,26 @@ place in the chat's line, a status only moves forward, a delivered row keeps onl
 forgotten once older than ``INTAKE_RETENTION`` or beyond the chat's newest ``INTAKE_KEEP``.
 Recording holds a transaction-scoped advisory lock on the chat, so two processes receiving in one
 chat at once never take the same place; each write is committed before it returns.
+
+A record runs in a transaction of its own rather than in the write batcher's shared one: a batch
+holds every chat lock it took until its commit, so two batches recording in the same chats in
+different orders deadlock, and PostgreSQL breaks that only after ``deadlock_timeout`` (1 s), on
+the path that runs before the messenger is told the message arrived. One lock per transaction
+cannot form such a cycle.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from core.store.base import INTAKE_KEEP, INTAKE_RETENTION, IntakeRecord
+from core.store.base import INTAKE_KEEP, INTAKE_RETENTION, IntakeRecord, StoreError
+from core.store.postgres.batch import RETRIES, RETRYABLE
 from core.store.postgres.pool import PostgresConnection, lock_key
 
 INTAKE_COLUMNS = ("key", "chat", "message", "received_at", "route", "seq", "status", "answer", "ref")
@@ -71,8 +80,19 @@ class PostgresIntake(PostgresConnection):
             )
             return stored
 
-        result: IntakeRecord | None = await self._write(write)
+        result: IntakeRecord | None = await self._alone(write)
         return result
+
+    async def _alone(self, write: Callable[[AsyncConnection], Awaitable[Any]]) -> Any:
+        """Run ``write`` in a transaction of its own (see the module docstring); committed when it returns."""
+        async with self.connection() as conn:
+            for attempt in range(RETRIES):
+                try:
+                    async with conn.transaction():
+                        return await write(conn)
+                except RETRYABLE:
+                    await asyncio.sleep(0.01 * (attempt + 1))
+        raise StoreError(f"PostgreSQL at {self.url.display}: recording kept conflicting with other writers")
 
     async def unfinished(self, platform: str) -> list[IntakeRecord]:
         """The platform's records not yet delivered, each chat's in line order, oldest chat first.
