@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from bots import admin_cli, doctor, import_cli
+from bots import admin_cli, doctor, import_cli, store_cli
 from core.settings import Settings, SettingsError
 
 log = logging.getLogger("ferry")
@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     import_cli.add_subcommand(sub)
     doctor.add_subcommand(sub)
     admin_cli.add_subcommands(sub)
+    store_cli.add_subcommand(sub)
     return parser
 
 
@@ -79,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(import_cli.run(args, settings))
         elif args.command == "doctor":
             return asyncio.run(doctor.run(settings))
+        elif args.command == "store":
+            return asyncio.run(store_cli.run(args, settings))
         elif args.command in admin_cli.COMMANDS:
             return asyncio.run(admin_cli.run(args, settings))
     except SettingsError as e:

@@ -55,6 +55,10 @@ def check_config(settings: Settings) -> list[Finding]:
 
 
 async def check_store(settings: Settings) -> list[Finding]:
+    if settings.database_url:
+        from bots.doctor_postgres import check_postgres
+
+        return await check_postgres(settings.database_url)
     try:
         store = build_store(settings)
         await store.open()

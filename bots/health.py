@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -11,6 +12,8 @@ from core.metrics import HealthServer
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
+
+STORE_CHECK_SECONDS = 3.0
 
 
 @contextlib.asynccontextmanager
@@ -25,9 +28,16 @@ async def serve_health(
     async def messenger_check() -> str | None:
         return None if connected() else f"not connected to {messenger}"
 
+    async def store_check() -> str | None:
+        try:
+            # Bounded: an unreachable database (PostgreSQL) must say "not ready", not hang the probe.
+            return await asyncio.wait_for(core.ready(), STORE_CHECK_SECONDS)
+        except TimeoutError:
+            return f"the store did not answer within {STORE_CHECK_SECONDS:g} s"
+
     server = HealthServer(core.metrics, settings.health_port, settings.health_host)
     server.add_check(messenger, messenger_check)
-    server.add_check("store", core.ready)
+    server.add_check("store", store_check)
     await server.start()
     try:
         yield server

@@ -28,12 +28,13 @@ documents, /image, spoken answers."""
 
 
 def build_store(settings: Settings) -> Store:
-    """The configured store backend (TinyDB files in FERRY_DATA_DIR by default)."""
+    """The configured store backend (TinyDB files in FERRY_DATA_DIR, or FERRY_DATABASE_URL)."""
     if settings.database_url:
-        raise SettingsError(
-            "FERRY_DATABASE_URL is set, but the PostgreSQL backend is not part of this release yet; "
-            "unset it to use the built-in store in FERRY_DATA_DIR"
-        )
+        from core.store.postgres import PostgresStore, is_postgres_url
+
+        if not is_postgres_url(settings.database_url):
+            raise SettingsError("FERRY_DATABASE_URL must be a postgresql:// URL")
+        return PostgresStore(settings.database_url)
     from core.store.tinydb_store import TinyDBStore
 
     return TinyDBStore(settings.data_dir)

@@ -8,7 +8,7 @@ lives on (its records outlive the first assistant in the same object).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,13 @@ from core.llm import OpenAIModelClient
 from core.reply import Reply
 from core.store.base import IntakeRecord, Store, StoreError
 from core.store.memory import MemoryStore
+from core.store.postgres import PostgresStore
 from core.store.tinydb_store import TinyDBStore
 from core.types import ChatKey, FinalText, Identity, Incoming, PartialAnswer, ReplyEvent
 from tests.conftest import MakeAssistant, make_settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.openai_server import Reply as ModelReply
+from tests.store.pg import PG_URL, pg_schema
 
 
 def message(text: str, person: str = "1", platform: str = "telegram") -> Incoming:
@@ -59,15 +61,19 @@ async def nothing_from(pending: AsyncIterator[Reply], within: float = 0.5) -> bo
     return False
 
 
-@pytest.fixture(params=["memory", "tinydb"])
-def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+@pytest.fixture(params=["memory", "tinydb", "postgres"])
+def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     """A function giving the store a (re)started process opens: the same data every time."""
     memory = MemoryStore()
 
-    def make() -> Store:
-        return memory if request.param == "memory" else TinyDBStore(tmp_path / "data")
+    with pg_schema() as schema:
 
-    return make
+        def make() -> Store:
+            if request.param == "postgres":
+                return PostgresStore(PG_URL, schema=schema)
+            return memory if request.param == "memory" else TinyDBStore(tmp_path / "data")
+
+        yield make
 
 
 async def crash(assistant: Assistant) -> None:

@@ -1,4 +1,4 @@
-"""A separate process that writes to a TinyDB store, for the crash and concurrency tests.
+"""A separate process that writes to a store (TinyDB folder or PostgreSQL URL) for the crash and concurrency tests.
 
 Usage: ``python store_worker.py crash <data_dir>`` appends turns forever and prints every
 acknowledged write (``ack <seq> <content>``, ``upd <seq> <content>``) and announces each
@@ -18,7 +18,15 @@ import sys
 import time
 from pathlib import Path
 
-from core.store.base import ConversationRecord, IntakeRecord, MessageRecord, UsageRecord, UserRecord
+from core.store.base import (
+    ConversationRecord,
+    IntakeRecord,
+    MessageRecord,
+    Store,
+    UsageRecord,
+    UserRecord,
+)
+from core.store.postgres import PostgresStore, is_postgres_url
 from core.store.tinydb_store import TinyDBStore
 
 CRASH_CONVERSATION = "crash-conv"
@@ -31,8 +39,15 @@ def say(line: str) -> None:
     os.write(1, (line + "\n").encode())
 
 
-async def crash(data_dir: Path) -> None:
-    store = TinyDBStore(data_dir, chunk_size=16)
+def open_target(target: str) -> Store:
+    """A TinyDB data folder, or a ``postgresql://`` URL (with ``?schema=``) for the PostgreSQL runs."""
+    if is_postgres_url(target):
+        return PostgresStore(target)
+    return TinyDBStore(Path(target), chunk_size=16)
+
+
+async def crash(data_dir: str) -> None:
+    store = open_target(data_dir)
     await store.open()
     if await store.get_conversation(CRASH_CONVERSATION) is None:
         await store.put_conversation(ConversationRecord(id=CRASH_CONVERSATION, scope="user:crash"))
@@ -62,8 +77,8 @@ async def crash(data_dir: Path) -> None:
             say(f"ack {again.seq} {again.content}")
 
 
-async def intake(data_dir: Path) -> None:
-    store = TinyDBStore(data_dir)
+async def intake(data_dir: str) -> None:
+    store = open_target(data_dir)
     await store.open()
     pid = os.getpid()
     answer = [{"type": "final", "text": "a", "buttons": [], "interrupted": False, "streamed": True}]
@@ -88,8 +103,8 @@ def wait_for(path: Path) -> None:
         time.sleep(0.001)
 
 
-async def concurrent(data_dir: Path, name: str, rounds: int, go_file: Path) -> None:
-    store = TinyDBStore(data_dir, chunk_size=16)
+async def concurrent(data_dir: str, name: str, rounds: int, go_file: Path) -> None:
+    store = open_target(data_dir)
     await store.open()
     await store.put_conversation(ConversationRecord(id=SHARED_CONVERSATION, scope="group:shared"))
     own = f"own-{name}"
@@ -107,7 +122,7 @@ async def concurrent(data_dir: Path, name: str, rounds: int, go_file: Path) -> N
 
 
 def main(argv: list[str]) -> None:
-    mode, data_dir = argv[0], Path(argv[1])
+    mode, data_dir = argv[0], argv[1]
     if mode == "crash":
         asyncio.run(crash(data_dir))
     elif mode == "intake":

@@ -17,7 +17,9 @@ from core.store.base import (
     UserRecord,
 )
 from core.store.memory import MemoryStore
+from core.store.postgres import PostgresStore
 from core.store.tinydb_store import TinyDBStore
+from tests.store.pg import PG_URL, pg_schema
 
 DAY = 86400.0
 T0 = 20000 * DAY  # a UTC midnight
@@ -25,25 +27,34 @@ T0 = 20000 * DAY  # a UTC midnight
 Reopen = Callable[[], Awaitable[Store]]
 
 
-@pytest.fixture(params=["memory", "tinydb"])
+@pytest.fixture(params=["memory", "tinydb", "postgres"])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Store, Reopen]]:
-    """A fresh store and a function that closes it and opens it again (same data for TinyDB)."""
+    """A fresh store and a function that closes it and opens it again (same data for TinyDB and
+    PostgreSQL, which gets a schema of its own, dropped after the test)."""
     opened: list[Store] = []
 
-    async def make() -> Store:
-        store: Store = MemoryStore() if request.param == "memory" else TinyDBStore(tmp_path / "data")
-        await store.open()
-        opened.append(store)
-        return store
+    with pg_schema() as schema:
 
-    async def reopen() -> Store:
-        if request.param == "memory":
-            return opened[-1]
+        async def make() -> Store:
+            store: Store
+            if request.param == "memory":
+                store = MemoryStore()
+            elif request.param == "postgres":
+                store = PostgresStore(PG_URL, schema=schema)
+            else:
+                store = TinyDBStore(tmp_path / "data")
+            await store.open()
+            opened.append(store)
+            return store
+
+        async def reopen() -> Store:
+            if request.param == "memory":
+                return opened[-1]
+            await opened[-1].close()
+            return await make()
+
+        yield await make(), reopen
         await opened[-1].close()
-        return await make()
-
-    yield await make(), reopen
-    await opened[-1].close()
 
 
 @pytest.fixture
