@@ -125,7 +125,10 @@ class Settings:
             telegram_webhook_url=v.get("FERRY_TELEGRAM_WEBHOOK_URL"),
             telegram_webhook_port=_int(v, "FERRY_TELEGRAM_WEBHOOK_PORT", 8443, low=1),
             telegram_webhook_listen=v.get("FERRY_TELEGRAM_WEBHOOK_LISTEN", "0.0.0.0"),
-            telegram_send_rate=_float(v, "FERRY_TELEGRAM_SEND_RATE", 30.0),
+            telegram_send_rate=_number(
+                v, "FERRY_TELEGRAM_SEND_RATE", 30.0, float, "a number of messages a second",
+                ("positive", lambda x: x > 0),
+            ),
             telegram_webhook_secret=v.get("FERRY_TELEGRAM_WEBHOOK_SECRET"),
             signal_service=v.get("SIGNAL_SERVICE"),
             signal_phone_number=v.get("SIGNAL_PHONE_NUMBER"),

@@ -31,6 +31,7 @@ def test_environment_wins_over_the_toml_file(tmp_path: Path) -> None:
         ({"FERRY_REPLY_TOKENS": "lots"}, "FERRY_REPLY_TOKENS must be a whole number"),
         ({"FERRY_LANG": "fr"}, "FERRY_LANG must be one of en, id"),
         ({"FERRY_CONFIG": "/nonexistent/ferry.toml"}, "does not exist"),
+        ({"FERRY_TELEGRAM_SEND_RATE": "fast"}, "FERRY_TELEGRAM_SEND_RATE must be a number of messages a second"),
     ],
 )
 def test_invalid_settings_say_what_to_fix(env: dict[str, str], message: str) -> None:
