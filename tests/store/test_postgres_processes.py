@@ -11,8 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from core.store.base import IntakeRecord, MessageRecord
+from core.store.base import MessageRecord
 from core.store.postgres import PostgresStore
+from tests.store.intake_kill import kill_writers, survivors
 from tests.store.pg import pg_schema, schema_url
 from tests.store.store_worker import CRASH_CONVERSATION, DAY, SHARED_CONVERSATION
 
@@ -121,46 +122,10 @@ def test_two_processes_lose_no_update(tmp_path: Path) -> None:
 def test_kill_minus_nine_never_loses_a_recorded_message_or_its_marks(tmp_path: Path) -> None:
     # Issue 11 on PostgreSQL: a message acknowledged upstream after record() is there after any
     # crash, at its place in its chat's line, with every mark that was acknowledged (as for TinyDB).
-    rng = random.Random(11)
-    log = tmp_path / "intake.log"
-    acked: dict[str, tuple[str, int, str]] = {}  # key -> (chat, seq, last acknowledged status)
     with pg_schema() as schema:
         url = schema_url(schema)
-        for _ in range(8):
-            with open(log, "wb") as out:
-                proc = subprocess.Popen([sys.executable, str(WORKER), "intake", url], stdout=out, env=ENV, cwd=REPO)
-                deadline = time.monotonic() + 20
-                wanted = rng.randint(1, 40)
-                while log.read_bytes().count(b"\n") < wanted and time.monotonic() < deadline:
-                    time.sleep(0.001)
-                time.sleep(rng.uniform(0.0, 0.005))
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-            for line in log.read_bytes().decode().splitlines(keepends=True):
-                if not line.endswith("\n"):
-                    continue  # cut off by the kill: never acknowledged
-                kind, key, chat, *rest = line.split()
-                if kind == "rec":
-                    acked[key] = (chat, int(rest[0]), "received")
-                else:
-                    acked[key] = (chat, acked[key][1], "answered" if kind == "ans" else "delivered")
-
-        async def read() -> tuple[dict[str, tuple[str, int, str]], set[str]]:
-            store = PostgresStore(url)
-            await store.open()
-            try:
-                unfinished: dict[str, tuple[str, int, str]] = {
-                    r.key: (r.chat, r.seq, r.status) for r in await store.unfinished("telegram")
-                }
-                known = set()
-                for key, (chat, _, _) in acked.items():
-                    if await store.record(IntakeRecord(key, chat, {}, time.time())) is None:
-                        known.add(key)
-                return unfinished, known
-            finally:
-                await store.close()
-
-        unfinished, known = asyncio.run(read())
+        acked = kill_writers(url, tmp_path / "intake.log", 8, within=20)
+        unfinished, known = survivors(PostgresStore(url), acked)
     assert len(acked) > 8, "the writers really wrote"
     assert known == set(acked), "every acknowledged record is still known"
     order = {"received": 0, "answered": 1, "delivered": 2}

@@ -11,8 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from core.store.base import IntakeRecord, MessageRecord
+from core.store.base import MessageRecord
 from core.store.tinydb_store import TinyDBStore
+from tests.store.intake_kill import kill_writers, survivors
 from tests.store.store_worker import CRASH_CONVERSATION
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,47 +86,8 @@ def test_kill_minus_nine_never_loses_a_recorded_message_or_its_marks(tmp_path: P
     # Issue 11: a message acknowledged upstream after record() must be there after any crash,
     # at its place in its chat's line, with every mark that was acknowledged.
     data_dir = tmp_path / "data"
-    rng = random.Random(11)
-    log = tmp_path / "intake.log"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    acked: dict[str, tuple[str, int, str]] = {}  # key -> (chat, seq, last acknowledged status)
-    for _ in range(ROUNDS // 3):
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, str(WORKER), "intake", str(data_dir)], stdout=out, env=env, cwd=REPO
-            )
-            deadline = time.monotonic() + 10
-            wanted = rng.randint(1, 40)
-            while log.read_bytes().count(b"\n") < wanted and time.monotonic() < deadline:
-                time.sleep(0.001)
-            time.sleep(rng.uniform(0.0, 0.005))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-        for line in log.read_bytes().decode().splitlines(keepends=True):
-            if not line.endswith("\n"):
-                continue  # cut off by the kill: never acknowledged
-            kind, key, chat, *rest = line.split()
-            if kind == "rec":
-                acked[key] = (chat, int(rest[0]), "received")
-            else:
-                acked[key] = (chat, acked[key][1], "answered" if kind == "ans" else "delivered")
-
-    async def read() -> tuple[dict[str, tuple[str, int, str]], set[str]]:
-        store = TinyDBStore(data_dir)
-        await store.open()
-        try:
-            unfinished: dict[str, tuple[str, int, str]] = {
-                r.key: (r.chat, r.seq, r.status) for r in await store.unfinished("telegram")
-            }
-            known = set()
-            for key, (chat, _, _) in acked.items():
-                if await store.record(IntakeRecord(key, chat, {}, time.time())) is None:
-                    known.add(key)
-            return unfinished, known
-        finally:
-            await store.close()
-
-    unfinished, known = asyncio.run(read())
+    acked = kill_writers(str(data_dir), tmp_path / "intake.log", ROUNDS // 3, within=10)
+    unfinished, known = survivors(TinyDBStore(data_dir), acked)
     assert len(acked) > ROUNDS // 3, "the writers really wrote"
     assert known == set(acked), "every acknowledged record is still known"
     order = {"received": 0, "answered": 1, "delivered": 2}
