@@ -23,7 +23,7 @@ import docx
 from pypdf import PdfReader
 from pypdf.errors import PyPdfError
 
-from core.media.limits import megabytes
+from core.media.feature import MediaFeature
 from core.media.photos import keep_unanswered
 from core.registry import Registry
 from core.request import Request
@@ -153,12 +153,8 @@ def extract(kind: str, data: bytes, budget: int) -> Extract:
     return reader(data, budget)
 
 
-class Documents:
+class Documents(MediaFeature):
     """The document reader."""
-
-    def __init__(self, registry: Registry, services: Services) -> None:
-        self._registry = registry
-        self._s = services
 
     def register(self) -> None:
         """Plug the reader in."""
@@ -171,9 +167,7 @@ class Documents:
             return
         lang, name = request.lang, doc.filename or "document"
         if doc.over_limit is not None:
-            limit = doc.over_limit
-            size = megabytes(doc.size or limit.size + 1)
-            yield self._s.notice(lang, f"media.limit_{limit.name}", size=size, limit=megabytes(limit.size))
+            yield self.too_large(lang, doc)
             return
         kind = kind_of(doc)
         if doc.data is None or (kind is None and doc.filename and doc.filename.lower().endswith((".txt", ".zip"))):

@@ -18,6 +18,7 @@ from typing import Literal
 import openai
 
 from core.llm import ModelError, classify
+from core.media.feature import MediaFeature
 from core.registry import Registry
 from core.request import Request
 from core.services import Services
@@ -34,13 +35,8 @@ class ImageRefused(Exception):
     """The provider declined the prompt (its safety system)."""
 
 
-class ImageGenerator:
+class ImageGenerator(MediaFeature):
     """``/image``, with one client per process (built on first use)."""
-
-    def __init__(self, registry: Registry, services: Services) -> None:
-        self._registry = registry
-        self._s = services
-        self._client: openai.AsyncOpenAI | None = None
 
     def register(self) -> None:
         """Plug the command in (behind the budget check)."""
@@ -48,16 +44,11 @@ class ImageGenerator:
 
     async def generate(self, prompt: str) -> bytes:
         """The picture's bytes; raises :class:`ModelError` or :class:`ImageRefused`."""
-        settings = self._s.settings
-        if self._client is None:
-            self._client = openai.AsyncOpenAI(
-                base_url=settings.openai_base_url or None, api_key=settings.openai_api_key or "no-key", max_retries=1
-            )
-        model = settings.image_model
+        model = self._s.settings.image_model
         response_format: Literal["b64_json"] | openai.Omit = "b64_json" if model.startswith("dall-e") else openai.omit
         try:
             async with asyncio.timeout(180):
-                result = await self._client.images.generate(
+                result = await self.openai().images.generate(
                     model=model, prompt=prompt, n=1, size="1024x1024", response_format=response_format
                 )
         except openai.BadRequestError as exc:

@@ -15,22 +15,18 @@ import uuid
 from collections.abc import AsyncIterator
 
 from core.media import images
-from core.media.limits import megabytes
+from core.media.feature import MediaFeature
 from core.registry import Registry
 from core.request import Request
 from core.services import Services
 from core.store.base import ConversationRecord, MessageRecord
-from core.types import Attachment, ReplyEvent
+from core.types import ReplyEvent
 
 log = logging.getLogger(__name__)
 
 
-class Photos:
+class Photos(MediaFeature):
     """The photo reader."""
-
-    def __init__(self, registry: Registry, services: Services) -> None:
-        self._registry = registry
-        self._s = services
 
     def register(self) -> None:
         """Plug the reader in."""
@@ -71,13 +67,6 @@ class Photos:
             yield self._s.notice(lang, "media.photo_kept", count=len(links))
             return
         yield dataclasses.replace(request, text=f"{request.text}\n\n" + "\n".join(links))
-
-    def too_large(self, lang: str, attachment: Attachment) -> ReplyEvent:
-        """The one sentence for a photo over a limit."""
-        limit = attachment.over_limit
-        assert limit is not None
-        size = megabytes(attachment.size or limit.size + 1)
-        return self._s.notice(lang, f"media.limit_{limit.name}", size=size, limit=megabytes(limit.size))
 
 
 async def keep_unanswered(services: Services, request: Request, content: str) -> None:

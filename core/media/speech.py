@@ -9,12 +9,12 @@ A failure costs the person nothing but the voice: the text was already delivered
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import AsyncIterator
 
 import openai
 
+from core.media.feature import MediaFeature
 from core.registry import Registry
 from core.request import Request
 from core.services import Services
@@ -32,13 +32,8 @@ def voice_answers(user: UserRecord) -> bool:
     return user.extra.get("voice") is True
 
 
-class Speech:
+class Speech(MediaFeature):
     """``/voice`` and the hook that speaks answers to voice notes."""
-
-    def __init__(self, registry: Registry, services: Services) -> None:
-        self._registry = registry
-        self._s = services
-        self._client: openai.AsyncOpenAI | None = None
 
     def register(self) -> None:
         """Plug the command and the after-answer hook in."""
@@ -47,14 +42,8 @@ class Speech:
 
     async def voice(self, request: Request, args: str) -> AsyncIterator[ReplyEvent]:
         """/voice on|off."""
-        choice = args.strip().lower()
-        if choice not in ("on", "off"):
-            state = "on" if voice_answers(request.user) else "off"
-            yield self._s.notice(request.lang, f"media.voice_is_{state}")
-            return
-        extra = {**request.user.extra, "voice": choice == "on"}
-        await self._s.store.put_user(dataclasses.replace(request.user, extra=extra))
-        yield self._s.notice(request.lang, f"media.voice_{choice}")
+        async for event in self.switch(request, args, "voice", voice_answers(request.user), "media.voice_is"):
+            yield event
 
     async def speak(self, request: Request, usage: UsageRecord) -> AsyncIterator[ReplyEvent]:
         """The answer just stored, spoken, when it answered a voice note and /voice is on."""
@@ -73,13 +62,9 @@ class Speech:
         yield FileReply("answer.ogg", audio, "audio/ogg")
 
     async def _synthesise(self, text: str) -> bytes:
-        settings = self._s.settings
-        if self._client is None:
-            key = settings.openai_api_key or "no-key"
-            self._client = openai.AsyncOpenAI(base_url=settings.openai_base_url or None, api_key=key, max_retries=1)
         async with asyncio.timeout(120):
-            response = await self._client.audio.speech.create(
-                model=settings.speech_model, voice=VOICE, input=text, response_format="opus"
+            response = await self.openai().audio.speech.create(
+                model=self._s.settings.speech_model, voice=VOICE, input=text, response_format="opus"
             )
             return response.content
 

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from core.llm import ModelError
-from core.media.limits import megabytes
+from core.media.feature import MediaFeature
 from core.media.transcribe import CorruptAudio, OpenAITranscriber, Transcriber
 from core.registry import Registry
 from core.request import Request
@@ -45,12 +45,11 @@ def quoted(text: str, limit: int = SHOWN_CHARS) -> str:
     return line
 
 
-class Voice:
+class Voice(MediaFeature):
     """The voice-note reader and ``/transcripts``."""
 
     def __init__(self, registry: Registry, services: Services, source: TranscriberSource | None = None) -> None:
-        self._registry = registry
-        self._s = services
+        super().__init__(registry, services)
         self._source = source or self._openai
         self._client: OpenAITranscriber | None = None
 
@@ -120,27 +119,11 @@ class Voice:
         if cost > 0:
             await self._s.store.add_usage(UsageRecord(request.user.id, "", model, 0, 0, cost, self._s.clock()))
 
-    def too_large(self, lang: str, attachment: Attachment) -> Notice:
-        """The one sentence for a file over a limit, naming the limit that applies."""
-        limit = attachment.over_limit
-        assert limit is not None
-        return self._s.notice(
-            lang,
-            f"media.limit_{limit.name}",
-            size=megabytes(attachment.size or limit.size + 1),
-            limit=megabytes(limit.size),
-        )
-
     async def transcripts(self, request: Request, args: str) -> AsyncIterator[ReplyEvent]:
         """/transcripts on|off: show or hide the quoted transcript above answers to voice notes."""
-        choice = args.strip().lower()
-        if choice not in ("on", "off"):
-            state = "on" if transcripts_shown(request.user) else "off"
-            yield self._s.notice(request.lang, f"media.transcripts_are_{state}")
-            return
-        extra = {**request.user.extra, "transcripts": choice == "on"}
-        await self._s.store.put_user(dataclasses.replace(request.user, extra=extra))
-        yield self._s.notice(request.lang, f"media.transcripts_{choice}")
+        shown = transcripts_shown(request.user)
+        async for event in self.switch(request, args, "transcripts", shown, "media.transcripts_are"):
+            yield event
 
 
 def register(registry: Registry, services: Services) -> None:
