@@ -21,6 +21,7 @@ from core.catalogue import Catalogue
 from core.i18n import Texts
 from core.llm import ModelError
 from core.settings import Settings, SettingsError
+from core.store.base import Store
 
 TIMEOUT = aiohttp.ClientTimeout(total=10)
 
@@ -60,14 +61,7 @@ async def check_store(settings: Settings) -> list[Finding]:
 
         return await check_postgres(settings.database_url)
     try:
-        store = build_store(settings)
-        await store.open()
-        try:
-            await store.set_meta("doctor_check", "ok")
-            value = await store.get_meta("doctor_check")
-            await store.set_meta("doctor_check", None)
-        finally:
-            await store.close()
+        return await round_trip(build_store(settings), str(settings.data_dir))
     except SettingsError as e:
         return [Finding("store", False, str(e))]
     except Exception as e:
@@ -77,9 +71,20 @@ async def check_store(settings: Settings) -> list[Finding]:
                 "make FERRY_DATA_DIR a writable folder with free space (in Docker: the /data volume)",
             )
         ]
+
+
+async def round_trip(store: Store, where: str) -> list[Finding]:
+    """Open the store, write a value, read it back and clear it; raises what opening raises."""
+    await store.open()
+    try:
+        await store.set_meta("doctor_check", "ok")
+        value = await store.get_meta("doctor_check")
+        await store.set_meta("doctor_check", None)
+    finally:
+        await store.close()
     if value != "ok":
         return [Finding("store", False, "a value written to the store did not read back")]
-    return [Finding("store", True, f"{settings.data_dir} opens, writes and reads back")]
+    return [Finding("store", True, f"{where} opens, writes and reads back")]
 
 
 def _without_v1(base_url: str) -> bool:

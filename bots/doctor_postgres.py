@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from bots.doctor import Finding
+from bots.doctor import Finding, round_trip
 from core.store.base import StoreError
 from core.store.postgres import PostgresStore, StoreURL
 from core.store.postgres.schema import MIGRATIONS, TABLES, applied_migrations, check
@@ -99,17 +99,7 @@ async def _missing_privileges(conn: psycopg.AsyncConnection, schema: str, exists
 
 
 async def _round_trip(url: str, where: str) -> list[Finding]:
-    store = PostgresStore(url, timeout=CONNECT_SECONDS)
     try:
-        await store.open()
-        try:
-            await store.set_meta("doctor_check", "ok")
-            value = await store.get_meta("doctor_check")
-            await store.set_meta("doctor_check", None)
-        finally:
-            await store.close()
+        return await round_trip(PostgresStore(url, timeout=CONNECT_SECONDS), where)
     except StoreError as e:
         return [Finding("store", False, str(e), "see the findings above")]
-    if value != "ok":
-        return [Finding("store", False, "a value written to the store did not read back")]
-    return [Finding("store", True, f"{where} opens, writes and reads back")]
