@@ -10,6 +10,7 @@ until this one has (the downloads themselves still run side by side).
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -90,6 +91,31 @@ SENDING = "sending"
 """The ref marked just before a final answer is sent as a new message that no edit can replace
 (a Telegram private chat): after a restart the answer is taken as delivered rather than sent twice
 (the request went out; as with a send that timed out, it most likely arrived)."""
+
+
+def resume_of(reply: Reply) -> int | None:
+    """The messenger's message id an earlier run left showing this answer (a stub to edit), if any."""
+    earlier = previous_ref(reply)
+    return int(earlier) if earlier and earlier.lstrip("-").isdigit() else None
+
+
+Marker = Callable[[str], Awaitable[None]]
+"""Records durably which messenger message shows an answer (:func:`mark_shown` for one reply)."""
+
+Show = Callable[[Reply, Marker, "int | None"], Awaitable[None]]
+"""An adapter rendering one reply's events: given the reply, its :data:`Marker` and the stub an
+earlier run left (:func:`resume_of`); it never raises but for a cancel."""
+
+
+async def deliver(reply: Reply, show: Show) -> None:
+    """Show one reply, start to end, then mark it delivered; an answer whose final send had
+    started is taken as delivered without being shown again."""
+    async with reply:
+        if previous_ref(reply) == SENDING:
+            await mark_delivered(reply)
+            return
+        await show(reply, functools.partial(mark_shown, reply), resume_of(reply))
+        await mark_delivered(reply)
 
 
 class Intake:

@@ -41,13 +41,11 @@ from signalbot import (
 
 from bots.choices import with_choices
 from bots.intake import (
-    SENDING,
     Intake,
+    Marker,
     Ticket,
-    mark_delivered,
-    mark_shown,
+    deliver,
     pending_replies,
-    previous_ref,
     receiver_for,
     route_of,
 )
@@ -250,19 +248,11 @@ class SignalAdapter:
     async def _serve(self, reply: Reply, chat: ChatKey, context: DataMessageContext | None, recipient: str) -> None:
         """Show one reply, start to end, then mark it delivered; a stub an earlier run left is
         edited into the answer, and an answer whose final send had started is taken as delivered."""
-        earlier = previous_ref(reply)
 
-        async def shown(ref: str) -> None:
-            await mark_shown(reply, ref)
-
-        resume = int(earlier) if earlier and earlier.isdigit() else None
-        view = SignalReply(self, context, chat, recipient=recipient, on_shown=shown, resume=resume)
-        async with reply:
-            if earlier == SENDING:
-                await mark_delivered(reply)
-                return
+        async def show(events: Reply, shown: Marker, resume: int | None) -> None:
+            view = SignalReply(self, context, chat, recipient=recipient, on_shown=shown, resume=resume)
             try:
-                async for event in reply:
+                async for event in events:
                     await view.render(event)
             except asyncio.CancelledError:
                 raise
@@ -270,7 +260,8 @@ class SignalAdapter:
                 log.error("Signal: failed to answer in %s (%s)", chat, type(exc).__name__, exc_info=exc)
             finally:
                 await view.finish()
-            await mark_delivered(reply)
+
+        await deliver(reply, show)
 
     def _start_recovery(self) -> None:
         """Deliver the answers an earlier run recorded but did not deliver (before receiving starts)."""

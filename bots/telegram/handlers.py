@@ -22,12 +22,10 @@ from telegram.error import TelegramError
 from telegram.ext import Application, filters
 
 from bots.intake import (
-    SENDING,
     Intake,
-    mark_delivered,
-    mark_shown,
+    Marker,
+    deliver,
     pending_replies,
-    previous_ref,
     receiver_for,
     route_of,
 )
@@ -211,20 +209,12 @@ class TelegramBot:
         """
         lang = self.core.language(target.lang)
         target = Target(target.chat_id, target.thread_id, target.reply_to, target.is_private, lang, target.message_id)
-        view = TelegramReply(self, app, target)
-        earlier = previous_ref(reply)
 
-        async def shown(ref: str) -> None:
-            await mark_shown(reply, ref)
-
-        view.on_shown = shown
-        view.resume = int(earlier) if earlier and earlier.lstrip("-").isdigit() else None
-        async with reply:
-            if earlier == SENDING:
-                await mark_delivered(reply)
-                return
+        async def show(events: Reply, shown: Marker, resume: int | None) -> None:
+            view = TelegramReply(self, app, target)
+            view.on_shown, view.resume = shown, resume
             try:
-                async for event in reply:
+                async for event in events:
                     await view.render(event)
                 await view.close()
             except asyncio.CancelledError:
@@ -233,7 +223,8 @@ class TelegramBot:
             except Exception as exc:
                 log.error("failed to answer in chat %s (%s)", target.chat_id, type(exc).__name__, exc_info=exc)
                 await view.fail(self.core.text(lang, "error.internal"))
-            await mark_delivered(reply)
+
+        await deliver(reply, show)
 
     def start_recovery(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         """Deliver the answers an earlier run recorded but did not deliver (call before taking updates)."""

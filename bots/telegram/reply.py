@@ -11,7 +11,6 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from telegram import InputFile, ReactionTypeEmoji, ReplyParameters
@@ -20,7 +19,7 @@ from telegram.error import RetryAfter, TelegramError
 from telegram.ext import Application
 
 from bots.events import show
-from bots.intake import SENDING
+from bots.intake import SENDING, Marker
 from bots.live import RetryLater, Throttle, TypingLoop
 from bots.telegram.render import render_parts
 from bots.telegram.send import Keyboard, Pacing, Sender, Target, retry_seconds
@@ -31,8 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Marker = Callable[[str], Awaitable[None]]
-"""Records durably which message shows an answer (see :func:`bots.intake.mark_shown`)."""
 PHOTO_LIMIT = 10 * 1000 * 1000  # sendPhoto takes photos up to 10 MB; larger go as documents
 
 
