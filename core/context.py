@@ -179,13 +179,8 @@ def alternate(messages: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
     return head + body
 
 
-def build_context(
-    system: str,
-    turns: Sequence[ChatTurn],
-    model: ModelInfo,
-    reply_budget: int,
-    count: Counter | None = None,
-) -> list[dict[str, str]]:
-    """:func:`fit_context`, then :func:`alternate`: what is sent is what was counted."""
-    counter = count if count is not None else counter_for(model.name)
+def build_context(system: str, turns: Sequence[ChatTurn], model: ModelInfo, reply_budget: int) -> list[dict[str, str]]:
+    """:func:`fit_context`, then :func:`alternate`: what is sent is what was counted (with the
+    model's own token counter)."""
+    counter = counter_for(model.name)
     return alternate(fit_context(system, turns, model, reply_budget, lambda ms: counter(alternate(ms))))
