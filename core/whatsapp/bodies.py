@@ -105,7 +105,6 @@ _ANDROID_FILE_KINDS: dict[str, MediaKind] = {
     "AUD": "audio",
     "STK": "sticker",
 }
-_IOS_FILE_KIND_RE = re.compile(r"^\d{8}-(PHOTO|VIDEO|AUDIO|STICKER|GIF)-")
 _IOS_FILE_KINDS: dict[str, MediaKind] = {
     "PHOTO": "image",
     "VIDEO": "video",
@@ -113,6 +112,7 @@ _IOS_FILE_KINDS: dict[str, MediaKind] = {
     "STICKER": "sticker",
     "GIF": "gif",
 }
+_IOS_FILE_KIND_RE = re.compile(rf"^\d{{8}}-({'|'.join(_IOS_FILE_KINDS)})-")
 _LOCATION_RE = re.compile(r"^[^\s:]{1,20}\s?: https?://")
 
 _SYSTEM_KINDS: tuple[tuple[SystemKind, re.Pattern[str]], ...] = (
