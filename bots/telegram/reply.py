@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from telegram import InputFile, ReactionTypeEmoji, ReplyParameters
@@ -280,28 +281,16 @@ class TelegramReply:
 
     async def file(self, event: FileReply) -> None:
         """A picture as a photo (``/image``), anything else as a document, with its caption."""
+        bot = self.app.bot
+        send: Callable[..., Awaitable[object]]
         if event.mime_type.startswith("image/") and len(event.data) <= PHOTO_LIMIT:
-            await self.app.bot.send_photo(
-                self.target.chat_id,
-                InputFile(event.data, filename=event.filename),
-                caption=event.caption,
-                message_thread_id=self.target.thread_id,
-            )
-            return
-        if event.mime_type == "audio/ogg":  # a spoken answer (/voice on): OGG/Opus plays as a voice note
-            await self.app.bot.send_voice(
-                self.target.chat_id,
-                InputFile(event.data, filename=event.filename),
-                caption=event.caption,
-                message_thread_id=self.target.thread_id,
-            )
-            return
-        await self.app.bot.send_document(
-            self.sender.chat_id(self.target),
-            InputFile(event.data, filename=event.filename),
-            caption=event.caption,
-            message_thread_id=self.target.thread_id,
-        )
+            send, chat_id = bot.send_photo, self.target.chat_id
+        elif event.mime_type == "audio/ogg":  # a spoken answer (/voice on): OGG/Opus plays as a voice note
+            send, chat_id = bot.send_voice, self.target.chat_id
+        else:
+            send, chat_id = bot.send_document, self.sender.chat_id(self.target)
+        file = InputFile(event.data, filename=event.filename)
+        await send(chat_id, file, caption=event.caption, message_thread_id=self.target.thread_id)
 
     async def alert(self, event: AdminAlert) -> None:
         """Deliver an alert to the Telegram people among its recipients."""
