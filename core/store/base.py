@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, Self
 
 SCHEMA_VERSION = 1
 
@@ -22,16 +22,22 @@ MessageStatus = Literal["ok", "pending", "interrupted", "cancelled"]
 # received (recorded, not answered yet); answered (the answer is stored); delivered (the person has it)
 IntakeStatus = Literal["received", "answered", "delivered"]
 
-T = TypeVar("T")
 
+@dataclass(frozen=True)
+class Record:
+    """What the stored records share: their form as a plain dict, read back ignoring unknown keys."""
 
-def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    return cls(**{k: v for k, v in data.items() if k in names})
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 @dataclass(frozen=True)
-class UserRecord:
+class UserRecord(Record):
     """A person. One user may have several platform identities (``telegram:1``, ``signal:<uuid>``)."""
 
     id: str
@@ -51,13 +57,13 @@ class UserRecord:
         return d
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> UserRecord:
-        rec = _from_dict(cls, data)
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        rec = super().from_dict(data)
         return dataclasses.replace(rec, identities=tuple(rec.identities))
 
 
 @dataclass(frozen=True)
-class ConversationRecord:
+class ConversationRecord(Record):
     """A conversation. ``scope`` is who it belongs to: ``user:<id>`` or ``group:<chat key>``."""
 
     id: str
@@ -69,16 +75,9 @@ class ConversationRecord:
     message_count: int = 0
     source: str | None = None  # e.g. "whatsapp:<sha256 of the file>" for an import
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ConversationRecord:
-        return _from_dict(cls, data)
-
 
 @dataclass(frozen=True)
-class MessageRecord:
+class MessageRecord(Record):
     """One turn of a conversation. ``seq`` is its 0-based position, assigned by the store.
 
     ``status`` is ``ok``, ``pending`` (an answer being generated), ``interrupted`` (failed
@@ -97,13 +96,6 @@ class MessageRecord:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MessageRecord:
-        return _from_dict(cls, data)
 
 
 @dataclass(frozen=True)
@@ -134,7 +126,7 @@ class UsageTotals:
 
 
 @dataclass(frozen=True)
-class IntakeRecord:
+class IntakeRecord(Record):
     """One message as it arrived, recorded before the messenger is told it was received.
 
     ``key`` is the messenger's own id of the update (``telegram:<update_id>``,
@@ -160,13 +152,6 @@ class IntakeRecord:
     def platform(self) -> str:
         """The messenger the message came from."""
         return self.chat.partition(":")[0]
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> IntakeRecord:
-        return _from_dict(cls, data)
 
 
 def advance(rec: IntakeRecord, status: IntakeStatus, *, answer: Any = None, ref: str | None = None) -> IntakeRecord:
@@ -225,7 +210,6 @@ class ConversationStore(Protocol):
 
     async def truncate_messages(self, conversation_id: str, from_seq: int) -> None:
         """Delete the messages with ``seq >= from_seq`` (used by /retry)."""
-
 
 
 class UsageStore(Protocol):
