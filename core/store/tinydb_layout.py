@@ -68,48 +68,32 @@ def utc_day(at: float) -> int:
     return int(at // DAY_SECONDS) * DAY_SECONDS
 
 
+class _Below:
+    """A file or folder at a fixed place below the store's root, read as an attribute of a :class:`Layout`."""
+
+    def __init__(self, *parts: str) -> None:
+        self._parts = parts
+
+    def __get__(self, layout: Layout, owner: type[Layout] | None = None) -> Path:
+        return layout.root.joinpath(*self._parts)
+
+
 @dataclass(frozen=True)
 class Layout:
     """Paths of every file of a store rooted at ``root``."""
 
     root: Path
 
-    @property
-    def schema_file(self) -> Path:
-        return self.root / "schema.json"
-
-    @property
-    def meta_file(self) -> Path:
-        return self.root / "meta.json"
-
-    @property
-    def locks_dir(self) -> Path:
-        return self.root / "locks"
-
-    @property
-    def users_dir(self) -> Path:
-        return self.root / "users"
-
-    @property
-    def identities_dir(self) -> Path:
-        return self.root / "identities"
-
-    @property
-    def scopes_dir(self) -> Path:
-        return self.root / "scopes"
-
-    @property
-    def conversations_dir(self) -> Path:
-        return self.root / "conversations"  # as in _conversation_dir
-
-    @property
-    def usage_dir(self) -> Path:
-        return self.root / "usage"
-
-    @property
-    def global_usage_file(self) -> Path:
-        """Everyone's sums as older stores kept them in one file; still counted, no longer written."""
-        return self.usage_dir / "global.json"
+    schema_file = _Below("schema.json")
+    meta_file = _Below("meta.json")
+    locks_dir = _Below("locks")
+    users_dir = _Below("users")
+    identities_dir = _Below("identities")
+    scopes_dir = _Below("scopes")
+    conversations_dir = _Below("conversations")  # as in _conversation_dir
+    usage_dir = _Below("usage")
+    global_usage_file = _Below("usage", "global.json")
+    """Everyone's sums as older stores kept them in one file; still counted, no longer written."""
 
     def global_usage_part(self, user_id: str) -> Path:
         """The part of everyone's sums a user's answers are added to."""
