@@ -29,6 +29,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import KW_ONLY, dataclass, field
 
 import websockets
 from pydantic import ValidationError
@@ -49,38 +50,29 @@ DOWN_ALERT_AFTER = 60.0
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
+@dataclass(eq=False)
 class ReceiveLink:
     """An endless stream of usable frames from ``ws_url``, reconnecting as described above."""
 
-    def __init__(
-        self,
-        ws_url: str,
-        *,
-        first: float = RECONNECT_FIRST,
-        cap: float = RECONNECT_CAP,
-        ping_interval: float = PING_INTERVAL,
-        down_alert_after: float = DOWN_ALERT_AFTER,
-        on_down: Callable[[float], Awaitable[None]] | None = None,
-        on_up: Callable[[float], Awaitable[None]] | None = None,
-        backlog: Callable[[float | None], Awaitable[list[str]]] | None = None,
-    ) -> None:
-        self.ws_url = ws_url
-        self.first = first
-        self.cap = cap
-        self.ping_interval = ping_interval
-        self.down_alert_after = down_alert_after
-        self.on_down = on_down
-        self.on_up = on_up
-        self.backlog = backlog
-        self._gap_since: float | None = None  # wall-clock start of the gap to recover (None: this run's first)
-        self.connected_since = 0.0
-        """When the current connection was made (0 while there is none)."""
-        self.down_since = 0.0
-        """When receiving last stopped (0 while connected or before the first connection)."""
-        self._alerted = False
-        self._throttled = Throttled(log, interval=30.0)
-        self._watch: asyncio.Task[None] | None = None
-        self._up = asyncio.Event()
+    ws_url: str
+    _: KW_ONLY
+    first: float = RECONNECT_FIRST
+    cap: float = RECONNECT_CAP
+    ping_interval: float = PING_INTERVAL
+    down_alert_after: float = DOWN_ALERT_AFTER
+    on_down: Callable[[float], Awaitable[None]] | None = None
+    on_up: Callable[[float], Awaitable[None]] | None = None
+    backlog: Callable[[float | None], Awaitable[list[str]]] | None = None
+    connected_since: float = field(default=0.0, init=False)
+    """When the current connection was made (0 while there is none)."""
+    down_since: float = field(default=0.0, init=False)
+    """When receiving last stopped (0 while connected or before the first connection)."""
+    # The wall-clock start of the gap to recover (None: this run's first).
+    _gap_since: float | None = field(default=None, init=False, repr=False)
+    _alerted: bool = field(default=False, init=False, repr=False)
+    _throttled: Throttled = field(default_factory=lambda: Throttled(log, interval=30.0), init=False, repr=False)
+    _watch: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+    _up: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
 
     @property
     def up(self) -> bool:
