@@ -23,16 +23,16 @@ class MediaFeature:
     def __init__(self, registry: Registry, services: Services) -> None:
         self._registry = registry
         self._s = services
-        self._openai_client: openai.AsyncOpenAI | None = None
+        self._client_cache: openai.AsyncOpenAI | None = None
 
-    def openai(self) -> openai.AsyncOpenAI:
+    def openai_client(self) -> openai.AsyncOpenAI:
         """The feature's client for the configured OpenAI-compatible provider."""
-        if self._openai_client is None:
+        if self._client_cache is None:
             settings = self._s.settings
-            self._openai_client = openai.AsyncOpenAI(
+            self._client_cache = openai.AsyncOpenAI(
                 base_url=settings.openai_base_url or None, api_key=settings.openai_api_key or "no-key", max_retries=1
             )
-        return self._openai_client
+        return self._client_cache
 
     def too_large(self, lang: str, attachment: Attachment) -> Notice:
         """The one sentence for a file over a limit, naming the limit that applies."""

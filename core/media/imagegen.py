@@ -48,7 +48,7 @@ class ImageGenerator(MediaFeature):
         response_format: Literal["b64_json"] | openai.Omit = "b64_json" if model.startswith("dall-e") else openai.omit
         try:
             async with asyncio.timeout(180):
-                result = await self.openai().images.generate(
+                result = await self.openai_client().images.generate(
                     model=model, prompt=prompt, n=1, size="1024x1024", response_format=response_format
                 )
         except openai.BadRequestError as exc:

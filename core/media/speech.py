@@ -63,7 +63,7 @@ class Speech(MediaFeature):
 
     async def _synthesise(self, text: str) -> bytes:
         async with asyncio.timeout(120):
-            response = await self.openai().audio.speech.create(
+            response = await self.openai_client().audio.speech.create(
                 model=self._s.settings.speech_model, voice=VOICE, input=text, response_format="opus"
             )
             return response.content
