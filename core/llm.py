@@ -49,14 +49,14 @@ DEFAULT_MAX_RETRIES = 2
 _COMPLETION_TOKENS_FAMILIES = ("o1", "o3", "o4", "gpt-5")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Delta:
     """The next piece of the answer's text (only the new piece, not the whole answer)."""
 
     text: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Usage:
     """Tokens the provider counted for the request; yielded once, after the last Delta."""
 
@@ -64,7 +64,7 @@ class Usage:
     completion_tokens: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Stop:
     """The answer ended for a reason other than being complete: ``length`` (the token limit
     was reached) or ``content_filter``. Yielded after the last Delta; a complete answer has none."""

@@ -148,12 +148,11 @@ class Settings:
 
 
 def _read_toml(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        raise SettingsError(f"FERRY_CONFIG names {path}, which does not exist")
     try:
-        with path.open("rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError as e:
-        raise SettingsError(f"FERRY_CONFIG names {path}, which does not exist") from e
-    except tomllib.TOMLDecodeError as e:
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise SettingsError(f"{path} is not valid TOML: {e}") from e
     out: dict[str, str] = {}
     for key, value in data.items():
