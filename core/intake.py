@@ -71,6 +71,8 @@ class Receipt:
         self.previous_ref = record.ref
         self.answer: list[dict[str, Any]] | None = record.answer
         self.settled = record.status == "delivered"
+        self.counted = False
+        """An earlier run stored this turn's answer, and its usage with it: the redo's is not added."""
         self._on_settled = on_settled
         self._recorded: asyncio.Future[IntakeRecord | None] | None = None
 

@@ -310,6 +310,25 @@ async def test_an_answer_stored_just_before_the_crash_is_redone_not_doubled(
     assert [m.content for m in await store.get_messages(conv.id)] == ["twice?", "the second try"]
 
 
+async def test_a_turn_redone_after_the_crash_is_counted_once(
+    make_assistant: MakeAssistant, openai_server: FakeOpenAI
+) -> None:
+    store = NoAnswerMarks()
+    first_run = await make_assistant(store=store)
+    assert await first_run.receive(message("how much?"), "telegram:4") is not None
+    await store.answer_stored.wait()  # the answer and its usage are stored; the record says received
+    user = await store.find_user("telegram:1")
+    assert user is not None
+    before = await store.usage_totals(user.id, 0)
+    assert before.completion_tokens > 0
+    await crash(first_run)
+    store.hold = False
+    openai_server.enqueue("a longer second try, which the model is asked for again")
+    again = await make_assistant(store=store)
+    await read(await first(again.pending("telegram")))
+    assert await store.usage_totals(user.id, 0) == before, "the turn's usage once, not once per try"
+
+
 class NoAnswerMarks(MemoryStore):
     """A store where the process dies between storing an answer and recording it as answered."""
 
