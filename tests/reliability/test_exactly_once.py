@@ -19,21 +19,26 @@ from tests.reliability.harness import BotProcess, _wait, base_env
 from tests.reliability.model import SlowModel, answer_for
 
 PERSON = 5001
+GROUP = -1001
 
 
-async def _round(tmp_path: Path, *, carried_out: bool, others: int = 0) -> tuple[FakeTelegram, list[str]]:
-    """One question from PERSON; the process dies at its answer's ``sendMessage``; returns what the chat shows."""
+async def _round(
+    tmp_path: Path, *, carried_out: bool, others: int = 0, chat: int = PERSON
+) -> tuple[FakeTelegram, list[str]]:
+    """One question from PERSON; the process dies at its answer's ``sendMessage`` (in a group: its
+    placeholder's); returns what the chat shows."""
     async with FakeTelegram() as tg, SlowModel(chunk_delay=0.05) as model:
         env = base_env(model, tmp_path / "data")
         env.update(TELEGRAM_BOT_TOKEN=tg.token, TELEGRAM_API_URL=tg.root)
         bot = BotProcess("telegram", env, tmp_path / "telegram.log")
         killed = asyncio.Event()
         answer = answer_for("c1m0")
+        fatal = answer if chat == PERSON else "…"
 
         def kill(call: Call) -> None:
-            if killed.is_set() or call.method != "sendMessage" or int(call.params["chat_id"]) != PERSON:
+            if killed.is_set() or call.method != "sendMessage" or int(call.params["chat_id"]) != chat:
                 return
-            if answer in str(call.params.get("text", "")) and bot.proc is not None:
+            if fatal in str(call.params.get("text", "")) and bot.proc is not None:
                 os.kill(bot.proc.pid, signal.SIGKILL)  # before the answer leaves the server
                 killed.set()
                 if not carried_out:
@@ -42,7 +47,10 @@ async def _round(tmp_path: Path, *, carried_out: bool, others: int = 0) -> tuple
         (tg.listeners if carried_out else tg.arrivals).append(kill)
         await bot.start()
         await tg.wait_until(lambda: any(c.method == "getUpdates" for c in tg.calls), 60)
-        tg.push_text(PERSON, "question c1m0: what do you think?")
+        if chat == PERSON:
+            tg.push_text(PERSON, "question c1m0: what do you think?")
+        else:
+            tg.push_group_text(chat, PERSON, "question c1m0: what do you think?", mention=True)
         for i in range(others):  # other people keep the bot busy after the restart
             tg.push_text(6000 + i, f"question c{100 + i}m0: and you?")
         await asyncio.wait_for(killed.wait(), 60)
@@ -54,17 +62,17 @@ async def _round(tmp_path: Path, *, carried_out: bool, others: int = 0) -> tuple
         def touched() -> bool:  # the restart looked or sent in the person's chat
             methods = ("editMessageText", "sendMessage")
             return any(
-                c.at > restarted and c.method in methods and int(c.params["chat_id"]) == PERSON
+                c.at > restarted and c.method in methods and int(c.params["chat_id"]) == chat
                 for c in tg.calls
             )
 
         try:
             assert await _wait(touched, 60)
-            assert await _wait(lambda: answer in tg.log(PERSON).texts, 60)
+            assert await _wait(lambda: answer in tg.log(chat).texts, 60)
             await asyncio.sleep(2.0)  # a second copy would come now
         finally:
             await bot.stop()
-        return tg, tg.log(PERSON).texts
+        return tg, tg.log(chat).texts
 
 
 async def test_an_answer_accepted_just_before_the_kill_is_not_sent_again(tmp_path: Path) -> None:
@@ -83,3 +91,12 @@ async def test_an_answer_accepted_just_before_the_kill_is_found_among_other_chat
 async def test_an_answer_that_never_arrived_is_sent_after_the_kill(tmp_path: Path) -> None:
     _, texts = await _round(tmp_path, carried_out=False)
     assert texts == [answer_for("c1m0")]
+
+
+async def test_a_group_placeholder_sent_just_before_the_kill_does_not_stay(tmp_path: Path) -> None:
+    # The placeholder reached the group but the process died before recording its id: the redo's
+    # own placeholder becomes the answer and the earlier one is deleted, no "…" left behind.
+    tg, texts = await _round(tmp_path, carried_out=True, chat=GROUP)
+    assert texts == [answer_for("c1m0")]
+    placeholders = [m for m in tg.log(GROUP).messages if m.edits == [] and m.raw == "…"]
+    assert placeholders and all(m.deleted for m in placeholders)
