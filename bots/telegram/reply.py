@@ -46,17 +46,12 @@ class LiveAnswer:
 
     _draft_ids = itertools.count(1)
 
-    def __init__(
-        self,
-        sender: Sender,
-        target: Target,
-        pacing: Pacing,
-        on_shown: Marker | None = None,
-        resume: int | None = None,
-        stray: Sending | None = None,
-    ) -> None:
+    def __init__(  # ``stray``: a placeholder an earlier run marked but did not record (marked.py)
+        self, sender: Sender, target: Target, pacing: Pacing, on_shown: Marker | None = None,
+        resume: int | None = None, stray: Sending | None = None,
+    ) -> None:  # fmt: skip
         self.sender = sender
-        self.stray = stray  # a placeholder an earlier run marked but did not record (``marked.py``)
+        self.stray = stray
         self.target = target
         self.pacing = pacing
         self.draft_id = next(self._draft_ids)

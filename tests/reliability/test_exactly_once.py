@@ -61,10 +61,7 @@ async def _round(
 
         def touched() -> bool:  # the restart looked or sent in the person's chat
             methods = ("editMessageText", "sendMessage")
-            return any(
-                c.at > restarted and c.method in methods and int(c.params["chat_id"]) == chat
-                for c in tg.calls
-            )
+            return any(c.at > restarted and c.method in methods and int(c.params["chat_id"]) == chat for c in tg.calls)
 
         try:
             assert await _wait(touched, 60)
