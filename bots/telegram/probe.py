@@ -91,6 +91,7 @@ class MessageIds:
         self.in_chat: dict[int, int] = {}
         self.seen = 0  # the newest id seen in the account's chats (updates included)
         self._own: dict[int, list[tuple[float, int]]] = {}  # box -> (when its request started, id)
+        self._first: dict[int, int] = {}  # box -> the first id this process got for its own message
         self._locks: dict[int, asyncio.Lock] = {}
         self._moved = asyncio.Event()
 
@@ -103,6 +104,7 @@ class MessageIds:
         if shares_account_ids(chat_id):
             self.seen = max(self.seen, message_id)
         if sent_at is not None:
+            self._first.setdefault(box(chat_id), message_id)
             own = self._own.setdefault(box(chat_id), [])
             own.append((sent_at, message_id))
             del own[:-64]
@@ -115,8 +117,10 @@ class MessageIds:
         return min(later) if later else None
 
     def floor(self, chat_id: int, question: int | None) -> int:
-        """The lowest id a message sent to the chat now can be above."""
-        return max(question or 0, self.in_chat.get(chat_id, 0))
+        """The lowest id a message sent to the chat now can be above: the person's message, what
+        this process saw in the chat, and its own first message in the chat's counter (later than
+        anything an earlier, crashed run sent, such as the chat's previous answer)."""
+        return max(question or 0, self.in_chat.get(chat_id, 0), self._first.get(box(chat_id), 0))
 
     def lock(self, chat_id: int) -> asyncio.Lock:
         """Held from a send's mark until its id is known; alerts to the chat wait for it."""
