@@ -108,7 +108,7 @@ async def test_link_on_telegram_and_continue_the_conversation_on_signal(
             assert "everything stored about you is deleted" in await on_signal_say("1", 5)
             tg.push_text(DANA, "/chats", first_name="Dana")
             await tg.wait_until(lambda: len(tg.log(DANA).messages) == 4)
-            assert "no conversations yet" in tg.log(DANA).texts[3], tg.log(DANA).texts
+            assert "no conversations yet" in tg.log(DANA).texts[3]
     finally:
         await adapter.stop()
         await on_telegram.close()
