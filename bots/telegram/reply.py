@@ -21,7 +21,7 @@ from telegram.ext import Application
 
 from bots.events import show
 from bots.live import RetryLater, Throttle, TypingLoop
-from bots.telegram.marked import place_placeholder, send_marked
+from bots.telegram.marked import PLACEHOLDER, place_placeholder, send_marked
 from bots.telegram.probe import Sending
 from bots.telegram.render import render_parts
 from bots.telegram.send import Keyboard, Pacing, Sender, Target, retry_seconds
@@ -222,6 +222,8 @@ class TelegramReply:
             live = LiveAnswer(self.sender, self.target, self.bot.pacing, self.on_shown, self.resume, self.resume_mark)
             self.live = live
             await live.start()
+            if self.resume_mark is not None and self.resume_mark.event == PLACEHOLDER:
+                self.resume_mark = None  # the stray placeholder is dealt with
         return self.live
 
     async def render(self, event: ReplyEvent) -> None:
@@ -247,6 +249,8 @@ class TelegramReply:
         self.typing.halt()
         if self.live is None and self.resume is not None:
             self.live = LiveAnswer(self.sender, self.target, self.bot.pacing, self.on_shown, self.resume)
+        if self.live is None and self.resume_mark is not None and self.resume_mark.event == PLACEHOLDER:
+            await self._live()  # an earlier run's placeholder may be there: a new one takes its place
         if self.live is not None and self.live.slots:
             live, self.live = self.live, None
             await live.finish(markdown, buttons)
