@@ -119,7 +119,8 @@ class Answerer:
         if said is not None:
             await said[1]  # the person's message gets its place before the answer's
         answer_id = message_id(request.receipt.key, "assistant") if request.receipt else uuid.uuid4().hex
-        usage = await self._keep(request.user, conv, model_name, info, messages, outcome, answer_id)
+        counted = request.receipt is not None and request.receipt.counted
+        usage = await self._keep(request.user, conv, model_name, info, messages, outcome, answer_id, counted)
         self._metrics.model_duration.labels(model_name).observe(time.monotonic() - started)
         if outcome.failure is not None:
             log.warning("model %s broke off for conversation %s: %s", model_name, conv.id, outcome.failure)
@@ -220,8 +221,9 @@ class Answerer:
         messages: list[dict[str, str]],
         outcome: _Outcome,
         answer_id: str,
+        counted: bool = False,
     ) -> UsageRecord:
-        """Store the answer and its usage, and count it."""
+        """Store the answer and its usage, and count it (once per turn: not when ``counted`` before a crash)."""
         prompt_tokens, completion_tokens = _tokens(model, messages, outcome.text, outcome.usage)
         cost = info.cost(prompt_tokens, completion_tokens)
         now = self._s.clock()
@@ -240,6 +242,9 @@ class Answerer:
         usage = UsageRecord(user.id, conv.id, model, prompt_tokens, completion_tokens, cost, now)
         # Both durable before the final text; written together, so the store commits them as one.
         store = self._s.store
+        if counted:
+            await store.append_messages([record])
+            return usage
         await asyncio.gather(store.append_messages([record]), store.add_usage(usage))
         self._metrics.tokens.labels(model, "prompt").inc(prompt_tokens)
         self._metrics.tokens.labels(model, "completion").inc(completion_tokens)

@@ -113,11 +113,17 @@ class Conversations:
             await receipt.recorded()
         return await self._s.store.append_messages([record])
 
-    async def _said_before(self, conv: ConversationRecord, said: MessageRecord) -> bool:
-        """After a restart: whether the message is stored already; an answer after it goes (it is redone)."""
+    async def _said_before(self, conv: ConversationRecord, said: MessageRecord, receipt: Receipt) -> bool:
+        """After a restart: whether the message is stored already; an answer after it goes (it is redone).
+
+        An answer of this turn that was stored had its usage counted with it (the two are written
+        together): the redo's usage is then not counted again (``receipt.counted``).
+        """
         recent = await self._s.store.get_messages(conv.id, last=RECOVERY_LOOKBACK)
         for message in recent:
             if message.id == said.id:
+                answer = message_id(receipt.key, "assistant")
+                receipt.counted = any(m.id == answer and m.seq > message.seq for m in recent)
                 if message.seq + 1 < recent[-1].seq + 1:
                     await self._s.store.truncate_messages(conv.id, message.seq + 1)
                 return True
@@ -146,7 +152,7 @@ class Conversations:
             created_at=self._s.clock(),
             author=str(msg.sender),
         )
-        if receipt is not None and receipt.recovered and await self._said_before(conv, record):
+        if receipt is not None and receipt.recovered and await self._said_before(conv, record, receipt):
             stored: asyncio.Future[list[MessageRecord]] = asyncio.get_running_loop().create_future()
             stored.set_result([record])
         else:

@@ -71,6 +71,11 @@ class Receipt:
         self.previous_ref = record.ref
         self.answer: list[dict[str, Any]] | None = record.answer
         self.settled = record.status == "delivered"
+        self.counted = False
+        self._answer_kept = record.status == "answered"  # durably, in the record
+        self.so_far: list[ReplyEvent] = []
+        """The deliverable events the core has produced so far (the answering task appends)."""
+        """An earlier run stored this turn's answer, and its usage with it: the redo's is not added."""
         self._on_settled = on_settled
         self._recorded: asyncio.Future[IntakeRecord | None] | None = None
 
@@ -110,12 +115,22 @@ class Receipt:
             return  # the adapter delivered it already: one write fewer
         if answer:
             await self.store.mark_answered(self.chat, self.key, answer)
+            self._answer_kept = True
         else:
             await self.delivered(None)
 
     async def shown(self, ref: str) -> None:
-        """Part of the answer is visible as ``ref``: a restart edits it instead of sending anew."""
+        """Part of the answer is visible as ``ref``: a restart edits it instead of sending anew.
+
+        A ``sending`` ref means the final text is about to go out as a new message: the answer so
+        far is recorded first, so that a restart delivers (or finds) this very text, not a fresh
+        answer from the model that may read differently.
+        """
         self.previous_ref = ref
+        if ref.startswith("sending") and not self._answer_kept and (self.answer or self.so_far):
+            answer = self.answer or [event_to_dict(e) for e in self.so_far]
+            await self.store.mark_answered(self.chat, self.key, answer)
+            self._answer_kept = True
         await self.store.mark_shown(self.chat, self.key, ref)
 
     async def delivered(self, ref: str | None) -> None:

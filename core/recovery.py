@@ -196,7 +196,7 @@ class Intake:
 
     async def _work(self, receipt: Receipt) -> AsyncIterator[ReplyEvent]:
         """Answer the message; when done, record what the person must be shown."""
-        kept: list[ReplyEvent] = []
+        kept: list[ReplyEvent] = receipt.so_far
         try:
             async for event in self._answer(receipt.incoming, receipt):
                 if deliverable(event):

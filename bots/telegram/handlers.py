@@ -26,12 +26,14 @@ from bots.intake import (
     Marker,
     deliver,
     pending_replies,
+    previous_ref,
     receiver_for,
     route_of,
 )
 from bots.relay import AlertRelay
 from bots.telegram.incoming import chat_key, incoming_from_callback, incoming_from_message, target_for
 from bots.telegram.media import Albums
+from bots.telegram.probe import MessageIds, Search, Sending
 from bots.telegram.reply import TelegramReply
 from bots.telegram.send import (
     PLATFORM,
@@ -61,6 +63,8 @@ class TelegramBot:
         self.pacer = ChatPacer(self.pacing.edit_interval)  # one pace per group, for all its answers
         self.limiter = SendLimiter(self.pacing.global_rate)
         self.moves: dict[int, int] = {}  # a group upgraded to a supergroup: old id → new id
+        self.ids = MessageIds()  # message ids seen and sent, for finding a send cut short (probe.py)
+        self.search = Search()
         self.intake = Intake()
         self.receive = receiver_for(core)
         self.albums = Albums()  # an album's photos become one message (bots/telegram/media.py)
@@ -70,13 +74,14 @@ class TelegramBot:
 
     async def send_alert(self, app: Application[Any, Any, Any, Any, Any, Any], alert: AdminAlert) -> None:
         """Send an alert to each of its ``telegram:<id>`` recipients (others are not ours)."""
-        sender = Sender(app, self.gate, self.pacing, self.pacer, self.limiter, self.moves)
+        sender = Sender(app, self.gate, self.pacing, self.pacer, self.limiter, self.moves, self.ids)
         for identity in alert.to:
             platform, _, ident = identity.partition(":")
             if platform != PLATFORM or not ident.lstrip("-").isdigit():
                 continue
             try:
-                await sender.deliver(Target(chat_id=int(ident)), alert.text, alert.buttons)
+                async with self.ids.lock(int(ident)):  # never between an answer's mark and its send
+                    await sender.deliver(Target(chat_id=int(ident)), alert.text, alert.buttons)
             except TelegramError as exc:
                 log.warning("could not alert %s: %s", identity, exc)
 
@@ -134,6 +139,7 @@ class TelegramBot:
             return
         if message is None or message.from_user is None or filters.StatusUpdate.ALL.check_update(update):
             return
+        self.ids.saw(message.chat.id, message.message_id)
         # The ticket is taken before any await: a document's download cannot be overtaken.
         ticket = self.intake.enter(str(chat_key(message, message.from_user)))
         target = target_for(message, message.from_user.language_code)
@@ -205,7 +211,8 @@ class TelegramBot:
         """Render one message's reply, start to end, then mark it delivered; never raises.
 
         A reply handed over again after a restart edits the placeholder an earlier run left
-        (groups); one whose final message was already being sent is taken as delivered.
+        (groups); where an earlier run was sending new messages, the part it marked is looked
+        for first and only what did not arrive is sent (``marked.py``).
         """
         lang = self.core.language(target.lang)
         target = Target(target.chat_id, target.thread_id, target.reply_to, target.is_private, lang, target.message_id)
@@ -213,6 +220,7 @@ class TelegramBot:
         async def show(events: Reply, shown: Marker, resume: int | None) -> None:
             view = TelegramReply(self, app, target)
             view.on_shown, view.resume = shown, resume
+            view.resume_mark = Sending.parse(previous_ref(events))
             try:
                 async for event in events:
                     await view.render(event)

@@ -14,16 +14,19 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from telegram import InputFile, ReactionTypeEmoji, ReplyParameters
+from telegram import InputFile, ReactionTypeEmoji
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import RetryAfter, TelegramError
 from telegram.ext import Application
 
 from bots.events import show
-from bots.intake import SENDING, Marker
+from bots.intake import Marker
 from bots.live import RetryLater, Throttle, TypingLoop
+from bots.telegram.marked import PLACEHOLDER, place_placeholder, send_marked
+from bots.telegram.probe import Sending
 from bots.telegram.render import render_parts
 from bots.telegram.send import Keyboard, Pacing, Sender, Target, retry_seconds
+from core.intake import deliverable
 from core.types import AdminAlert, FileReply, Progress, ReplyEvent
 
 if TYPE_CHECKING:
@@ -42,10 +45,12 @@ class LiveAnswer:
 
     _draft_ids = itertools.count(1)
 
-    def __init__(
-        self, sender: Sender, target: Target, pacing: Pacing, on_shown: Marker | None = None, resume: int | None = None
-    ) -> None:
+    def __init__(  # ``stray``: a placeholder an earlier run marked but did not record (marked.py)
+        self, sender: Sender, target: Target, pacing: Pacing, on_shown: Marker | None = None,
+        resume: int | None = None, stray: Sending | None = None,
+    ) -> None:  # fmt: skip
         self.sender = sender
+        self.stray = stray
         self.target = target
         self.pacing = pacing
         self.draft_id = next(self._draft_ids)
@@ -84,23 +89,10 @@ class LiveAnswer:
                 log.info("could not show a thinking draft in %s: %s", self.target.chat_id, exc)
             self._keeper = asyncio.create_task(self._keep_draft())
         elif not self.slots and not self.sender.gate.wait_time(self.target.chat_id):
-            reply = (
-                ReplyParameters(self.target.reply_to, allow_sending_without_reply=True)
-                if self.target.reply_to
-                else None
-            )
             try:
-                sent = await self.sender.bot.send_message(
-                    self.sender.chat_id(self.target),
-                    self.pacing.placeholder,
-                    message_thread_id=self.target.thread_id,
-                    reply_parameters=reply,
-                )
-                self.slots = [sent.message_id]
+                self.slots = [await place_placeholder(self.sender, self.target, self.on_shown, self.stray)]
                 self._shown = [self.pacing.placeholder]
                 self.sender.pacer.wrote(self.target.chat_id)
-                if self.on_shown is not None:  # after a restart this placeholder is edited, not sent anew
-                    await self.on_shown(str(sent.message_id))
             except RetryAfter as exc:
                 self.sender.gate.close_for(self.target.chat_id, retry_seconds(exc))
             except TelegramError as exc:
@@ -199,7 +191,7 @@ class TelegramReply:
         self.bot = bot
         self.app = app
         self.target = target
-        self.sender = Sender(app, bot.gate, bot.pacing, bot.pacer, bot.limiter, bot.moves)
+        self.sender = Sender(app, bot.gate, bot.pacing, bot.pacer, bot.limiter, bot.moves, bot.ids)
         self.live: LiveAnswer | None = None
         self.typing = TypingLoop(self._send_typing, bot.pacing.typing_interval)
         self.progress_id: int | None = None
@@ -208,6 +200,9 @@ class TelegramReply:
         """Records (durably) what is visible: a group placeholder's id, or that a final send starts."""
         self.resume: int | None = None
         """A placeholder an earlier run left for this answer: edited into it, nothing sent anew."""
+        self.resume_mark: Sending | None = None
+        """Where an earlier run was sending new messages when it stopped (``marked.py``)."""
+        self.event = -1  # the deliverable event being shown, counted as the core recorded them
 
     async def _send_typing(self) -> None:
         if self.bot.gate.wait_time(self.target.chat_id):
@@ -223,12 +218,19 @@ class TelegramReply:
 
     async def _live(self) -> LiveAnswer:
         if self.live is None:
-            self.live = LiveAnswer(self.sender, self.target, self.bot.pacing, self.on_shown, self.resume)
-            await self.live.start()
+            live = LiveAnswer(self.sender, self.target, self.bot.pacing, self.on_shown, self.resume, self.resume_mark)
+            self.live = live
+            await live.start()
+            if self.resume_mark is not None and self.resume_mark.event == PLACEHOLDER:
+                self.resume_mark = None  # the stray placeholder is dealt with
         return self.live
 
     async def render(self, event: ReplyEvent) -> None:
-        """Show one reply event."""
+        """Show one reply event (one an earlier run is known to have delivered is skipped)."""
+        if deliverable(event):
+            self.event += 1
+            if self.resume_mark is not None and self.event < self.resume_mark.event:
+                return
         await show(self, event)
 
     async def stream_start(self) -> None:
@@ -246,6 +248,8 @@ class TelegramReply:
         self.typing.halt()
         if self.live is None and self.resume is not None:
             self.live = LiveAnswer(self.sender, self.target, self.bot.pacing, self.on_shown, self.resume)
+        if self.live is None and self.resume_mark is not None and self.resume_mark.event == PLACEHOLDER:
+            await self._live()  # an earlier run's placeholder may be there: a new one takes its place
         if self.live is not None and self.live.slots:
             live, self.live = self.live, None
             await live.finish(markdown, buttons)
@@ -257,23 +261,15 @@ class TelegramReply:
         await self.typing.stop()
 
     async def _send_marked(self, markdown: str, buttons: Keyboard) -> None:
-        """Send the final text as new messages, marked ``sending`` on the way (no later run could
-        replace them: after a restart the answer is taken as delivered, never sent twice).
-
-        The mark is written beside the send, not before it: waiting for it to be durable first
-        (a flush, long on a busy disk) left a window in which a crash lost an answer that was
-        never sent (kill bench: 3 of 300). The mark's write starts first and is on disk (a
-        crash of the process keeps what was written) within the send's round trip.
-        """
+        """Send the final text as new messages, each part after its durable ``sending`` mark: a
+        restart asks Telegram whether the marked part arrived before sending it (``marked.py``)."""
         if self.on_shown is None:
             await self.sender.deliver(self.target, markdown, buttons)
             return
-        marking = asyncio.ensure_future(self.on_shown(SENDING))
-        await asyncio.sleep(0)  # the mark's write is under way before the request goes out
-        try:
-            await self.sender.deliver(self.target, markdown, buttons)
-        finally:
-            await marking
+        await send_marked(
+            self.sender, self.target, markdown, buttons,
+            event=self.event, mark=self.on_shown, resume=self.resume_mark, search=self.bot.search,
+        )  # fmt: skip
 
     async def notice(self, markdown: str, buttons: Keyboard) -> None:
         """A message from the bot itself, shown like a final answer."""

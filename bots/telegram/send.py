@@ -30,6 +30,7 @@ from telegram.ext import (
 
 from bots.events import Keyboard
 from bots.telegram.http import RequestNotSent
+from bots.telegram.probe import MessageIds
 from bots.telegram.render import render_parts, split_message, split_plain, telegram_length, visible_text
 
 log = logging.getLogger(__name__)
@@ -185,8 +186,10 @@ class Sender:
         pacer: ChatPacer | None = None,
         limiter: SendLimiter | None = None,
         moves: dict[int, int] | None = None,
+        ids: MessageIds | None = None,
     ) -> None:
         self.bot = app.bot
+        self.ids = ids or MessageIds()
         self.gate = gate
         self.pacing = pacing
         self.pacer = pacer or ChatPacer(pacing.edit_interval)
@@ -319,6 +322,7 @@ class Sender:
 
         async def do_send(chat_id: int) -> Any:
             await self.limiter.acquire()
+            started[0] = time.monotonic()
             return await self.bot.send_message(
                 chat_id,
                 text,
@@ -328,6 +332,7 @@ class Sender:
                 reply_parameters=reply,
             )
 
+        started = [0.0]
         try:
             sent = await self._attempt(target.chat_id, do_send, idempotent=False)
         except MaybeSent as exc:
@@ -336,6 +341,7 @@ class Sender:
             log.warning("a message to chat %s may have arrived (%s); not sending it again", target.chat_id, exc.message)
             return UNKNOWN_MESSAGE
         self.pacer.wrote(self.chat_id(target))
+        self.ids.saw(self.chat_id(target), int(sent.message_id), sent_at=started[0])
         return int(sent.message_id)
 
     async def deliver(

@@ -310,6 +310,54 @@ async def test_an_answer_stored_just_before_the_crash_is_redone_not_doubled(
     assert [m.content for m in await store.get_messages(conv.id)] == ["twice?", "the second try"]
 
 
+async def test_a_turn_redone_after_the_crash_is_counted_once(
+    make_assistant: MakeAssistant, openai_server: FakeOpenAI
+) -> None:
+    store = NoAnswerMarks()
+    first_run = await make_assistant(store=store)
+    assert await first_run.receive(message("how much?"), "telegram:4") is not None
+    await store.answer_stored.wait()  # the answer and its usage are stored; the record says received
+    user = await store.find_user("telegram:1")
+    assert user is not None
+    before = await store.usage_totals(user.id, 0)
+    assert before.completion_tokens > 0
+    await crash(first_run)
+    store.hold = False
+    openai_server.enqueue("a longer second try, which the model is asked for again")
+    again = await make_assistant(store=store)
+    await read(await first(again.pending("telegram")))
+    assert await store.usage_totals(user.id, 0) == before, "the turn's usage once, not once per try"
+
+
+async def test_an_answer_being_sent_at_the_crash_is_delivered_as_it_was_not_asked_again(
+    make_assistant: MakeAssistant, openai_server: FakeOpenAI
+) -> None:
+    # The adapter marks 'sending' just before its new message goes out; the core's own 'answered'
+    # mark has not landed when the process dies. The restart must deliver (or find, on Telegram)
+    # that very text: a fresh answer from the model could read differently and show twice.
+    store = NoAnswerMarks()
+    first_run = await make_assistant(store=store)
+    openai_server.enqueue("the words the person may already see")
+    reply = await first_run.receive(message("once?"), "telegram:5")
+    assert reply is not None
+    events = []
+    async for event in reply:
+        events.append(event)
+        if isinstance(event, FinalText):
+            break
+    await store.answer_stored.wait()  # the core's 'answered' is stuck: the kill comes first
+    store.hold = False
+    await reply.shown("sending:0:0:7")
+    await crash(first_run)
+    asked = len(openai_server.chat_requests)
+    openai_server.enqueue("other words")
+    again = await make_assistant(store=store)
+    recovered = await first(again.pending("telegram"))
+    assert recovered.previous_ref == "sending:0:0:7"
+    assert finals(await read(recovered)) == ["the words the person may already see"]
+    assert len(openai_server.chat_requests) == asked, "not asked again"
+
+
 class NoAnswerMarks(MemoryStore):
     """A store where the process dies between storing an answer and recording it as answered."""
 

@@ -289,7 +289,9 @@ class FakeTelegram:
         self.webhook_max_attempts = 200  # "give up after a reasonable amount of attempts"
         self._updates: list[JSONDict] = []
         self._update_ids = itertools.count(1000)
-        self._msg_ids: dict[int, itertools.count[int]] = {}
+        self._msg_ids: dict[int, itertools.count[int]] = {}  # a supergroup's own message ids
+        self._account_ids = itertools.count(1)  # the bot account's ids: private chats and basic groups
+        self._theirs: set[tuple[int, int]] = set()  # (chat, message) written by people, not the bot
         self._messages: dict[tuple[int, int], SentMessage] = {}
         self._chats: dict[int, JSONDict] = {}
         self._files: dict[str, tuple[str, bytes]] = {}
@@ -300,7 +302,8 @@ class FakeTelegram:
         self._runner: web.AppRunner | None = None
         self._session: ClientSession | None = None
         self.port = 0
-        self.listeners: list[Callable[[Call], None]] = []
+        self.listeners: list[Callable[[Call], None]] = []  # each call carried out, before it is answered
+        self.arrivals: list[Callable[[Call], None]] = []  # each call as it arrives, before it is carried out
         # Rules of the real service (tests/fakes/telegram_rules.py cites them):
         self.limits = RateLimits()  # flood limits per group and overall; ``limits.enable(scale)``
         self.drafts = DraftClock()  # drafts lapse after ``drafts.lifetime`` s; ``drafts.lapses``
@@ -394,6 +397,16 @@ class FakeTelegram:
         return u
 
     def _next_msg_id(self, chat_id: int) -> int:
+        """The id of a new message in ``chat_id``, as the bot sees it.
+
+        Private chats and basic groups take their ids from one counter of the bot's account, so
+        ids in one private chat skip the ones given meanwhile in the others; a supergroup (or
+        channel) numbers its messages itself. MTProto keeps private chats and basic groups in the
+        account's one "common message box" (one ``pts`` sequence) and each channel or supergroup
+        in a box of its own (https://core.telegram.org/api/updates); message ids follow the box.
+        """
+        if self._chat(chat_id)["type"] in ("private", "group"):
+            return next(self._account_ids)
         return next(self._msg_ids.setdefault(chat_id, itertools.count(1)))
 
     def _chat(self, chat_id: int, title: str | None = None, forum: bool = False) -> JSONDict:
@@ -416,6 +429,7 @@ class FakeTelegram:
             "chat": self._chat(chat_id),
         }
         msg.update({k: v for k, v in extra.items() if v is not None})
+        self._theirs.add((chat_id, int(msg["message_id"])))
         return msg
 
     def push_update(self, update: JSONDict) -> int:
@@ -827,6 +841,8 @@ class FakeTelegram:
             return web.Response(status=499)
         call = Call(method, params, time.monotonic())
         self.calls.append(call)
+        for arrival in self.arrivals:
+            arrival(call)
         try:
             self._maybe_fail(method, params)
             self._apply_rules(method, params)
@@ -988,9 +1004,20 @@ class FakeTelegram:
         return self._bot_message(sent)
 
     async def _m_editMessageText(self, p: JSONDict) -> JSONDict:
+        """Bot API ``editMessageText``, with the real server's answers for each kind of id.
+
+        telegram-bot-api ``Client.cpp`` first looks the message up (``check_message``: TDLib
+        ``getMessage`` in that chat; failing, "message to edit not found" — a missing id or one of
+        another chat alike); TDLib then refuses a message the bot may not edit (someone else's)
+        with "Message can't be edited", lower-cased by ``fail_query_with_error``; the server
+        refuses the same content and markup with ``MESSAGE_NOT_MODIFIED``, which the Bot API
+        server words as "message is not modified: …".
+        """
         chat_id = int(p["chat_id"])
         message_id = int(p["message_id"])
         sent = self._messages.get((chat_id, message_id))
+        if (chat_id, message_id) in self._theirs:
+            raise ApiError(400, "Bad Request: message can't be edited")
         if sent is None or sent.deleted:
             raise ApiError(400, "Bad Request: message to edit not found")
         text = str(p["text"])
