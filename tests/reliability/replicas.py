@@ -99,6 +99,7 @@ class Replicas:
         self.model = SlowModel(chunk_delay=load.model_delay, chunks=3)
         self.entry = RoundRobin([])
         self.bots: list[BotProcess] = []
+        self.update_ids: dict[int, list[int]] = {}  # chat -> its updates' ids, in order
 
     async def __aenter__(self) -> Replicas:
         await self.tg.start()
@@ -139,7 +140,8 @@ class Replicas:
         started = time.monotonic()
         for j in range(load.messages):
             for c, tags in expected.items():
-                self.tg.push_text(c, f"question {tags[j]}: what do you think?")
+                uid = self.tg.push_text(c, f"question {tags[j]}: what do you think?")
+                self.update_ids.setdefault(c, []).append(uid)
         killed = False
         share = load.kill_after
         if share is not None:
