@@ -140,8 +140,8 @@ class Replicas:
         started = time.monotonic()
         for j in range(load.messages):
             for c, tags in expected.items():
-                uid = self.tg.push_text(c, f"question {tags[j]}: what do you think?")
-                self.update_ids.setdefault(c, []).append(uid)
+                self.tg.push_text(c, f"question {tags[j]}: what do you think?")
+                self.update_ids.setdefault(c, []).append(int(self.tg.pending_updates[-1]["update_id"]))
         killed = False
         share = load.kill_after
         if share is not None:
