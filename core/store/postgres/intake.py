@@ -86,7 +86,7 @@ class PostgresIntake(PostgresConnection):
 
     async def _alone(self, write: Callable[[AsyncConnection], Awaitable[Any]]) -> Any:
         """Run ``write`` in a transaction of its own (see the module docstring); committed when it returns."""
-        async with self.connection() as conn:
+        async with self.connection(intake=True) as conn:
             for attempt in range(RETRIES):
                 try:
                     async with conn.transaction():
@@ -128,12 +128,13 @@ class PostgresIntake(PostgresConnection):
         return PostgresClaims(self.url)
 
     async def unfinished_in(self, chat: str) -> list[IntakeRecord]:
-        """The chat's records not yet delivered, in line order."""
-        rows = await self._fetch(
-            f"SELECT {', '.join(INTAKE_COLUMNS)} FROM intake WHERE chat = %s AND {NOT_DELIVERED} ORDER BY seq",
-            (chat,),
-        )
-        return [_record(row) for row in rows]
+        """The chat's records not yet delivered, in line order (read before each message is put in line)."""
+        async with self.connection(intake=True) as conn:
+            cur = await conn.execute(
+                f"SELECT {', '.join(INTAKE_COLUMNS)} FROM intake WHERE chat = %s AND {NOT_DELIVERED} ORDER BY seq",
+                (chat,),
+            )
+            return [_record(row) for row in await cur.fetchall()]
 
     async def unfinished_chats(self, platform: str) -> list[str]:
         """The platform's chats with a record not yet delivered."""
@@ -144,7 +145,7 @@ class PostgresIntake(PostgresConnection):
 
     async def tell(self, kind: str, chat: str) -> None:
         """Tell every replica ``kind`` (``intake``: a record to put in line; ``cancel``) about ``chat``."""
-        async with self.connection() as conn:
+        async with self.connection(intake=True) as conn:
             await conn.execute("SELECT pg_notify(%s, %s)", (channel(self.url), f"{kind} {chat}"))
 
     async def mark_answered(self, chat: str, key: str, answer: list[dict[str, Any]]) -> None:
@@ -171,7 +172,7 @@ class PostgresIntake(PostgresConnection):
         # One statement in autocommit, not batched: a mark is what tells a replica taking the chat
         # over what was sent, so it must land in one round trip, not wait behind a batch of other
         # writes (nor join one that waits for a lock). Alone it holds one row: it cannot deadlock.
-        async with self.connection() as conn:
+        async with self.connection(intake=True) as conn:
             await conn.execute(
                 f"UPDATE intake SET {sets} WHERE chat = %(chat)s AND key = %(key)s AND {NOT_DELIVERED}", params
             )
