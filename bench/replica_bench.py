@@ -80,17 +80,23 @@ def url_host(url: str) -> str:
     return url.split("@")[-1]
 
 
+OPTIONS: dict[str, tuple[type, object]] = {
+    "--replicas": (str, "1,2,3"),
+    "--chats": (int, 50),
+    "--messages": (int, 4),
+    "--model-delay": (float, 0.0),
+    "--limit": (float, 300.0),
+    "--url": (str, DEFAULT_URL),
+}
+
+
 def main() -> None:
     """Parse the arguments and run."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--replicas", default="1,2,3")
-    p.add_argument("--chats", type=int, default=50)
-    p.add_argument("--messages", type=int, default=4)
-    p.add_argument("--model-delay", type=float, default=0.0)
-    p.add_argument("--kill", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--limit", type=float, default=300.0)
-    p.add_argument("--url", default=DEFAULT_URL)
-    asyncio.run(bench(p.parse_args()))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    for flag, (kind, default) in OPTIONS.items():
+        parser.add_argument(flag, type=kind, default=default)
+    parser.add_argument("--kill", action=argparse.BooleanOptionalAction, default=True)
+    asyncio.run(bench(parser.parse_args()))
 
 
 if __name__ == "__main__":

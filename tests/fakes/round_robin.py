@@ -51,13 +51,6 @@ class RoundRobin:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    async def __aenter__(self) -> RoundRobin:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
     async def _forward(self, request: web.Request) -> web.Response:
         assert self._session is not None
         body = await request.read()

@@ -17,13 +17,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.fakes.round_robin import RoundRobin
 from tests.fakes.telegram_server import FakeTelegram
-from tests.reliability.harness import BotProcess, base_env, free_port
+from tests.reliability.harness import BotProcess, Tally, base_env, count, free_port, wait_until
 from tests.reliability.model import SlowModel, answer_for
 
 SECRET = "replica-harness-secret"
@@ -45,12 +44,9 @@ class ReplicaLoad:
 
 @dataclass
 class ReplicaTally:
-    """What the people saw."""
+    """What the people saw: the kill harness's tally, and order violations."""
 
-    sent: int = 0
-    answered: int = 0
-    lost: int = 0
-    twice: int = 0
+    seen: Tally
     order_violations: int = 0
     seconds: float = 0.0
     killed: bool = False
@@ -59,31 +55,23 @@ class ReplicaTally:
     @property
     def per_second(self) -> float:
         """Answers a second, from the first message sent to the last answer seen."""
-        return self.answered / self.seconds if self.seconds else 0.0
+        return self.seen.answered / self.seconds if self.seconds else 0.0
 
     def line(self) -> str:
         """One printable line."""
+        seen = self.seen
         return (
-            f"sent {self.sent}, answered {self.answered}, lost {self.lost}, twice {self.twice}, "
+            f"sent {seen.sent}, answered {seen.answered}, lost {seen.lost}, twice {seen.duplicated}, "
             f"order violations {self.order_violations}; {self.seconds:.1f} s, {self.per_second:.1f} answers/s"
         )
 
 
 def tally(expected: dict[int, list[str]], visible: dict[int, list[str]]) -> ReplicaTally:
-    """Count each chat's answers in what it shows, in order."""
-    out = ReplicaTally()
+    """Count each chat's answers in what it shows (:func:`~tests.reliability.harness.count`), and their order."""
+    out = ReplicaTally(count(expected, visible))
     for chat, tags in expected.items():
         shown = visible.get(chat, [])
-        positions = []
-        for tag in tags:
-            out.sent += 1
-            times = shown.count(answer_for(tag))
-            if times == 0:
-                out.lost += 1
-                continue
-            out.answered += times == 1
-            out.twice += times > 1
-            positions.append(shown.index(answer_for(tag)))
+        positions = [shown.index(answer_for(tag)) for tag in tags if answer_for(tag) in shown]
         out.order_violations += sum(1 for a, b in itertools.pairwise(positions) if b < a)
     return out
 
@@ -117,7 +105,7 @@ class Replicas:
             bot_env = {**env, "FERRY_TELEGRAM_WEBHOOK_PORT": str(port)}
             self.bots.append(BotProcess("telegram", bot_env, self.workdir / f"replica-{i}.log"))
         await asyncio.gather(*(bot.start() for bot in self.bots))
-        ok = await wait_for(lambda: len(self.tg.calls_of("setWebhook")) >= len(self.bots), 90)
+        ok = await wait_until(lambda: len(self.tg.calls_of("setWebhook")) >= len(self.bots), 90)
         assert ok, f"the replicas did not start; see {self.workdir}"
         return self
 
@@ -145,7 +133,7 @@ class Replicas:
         killed = False
         share = load.kill_after
         if share is not None:
-            await wait_for(lambda: self.answers(chats) >= total * share, load.limit)
+            await wait_until(lambda: self.answers(chats) >= total * share, load.limit)
             await self.bots[0].kill()
             killed = True
         last = -1
@@ -166,13 +154,3 @@ class Replicas:
         for backend in self.entry.forwarded:
             out.taken_by[backend] = out.taken_by.get(backend, 0) + 1
         return out
-
-
-async def wait_for(predicate: Callable[[], bool], within: float, step: float = 0.02) -> bool:
-    """Whether ``predicate`` became true within ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(step)
-    return predicate()
