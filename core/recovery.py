@@ -118,14 +118,7 @@ class Intake:
         """``/cancel`` in a chat another replica may be answering: passed on when its line is not empty."""
         if self._replicas is None or not self._idle(chat):
             return False
-        if not await self._store_unfinished_in(chat):
-            return False
-        await self._replicas.pass_cancel(chat)
-        return True
-
-    async def _store_unfinished_in(self, chat: str) -> list[IntakeRecord]:
-        shared = replica_store(self._store)
-        return [] if shared is None else await shared.unfinished_in(chat)
+        return await self._replicas.pass_cancel(chat)
 
     def _take_over(self, records: list[IntakeRecord]) -> None:
         """Put records another replica made (or left) in their chat's line, after what is there."""
@@ -205,7 +198,7 @@ class Intake:
         try:
             records = await self._store.unfinished(platform)
             if self._replicas is not None:  # only the chats no live replica answers
-                held = set(await self._replicas.claims.claim([rec.chat for rec in records]))
+                held = set(await self._replicas.claim([rec.chat for rec in records]))
                 records = [rec for rec in records if rec.chat in held]
             fresh = [rec for rec in records if rec.key not in self._open]
             for rec in fresh:

@@ -102,9 +102,17 @@ class Replicas:
         """A message of a chat another replica holds is recorded: its holder puts it in line."""
         await self._store.tell("intake", chat)
 
-    async def pass_cancel(self, chat: str) -> None:
-        """``/cancel`` for a chat whose answer another replica may be writing."""
+    async def pass_cancel(self, chat: str) -> bool:
+        """``/cancel`` for a chat whose answer another replica may be writing: told when the chat's
+        line is not empty (False: there is nothing to stop anywhere)."""
+        if not await self._store.unfinished_in(chat):
+            return False
         await self._store.tell("cancel", chat)
+        return True
+
+    async def claim(self, chats: list[str]) -> list[str]:
+        """Hold those of ``chats`` no live replica holds (an earlier run's, at start); returns them."""
+        return await self.claims.claim(chats)
 
     def let_go(self, chat: str) -> None:
         """This replica has nothing left to do in ``chat``: another may take its next message."""
