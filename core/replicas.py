@@ -3,7 +3,9 @@
 Any replica may record a chat's message (the update's key makes a second record of it a no-op);
 the replica that holds the chat (:class:`~core.store.postgres.claims.PostgresClaims`, a session
 lock) puts it in line and answers it, so a chat's messages are answered one at a time, in the
-order they were recorded, whoever took them. A replica that records a message for a chat held
+order they were recorded, whoever took them (Telegram posts a chat's next update only once the
+one before it was answered 200, that is recorded; and a replica reads the chat's unfinished records
+before it puts a new message in line). A replica that records a message for a chat held
 elsewhere tells the holder (``NOTIFY``) and leaves the answer to it; when a chat's line is empty
 its holder lets it go. A replica that dies lets go of its chats with its connection, and a live
 one takes their unfinished records over: unanswered ones are answered, answered ones delivered
