@@ -75,7 +75,9 @@ class Assistant:
         self.registry = Registry()
         self._cancels: dict[str, asyncio.Event] = {}
         self._lines = ChatLines()
-        self._intake = Intake(store, self._lines, self._received, clock, retry=delivery_retry)
+        self._intake = Intake(
+            store, self._lines, self._received, clock, retry=delivery_retry, cancel=self._cancel_here
+        )
         answerer = Answerer(
             self.services, model, self._metrics, self.registry, self._cancels, self._intake.undelivered
         )
@@ -103,6 +105,7 @@ class Assistant:
         for event in self._cancels.values():
             event.set()
         await self._lines.close()
+        await self._intake.aclose()
         await self.store.close()
         aclose = getattr(self.model, "aclose", None)
         if aclose is not None:
@@ -159,9 +162,7 @@ class Assistant:
             return ready_reply()
         command = parse_command(msg.text) if msg.callback is None else None
         if command is not None and command.name == "cancel":
-            running = self._cancels.get(str(msg.chat))
-            if running is not None and not running.is_set():
-                running.set()  # the running answer ends itself with its "cut off" text
+            if self._cancel_here(str(msg.chat)):
                 return ready_reply()
             return self._lines.aside(lambda: self._guarded(msg, self._nothing_to_cancel(msg)))
         return self._lines.join(str(msg.chat), lambda: self._guarded(msg, self._pipeline(msg, command)))
@@ -172,8 +173,18 @@ class Assistant:
             return ready_reply()  # nothing to answer, nothing to record
         command = parse_command(msg.text) if msg.callback is None else None
         if command is not None and command.name == "cancel":
+            if self._cancel_here(str(msg.chat)) or await self._intake.cancel_elsewhere(str(msg.chat)):
+                return ready_reply()  # the answer being written (here or by another replica) stops
             return self.submit(msg)  # out of line, and meaningless after a restart
         return await self._intake.receive(msg, key, dict(route) if route is not None else None)
+
+    def _cancel_here(self, chat: str) -> bool:
+        """Stop the chat's answer being written in this process; False when there is none."""
+        running = self._cancels.get(chat)
+        if running is None or running.is_set():
+            return False
+        running.set()  # the running answer ends itself with its "cut off" text
+        return True
 
     def pending(self, platform: str) -> AsyncIterator[Reply]:
         """Answers to deliver that no ``receive`` returned (see :meth:`core.contract.Core.pending`)."""

@@ -25,6 +25,7 @@ from core.intake import (
     message_id,
 )
 from core.lines import ChatLines
+from core.replicas import Replicas, replica_store
 from core.reply import Reply
 from core.store.base import IntakeRecord, IntakeStore
 from core.types import Incoming, ReplyEvent
@@ -51,6 +52,7 @@ class Intake:
         answer: Answer,
         clock: Callable[[], float],
         retry: float = RETRY_DELIVERY,
+        cancel: Callable[[str], bool] | None = None,
     ) -> None:
         self._store = store
         self._lines = lines
@@ -64,6 +66,10 @@ class Intake:
         self._handed: dict[str, asyncio.Queue[Reply]] = {}  # platform -> replies for ``pending``
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        shared = replica_store(store)
+        self._replicas = (
+            None if shared is None else Replicas(shared, self._take_over, self._idle, cancel or (lambda _: False))
+        )
 
     async def receive(self, msg: Incoming, key: str, route: dict[str, Any] | None) -> Reply | None:
         """Record the message and put it in line; None when the key was received before."""
@@ -73,6 +79,13 @@ class Intake:
         if key in self._open or key in self._recent:
             return None
         record = IntakeRecord(key, str(msg.chat), incoming_to_dict(msg), self._clock(), dict(route or {}))
+        if self._replicas is not None:
+            # Records other replicas made in the chat go in line first; held elsewhere, the holder answers.
+            if not await self._replicas.take(record.chat):
+                await self._record_for_holder(record)
+                return None
+            if key in self._open:
+                return None
         receipt = Receipt(self._store, record, msg, on_settled=self._settled)
         self._open[key] = receipt
         recorded = receipt.start_recording()  # beside the model request, not before it
@@ -88,16 +101,53 @@ class Intake:
         receipt.record = stored
         return reply
 
+    async def _record_for_holder(self, record: IntakeRecord) -> None:
+        """Record a message of a chat another replica answers, and tell it (None: nothing to serve here)."""
+        assert self._replicas is not None
+        if await self._store.record(record) is not None:
+            await self._replicas.recorded_elsewhere(record.chat)
+
     def _drop(self, reply: Reply, key: str) -> None:
-        self._open.pop(key, None)
+        receipt = self._open.pop(key, None)
         reply.receipt = None
         reply.close_unread()
+        if receipt is not None:
+            self._maybe_let_go(receipt.chat)
+
+    async def cancel_elsewhere(self, chat: str) -> bool:
+        """``/cancel`` in a chat another replica may be answering: passed on when its line is not empty."""
+        if self._replicas is None or not self._idle(chat):
+            return False
+        return await self._replicas.pass_cancel(chat)
+
+    def _take_over(self, records: list[IntakeRecord]) -> None:
+        """Put records another replica made (or left) in their chat's line, after what is there."""
+        for rec in records:
+            if rec.key in self._open or rec.key in self._recent:
+                continue
+            self._gate(rec.platform)
+            try:
+                self._handed[rec.platform].put_nowait(self._recover_one(rec))
+            except (KeyError, TypeError, ValueError) as e:
+                log.error("%s: recorded message %s cannot be read back (%s); skipped", rec.platform, rec.key, e)
+
+    def _idle(self, chat: str) -> bool:
+        return not any(r.chat == chat for r in self._open.values())
+
+    def _maybe_let_go(self, chat: str) -> None:
+        if self._replicas is not None and self._idle(chat):
+            self._replicas.let_go(chat)
 
     def close(self) -> None:
         """The process is stopping: answers it cuts short stay unanswered, so the next run answers them whole."""
         self._closing = True
         for task in self._tasks:
             task.cancel()
+
+    async def aclose(self) -> None:
+        """Let the other replicas take this one's chats (after :meth:`close` and the lines stopped)."""
+        if self._replicas is not None:
+            await self._replicas.close()
 
     def undelivered(self, chat: str) -> set[str]:
         """Ids of the chat's stored answers the person is known not to have (the adapter gave them up)."""
@@ -137,6 +187,8 @@ class Intake:
         if gate is None:
             gate = self._gates[platform] = asyncio.get_running_loop().create_future()
             self._handed[platform] = asyncio.Queue()
+            if self._replicas is not None:
+                self._replicas.watch(platform)
             task = asyncio.create_task(self._recover(platform, gate))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -145,6 +197,9 @@ class Intake:
     async def _recover(self, platform: str, gate: asyncio.Future[None]) -> None:
         try:
             records = await self._store.unfinished(platform)
+            if self._replicas is not None:  # only the chats no live replica answers
+                held = set(await self._replicas.claim([rec.chat for rec in records]))
+                records = [rec for rec in records if rec.chat in held]
             fresh = [rec for rec in records if rec.key not in self._open]
             for rec in fresh:
                 try:
@@ -219,5 +274,6 @@ class Intake:
             self._recent[receipt.key] = None
             while len(self._recent) > RECENT_KEYS:
                 self._recent.popitem(last=False)
+            self._maybe_let_go(receipt.chat)
         else:
             self._given_up[receipt.key] = self._clock()

@@ -44,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import ClientError, ClientSession, web
+from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
 from tests.fakes.telegram_rules import DraftClock, RateLimits, TooManyRequests, hidden_by_privacy
 
@@ -287,6 +287,13 @@ class FakeTelegram:
         self.webhook_retry_delay = 0.05  # first pause before re-posting a refused update; doubles
         self.webhook_retry_cap = 1.0
         self.webhook_max_attempts = 200  # "give up after a reasonable amount of attempts"
+        self.webhook_timeout = 10.0  # seconds a POST may take before it counts as failed
+        self.webhook_max_connections = 40  # setWebhook's max_connections
+        self.webhook_most_in_flight = 0  # the most POSTs that were in flight at once
+        self._hook_in_flight = 0
+        self._hook_queues: dict[Any, list[JSONDict]] = {}  # per chat, in order (see _deliver)
+        self._hook_queued: set[int] = set()
+        self._hook_slots = asyncio.Semaphore(40)
         self._updates: list[JSONDict] = []
         self._update_ids = itertools.count(1000)
         self._msg_ids: dict[int, itertools.count[int]] = {}  # a supergroup's own message ids
@@ -758,41 +765,82 @@ class FakeTelegram:
     # --- webhook delivery ---------------------------------------------------------------
 
     def _deliver(self, update: JSONDict) -> None:
-        """POST ``update`` to the webhook until it is answered 2xx, as Telegram does.
+        """Queue ``update`` for the webhook: POSTed until answered 2xx, as Telegram does.
 
         https://core.telegram.org/bots/api#setwebhook: "In case of an unsuccessful request (a
         request with response HTTP status code different from 2XY), we will repeat the request and
-        give up after a reasonable amount of attempts." The update stays pending (and is what
-        ``getUpdates`` returns once the webhook is deleted) until a 2xx answer.
-        """
-        asyncio.get_running_loop().create_task(self._post_until_accepted(update))
+        give up after a reasonable amount of attempts", and ``max_connections`` is "the maximum
+        allowed number of simultaneous HTTPS connections to the webhook for update delivery, 1-100.
+        Defaults to 40." The update stays pending (and is what ``getUpdates`` returns once the
+        webhook is deleted) until a 2xx answer; a POST not answered within ``webhook_timeout``
+        counts as failed and is repeated (the bot may well have taken it: the bot must recognise it).
 
-    async def _post_until_accepted(self, update: JSONDict) -> None:
+        As the Bot API server does (tdlib/telegram-bot-api ``WebhookActor.cpp``: updates of one
+        chat share a queue, whose next update is sent only once the one before it was answered OK
+        or dropped), one chat's updates go one at a time and in order, while different chats'
+        go side by side over up to ``max_connections`` connections. A failed update waits before
+        it is sent again, with pauses that double (Telegram starts at 1 s and caps near a minute;
+        here ``webhook_retry_delay`` and ``webhook_retry_cap``, shorter for tests).
+        """
+        uid = int(update["update_id"])
+        if uid in self._hook_queued:
+            return
+        self._hook_queued.add(uid)
+        queue_id = _queue_id(update)
+        self._hook_queues.setdefault(queue_id, []).append(update)
+        if len(self._hook_queues[queue_id]) == 1:
+            asyncio.get_running_loop().create_task(self._send_queue(queue_id))
+
+    async def _send_queue(self, queue_id: Any) -> None:
+        queue = self._hook_queues[queue_id]
+        try:
+            while queue:
+                if not await self._post_until_accepted(queue[0]):
+                    break  # the webhook is gone: what is left waits for getUpdates or a new webhook
+                self._hook_queued.discard(int(queue.pop(0)["update_id"]))
+        finally:
+            for left in queue:
+                self._hook_queued.discard(int(left["update_id"]))
+            self._hook_queues.pop(queue_id, None)
+
+    async def _post_until_accepted(self, update: JSONDict) -> bool:
         delay = self.webhook_retry_delay
         for _ in range(self.webhook_max_attempts):
             hook = self.webhook
-            if hook is None or self._closing or update not in self._updates:
-                return
-            if self._session is None:
-                self._session = ClientSession()
-            headers = {"Content-Type": "application/json"}
-            if hook.get("secret_token"):
-                headers["X-Telegram-Bot-Api-Secret-Token"] = hook["secret_token"]
-            try:
-                async with self._session.post(hook["url"], data=json.dumps(update), headers=headers) as resp:
-                    status = resp.status
-            except (TimeoutError, OSError, ClientError):
-                status = 0  # nobody listening (the bot is down) or the connection broke
+            if hook is None or self._closing:
+                return False
+            if update not in self._updates:
+                return True
+            async with self._hook_slots:
+                status = await self._post_once(hook, update)
             if status:
                 self.webhook_deliveries.append(status)
             if 200 <= status < 300:
                 if update in self._updates:
                     self._updates.remove(update)
                 await self._notify()
-                return
+                return True
             await self._notify()
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.webhook_retry_cap)
+        return True  # given up: dropped, as Telegram drops it after its attempts
+
+    async def _post_once(self, hook: JSONDict, update: JSONDict) -> int:
+        if self._session is None:
+            self._session = ClientSession()
+        headers = {"Content-Type": "application/json"}
+        if hook.get("secret_token"):
+            headers["X-Telegram-Bot-Api-Secret-Token"] = hook["secret_token"]
+        self._hook_in_flight += 1
+        self.webhook_most_in_flight = max(self.webhook_most_in_flight, self._hook_in_flight)
+        try:
+            timeout = ClientTimeout(total=self.webhook_timeout)
+            async with self._session.post(hook["url"], data=json.dumps(update), headers=headers, timeout=timeout) as r:
+                return r.status
+        except (TimeoutError, OSError, ClientError):
+            return 0  # nobody listening (the bot is down), the connection broke, or no answer in time
+        finally:
+            self._hook_in_flight -= 1
 
     async def deliver_webhook(self, update: JSONDict, secret: str | None) -> int:
         """POST an update to the registered webhook with an explicit secret; returns the status."""
@@ -918,6 +966,11 @@ class FakeTelegram:
 
     async def _m_setWebhook(self, p: JSONDict) -> bool:
         self.webhook = {"url": p["url"], "secret_token": p.get("secret_token")}
+        max_connections = int(p.get("max_connections") or 40)
+        if not 1 <= max_connections <= 100:
+            raise ApiError(400, "Bad Request: invalid max_connections specified")
+        self.webhook_max_connections = max_connections
+        self._hook_slots = asyncio.Semaphore(max_connections)
         if _truthy(p.get("drop_pending_updates")):
             self._updates.clear()
         for update in list(self._updates):  # what is pending goes to the new webhook
@@ -1169,6 +1222,17 @@ _JSON_FIELDS = {
     "reply_markup", "entities", "caption_entities", "allowed_updates", "commands", "reply_parameters",
     "link_preview_options", "media", "reaction", "scope",
 }  # fmt: skip
+
+
+def _queue_id(update: JSONDict) -> Any:
+    """The delivery queue of an update: its chat (as the Bot API server's), else its own."""
+    for kind in ("message", "edited_message", "channel_post", "callback_query", "my_chat_member"):
+        body = update.get(kind)
+        if isinstance(body, dict):
+            chat = (body.get("message") or body).get("chat") if kind == "callback_query" else body.get("chat")
+            if isinstance(chat, dict) and "id" in chat:
+                return int(chat["id"])
+    return ("update", update["update_id"])
 
 
 def _decode(key: str, value: str) -> Any:

@@ -166,7 +166,8 @@ def base_env(model: SlowModel, data_dir: Path) -> dict[str, str]:
     return env
 
 
-async def _wait(predicate: Callable[[], bool], within: float, step: float = 0.05) -> bool:
+async def wait_until(predicate: Callable[[], bool], within: float, step: float = 0.05) -> bool:
+    """Whether ``predicate`` became true within ``within`` seconds (checked every ``step``)."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if predicate():
@@ -193,10 +194,10 @@ class _Round:
         start = time.monotonic()
         for due in sorted(rng.uniform(0, span) for _ in range(self.load.kills)):
             await asyncio.sleep(max(0.0, start + due - time.monotonic()))
-            await _wait(self.ready, 60)
+            await wait_until(self.ready, 60)
             await asyncio.sleep(self.load.min_uptime)
             if self.load.while_answering:
-                await _wait(lambda: self.model.streaming > 0, 5, step=0.01)
+                await wait_until(lambda: self.model.streaming > 0, 5, step=0.01)
             await self.bot.kill()
             self.kills += 1
             await asyncio.sleep(self.load.restart_delay)
@@ -206,7 +207,7 @@ class _Round:
         deadline = time.monotonic() + self.load.limit
         # The last restart may still be starting (seconds on a busy machine): quiet before it is
         # up says nothing about whether it is done.
-        await _wait(self.ready, self.load.limit)
+        await wait_until(self.ready, self.load.limit)
         last, quiet_since = self.activity(), time.monotonic()
         while time.monotonic() < deadline and not self.all_answered():
             await asyncio.sleep(0.2)
@@ -265,7 +266,7 @@ async def telegram_round(load: Load, workdir: Path, *, model_delay: float = 0.3)
         await bot.start()
         rnd = _Round(load, bot, model, ready, lambda: len(tg.calls), all_answered)
         try:
-            await _wait(rnd.ready, 60)  # people write to a bot that is up; start-up is not the point
+            await wait_until(rnd.ready, 60)  # people write to a bot that is up; start-up is not the point
             await asyncio.gather(_people(load, send, expected), rnd.killer())
             await rnd.settle()
         finally:
@@ -320,7 +321,7 @@ async def signal_round(load: Load, workdir: Path, *, model_delay: float = 0.3) -
         await bot.start()
         rnd = _Round(load, bot, model, lambda: fake.connected > 0, lambda: len(fake.sent), all_answered)
         try:
-            await _wait(rnd.ready, 60)  # people write to a bot that is up; start-up is not the point
+            await wait_until(rnd.ready, 60)  # people write to a bot that is up; start-up is not the point
             await asyncio.gather(_people(load, send, expected), rnd.killer())
             await rnd.settle()
         finally:
@@ -376,7 +377,7 @@ async def signal_loss_windows(
         try:
 
             async def attached_after(t0: float, within: float = 120) -> float:
-                ok = await _wait(lambda: any(e == "attach" and t > t0 for e, t in fake.attach_log), within, 0.005)
+                ok = await wait_until(lambda: any(e == "attach" and t > t0 for e, t in fake.attach_log), within, 0.005)
                 t1 = min((t for e, t in fake.attach_log if e == "attach" and t > t0), default=time.monotonic())
                 if traffic:
                     uid, number = signal_person(0)
@@ -395,7 +396,7 @@ async def signal_loss_windows(
                 up = next(t for e, t in reversed(fake.attach_log) if e == "up")
                 windows.service_restarts.append(await attached_after(up))
             for _ in range(bot_restarts):
-                await _wait(lambda: fake.connected > 0, 120)
+                await wait_until(lambda: fake.connected > 0, 120)
                 await asyncio.sleep(rng.uniform(0.2, 1.0))
                 await bot.kill()
                 t0 = bot.killed_at[-1]

@@ -147,3 +147,56 @@ async def test_signal_person_sees_the_last_edit_of_each_message() -> None:
         async with http.post(url, json={**body, "message": "second"}):
             pass
         assert fake.seen(ALICE_UUID) == ["Answer, complete", "second"]
+
+
+async def test_telegram_webhook_sends_one_chats_updates_in_turn_and_at_most_max_connections_at_once() -> None:
+    # As the Bot API server: a chat's next update waits for the answer to the one before it, other
+    # chats' go side by side up to setWebhook's max_connections, and a POST not answered in time
+    # counts as failed and is sent again (its first handling may still be running meanwhile).
+    in_flight: dict[int, int] = {}
+    overlaps: list[int] = []
+    seen: list[tuple[int, int]] = []
+    slow_once: set[int] = set()
+
+    async def hook(request: web.Request) -> web.Response:
+        update = json.loads(await request.read())
+        chat = update["message"]["chat"]["id"]
+        in_flight[chat] = in_flight.get(chat, 0) + 1
+        if in_flight[chat] > 1 and chat != 1:
+            overlaps.append(chat)
+        try:
+            if chat == 1 and update["update_id"] not in slow_once:
+                slow_once.add(update["update_id"])
+                await asyncio.sleep(0.6)  # longer than the fake's timeout: it must come again
+            else:
+                await asyncio.sleep(0.05)
+            seen.append((chat, update["update_id"]))
+            return web.Response(status=200)
+        finally:
+            in_flight[chat] -= 1
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    try:
+        async with FakeTelegram() as tg:
+            tg.webhook_retry_delay = 0.01
+            tg.webhook_timeout = 0.3
+            await call(tg, "setWebhook", url=f"http://127.0.0.1:{port}/hook", max_connections=3)
+            ids: dict[int, list[int]] = {}
+            for _ in range(3):
+                for chat in range(1, 7):
+                    tg.push_text(chat, "hi")
+                    ids.setdefault(chat, []).append(tg.pending_updates[-1]["update_id"])
+            await tg.wait_until(lambda: not tg.pending_updates, within=30)
+            most = tg.webhook_most_in_flight
+    finally:
+        await runner.cleanup()
+    assert 1 < most <= 3, "side by side, within max_connections"
+    assert overlaps == [], "one chat's updates one at a time"
+    for chat, wanted in ids.items():
+        assert list(dict.fromkeys(uid for c, uid in seen if c == chat)) == wanted, "each chat's in order"
+    assert len([c for c, _ in seen if c == 1]) == 6, "each of chat 1's timed out once and was sent again"

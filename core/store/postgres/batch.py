@@ -5,6 +5,12 @@ reach the batcher before it runs, so they commit as one transaction: either both
 Each write runs in its own savepoint, so one write refused (a constraint, a bad value) fails alone,
 while a failed commit fails every write of the batch. A batch that loses a deadlock or a
 serialization conflict against another process is rolled back whole and run again.
+
+One batch is in flight at a time; what arrives meanwhile waits for the next. Two batches of one
+process running side by side would take the same rows (a chat's intake record, a conversation's
+lock) in different orders — a burst of more than ``MAX_BATCH`` writes, or a chat's marks landing
+in consecutive batches — and deadlock, which PostgreSQL breaks only after ``deadlock_timeout``
+(1 s by default) while every write of both waits. In turn, the next batch simply grows.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ class WriteBatcher:
         self._pending: list[tuple[Write, asyncio.Future[Any]]] = []
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._running: asyncio.Task[None] | None = None
 
     async def run(self, write: Write) -> Any:
         """Run ``write(conn)`` inside a transaction; returns its result once committed."""
@@ -51,11 +58,17 @@ class WriteBatcher:
 
     def _start(self) -> None:
         self._scheduled = False
-        while self._pending:
-            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-            task = asyncio.ensure_future(self._flush(batch))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if self._running is not None or not self._pending:
+            return  # the batch in flight starts the next one when it is done
+        batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+        task = self._running = asyncio.ensure_future(self._flush(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._running = None
+        self._start()
 
     async def _flush(self, batch: list[tuple[Write, asyncio.Future[Any]]]) -> None:
         for attempt in range(RETRIES):

@@ -26,6 +26,7 @@ from psycopg.types.json import Jsonb
 
 from core.store.base import INTAKE_KEEP, INTAKE_RETENTION, IntakeRecord, StoreError
 from core.store.postgres.batch import RETRIES, RETRYABLE
+from core.store.postgres.claims import PostgresClaims, channel
 from core.store.postgres.pool import PostgresConnection, lock_key
 
 INTAKE_COLUMNS = ("key", "chat", "message", "received_at", "route", "seq", "status", "answer", "ref")
@@ -85,7 +86,7 @@ class PostgresIntake(PostgresConnection):
 
     async def _alone(self, write: Callable[[AsyncConnection], Awaitable[Any]]) -> Any:
         """Run ``write`` in a transaction of its own (see the module docstring); committed when it returns."""
-        async with self.connection() as conn:
+        async with self.connection(intake=True) as conn:
             for attempt in range(RETRIES):
                 try:
                     async with conn.transaction():
@@ -120,6 +121,33 @@ class PostgresIntake(PostgresConnection):
         ordered = sorted(lines.values(), key=lambda line: line[0].received_at)
         return [rec for line in ordered for rec in line]
 
+    # replicas (issue 16, core/replicas.py)
+
+    def replica_claims(self) -> PostgresClaims:
+        """This process's chats and the other replicas' word, on connections of their own."""
+        return PostgresClaims(self.url)
+
+    async def unfinished_in(self, chat: str) -> list[IntakeRecord]:
+        """The chat's records not yet delivered, in line order (read before each message is put in line)."""
+        async with self.connection(intake=True) as conn:
+            cur = await conn.execute(
+                f"SELECT {', '.join(INTAKE_COLUMNS)} FROM intake WHERE chat = %s AND {NOT_DELIVERED} ORDER BY seq",
+                (chat,),
+            )
+            return [_record(row) for row in await cur.fetchall()]
+
+    async def unfinished_chats(self, platform: str) -> list[str]:
+        """The platform's chats with a record not yet delivered."""
+        rows = await self._fetch(
+            f"SELECT DISTINCT chat FROM intake WHERE platform = %s AND {NOT_DELIVERED}", (platform,)
+        )
+        return [str(row[0]) for row in rows]
+
+    async def tell(self, kind: str, chat: str) -> None:
+        """Tell every replica ``kind`` (``intake``: a record to put in line; ``cancel``) about ``chat``."""
+        async with self.connection(intake=True) as conn:
+            await conn.execute("SELECT pg_notify(%s, %s)", (channel(self.url), f"{kind} {chat}"))
+
     async def mark_answered(self, chat: str, key: str, answer: list[dict[str, Any]]) -> None:
         """The answer is stored; its events stay until it is delivered (a delivered record stays so)."""
         await self._mark(chat, key, "status = 'answered', answer = %(answer)s", answer=Jsonb(answer))
@@ -141,9 +169,10 @@ class PostgresIntake(PostgresConnection):
     async def _mark(self, chat: str, key: str, sets: str, **values: Any) -> None:
         params = {"chat": chat, "key": key, **values}
 
-        async def write(conn: AsyncConnection) -> None:
+        # One statement in autocommit, not batched: a mark is what tells a replica taking the chat
+        # over what was sent, so it must land in one round trip, not wait behind a batch of other
+        # writes (nor join one that waits for a lock). Alone it holds one row: it cannot deadlock.
+        async with self.connection(intake=True) as conn:
             await conn.execute(
                 f"UPDATE intake SET {sets} WHERE chat = %(chat)s AND key = %(key)s AND {NOT_DELIVERED}", params
             )
-
-        await self._write(write)

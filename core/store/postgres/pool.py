@@ -21,6 +21,8 @@ from core.store.postgres.schema import MIGRATIONS, Migration, applied_migrations
 from core.store.postgres.url import StoreURL
 
 RECONNECT_SECONDS = 30.0
+INTAKE_POOL = 4
+"""Connections for the intake's records and marks, beside the store's pool."""
 
 
 async def lock_key(conn: AsyncConnection, kind: str, key: str) -> None:
@@ -50,6 +52,7 @@ class PostgresConnection:
         self._timeout = timeout
         self._migrations = tuple(migrations)
         self._pool: AsyncConnectionPool | None = None
+        self._intake_pool: AsyncConnectionPool | None = None
         self._batcher: WriteBatcher | None = None
         self.version = 0
         # False only for bulk work that can be re-run (``ferry store copy``): commits return before
@@ -64,12 +67,14 @@ class PostgresConnection:
     # plumbing
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[AsyncConnection]:
-        """A pooled connection in autocommit; connection failures become :class:`StoreError`."""
-        if self._pool is None:
+    async def connection(self, *, intake: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection in autocommit (``intake``: from the intake's own pool); connection
+        failures become :class:`StoreError`."""
+        pool = self._intake_pool if intake else self._pool
+        if pool is None:
             raise StoreError("the store is not open; call open() first")
         try:
-            async with self._pool.connection(timeout=self._timeout) as conn:
+            async with pool.connection(timeout=self._timeout) as conn:
                 yield conn
         except PoolTimeout as exc:
             raise StoreError(f"PostgreSQL at {self._url.display} does not answer: {exc}") from exc
@@ -106,11 +111,34 @@ class PostgresConnection:
                     await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self._url.schema}"')
             except psycopg.Error as exc:
                 raise StoreError(f"cannot create schema {self._url.schema} at {self._url.display}: {exc}") from exc
-        pool = AsyncConnectionPool(
+        pool = self._make_pool("ferry-store", self._pool_size)
+        # The intake's records and marks get connections of their own: they are what the messenger's
+        # acknowledgement and a replica's takeover wait for, so they must not queue behind the
+        # turns' reads and writes (a mark queued there is a window in which a SIGKILL leaves an
+        # answer that was sent looking unsent to the replica that takes the chat over).
+        intake_pool = self._make_pool("ferry-intake", INTAKE_POOL)
+        try:
+            await pool.open(wait=True, timeout=self._timeout)
+            async with pool.connection(timeout=self._timeout) as conn:
+                self.version = await migrate(conn, self._migrations)
+            await intake_pool.open(wait=True, timeout=self._timeout)
+        except StoreError:
+            await pool.close()
+            await intake_pool.close()
+            raise
+        except (psycopg.Error, PoolTimeout) as exc:
+            await pool.close()
+            await intake_pool.close()
+            raise StoreError(f"cannot open the PostgreSQL store at {self._url.display}: {exc}") from exc
+        self._pool, self._intake_pool = pool, intake_pool
+        self._batcher = WriteBatcher(pool)
+
+    def _make_pool(self, name: str, size: int) -> AsyncConnectionPool:
+        return AsyncConnectionPool(
             self._url.conninfo,
             kwargs={"autocommit": True, **self._connect_kwargs()},
             min_size=1,
-            max_size=self._pool_size,
+            max_size=size,
             open=False,
             # A connection broken by a server restart is noticed and replaced before use; lost
             # connections are re-made with exponential back-off (the pool's own: 1, 2, 4 … s). The
@@ -118,20 +146,8 @@ class PostgresConnection:
             # the next request, which keeps the wait between two attempts under ~16 s in a long outage.
             check=AsyncConnectionPool.check_connection,
             reconnect_timeout=RECONNECT_SECONDS,
-            name="ferry-store",
+            name=name,
         )
-        try:
-            await pool.open(wait=True, timeout=self._timeout)
-            async with pool.connection(timeout=self._timeout) as conn:
-                self.version = await migrate(conn, self._migrations)
-        except StoreError:
-            await pool.close()
-            raise
-        except (psycopg.Error, PoolTimeout) as exc:
-            await pool.close()
-            raise StoreError(f"cannot open the PostgreSQL store at {self._url.display}: {exc}") from exc
-        self._pool = pool
-        self._batcher = WriteBatcher(pool)
 
     def _connect_kwargs(self) -> dict[str, str]:
         kwargs = dict(self._url.connect_kwargs)
@@ -148,12 +164,13 @@ class PostgresConnection:
 
     async def close(self) -> None:
         """Wait for writes in flight, then close every connection."""
-        pool, batcher = self._pool, self._batcher
-        self._pool = self._batcher = None
+        pool, intake_pool, batcher = self._pool, self._intake_pool, self._batcher
+        self._pool = self._intake_pool = self._batcher = None
         if batcher is not None:
             await batcher.drain()
-        if pool is not None:
-            await pool.close()
+        for each in (pool, intake_pool):
+            if each is not None:
+                await each.close()
 
     async def schema(self) -> dict[str, Any]:
         """The schema version and applied migration names (as the TinyDB store's ``schema``)."""
