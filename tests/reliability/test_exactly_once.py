@@ -15,7 +15,7 @@ import signal
 from pathlib import Path
 
 from tests.fakes.telegram_server import Call, FakeTelegram
-from tests.reliability.harness import BotProcess, _wait, base_env
+from tests.reliability.harness import BotProcess, base_env, wait_until
 from tests.reliability.model import SlowModel, answer_for
 
 PERSON = 5001
@@ -51,7 +51,7 @@ async def _round(
 
         async def kill_once_answered(pid: int) -> None:
             intake = tmp_path / "data" / "intake"
-            await _wait(lambda: any('"status":"answered"' in f.read_text() for f in intake.rglob("*.json")), 60)
+            await wait_until(lambda: any('"status":"answered"' in f.read_text() for f in intake.rglob("*.json")), 60)
             os.kill(pid, signal.SIGKILL)
 
         if answered_first:
@@ -76,8 +76,8 @@ async def _round(
             return any(c.at > restarted and c.method in methods and int(c.params["chat_id"]) == chat for c in tg.calls)
 
         try:
-            assert await _wait(touched, 60)
-            assert await _wait(lambda: answer in tg.log(chat).texts, 60)
+            assert await wait_until(touched, 60)
+            assert await wait_until(lambda: answer in tg.log(chat).texts, 60)
             await asyncio.sleep(2.0)  # a second copy would come now
         finally:
             await bot.stop()
