@@ -75,7 +75,9 @@ class Assistant:
         self.registry = Registry()
         self._cancels: dict[str, asyncio.Event] = {}
         self._lines = ChatLines()
-        self._intake = Intake(store, self._lines, self._received, clock, retry=delivery_retry)
+        self._intake = Intake(
+            store, self._lines, self._received, clock, retry=delivery_retry, data_dir=settings.data_dir
+        )
         answerer = Answerer(
             self.services, model, self._metrics, self.registry, self._cancels, self._intake.undelivered
         )

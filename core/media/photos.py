@@ -51,7 +51,7 @@ class Photos:
         if over is not None:
             yield self.too_large(lang, over)
             return
-        loaded = [a.data for a in photos if a.data is not None]
+        loaded = [a for a in photos if a.fetched]
         if not loaded:
             return  # not fetched: the input stage answers
         model = self.model_name(request)
@@ -59,7 +59,7 @@ class Photos:
             yield self._s.notice(lang, "media.cannot_see", model=model)
             return
         try:
-            prepared = [await asyncio.to_thread(images.prepare, data) for data in loaded]
+            prepared = [await asyncio.to_thread(_prepared, a) for a in loaded]
         except images.BadImage as exc:
             log.info("image from %s refused: %s", request.msg.sender, exc.reason)
             yield self._s.notice(lang, f"media.image_{exc.reason}")
@@ -78,6 +78,11 @@ class Photos:
         assert limit is not None
         size = megabytes(attachment.size or limit.size + 1)
         return self._s.notice(lang, f"media.limit_{limit.name}", size=size, limit=megabytes(limit.size))
+
+
+def _prepared(photo: Attachment) -> bytes:
+    """A photo ready to send (read from its spool file if spooled); in a worker thread."""
+    return images.prepare(photo.read())
 
 
 async def keep_unanswered(services: Services, request: Request, content: str) -> None:

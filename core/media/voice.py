@@ -9,6 +9,7 @@ its own sentence, and nothing is stored for them.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -71,7 +72,7 @@ class Voice:
     async def read(self, request: Request) -> AsyncIterator[ReplyEvent | Request]:
         """A voice note or audio file as its transcript; nothing when the message has none."""
         audio = next((a for a in request.msg.attachments if a.kind in ("voice", "audio")), None)
-        if audio is None or (audio.data is None and audio.over_limit is None):
+        if audio is None or (not audio.fetched and audio.over_limit is None):
             return  # not fetched for another reason: the input stage answers it
         lang = request.lang
         if audio.over_limit is not None:
@@ -95,12 +96,12 @@ class Voice:
         yield dataclasses.replace(request, text=question)
 
     async def _transcribe(self, request: Request, audio: Attachment) -> str | Notice:
-        assert audio.data is not None
         lang = request.lang
         model = self._s.settings.transcription_model
         try:
+            data = await asyncio.to_thread(audio.read)  # from the spool file, off the event loop
             async with self._source() as transcriber:
-                transcript = await transcriber.transcribe(audio.data, audio.mime_type, lang)
+                transcript = await transcriber.transcribe(data, audio.mime_type, lang)
         except CorruptAudio as exc:
             log.info("audio from %s could not be decoded: %s", request.msg.sender, exc)
             return self._s.notice(lang, "media.audio_corrupt")
