@@ -1,14 +1,15 @@
 """Files streamed from a messenger's server into the spool (:mod:`core.media.spool`), never whole in memory.
 
 Both adapters fetch attachments this way: the Telegram Bot API's ``/file/bot<token>/<path>`` and
-signal-cli-rest-api's ``/v1/attachments/{id}``. The file is flushed to disk before it is handed
-on, since the intake record names it: a process killed after recording still has it.
+signal-cli-rest-api's ``/v1/attachments/{id}``. The file is written whole before it is handed on,
+since the intake record names it: a process killed after recording still has it (the page cache
+outlives the process). No fsync of its own on the way to the first answer: the TinyDB store's
+group commit flushes the data folder's whole file system (``syncfs``) when it makes the record
+durable, and the spool is in that folder.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
 from pathlib import Path
 
 import aiohttp
@@ -44,8 +45,6 @@ async def stream_to_file(
                     if written > limit:
                         raise DownloadFailed(f"larger than {limit} bytes")
                     out.write(chunk)
-                out.flush()
-                await asyncio.to_thread(os.fsync, out.fileno())
             return written
     except BaseException as err:
         path.unlink(missing_ok=True)  # noqa: ASYNC240 (one unlink, on failure)
