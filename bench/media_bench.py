@@ -206,14 +206,16 @@ class Bench:
             v = speech(f"please remind me to call the plumber tomorrow morning at nine, bench chat {chat}")
             voices[chat] = v + b"\0" * (VOICE_BYTES - len(v))
         pdfs = {2_000_000 + i: _pdf(20, f"bench chat {2_000_000 + i}") for i in range(CHATS)}
-        phases: list[tuple[str, Callable[[int], object], int]] = [
-            ("voice note of 30 s", lambda c: self.tg.push_voice(c, voices[c], duration=30), 2),
-            ("20-page PDF + question", lambda c: self.tg.push_document(c, f"report-{c}.pdf", pdfs[c],
-                                                                       caption="summarise"), 2),
+        phases: list[tuple[str, str, Callable[[int], object], int]] = [
+            ("voice", "voice note of 30 s", lambda c: self.tg.push_voice(c, voices[c], duration=30), 2),
+            ("pdf", "20-page PDF + question", lambda c: self.tg.push_document(c, f"report-{c}.pdf", pdfs[c],
+                                                                              caption="summarise"), 2),
         ]  # fmt: skip
         bot = await self.started("latency")
         try:
-            for (label, send, per_turn), base in zip(phases, (1_000_000, 2_000_000), strict=True):
+            for (name, label, send, per_turn), base in zip(phases, (1_000_000, 2_000_000), strict=True):
+                if name not in self.args.phases:
+                    continue
                 own: list[float] = []
                 cpu0, start = _cpu_seconds(bot.proc.pid), time.perf_counter()
                 await asyncio.gather(*(self.person(base + i, send, per_turn, own) for i in range(CHATS)))
@@ -267,7 +269,7 @@ class Bench:
                 f"FERRY_MODEL_RETRIES=0  model: fake, answers and transcribes at once; {_load()}",
                 flush=True,
             )
-            if "latency" in self.args.phases:
+            if "voice" in self.args.phases or "pdf" in self.args.phases:
                 await self.latency_phases()
             if "memory" in self.args.phases:
                 await self.memory_phase()
@@ -283,7 +285,7 @@ class Bench:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=10, help="messages each chat sends per phase")
-    parser.add_argument("--phases", default="latency,memory")
+    parser.add_argument("--phases", default="voice,pdf,memory", help="comma-separated: voice, pdf, memory")
     parser.add_argument(
         "--send-rate", type=float, default=30.0,
         help="FERRY_TELEGRAM_SEND_RATE (30, Telegram's limit, as users run it)",

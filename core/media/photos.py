@@ -64,6 +64,7 @@ class Photos:
             log.info("image from %s refused: %s", request.msg.sender, exc.reason)
             yield self._s.notice(lang, f"media.image_{exc.reason}")
             return
+        await request.recorded()  # saved for the conversation: once the message is surely new
         data_dir = self._s.settings.data_dir
         links = [await asyncio.to_thread(images.save, data_dir, request.scope, jpeg) for jpeg in prepared]
         if not request.text:
@@ -88,6 +89,7 @@ def _prepared(photo: Attachment) -> bytes:
 async def keep_unanswered(services: Services, request: Request, content: str) -> None:
     """Store a message without a question (photos, a document) in the active conversation,
     unanswered: the person's next text asks about it (consecutive messages form one turn)."""
+    await request.recorded()
     store, now = services.store, services.clock()
     current = await store.list_conversations(request.scope, 1)
     conv = current[0] if current else ConversationRecord(uuid.uuid4().hex[:16], request.scope, created_at=now)

@@ -17,7 +17,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from core.llm import ModelError
 from core.media.limits import megabytes
-from core.media.transcribe import CorruptAudio, OpenAITranscriber, Transcriber
+from core.media.transcribe import CorruptAudio, OpenAITranscriber, Transcriber, Transcript
 from core.registry import Registry
 from core.request import Request
 from core.services import Services
@@ -82,20 +82,22 @@ class Voice:
         if refusal is not None:
             yield refusal
             return
-        failure = await self._transcribe(request, audio)
-        if isinstance(failure, Notice):
-            yield failure
+        transcript = await self._transcribe(request, audio)
+        if isinstance(transcript, Notice):
+            yield transcript
             return
-        text = failure
+        text = transcript.text
+        if text and transcripts_shown(request.user):
+            yield Notice(self._s.texts.get(lang, "media.transcript", text=quoted(text)))
+        # Counted once the person sees what was understood: the usage write is not in its way.
+        await self._account(request, audio, transcript.seconds)
         if not text:
             yield self._s.notice(lang, "media.no_speech")
             return
-        if transcripts_shown(request.user):
-            yield Notice(self._s.texts.get(lang, "media.transcript", text=quoted(text)))
         question = f"{request.text}\n\n{text}" if request.text else text
         yield dataclasses.replace(request, text=question)
 
-    async def _transcribe(self, request: Request, audio: Attachment) -> str | Notice:
+    async def _transcribe(self, request: Request, audio: Attachment) -> Transcript | Notice:
         lang = request.lang
         model = self._s.settings.transcription_model
         try:
@@ -110,11 +112,11 @@ class Voice:
             kind = exc.kind if exc.kind in _MODEL_ERRORS else "transcription"
             key = "media.transcription_failed" if kind == "transcription" else f"error.{kind}"
             return self._s.notice(lang, key, model=model)
-        await self._account(request, audio, transcript.seconds)
-        return transcript.text
+        return transcript
 
     async def _account(self, request: Request, audio: Attachment, reported: float | None) -> None:
         """Record the transcription's cost: the audio's minutes at the catalogue's price."""
+        await request.recorded()
         seconds = reported or audio.duration or 0.0
         model = self._s.settings.transcription_model
         cost = seconds / 60 * self._s.catalogue.get(model).audio_price
