@@ -147,7 +147,10 @@ class Bench:
         self.busy: dict[int, list[tuple[float, float]]] = defaultdict(list)
         self.ai = _timed_openai(self.busy)
         self.clock = Clock()
+        self.to_fetch: list[float] = []  # update available -> the bot asks for its file (getFile)
         self.finals: dict[int, int] = {}
+        self.file_chat: dict[str, int] = {}  # file_id -> chat, to see when the bot asked for it
+        self.fetched_at: dict[int, float] = {}
         self.wanted: dict[int, int] = {}
 
     def env(self, data_dir: Path) -> dict[str, str]:
@@ -161,6 +164,8 @@ class Bench:
         return env
 
     def on_call(self, call: Any) -> None:
+        if call.method == "getFile" and call.params.get("file_id") in self.file_chat:
+            self.fetched_at.setdefault(self.file_chat[call.params["file_id"]], time.perf_counter())
         if call.method in ("sendMessageDraft", "sendMessage"):
             chat = int(call.params["chat_id"])
             if call.method == "sendMessage":
@@ -172,11 +177,17 @@ class Bench:
         self.finals[chat] = 0
         self.wanted[chat] = messages
         self.busy[chat].clear()
+        self.fetched_at.pop(chat, None)
         done = self.clock.push(chat)
-        send(chat)
+        msg = send(chat)
+        media = (msg.get("voice") or msg.get("document") or {}) if isinstance(msg, dict) else {}
+        if "file_id" in media:
+            self.file_chat[media["file_id"]] = chat
         await asyncio.wait_for(done.wait(), 120)
         pushed = self.clock.pushed_at[chat]
         out.append(own_time(pushed, self.clock.first_at[chat], self.busy[chat]))
+        if chat in self.fetched_at:
+            self.to_fetch.append(self.fetched_at[chat] - pushed)
 
     async def person(self, chat: int, send: Callable[[int], object], messages: int, out: list[float]) -> None:
         """One person sending ``--rounds`` messages, each once the previous one is answered."""
@@ -217,6 +228,7 @@ class Bench:
                 if name not in self.args.phases:
                     continue
                 own: list[float] = []
+                self.to_fetch.clear()
                 cpu0, start = _cpu_seconds(bot.proc.pid), time.perf_counter()
                 await asyncio.gather(*(self.person(base + i, send, per_turn, own) for i in range(CHATS)))
                 seconds = time.perf_counter() - start
@@ -227,6 +239,12 @@ class Bench:
                     f"(n={len(own)}; bot CPU {cpu:4.0%}; {_load()})",
                     flush=True,
                 )
+                if self.to_fetch:
+                    print(
+                        f"{'':<24} of which update -> getFile median {_ms(self.to_fetch, 0.5):6.1f} ms  "
+                        f"p99 {_ms(self.to_fetch, 0.99):6.1f} ms",
+                        flush=True,
+                    )
                 self.tg.sent.clear()
                 self.tg.calls.clear()
         finally:
