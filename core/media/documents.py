@@ -29,7 +29,7 @@ from core.media.photos import keep_unanswered
 from core.registry import Registry
 from core.request import Request
 from core.services import Services
-from core.types import Attachment, ReplyEvent
+from core.types import Attachment, ReplyEvent, StreamStart
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +205,7 @@ class Documents:
         if kind is None:
             yield self._s.notice(lang, "media.doc_unknown_type", name=name)
             return
+        yield StreamStart()  # the person sees the bot at work (typing, a thinking draft) at once
         framing = len(request.text) + len(name) + NOTE_ROOM
         budget = max(self._s.settings.max_message_chars - framing, 500)
         try:

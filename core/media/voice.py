@@ -22,7 +22,7 @@ from core.registry import Registry
 from core.request import Request
 from core.services import Services
 from core.store.base import UsageRecord, UserRecord
-from core.types import Attachment, Notice, ReplyEvent
+from core.types import Attachment, Notice, ReplyEvent, StreamStart
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,7 @@ class Voice:
         if refusal is not None:
             yield refusal
             return
+        yield StreamStart()  # the person sees the bot at work (typing, a thinking draft) at once
         transcript = await self._transcribe(request, audio)
         if isinstance(transcript, Notice):
             yield transcript
