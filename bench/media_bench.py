@@ -132,6 +132,14 @@ def _peak_rss_mb(pid: int) -> tuple[float, float]:
     return int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
 
 
+def _children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (the document readers)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
 def _load() -> str:
     one, five, _ = os.getloadavg()
     return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} CPUs"
@@ -272,10 +280,12 @@ class Bench:
 
             await asyncio.gather(*(self.turn(3_000_000 + i, send, 2, own) for i in range(BIG_DOCUMENTS)))
             now, peak = _peak_rss_mb(bot.proc.pid)
+            helpers = [_peak_rss_mb(pid)[1] for pid in _children(bot.proc.pid)]
             print(
                 f"{BIG_DOCUMENTS} concurrent {len(big) / 1e6:.0f} MB PDFs: peak RSS {peak:.0f} MB "
-                f"(idle before {idle:.0f} MB, after {now:.0f} MB); first visible text p99 {_ms(own, 0.99):.0f} ms "
-                f"({_load()})",
+                f"(idle before {idle:.0f} MB, after {now:.0f} MB); its document readers' peak RSS "
+                f"{' + '.join(f'{h:.0f}' for h in helpers) or 'none'} MB; first visible text p99 "
+                f"{_ms(own, 0.99):.0f} ms ({_load()})",
                 flush=True,
             )
         finally:
