@@ -82,11 +82,18 @@ async def signal(assistant: Assistant) -> AsyncIterator[FakeSignalServer]:
             startup_backoff=SIGNAL_FAST,
             reconnect_backoff=SIGNAL_FAST,
             typing_refresh=3600,
+            spool=Spool.of(assistant.settings.data_dir, "signal"),  # as ``ferry signal`` runs
         )
         await adapter.start()
         await fake.wait_connected()
         yield fake
         await adapter.stop()
+
+
+def spooled_files(assistant: Assistant, platform: str) -> list[Path]:
+    """The received files still in the messenger's spool (core/media/spool.py)."""
+    folder = Spool.of(assistant.settings.data_dir, platform).root
+    return sorted(folder.iterdir()) if folder.is_dir() else []
 
 
 async def stored_user_texts(assistant: Assistant) -> list[str]:
