@@ -15,6 +15,7 @@ import asyncio
 import dataclasses
 import io
 import logging
+import os
 import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ MAX_UNPACKED = 100 * 1024 * 1024
 MAX_RATIO = 100
 READERS = 2
 """Documents read at once (a worker thread each); more wait their turn, bounding memory and CPU."""
+IN_MEMORY = 4 * 1024 * 1024
+"""A spooled document up to this size is read into memory before extraction."""
 NOTE_ROOM = 400  # characters kept free for the framing and the cut note
 TEXT_TYPES = (
     ".md", ".markdown", ".csv", ".tsv", ".json", ".xml", ".yaml", ".yml", ".toml", ".ini", ".log", ".rst",
@@ -89,8 +92,16 @@ Source = bytes | str
 
 
 def _opened(source: Source) -> BinaryIO:
-    """A stream over the bytes or the file; pypdf reads a stream as it goes (a path it reads whole)."""
-    return io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
+    """A stream over the bytes or the file. A file up to :data:`IN_MEMORY` is read whole first
+    (pypdf's many small seeks and reads cost more on a file); a larger one is read as the reader
+    goes (pypdf, given a path, would read it whole), so memory stays within READERS x IN_MEMORY."""
+    if isinstance(source, bytes):
+        return io.BytesIO(source)
+    stream = open(source, "rb")  # noqa: SIM115 (closed by the caller's ``with``)
+    if os.fstat(stream.fileno()).st_size > IN_MEMORY:
+        return stream
+    with stream:
+        return io.BytesIO(stream.read())
 
 
 def _pdf(source: Source, budget: int) -> Extract:
