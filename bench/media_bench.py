@@ -1,46 +1,54 @@
-"""Benchmark of voice notes and documents through ``ferry telegram`` (issue 15), over loopback HTTP.
+"""Benchmark of voice notes and documents through ``ferry telegram`` (issue 15), as people run it.
 
-The fake Bot API and the fake OpenAI server (transcribing and answering at once, so the figures
-are Ferry's own time, not the provider's) run in a child process with the driver playing the
-people; this process runs only the bot (real python-telegram-bot, the real Assistant, the real
-openai client), so its peak memory is the bot's own.
+The installed ``ferry telegram`` runs as a child process with the default store (TinyDB in a fresh
+data folder on disk, not tmpfs) and reaches the fake Bot API and the fake OpenAI server in this
+process on 127.0.0.1; this process also plays the people. The header prints the configuration.
 
 Phases:
 
-1. ``voice``: 20 chats each send voice notes of 30 s (60 KB of OGG/Opus), one after another;
-   latency = from the update being available to the first text the person sees (the quoted
-   transcript), median and p99.
-2. ``pdf``: 20 chats each send a 20-page PDF with a question; latency to the first visible text
-   (the cut note or the answer's first draft).
-3. ``memory``: 10 chats send a 20 MB document each at the same moment; the bot process's peak
-   RSS (``ru_maxrss``) before and after.
+1. ``voice``: 20 chats each send voice notes of 30 s (60 KB of OGG/Opus), one after another.
+2. ``pdf``: 20 chats each send a 20-page PDF with a question.
 
-Run: ``.venv/bin/python -m bench.media_bench [--rounds 10]``
+For each message, Ferry's own time is from the update being available in ``getUpdates`` to the
+first text the person sees (``sendMessage`` or ``sendMessageDraft``, Telegram's "thinking" draft
+included) *minus* the time a provider request of that chat was in the fake OpenAI server (its own
+timestamps: from the request read to the response written), so the provider's transcription and
+answer time are excluded. Median and p99 are printed, and the same for the first words (the quoted
+transcript, the cut note: a message or a draft with text), and the wait from the update to the
+bot asking for its file (``getFile``).
+
+3. ``memory``: a fresh ``ferry telegram`` process; 10 chats send a 20 MB document each at the same
+   moment; the process's peak RSS (``VmHWM`` in ``/proc/PID/status``) before and after.
+
+Run: ``.venv/bin/python -m bench.media_bench [--rounds 10] [--send-rate 30]``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import multiprocessing as mp
+import io
 import os
-import resource
+import re
+import statistics
 import tempfile
 import time
-from multiprocessing.connection import Connection
+from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.telegram_bench import Clock, RunResult
+from bench.datadir import describe, disk_folder
+from bench.telegram_bench import Clock
 
 VOICE_BYTES = 60_000  # 30 s of Telegram's OGG/Opus voice at ~16 kbit/s
 CHATS = 20
 BIG_DOCUMENTS = 10
 BIG_SIZE = 20 * 1000 * 1000  # under the cloud Bot API's 20 MB download limit
+TAG = re.compile(rb"bench chat (\d+)")
 
 
-def _pdf(pages: int, chars_per_page: int = 1800, padding: int = 0) -> bytes:
+def _pdf(pages: int, marker: str, chars_per_page: int = 1800, padding: int = 0) -> bytes:
     from pypdf import PdfWriter
     from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
@@ -53,7 +61,7 @@ def _pdf(pages: int, chars_per_page: int = 1800, padding: int = 0) -> bytes:
         }
     )
     font_ref = writer._add_object(font)
-    line = ("lorem ipsum dolor sit amet " * 100)[:chars_per_page]
+    line = (f"{marker} " + "lorem ipsum dolor sit amet " * 100)[:chars_per_page]
     for _ in range(pages):
         page = writer.add_blank_page(612, 792)
         stream = DecodedStreamObject()
@@ -66,130 +74,262 @@ def _pdf(pages: int, chars_per_page: int = 1800, padding: int = 0) -> bytes:
         blob = DecodedStreamObject()
         blob.set_data(os.urandom(padding))
         writer._add_object(blob)
-    out = __import__("io").BytesIO()
+    out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
 
 
-def _servers_main(conn: Connection, rounds: int) -> None:
-    asyncio.run(_servers(conn, rounds))
+def _timed_openai(busy: dict[int, list[tuple[float, float]]]) -> Any:
+    """The fake OpenAI server, noting per chat when each request was in it (read → answered)."""
+    from aiohttp import web
 
-
-async def _servers(conn: Connection, rounds: int) -> None:
-    from tests.fakes.openai_media import speech
     from tests.fakes.openai_server import FakeOpenAI
-    from tests.fakes.telegram_server import Call, FakeTelegram
 
-    tg = FakeTelegram()
+    @web.middleware
+    async def timing(request: web.Request, handler: Any) -> web.StreamResponse:
+        # A chat request names the chat; a transcription's answer does (its multipart body is
+        # read by the handler from the stream, so it is not read here).
+        chat = request.path.endswith("/chat/completions")
+        body = await request.read() if chat else b""  # kept by aiohttp for the handler
+        start = time.perf_counter()
+        response: web.StreamResponse = await handler(request)
+        answer = getattr(response, "body", None)
+        found = TAG.search(body) or (TAG.search(answer) if isinstance(answer, bytes) else None)
+        if found is not None:
+            busy[int(found.group(1))].append((start, time.perf_counter()))
+        return response
+
     ai = FakeOpenAI(chunk_size=4096, record=False)
-    await tg.start()
-    await ai.start()
-    conn.send((tg.root, ai.base_url, tg.token))
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, conn.recv)  # the bot is polling
+    ai.middlewares.append(timing)
+    return ai
 
-    clock = Clock()
-    finals: dict[int, int] = {}
-    wanted: dict[int, int] = {}
 
-    def on_call(call: Call) -> None:
+def own_time(pushed: float, shown: float, busy: list[tuple[float, float]]) -> float:
+    """``shown - pushed`` less the time within it that a provider request was being served."""
+    spans = sorted((max(a, pushed), min(b, shown)) for a, b in busy if b > pushed and a < shown)
+    provider, reach = 0.0, pushed
+    for a, b in spans:
+        a = max(a, reach)
+        if b > a:
+            provider += b - a
+            reach = b
+    return shown - pushed - provider
+
+
+def _ms(values: list[float], q: float) -> float:
+    v = sorted(values)
+    return (statistics.median(v) if q == 0.5 else v[min(len(v) - 1, int(len(v) * q))]) * 1000
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _peak_rss_mb(pid: int) -> tuple[float, float]:
+    """(RSS now, peak RSS) of a process, in MB."""
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (the document readers)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def _load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} CPUs"
+
+
+class Bench:
+    """The fakes, the people and one ``ferry telegram`` process at a time."""
+
+    def __init__(self, args: argparse.Namespace, data_root: Path) -> None:
+        from tests.fakes.telegram_server import FakeTelegram
+
+        self.args = args
+        self.data_root = data_root
+        self.tg = FakeTelegram()
+        self.busy: dict[int, list[tuple[float, float]]] = defaultdict(list)
+        self.ai = _timed_openai(self.busy)
+        self.clock = Clock()
+        self.to_fetch: list[float] = []  # update available -> the bot asks for its file (getFile)
+        self.words: list[float] = []  # Ferry's own time to the first words (not a "thinking" draft)
+        self.finals: dict[int, int] = {}
+        self.file_chat: dict[str, int] = {}  # file_id -> chat, to see when the bot asked for it
+        self.fetched_at: dict[int, float] = {}
+        self.words_at: dict[int, float] = {}  # the first message or draft with words in it
+        self.wanted: dict[int, int] = {}
+
+    def env(self, data_dir: Path) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("FERRY_", "TELEGRAM_", "SIGNAL_", "OPENAI_"))}
+        env.update(
+            TELEGRAM_BOT_TOKEN=self.tg.token, TELEGRAM_API_URL=self.tg.root, OPENAI_BASE_URL=self.ai.base_url,
+            OPENAI_API_KEY="sk-bench", FERRY_MODEL="fake-model", FERRY_DATA_DIR=str(data_dir), FERRY_ACCESS="open",
+            FERRY_RATE_PER_MINUTE="1000000", FERRY_MODEL_RETRIES="0", FERRY_LOG_LEVEL="WARNING",
+            FERRY_TELEGRAM_SEND_RATE=f"{self.args.send_rate:g}", PYTHONUNBUFFERED="1",
+        )  # fmt: skip
+        return env
+
+    def on_call(self, call: Any) -> None:
+        if call.method == "getFile" and call.params.get("file_id") in self.file_chat:
+            self.fetched_at.setdefault(self.file_chat[call.params["file_id"]], time.perf_counter())
         if call.method in ("sendMessageDraft", "sendMessage"):
             chat = int(call.params["chat_id"])
+            if call.method == "sendMessage" or call.params.get("text"):
+                self.words_at.setdefault(chat, time.perf_counter())
             if call.method == "sendMessage":
-                finals[chat] = finals.get(chat, 0) + 1
-            clock.output(chat, final=finals.get(chat, 0) >= wanted.get(chat, 1))
+                self.finals[chat] = self.finals.get(chat, 0) + 1
+            self.clock.output(chat, final=self.finals.get(chat, 0) >= self.wanted.get(chat, 1))
 
-    tg.listeners.append(on_call)
-    voice = speech("please remind me to call the plumber tomorrow morning at nine")
-    voice += b"\0" * (VOICE_BYTES - len(voice))
-    document = _pdf(20)
+    async def turn(self, chat: int, send: Callable[[int], object], messages: int, out: list[float]) -> None:
+        """One message of ``chat``, waited for until ``messages`` messages were sent back."""
+        self.finals[chat] = 0
+        self.wanted[chat] = messages
+        self.busy[chat].clear()
+        self.fetched_at.pop(chat, None)
+        self.words_at.pop(chat, None)
+        done = self.clock.push(chat)
+        msg = send(chat)
+        media = (msg.get("voice") or msg.get("document") or {}) if isinstance(msg, dict) else {}
+        if "file_id" in media:
+            self.file_chat[media["file_id"]] = chat
+        await asyncio.wait_for(done.wait(), 120)
+        pushed = self.clock.pushed_at[chat]
+        out.append(own_time(pushed, self.clock.first_at[chat], self.busy[chat]))
+        self.words.append(own_time(pushed, self.words_at[chat], self.busy[chat]))
+        if chat in self.fetched_at:
+            self.to_fetch.append(self.fetched_at[chat] - pushed)
 
-    async def person(chat: int, send: Any, messages_per_turn: int, latencies: list[float]) -> None:
-        for _ in range(rounds):
-            finals[chat] = 0
-            wanted[chat] = messages_per_turn
-            done = clock.push(chat)
-            send(chat)
-            await done.wait()
-            latencies.append(clock.latency(chat))
+    async def person(self, chat: int, send: Callable[[int], object], messages: int, out: list[float]) -> None:
+        """One person sending ``--rounds`` messages, each once the previous one is answered."""
+        for _ in range(self.args.rounds):
+            await self.turn(chat, send, messages, out)
 
-    phases: list[tuple[str, Any, int, int]] = [
-        ("voice note of 30 s, 20 chats", lambda c: tg.push_voice(c, voice, duration=30), 2, 1_000_000),
-        ("20-page PDF, 20 chats", lambda c: tg.push_document(c, "report.pdf", document, caption="summarise"), 2,
-         2_000_000),
-    ]  # fmt: skip
-    for label, send, per_turn, base in phases:
-        start, cpu0 = time.perf_counter(), time.process_time()
-        latencies: list[float] = []
-        await asyncio.gather(*(person(base + i, send, per_turn, latencies) for i in range(CHATS)))
-        conn.send((label, len(latencies), time.perf_counter() - start, latencies, time.process_time() - cpu0))
-        tg.sent.clear()
-        tg.calls.clear()
+    async def started(self, name: str) -> Any:
+        from tests.reliability.harness import BotProcess
 
-    big = _pdf(20, padding=BIG_SIZE - 60_000)
-    start, cpu0 = time.perf_counter(), time.process_time()
-    latencies = []
-    clock.clear()
+        data_dir = self.data_root / name
+        bot = BotProcess("telegram", self.env(data_dir), self.data_root / f"{name}.log")
+        await bot.start()
+        deadline = time.monotonic() + 60
+        while not any(c.method == "getUpdates" and c.at > bot.started_at for c in self.tg.calls[-20:]):
+            if time.monotonic() > deadline or (bot.proc is not None and bot.proc.returncode is not None):
+                raise RuntimeError(f"ferry telegram did not start; see {self.data_root / f'{name}.log'}")
+            await asyncio.sleep(0.05)
+        return bot
 
-    async def one(chat: int) -> None:
-        finals[chat] = 0
-        wanted[chat] = 2
-        done = clock.push(chat)
-        tg.push_document(chat, "big.pdf", big, caption="what is this about?")
-        await done.wait()
-        latencies.append(clock.latency(chat))
+    async def latency_phases(self) -> None:
+        from tests.fakes.openai_media import speech
 
-    await asyncio.gather(*(one(3_000_000 + i) for i in range(BIG_DOCUMENTS)))
-    label = f"{BIG_DOCUMENTS} concurrent {len(big) / 1e6:.0f} MB PDFs"
-    conn.send((label, len(latencies), time.perf_counter() - start, latencies, time.process_time() - cpu0))
-    conn.send(None)
-    await loop.run_in_executor(None, conn.recv)
-    await ai.close()
-    await tg.stop()
+        rounds = self.args.rounds
+        voices = {}
+        for i in range(CHATS):
+            chat = 1_000_000 + i
+            v = speech(f"please remind me to call the plumber tomorrow morning at nine, bench chat {chat}")
+            voices[chat] = v + b"\0" * (VOICE_BYTES - len(v))
+        pdfs = {2_000_000 + i: _pdf(20, f"bench chat {2_000_000 + i}") for i in range(CHATS)}
+        phases: list[tuple[str, str, Callable[[int], object], int]] = [
+            ("voice", "voice note of 30 s", lambda c: self.tg.push_voice(c, voices[c], duration=30), 2),
+            ("pdf", "20-page PDF + question", lambda c: self.tg.push_document(c, f"report-{c}.pdf", pdfs[c],
+                                                                              caption="summarise"), 2),
+        ]  # fmt: skip
+        bot = await self.started("latency")
+        try:
+            for (name, label, send, per_turn), base in zip(phases, (1_000_000, 2_000_000), strict=True):
+                if name not in self.args.phases:
+                    continue
+                own: list[float] = []
+                self.to_fetch.clear()
+                self.words.clear()
+                cpu0, start = _cpu_seconds(bot.proc.pid), time.perf_counter()
+                await asyncio.gather(*(self.person(base + i, send, per_turn, own) for i in range(CHATS)))
+                seconds = time.perf_counter() - start
+                cpu = (_cpu_seconds(bot.proc.pid) - cpu0) / seconds
+                print(
+                    f"{label:<24} {CHATS} chats x {rounds}: Ferry's own time to first visible text "
+                    f"median {_ms(own, 0.5):6.1f} ms  p99 {_ms(own, 0.99):6.1f} ms  "
+                    f"(n={len(own)}; bot CPU {cpu:4.0%}; {_load()})",
+                    flush=True,
+                )
+                print(
+                    f"{'':<24} to the first words (transcript, cut note; not the 'thinking' draft) median "
+                    f"{_ms(self.words, 0.5):6.1f} ms  p99 {_ms(self.words, 0.99):6.1f} ms; update -> getFile "
+                    f"median {_ms(self.to_fetch, 0.5):5.1f} ms  p99 {_ms(self.to_fetch, 0.99):5.1f} ms",
+                    flush=True,
+                )
+                self.tg.sent.clear()
+                self.tg.calls.clear()
+        finally:
+            await bot.stop()
 
+    async def memory_phase(self) -> None:
+        big = _pdf(20, "big document", padding=BIG_SIZE - 60_000)
+        bot = await self.started("memory")
+        try:
+            await asyncio.sleep(1.0)  # settled after start-up
+            idle, _ = _peak_rss_mb(bot.proc.pid)
+            own: list[float] = []
 
-async def _bot(conn: Connection) -> None:
-    from bots.telegram.process import build_application, polling
-    from core.app import assemble
-    from core.llm import OpenAIModelClient
-    from core.settings import Settings
-    from core.store.memory import MemoryStore
+            def send(chat: int) -> None:
+                self.tg.push_document(chat, f"big-{chat}.pdf", big, caption="what is this about?")
 
-    root, ai_url, token = conn.recv()
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(
-            openai_base_url=ai_url, openai_api_key="bench", model="gpt-4o-mini", telegram_bot_token=token,
-            data_dir=Path(tmp), access="open", rate_per_minute=1_000_000, model_retries=0,
-        )  # fmt: skip
-        assistant = assemble(settings, MemoryStore(), OpenAIModelClient(ai_url, "bench", max_retries=0))
-        await assistant.start()
-        app = build_application(assistant, token, root)
-        async with polling(app, poll_timeout=10):
-            conn.send("ready")
-            loop = asyncio.get_running_loop()
-            cpu0 = time.process_time()
-            while (result := await loop.run_in_executor(None, conn.recv)) is not None:
-                label, messages, seconds, latencies, fake_cpu = result
-                line = RunResult(label, messages, seconds, latencies, fake_cpu, bot_cpu=time.process_time() - cpu0)
-                cpu0 = time.process_time()
-                peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-                print(f"{line.line()}  bot peak RSS so far {peak:.0f} MB", flush=True)
-        conn.send("bye")
-        await assistant.close()
+            await asyncio.gather(*(self.turn(3_000_000 + i, send, 2, own) for i in range(BIG_DOCUMENTS)))
+            now, peak = _peak_rss_mb(bot.proc.pid)
+            helpers = [_peak_rss_mb(pid)[1] for pid in _children(bot.proc.pid)]
+            print(
+                f"{BIG_DOCUMENTS} concurrent {len(big) / 1e6:.0f} MB PDFs: peak RSS {peak:.0f} MB "
+                f"(idle before {idle:.0f} MB, after {now:.0f} MB); its document readers' peak RSS "
+                f"{' + '.join(f'{h:.0f}' for h in helpers) or 'none'} MB; first visible text p99 "
+                f"{_ms(own, 0.99):.0f} ms ({_load()})",
+                flush=True,
+            )
+        finally:
+            await bot.stop()
+
+    async def run(self) -> None:
+        from tests.reliability.harness import ferry_command
+
+        await self.tg.start()
+        await self.ai.start()
+        self.tg.listeners.append(self.on_call)
+        try:
+            command = " ".join(ferry_command())
+            print(f"bot: {command} telegram (a child process); fakes on 127.0.0.1 in pid {os.getpid()}")
+            print(describe("tinydb", self.data_root))
+            print(
+                f"FERRY_TELEGRAM_SEND_RATE={self.args.send_rate:g}  FERRY_RATE_PER_MINUTE=1000000  "
+                f"FERRY_MODEL_RETRIES=0  model: fake, answers and transcribes at once; {_load()}",
+                flush=True,
+            )
+            if "voice" in self.args.phases or "pdf" in self.args.phases:
+                await self.latency_phases()
+            if "memory" in self.args.phases:
+                await self.memory_phase()
+        except BaseException:
+            for log in sorted(self.data_root.glob("*.log")):
+                print(f"--- the end of {log.name}:\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:]))
+            raise
+        finally:
+            await self.ai.close()
+            await self.tg.stop()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=10, help="messages each chat sends per phase")
+    parser.add_argument("--phases", default="voice,pdf,memory", help="comma-separated: voice, pdf, memory")
+    parser.add_argument(
+        "--send-rate", type=float, default=30.0,
+        help="FERRY_TELEGRAM_SEND_RATE (30, Telegram's limit, as users run it)",
+    )  # fmt: skip
     args = parser.parse_args()
-    logging.basicConfig(level=logging.ERROR)
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_servers_main, args=(child, args.rounds), daemon=True)
-    proc.start()
-    print(f"fake Bot API, fake OpenAI and the people in pid {proc.pid}; the bot in this process")
-    asyncio.run(_bot(parent))
-    proc.join(10)
+    with tempfile.TemporaryDirectory(dir=disk_folder(), prefix="ferry-media-bench-") as tmp:
+        asyncio.run(Bench(args, Path(tmp)).run())
 
 
 if __name__ == "__main__":

@@ -76,7 +76,8 @@ class Assistant:
         self._cancels: dict[str, asyncio.Event] = {}
         self._lines = ChatLines()
         self._intake = Intake(
-            store, self._lines, self._received, clock, retry=delivery_retry, cancel=self._cancel_here
+            store, self._lines, self._received, clock, retry=delivery_retry, cancel=self._cancel_here,
+            data_dir=settings.data_dir,
         )
         answerer = Answerer(
             self.services, model, self._metrics, self.registry, self._cancels, self._intake.undelivered

@@ -147,16 +147,17 @@ class WhatsAppImport:
         name = (doc.filename or "").lower()
         if not name.endswith(IMPORTABLE) and doc.mime_type not in ("text/plain", "application/zip"):
             return
-        if doc.data is None and doc.over_limit is not None:
+        if not doc.fetched and doc.over_limit is not None:
             return  # the document reader names the limit that applies (core/media/documents.py)
-        if doc.data is None:
+        if not doc.fetched:
             yield Notice(self._t(request, "import.too_large", limit=50), is_error=True)
             return
         yield Reaction("👀")  # reading a large export takes a moment
         try:
             # Export times are wall clock in some zone: a day's slack on the time it arrived.
             arrived = dt.datetime.fromtimestamp(self._s.clock() + 86_400, dt.UTC).replace(tzinfo=None)
-            chat, roles, chat_name = await asyncio.to_thread(parse_upload, doc.filename or "", doc.data, arrived)
+            data = await asyncio.to_thread(doc.read)
+            chat, roles, chat_name = await asyncio.to_thread(parse_upload, doc.filename or "", data, arrived)
         except ImportRejected as e:
             log.info("WhatsApp import declined for user %s: %s", request.user.id, e.reason)
             yield Notice(self._t(request, f"import.rejected_{e.reason}", limit=50), is_error=True)

@@ -20,6 +20,7 @@ import asyncio
 import base64
 import hashlib
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +30,7 @@ from core.types import (
     Attachment,
     Button,
     ChatKey,
+    FileLimit,
     FileReply,
     FinalText,
     Identity,
@@ -40,7 +42,8 @@ from core.types import (
 log = logging.getLogger(__name__)
 
 ATTACHMENT_BYTES = 1 << 20
-"""An attachment's bytes are recorded up to this size; a larger file is recorded without them."""
+"""An attachment's bytes held in memory are recorded up to this size; a larger file is recorded
+without them. A spooled file (:mod:`core.media.spool`) is recorded by its path whatever its size."""
 
 
 class DuplicateMessage(Exception):
@@ -150,7 +153,7 @@ class Receipt:
 
 
 def incoming_to_dict(msg: Incoming) -> dict[str, Any]:
-    """The message as JSON (no ``raw``; attachment bytes only up to :data:`ATTACHMENT_BYTES`)."""
+    """The message as JSON (no ``raw``; attachment bytes only up to :data:`ATTACHMENT_BYTES`, spool files by path)."""
     return {
         "sender": str(msg.sender),
         "chat": {
@@ -197,12 +200,29 @@ def _attachment_to_dict(a: Attachment) -> dict[str, Any]:
         "mime_type": a.mime_type,
         "size": a.size,
         "data": base64.b64encode(a.data).decode() if keep and a.data is not None else None,
+        "path": a.path,
+        "over_limit": [a.over_limit.name, a.over_limit.size] if a.over_limit else None,
+        "duration": a.duration,
     }
 
 
 def _attachment_from_dict(d: dict[str, Any]) -> Attachment:
     data = base64.b64decode(d["data"]) if d.get("data") else None
-    return Attachment(d["kind"], d.get("filename"), d.get("mime_type"), d.get("size"), data)
+    path = d.get("path")
+    if path and not os.path.exists(path):
+        log.warning("a recorded attachment's spooled file is gone: %s", os.path.basename(path))
+        path = None
+    limit = FileLimit(*d["over_limit"]) if d.get("over_limit") else None
+    return Attachment(
+        d["kind"], d.get("filename"), d.get("mime_type"), d.get("size"), data,
+        over_limit=limit, duration=d.get("duration"), path=path,
+    )  # fmt: skip
+
+
+def recorded_paths(data: dict[str, Any]) -> list[str]:
+    """The spool files a recorded message names (read leniently: a record may be damaged)."""
+    found = data.get("attachments") if isinstance(data, dict) else None
+    return [a["path"] for a in found or () if isinstance(a, dict) and isinstance(a.get("path"), str)]
 
 
 def deliverable(event: ReplyEvent) -> bool:

@@ -5,14 +5,20 @@ puts it in its chat's line in one step. The first ``receive`` or ``pending`` of 
 every message of it that an earlier run recorded but did not finish back in line, in their
 recorded order, before any new message of the platform; ``pending`` hands their replies over,
 then keeps handing over answers whose delivery was given up.
+
+A message's spooled files (:mod:`core.media.spool`) are removed once it is answered or turns out
+not to be recorded here; those an earlier run left that no unfinished record names are swept
+when the platform's records are put back in line.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 from core.intake import (
@@ -23,8 +29,10 @@ from core.intake import (
     incoming_from_dict,
     incoming_to_dict,
     message_id,
+    recorded_paths,
 )
 from core.lines import ChatLines
+from core.media.spool import Spool, discard, spooled
 from core.replicas import Replicas, replica_store
 from core.reply import Reply
 from core.store.base import IntakeRecord, IntakeStore
@@ -53,8 +61,11 @@ class Intake:
         clock: Callable[[], float],
         retry: float = RETRY_DELIVERY,
         cancel: Callable[[str], bool] | None = None,
+        data_dir: Path | None = None,
     ) -> None:
         self._store = store
+        self._data_dir = data_dir
+        self._started = time.time()  # spooled files older than this are an earlier run's
         self._lines = lines
         self._answer = answer
         self._clock = clock
@@ -77,6 +88,7 @@ class Intake:
         if not gate.done():
             await gate  # the earlier run's messages take their places first
         if key in self._open or key in self._recent:
+            discard(msg)
             return None
         record = IntakeRecord(key, str(msg.chat), incoming_to_dict(msg), self._clock(), dict(route or {}))
         if self._replicas is not None:
@@ -109,6 +121,8 @@ class Intake:
 
     def _drop(self, reply: Reply, key: str) -> None:
         receipt = self._open.pop(key, None)
+        if receipt is not None:
+            discard(receipt.incoming)  # not recorded here: the update comes again, or was answered
         reply.receipt = None
         reply.close_unread()
         if receipt is not None:
@@ -197,7 +211,9 @@ class Intake:
     async def _recover(self, platform: str, gate: asyncio.Future[None]) -> None:
         try:
             records = await self._store.unfinished(platform)
-            if self._replicas is not None:  # only the chats no live replica answers
+            if self._replicas is None:
+                self._sweep(platform, records)
+            else:  # only the chats no live replica answers; their spooled files may be in flight
                 held = set(await self._replicas.claim([rec.chat for rec in records]))
                 records = [rec for rec in records if rec.chat in held]
             fresh = [rec for rec in records if rec.key not in self._open]
@@ -216,6 +232,16 @@ class Intake:
         finally:
             if not gate.done():
                 gate.set_result(None)
+
+    def _sweep(self, platform: str, records: list[IntakeRecord]) -> None:
+        """Remove spooled files of an earlier run that no unfinished record names."""
+        if self._data_dir is None:
+            return
+        keep = [path for rec in records for path in recorded_paths(rec.message)]
+        keep += [path for receipt in self._open.values() for path in spooled(receipt.incoming)]
+        removed = Spool.of(self._data_dir, platform).sweep(keep, before=self._started)
+        if removed:
+            log.info("%s: removed %d spooled file(s) no message needs", platform, removed)
 
     def _recover_one(self, rec: IntakeRecord) -> Reply:
         receipt = Receipt(self._store, rec, incoming_from_dict(rec.message), recovered=True, on_settled=self._settled)
@@ -266,6 +292,7 @@ class Intake:
         except Exception:
             return  # a duplicate, or not recorded at all: ``receive`` told the adapter, nobody reads this
         await receipt.answered(kept)
+        discard(receipt.incoming)  # the answer is recorded: the files are needed no more
 
     def _settled(self, receipt: Receipt) -> None:
         if receipt.settled:

@@ -37,6 +37,12 @@ class Request:
         """Who the chat's conversations belong to: the user, or the group (and topic)."""
         return f"group:{self.msg.chat}" if self.msg.chat.is_group else f"user:{self.user.id}"
 
+    async def recorded(self) -> None:
+        """Wait until the message's record is durable, before storing anything for it (raises
+        :class:`~core.intake.DuplicateMessage` for a key an earlier delivery recorded)."""
+        if self.receipt is not None:
+            await self.receipt.recorded()
+
     @property
     def is_chat(self) -> bool:
         """A message for the model: neither a command nor a button press."""

@@ -91,8 +91,8 @@ class Pipeline:
         request = await self.identify(msg, command)
         if receipt is not None:
             request = dataclasses.replace(request, receipt=receipt)
-            if not request.is_chat or msg.attachments:
-                await receipt.recorded()  # only the model request runs beside the record's write
+            if not request.is_chat:
+                await receipt.recorded()  # only reading and the model request run beside the record's write
         async for event in self._run(request):
             yield event
 

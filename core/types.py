@@ -56,7 +56,7 @@ class FileLimit:
 
 @dataclass(frozen=True)
 class Attachment:
-    """A file that came with a message; ``data`` is loaded by the adapter.
+    """A file that came with a message; ``data`` (or the spool file ``path``) is loaded by the adapter.
 
     ``over_limit`` is set instead of ``data`` when the file was larger than a limit that applies
     (the adapter did not fetch it); ``duration`` is an audio length in seconds when known.
@@ -69,6 +69,28 @@ class Attachment:
     data: bytes | None = None
     over_limit: FileLimit | None = None
     duration: float | None = None
+    path: str | None = None  # the bytes spooled to a file in the data folder instead (core/media/spool.py)
+
+    @property
+    def fetched(self) -> bool:
+        """Whether the bytes are here, in memory or in a spool file."""
+        return self.data is not None or self.path is not None
+
+    def source(self) -> bytes | str:
+        """The bytes, or the spool file's path for readers that open it themselves."""
+        if self.data is not None:
+            return self.data
+        if self.path is None:
+            raise ValueError("the attachment was not fetched")
+        return self.path
+
+    def read(self) -> bytes:
+        """The bytes (read from the spool file when spooled: call it off the event loop)."""
+        source = self.source()
+        if isinstance(source, bytes):
+            return source
+        with open(source, "rb") as f:
+            return f.read()
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ class SignalReader:
 
     phone_number: str
     bot_uuid: str | None
-    download: Callable[[str], Awaitable[bytes | None]]
+    download: Callable[[str], Awaitable[bytes | str | None]]  # the bytes, or a spool file's path
     delete: Callable[[str], Awaitable[None]] | None = None
     choices: ChoiceBook = field(default_factory=ChoiceBook)
 
@@ -123,9 +123,10 @@ class SignalReader:
         mime = attachment.content_type or "application/octet-stream"
         kind = kind_of(mime, attachment.is_voice_note)
         over = limits.over(kind, attachment.size, limits.SIGNAL)
-        data: bytes | None = None
+        fetched: bytes | str | None = None
         if kind in FETCHED_KINDS and over is None and attachment.local_filename and not is_long_text(mime):
-            data = await self.download(attachment.local_filename)
+            fetched = await self.download(attachment.local_filename)
+        data = fetched if isinstance(fetched, bytes) else None
         if attachment.local_filename and self.delete is not None:
             await self.delete(attachment.local_filename)
         return Attachment(
@@ -135,4 +136,5 @@ class SignalReader:
             size=attachment.size if attachment.size is not None else (len(data) if data else None),
             data=data,
             over_limit=over,
+            path=fetched if isinstance(fetched, str) else None,
         )

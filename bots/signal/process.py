@@ -61,10 +61,11 @@ from bots.services import (
 from bots.signal.backlog import PersistedBacklog
 from bots.signal.connection import RECONNECT_CAP, RECONNECT_FIRST, ReceiveLink
 from bots.signal.incoming import PLATFORM, SignalReader, chat_key, recipient_of
-from bots.signal.media import delete_attachment
+from bots.signal.media import delete_attachment, fetch_attachment
 from bots.signal.reply import SignalReply, styled
 from bots.signal.seams import check_signalbot, replace_receive, stop_pipeline
 from core.contract import Core
+from core.media.spool import Spool
 from core.reply import Reply
 from core.types import AdminAlert, ChatKey, Incoming
 
@@ -108,8 +109,10 @@ class SignalAdapter:
         reconnect_backoff: Backoff = RECONNECT_BACKOFF,
         typing_refresh: float = TYPING_REFRESH,
         admins: tuple[str, ...] = (),
+        spool: Spool | None = None,
     ) -> None:
         self.core = core
+        self.spool = spool  # where received files are streamed (core/media/spool.py)
         self.service = signal_host_port(service)
         self.base_url = signal_base_url(service, https=connection_mode == ConnectionMode.HTTPS_ONLY)
         self.phone_number = phone_number
@@ -292,16 +295,10 @@ class SignalAdapter:
         """Translate signalbot's message into the core's value (see :class:`SignalReader`)."""
         return await self.reader.to_incoming(message, chat)
 
-    async def download(self, attachment_id: str) -> bytes | None:
-        """Fetch an attachment's bytes from ``/v1/attachments/{id}`` (None if it failed)."""
+    async def download(self, attachment_id: str) -> bytes | str | None:
+        """An attachment, into the spool if there is one (:func:`bots.signal.media.fetch_attachment`)."""
         assert self._session is not None
-        try:
-            async with self._session.get(f"{self.base_url}/v1/attachments/{attachment_id}") as resp:
-                resp.raise_for_status()
-                return await resp.read()
-        except (aiohttp.ClientError, TimeoutError) as e:
-            log.warning("Signal: could not download attachment %s: %s", attachment_id, e)
-            return None
+        return await fetch_attachment(self._session, self.base_url, attachment_id, self.spool)
 
     async def delete_attachment(self, attachment_id: str) -> None:
         """Remove a read attachment from signal-cli-rest-api (see :mod:`bots.signal.media`)."""
@@ -359,8 +356,9 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     assistant = build_assistant(settings)
     await assistant.start()
     adapter = SignalAdapter(
-        assistant, service=settings.signal_service, phone_number=settings.signal_phone_number, admins=settings.admins
-    )
+        assistant, service=settings.signal_service, phone_number=settings.signal_phone_number, admins=settings.admins,
+        spool=Spool.of(settings.data_dir, "signal"),
+    )  # fmt: skip
     try:
         async with serve_health(settings, assistant, "Signal", lambda: adapter.receiving):
             starting = asyncio.create_task(adapter.start())

@@ -47,6 +47,7 @@ from bots.telegram.send import (
 )
 from bots.telegram.updates import UpdateParser
 from core.contract import Core
+from core.media.spool import Spool
 from core.reply import Reply
 from core.types import AdminAlert, ChatKey, Incoming
 
@@ -56,8 +57,9 @@ log = logging.getLogger(__name__)
 class TelegramBot:
     """The handlers that connect one :class:`Application` to the core."""
 
-    def __init__(self, core: Core, pacing: Pacing | None = None) -> None:
+    def __init__(self, core: Core, pacing: Pacing | None = None, spool: Spool | None = None) -> None:
         self.core = core
+        self.spool = spool  # where received files are streamed (core/media/spool.py)
         self.pacing = pacing or Pacing()
         self.gate = FloodGate(on_flood=flood_counter(core.metrics))
         self.pacer = ChatPacer(self.pacing.edit_interval)  # one pace per group, for all its answers
@@ -146,7 +148,7 @@ class TelegramBot:
 
         async def read() -> Incoming | None:
             try:
-                return await incoming_from_message(message, self.app.bot.bot, self.albums)
+                return await incoming_from_message(message, self.app.bot.bot, self.albums, self.spool)
             except Exception as exc:
                 log.error("Telegram: could not read update %s (%s)", update.update_id, type(exc).__name__)
                 return None

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
+
+from bots.download import stream_to_file
 
 
 class RequestNotSent(NetworkError):
@@ -134,6 +137,12 @@ class AiohttpRequest(BaseRequest):
             raise
         self._answered_at = time.monotonic()
         return answer
+
+    async def download(self, url: str, path: Path, limit: int) -> None:
+        """Stream a file from the Bot API server into ``path`` (:func:`bots.download.stream_to_file`)."""
+        if self._session is None or self._session.closed:
+            raise RuntimeError("This AiohttpRequest is not initialized!")
+        await stream_to_file(self._session, url, path, limit, proxy=proxy_for(url))
 
     async def _send(
         self, method: str, url: str, data: Any, limits: aiohttp.ClientTimeout, proxy: str | None

@@ -1,7 +1,7 @@
 """Telegram updates into the core's :class:`~core.types.Incoming` values.
 
 Who spoke, where (chat, forum topic), whether the bot was addressed in a group, and the
-attachments, downloading a document so the core can read it.
+attachments, downloading a document (into the spool, when given one) so the core can read it.
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ from telegram import (
     User,
 )
 from telegram.constants import ChatType
-from telegram.error import TelegramError
 
-from bots.telegram.media import Albums, audio_attachment, lead, messenger_limit, photo_attachments
+from bots.telegram.media import Albums, audio_attachment, fetch_unless_over, lead, photo_attachments
 from bots.telegram.send import PLATFORM, Target
-from core.media import limits
+from core.media.spool import Spool
 from core.types import (
     Attachment,
     ChatKey,
@@ -110,19 +109,12 @@ def _media_attachment(message: Message) -> Attachment | None:
     return None
 
 
-async def _document(message: Message) -> Attachment | None:
+async def _document(message: Message, spool: Spool | None) -> Attachment | None:
     doc = message.document
     if doc is None:
         return None
-    data: bytes | None = None
-    over = limits.over("document", doc.file_size, messenger_limit(message.get_bot()))
-    if over is None:
-        try:
-            tg_file = await doc.get_file()
-            data = bytes(await tg_file.download_as_bytearray())
-        except TelegramError as exc:
-            log.warning("could not download document %s: %s", doc.file_name, exc)
-    return Attachment("document", doc.file_name, doc.mime_type, doc.file_size, data, over_limit=over)
+    over, data, path = await fetch_unless_over(message, doc, "document", spool)
+    return Attachment("document", doc.file_name, doc.mime_type, doc.file_size, data, over_limit=over, path=path)
 
 
 def chat_key(message: Message, user: User) -> ChatKey:
@@ -148,9 +140,11 @@ def target_for(message: Message, lang: str | None) -> Target:
     )
 
 
-async def incoming_from_message(message: Message, bot_user: User, albums: Albums | None = None) -> Incoming | None:
+async def incoming_from_message(
+    message: Message, bot_user: User, albums: Albums | None = None, spool: Spool | None = None
+) -> Incoming | None:
     """The core's view of a Telegram message (``None`` for messages no person sent, and for the
-    photos of an album after its first, which carries them all)."""
+    photos of an album after its first, which carries them all); files go to ``spool`` if given."""
     user = message.from_user
     if user is None or user.is_bot or message.chat.type == ChatType.CHANNEL:
         return None
@@ -161,11 +155,11 @@ async def incoming_from_message(message: Message, bot_user: User, albums: Albums
     text, addressed = _addressing(message, bot_user)
     is_group = message.chat.type != ChatType.PRIVATE
     wanted = addressed or not is_group
-    photos = await photo_attachments(album) if wanted else ()
-    attachment = await audio_attachment(message) if wanted else None
+    photos = await photo_attachments(album, spool) if wanted else ()
+    attachment = await audio_attachment(message, spool) if wanted else None
     attachment = attachment or (None if photos else _media_attachment(message))
     if attachment is None and message.document is not None and wanted:
-        attachment = await _document(message)
+        attachment = await _document(message, spool)
     quoted = None
     reply = message.reply_to_message
     if reply is not None and reply.from_user is not None and reply.from_user.id == bot_user.id:

@@ -16,6 +16,8 @@ that a deterministic failure cannot make the bot deaf for everyone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import hmac
 import json
 import logging
@@ -39,9 +41,20 @@ MAX_RECORD_ATTEMPTS = 5
 
 POLL_BACKOFF = Backoff(0.5, 15.0)
 
+REPOLL = 0.05
+"""Seconds between ``getUpdates`` calls while only updates being taken come back (Telegram answers
+at once while any update above the offset is unconfirmed)."""
+
 
 class Poller:
-    """Long polling with the offset as the only acknowledgement, moved once an update is recorded."""
+    """Long polling with the offset as the only acknowledgement, moved once an update is recorded.
+
+    Updates are taken as they come, not batch by batch: the next ``getUpdates`` does not wait
+    until every update of the last one is recorded (a document's download held every other chat's
+    message back). The offset still moves only over updates that are recorded, so Telegram keeps
+    sending the ones being taken; they are known by id and not taken twice, and while only they
+    come back the loop waits for one to finish (or :data:`REPOLL` seconds) instead of spinning.
+    """
 
     def __init__(self, bot: TelegramBot, transport: BaseRequest, url: str, timeout: float = 10.0) -> None:
         self.bot = bot
@@ -52,6 +65,10 @@ class Poller:
         self.running = False
         self._failures: dict[int, int] = {}
         self._throttled = Throttled(log, interval=60.0)
+        self._taking: dict[int, asyncio.Task[None]] = {}  # update id -> its take, until it ends
+        self._done: set[int] = set()  # recorded (or given up) at or above the offset
+        self._failed: set[int] = set()  # not recorded: taken again when it comes again
+        self._changed = asyncio.Event()  # a take ended
 
     async def fetch(self) -> list[Any]:
         """One ``getUpdates`` call, its result as raw dicts (parsed one by one later)."""
@@ -61,7 +78,7 @@ class Poller:
         return result if isinstance(result, list) else []
 
     async def run(self) -> None:
-        """Poll until cancelled."""
+        """Poll until cancelled (the updates being taken then are cancelled too: they come again)."""
         self.running = True
         delays = POLL_BACKOFF.delays()
         try:
@@ -82,24 +99,49 @@ class Poller:
                     continue
                 delays = POLL_BACKOFF.delays()
                 self._throttled.reset("poll-NetworkError")
-                await self.take_batch(batch)
+                if not self.take_new(batch) and self._taking:
+                    self._changed.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._changed.wait(), REPOLL)
         finally:
             self.running = False
+            taking = list(self._taking.values())
+            for task in taking:
+                task.cancel()
+            await asyncio.gather(*taking, return_exceptions=True)
 
-    async def take_batch(self, batch: list[Any]) -> None:
-        """Record the batch (concurrently, each chat in order) and move the offset past what was."""
-        ids = [update_id_of(raw) for raw in batch]
-        results = await asyncio.gather(*(self.bot.take(raw) for raw in batch), return_exceptions=True)
-        for uid, result in zip(ids, results, strict=True):
-            if uid is None:
+    def take_new(self, batch: list[Any]) -> int:
+        """Start taking the updates of ``batch`` not taken yet (in order: each chat's stay in
+        order); how many were new."""
+        started = 0
+        for raw in batch:
+            uid = update_id_of(raw)
+            if uid is None or uid < self.offset or uid in self._taking or uid in self._done:
                 continue
-            if isinstance(result, BaseException) and not self._give_up(uid, result):
-                return  # not recorded: the offset stays, the update comes again
-            self.offset = max(self.offset, uid + 1)
+            self._failed.discard(uid)
+            task = asyncio.create_task(self.bot.take(raw))
+            self._taking[uid] = task
+            task.add_done_callback(functools.partial(self._took, uid))
+            started += 1
+        return started
+
+    def _took(self, uid: int, task: asyncio.Task[None]) -> None:
+        self._taking.pop(uid, None)
+        self._changed.set()
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None or self._give_up(uid, exc):
+            self._done.add(uid)
+        else:
+            self._failed.add(uid)  # not recorded: the offset stays below it, it comes again
+        waiting = set(self._taking) | self._failed
+        below = [u for u in self._done if not waiting or u < min(waiting)]
+        if below:
+            self.offset = max(self.offset, max(below) + 1)
+            self._done = {u for u in self._done if u >= self.offset}
 
     def _give_up(self, uid: int, exc: BaseException) -> bool:
-        if isinstance(exc, asyncio.CancelledError):
-            raise exc
         attempts = self._failures[uid] = self._failures.get(uid, 0) + 1
         if attempts < MAX_RECORD_ATTEMPTS:
             self._throttled(

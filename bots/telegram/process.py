@@ -35,6 +35,7 @@ from bots.telegram.http import AiohttpRequest
 from bots.telegram.polling import Poller, WebhookServer
 from bots.telegram.send import ALLOWED_UPDATES, Pacing
 from core.contract import Core
+from core.media.spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +56,14 @@ def build_application(
     pacing: Pacing | None = None,
     pool_size: int = 16,
     read_timeout: float = 5.0,
+    spool: Spool | None = None,
 ) -> Application[Any, Any, Any, Any, Any, Any]:
     """A PTB Application (its bot and transport) wired to ``core``; ``api_url`` is the Bot API
     server root. It has no Updater: :func:`polling` and :func:`webhook` feed it updates.
-    ``read_timeout`` (and the write timeout) is how long a call waits for the server's answer."""
+    ``read_timeout`` (and the write timeout) is how long a call waits for the server's answer;
+    received files are streamed into ``spool`` (held in memory without one)."""
     root = api_url.rstrip("/")
-    bot = TelegramBot(core, pacing)
+    bot = TelegramBot(core, pacing, spool)
     requests = AiohttpRequest(pool_size, read_timeout=read_timeout, write_timeout=read_timeout)
     polls = AiohttpRequest(1)
     app = (
@@ -220,7 +223,10 @@ async def _serve(settings: Any) -> None:
     try:
         # Telegram's published limit is about 30 new messages a second; paid broadcasts raise it.
         pacing = Pacing(global_rate=settings.telegram_send_rate)
-        app = build_application(assistant, settings.telegram_bot_token, settings.telegram_api_url, pacing=pacing)
+        app = build_application(
+            assistant, settings.telegram_bot_token, settings.telegram_api_url, pacing=pacing,
+            spool=Spool.of(settings.data_dir, "telegram"),
+        )  # fmt: skip
         is_polling = not settings.telegram_webhook_url
         if is_polling:
             log.info("Telegram long polling via %s", settings.telegram_api_url)

@@ -242,8 +242,9 @@ class TelegramReply:
         """The answer so far, shown paced."""
         (await self._live()).update(markdown)
 
-    async def final(self, markdown: str, buttons: Keyboard) -> None:
-        """The complete answer: the placeholder's last edit, or new messages."""
+    async def final(self, markdown: str, buttons: Keyboard, *, marked: bool = True) -> None:
+        """The complete answer: the placeholder's last edit, or new messages (``marked``: see
+        :meth:`_send_marked`)."""
         # Stop typing and previews before anything awaits: a fast answer needs neither.
         self.typing.halt()
         if self.live is None and self.resume is not None:
@@ -257,7 +258,10 @@ class TelegramReply:
             if self.live is not None:
                 await self.live.close()
                 self.live = None
-            await self._send_marked(markdown, buttons)
+            if marked:
+                await self._send_marked(markdown, buttons)
+            else:
+                await self.sender.deliver(self.target, markdown, buttons)
         await self.typing.stop()
 
     async def _send_marked(self, markdown: str, buttons: Keyboard) -> None:
@@ -272,8 +276,10 @@ class TelegramReply:
         )  # fmt: skip
 
     async def notice(self, markdown: str, buttons: Keyboard) -> None:
-        """A message from the bot itself, shown like a final answer."""
-        await self.final(markdown, buttons)
+        """A message from the bot itself, shown like a final answer but not marked ``sending``:
+        an answer may follow it (a voice note's transcript, a document's cut note), and a restart
+        must still deliver that; the notice may then be shown twice, the answer is never lost."""
+        await self.final(markdown, buttons, marked=False)
 
     async def file(self, event: FileReply) -> None:
         """A picture as a photo (``/image``), anything else as a document, with its caption."""

@@ -15,9 +15,11 @@ import asyncio
 import dataclasses
 import io
 import logging
+import os
 import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import docx
 from pypdf import PdfReader
@@ -28,7 +30,7 @@ from core.media.photos import keep_unanswered
 from core.registry import Registry
 from core.request import Request
 from core.services import Services
-from core.types import Attachment, ReplyEvent
+from core.types import Attachment, ReplyEvent, StreamStart
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,10 @@ MAX_PAGES = 2_000
 MAX_UNPACKED = 100 * 1024 * 1024
 """A DOCX that unpacks to more than this (or compresses over 100:1) is a ZIP bomb."""
 MAX_RATIO = 100
+READERS = 2
+"""Documents read at once (a worker thread each); more wait their turn, bounding memory and CPU."""
+IN_MEMORY = 4 * 1024 * 1024
+"""A spooled document up to this size is read into memory before extraction."""
 NOTE_ROOM = 400  # characters kept free for the framing and the cut note
 TEXT_TYPES = (
     ".md", ".markdown", ".csv", ".tsv", ".json", ".xml", ".yaml", ".yml", ".toml", ".ini", ".log", ".rst",
@@ -81,40 +87,62 @@ def kind_of(attachment: Attachment) -> str | None:
     return None
 
 
-def _pdf(data: bytes, budget: int) -> Extract:
+Source = bytes | str
+"""A document's bytes, or the path of its spool file (read from disk as the reader goes)."""
+
+
+def _opened(source: Source) -> BinaryIO:
+    """A stream over the bytes or the file. A file up to :data:`IN_MEMORY` is read whole first
+    (pypdf's many small seeks and reads cost more on a file); a larger one is read as the reader
+    goes (pypdf, given a path, would read it whole), so memory stays within READERS x IN_MEMORY."""
+    if isinstance(source, bytes):
+        return io.BytesIO(source)
+    stream = open(source, "rb")  # noqa: SIM115 (closed by the caller's ``with``)
+    if os.fstat(stream.fileno()).st_size > IN_MEMORY:
+        return stream
+    with stream:
+        return io.BytesIO(stream.read())
+
+
+def _pdf(source: Source, budget: int) -> Extract:
     try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise Unreadable("encrypted")
-        pages = len(reader.pages)
-        if pages > MAX_PAGES:
-            raise Unreadable("too_many_pages", pages=pages, limit=MAX_PAGES)
-        parts: list[str] = []
-        size = 0
-        for number, page in enumerate(reader.pages, 1):
-            text = (page.extract_text() or "").strip()
-            if text:
-                parts.append(f"[page {number}]\n{text}")
-                size += len(parts[-1]) + 2
-            if size > budget:
-                break
+        with _opened(source) as stream:
+            return _pdf_pages(PdfReader(stream), budget)
     except Unreadable:
         raise
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
         raise Unreadable("broken") from exc
+
+
+def _pdf_pages(reader: PdfReader, budget: int) -> Extract:
+    if reader.is_encrypted and not reader.decrypt(""):
+        raise Unreadable("encrypted")
+    pages = len(reader.pages)
+    if pages > MAX_PAGES:
+        raise Unreadable("too_many_pages", pages=pages, limit=MAX_PAGES)
+    parts: list[str] = []
+    size = 0
+    for number, page in enumerate(reader.pages, 1):
+        text = (page.extract_text() or "").strip()
+        if text:
+            parts.append(f"[page {number}]\n{text}")
+            size += len(parts[-1]) + 2
+        if size > budget:
+            break
     if not parts:
         raise Unreadable("image_only")
     return _fit("\n\n".join(parts), budget, complete=size <= budget)
 
 
-def _docx(data: bytes, budget: int) -> Extract:
+def _docx(source: Source, budget: int) -> Extract:
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        with _opened(source) as stream, zipfile.ZipFile(stream) as archive:
             unpacked = sum(info.file_size for info in archive.infolist())
             packed = sum(info.compress_size for info in archive.infolist()) or 1
         if unpacked > MAX_UNPACKED or unpacked / packed > MAX_RATIO:
             raise Unreadable("bomb")
-        document = docx.Document(io.BytesIO(data))
+        with _opened(source) as stream:
+            document = docx.Document(stream)
         lines = [p.text for p in document.paragraphs]
         for table in document.tables:
             lines += [" | ".join(cell.text for cell in row.cells) for row in table.rows]
@@ -128,7 +156,12 @@ def _docx(data: bytes, budget: int) -> Extract:
     return _fit(text, budget)
 
 
-def _text(data: bytes, budget: int) -> Extract:
+def _text(source: Source, budget: int) -> Extract:
+    if isinstance(source, bytes):
+        data = source
+    else:
+        with open(source, "rb") as f:
+            data = f.read()
     if b"\x00" in data[:4096] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise Unreadable("unknown_type")
     for encoding in ("utf-8-sig", "utf-16") if data.startswith((b"\xff\xfe", b"\xfe\xff")) else ("utf-8-sig",):
@@ -147,14 +180,19 @@ def _fit(text: str, budget: int, complete: bool = True) -> Extract:
     return Extract(cut, len(text), True)
 
 
-def extract(kind: str, data: bytes, budget: int) -> Extract:
+def extract(kind: str, source: Source, budget: int) -> Extract:
     """The document's text within ``budget`` characters; raises :class:`Unreadable`."""
     reader = {"pdf": _pdf, "docx": _docx, "text": _text}[kind]
-    return reader(data, budget)
+    return reader(source, budget)
 
 
 class Documents(MediaFeature):
     """The document reader."""
+
+    def __init__(self, registry: Registry, services: Services) -> None:
+        super().__init__(registry, services)
+        # Extractions at once: each holds a document's pages or text in memory and a core busy.
+        self._reading = asyncio.Semaphore(READERS)
 
     def register(self) -> None:
         """Plug the reader in."""
@@ -170,15 +208,17 @@ class Documents(MediaFeature):
             yield self.too_large(lang, doc)
             return
         kind = kind_of(doc)
-        if doc.data is None or (kind is None and doc.filename and doc.filename.lower().endswith((".txt", ".zip"))):
+        if not doc.fetched or (kind is None and doc.filename and doc.filename.lower().endswith((".txt", ".zip"))):
             return  # not fetched, or the importer's: the stages after this answer it
         if kind is None:
             yield self._s.notice(lang, "media.doc_unknown_type", name=name)
             return
+        yield StreamStart()  # the person sees the bot at work (typing, a thinking draft) at once
         framing = len(request.text) + len(name) + NOTE_ROOM
         budget = max(self._s.settings.max_message_chars - framing, 500)
         try:
-            read = await asyncio.to_thread(extract, kind, doc.data, budget)
+            async with self._reading:
+                read = await asyncio.to_thread(extract, kind, doc.source(), budget)
         except Unreadable as exc:
             log.info("document %r from %s not read: %s", name, request.msg.sender, exc.reason)
             yield self._s.notice(lang, f"media.doc_{exc.reason}", name=name, **exc.values)

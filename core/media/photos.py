@@ -20,7 +20,7 @@ from core.registry import Registry
 from core.request import Request
 from core.services import Services
 from core.store.base import ConversationRecord, MessageRecord
-from core.types import ReplyEvent
+from core.types import Attachment, ReplyEvent
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class Photos(MediaFeature):
         if over is not None:
             yield self.too_large(lang, over)
             return
-        loaded = [a.data for a in photos if a.data is not None]
+        loaded = [a for a in photos if a.fetched]
         if not loaded:
             return  # not fetched: the input stage answers
         model = self.model_name(request)
@@ -55,11 +55,12 @@ class Photos(MediaFeature):
             yield self._s.notice(lang, "media.cannot_see", model=model)
             return
         try:
-            prepared = [await asyncio.to_thread(images.prepare, data) for data in loaded]
+            prepared = [await asyncio.to_thread(_prepared, a) for a in loaded]
         except images.BadImage as exc:
             log.info("image from %s refused: %s", request.msg.sender, exc.reason)
             yield self._s.notice(lang, f"media.image_{exc.reason}")
             return
+        await request.recorded()  # saved for the conversation: once the message is surely new
         data_dir = self._s.settings.data_dir
         links = [await asyncio.to_thread(images.save, data_dir, request.scope, jpeg) for jpeg in prepared]
         if not request.text:
@@ -69,9 +70,15 @@ class Photos(MediaFeature):
         yield dataclasses.replace(request, text=f"{request.text}\n\n" + "\n".join(links))
 
 
+def _prepared(photo: Attachment) -> bytes:
+    """A photo ready to send (read from its spool file if spooled); in a worker thread."""
+    return images.prepare(photo.read())
+
+
 async def keep_unanswered(services: Services, request: Request, content: str) -> None:
     """Store a message without a question (photos, a document) in the active conversation,
     unanswered: the person's next text asks about it (consecutive messages form one turn)."""
+    await request.recorded()
     store, now = services.store, services.clock()
     current = await store.list_conversations(request.scope, 1)
     conv = current[0] if current else ConversationRecord(uuid.uuid4().hex[:16], request.scope, created_at=now)

@@ -9,6 +9,7 @@ its own sentence, and nothing is stored for them.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -16,12 +17,12 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from core.llm import ModelError
 from core.media.feature import MediaFeature
-from core.media.transcribe import CorruptAudio, OpenAITranscriber, Transcriber
+from core.media.transcribe import CorruptAudio, OpenAITranscriber, Transcriber, Transcript
 from core.registry import Registry
 from core.request import Request
 from core.services import Services
 from core.store.base import UsageRecord, UserRecord
-from core.types import Attachment, Notice, ReplyEvent
+from core.types import Attachment, Notice, ReplyEvent, StreamStart
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class Voice(MediaFeature):
     async def read(self, request: Request) -> AsyncIterator[ReplyEvent | Request]:
         """A voice note or audio file as its transcript; nothing when the message has none."""
         audio = next((a for a in request.msg.attachments if a.kind in ("voice", "audio")), None)
-        if audio is None or (audio.data is None and audio.over_limit is None):
+        if audio is None or (not audio.fetched and audio.over_limit is None):
             return  # not fetched for another reason: the input stage answers it
         lang = request.lang
         if audio.over_limit is not None:
@@ -80,26 +81,29 @@ class Voice(MediaFeature):
         if refusal is not None:
             yield refusal
             return
-        failure = await self._transcribe(request, audio)
-        if isinstance(failure, Notice):
-            yield failure
+        yield StreamStart()  # the person sees the bot at work (typing, a thinking draft) at once
+        transcript = await self._transcribe(request, audio)
+        if isinstance(transcript, Notice):
+            yield transcript
             return
-        text = failure
+        text = transcript.text
+        if text and transcripts_shown(request.user):
+            yield Notice(self._s.texts.get(lang, "media.transcript", text=quoted(text)))
+        # Counted once the person sees what was understood: the usage write is not in its way.
+        await self._account(request, audio, transcript.seconds)
         if not text:
             yield self._s.notice(lang, "media.no_speech")
             return
-        if transcripts_shown(request.user):
-            yield Notice(self._s.texts.get(lang, "media.transcript", text=quoted(text)))
         question = f"{request.text}\n\n{text}" if request.text else text
         yield dataclasses.replace(request, text=question)
 
-    async def _transcribe(self, request: Request, audio: Attachment) -> str | Notice:
-        assert audio.data is not None
+    async def _transcribe(self, request: Request, audio: Attachment) -> Transcript | Notice:
         lang = request.lang
         model = self._s.settings.transcription_model
         try:
+            data = await asyncio.to_thread(audio.read)  # from the spool file, off the event loop
             async with self._source() as transcriber:
-                transcript = await transcriber.transcribe(audio.data, audio.mime_type, lang)
+                transcript = await transcriber.transcribe(data, audio.mime_type, lang)
         except CorruptAudio as exc:
             log.info("audio from %s could not be decoded: %s", request.msg.sender, exc)
             return self._s.notice(lang, "media.audio_corrupt")
@@ -108,11 +112,11 @@ class Voice(MediaFeature):
             kind = exc.kind if exc.kind in _MODEL_ERRORS else "transcription"
             key = "media.transcription_failed" if kind == "transcription" else f"error.{kind}"
             return self._s.notice(lang, key, model=model)
-        await self._account(request, audio, transcript.seconds)
-        return transcript.text
+        return transcript
 
     async def _account(self, request: Request, audio: Attachment, reported: float | None) -> None:
         """Record the transcription's cost: the audio's minutes at the catalogue's price."""
+        await request.recorded()
         seconds = reported or audio.duration or 0.0
         model = self._s.settings.transcription_model
         cost = seconds / 60 * self._s.catalogue.get(model).audio_price

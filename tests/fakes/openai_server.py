@@ -322,12 +322,14 @@ class FakeOpenAI:
         self._closing = asyncio.Event()
         self._ids = itertools.count(1)
         self._changed = asyncio.Event()  # set whenever a request arrives or a client disconnects
+        # Extra aiohttp middlewares, outermost first (a bench's timing); added when :meth:`start` runs.
+        self.middlewares: list[Any] = []
 
     # --- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> FakeOpenAI:
         """Start listening; returns self."""
-        app = web.Application()
+        app = web.Application(middlewares=self.middlewares)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/props", self._props)

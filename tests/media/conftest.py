@@ -17,6 +17,7 @@ from bots.telegram.process import Pacing, build_application
 from core.app import assemble
 from core.assistant import Assistant
 from core.llm import OpenAIModelClient
+from core.media.spool import Spool
 from core.settings import Settings
 from core.store.memory import MemoryStore
 from tests.bots.test_signal_bot import FAST as SIGNAL_FAST
@@ -63,7 +64,9 @@ async def tg() -> AsyncIterator[FakeTelegram]:
 
 
 def app_for(tg: FakeTelegram, assistant: Any, **options: Any) -> Any:
-    app = build_application(assistant, tg.token, tg.root, pacing=FAST)
+    """The Telegram bot as ``ferry telegram`` runs it: received files are spooled in the data folder."""
+    spool = Spool.of(assistant.settings.data_dir, "telegram")
+    app = build_application(assistant, tg.token, tg.root, pacing=FAST, spool=spool)
     app.bot_data["ferry"].albums.window = options.get("album_window", 0.3)
     return app
 
@@ -79,11 +82,18 @@ async def signal(assistant: Assistant) -> AsyncIterator[FakeSignalServer]:
             startup_backoff=SIGNAL_FAST,
             reconnect_backoff=SIGNAL_FAST,
             typing_refresh=3600,
+            spool=Spool.of(assistant.settings.data_dir, "signal"),  # as ``ferry signal`` runs
         )
         await adapter.start()
         await fake.wait_connected()
         yield fake
         await adapter.stop()
+
+
+def spooled_files(assistant: Assistant, platform: str) -> list[Path]:
+    """The received files still in the messenger's spool (core/media/spool.py)."""
+    folder = Spool.of(assistant.settings.data_dir, platform).root
+    return sorted(folder.iterdir()) if folder.is_dir() else []
 
 
 async def stored_user_texts(assistant: Assistant) -> list[str]:

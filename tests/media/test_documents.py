@@ -11,7 +11,7 @@ from core.media.documents import MAX_PAGES
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.signal_server import ALICE_NUMBER, ALICE_UUID, FakeSignalServer
 from tests.fakes.telegram_server import FakeTelegram
-from tests.media.conftest import app_for, pdf, stored_user_texts, word, word_bomb
+from tests.media.conftest import app_for, pdf, spooled_files, stored_user_texts, word, word_bomb
 
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
@@ -33,6 +33,8 @@ async def test_telegram_pdf_with_a_question_joins_the_conversation(
     assert tg.log(42).texts[0].startswith("You said: when is it due?")
     (stored,) = await stored_user_texts(assistant)
     assert "420 euros" in stored
+    # Downloaded into the spool in the data folder, not memory; removed once answered.
+    await tg.wait_until(lambda: not spooled_files(assistant, "telegram"))
 
 
 async def test_telegram_docx_without_a_question_waits_for_it(
@@ -119,3 +121,4 @@ async def test_signal_pdf_is_read_and_deleted(signal: FakeSignalServer, ai: Fake
     await fake.wait_for(lambda: any("You said" in t for t in fake.seen(ALICE_UUID)))
     assert "Meeting at noon" in sent_to_model(ai)
     assert fake.attachments == {}
+    await fake.wait_for(lambda: not spooled_files(assistant, "signal"))

@@ -46,6 +46,8 @@ class SlowModel:
         self.requests = 0
         self.streaming = 0
         """Answers being streamed right now."""
+        self.asked: list[str] = []
+        """The last user message of every chat request, in arrival order."""
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -76,6 +78,7 @@ class SlowModel:
         body = await request.json()
         self.requests += 1
         last = _last_user_text(body.get("messages", []))
+        self.asked.append(last)
         found = TAG_RE.findall(last)
         text = answer_for(found[-1]) if found else f"You said: {last}"
         model = str(body.get("model", "fake-model"))
