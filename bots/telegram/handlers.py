@@ -33,15 +33,13 @@ from bots.intake import (
 from bots.relay import AlertRelay
 from bots.telegram.incoming import chat_key, incoming_from_callback, incoming_from_message, target_for
 from bots.telegram.media import Albums
+from bots.telegram.pacing import ChatPacer, FloodGate, SendLimiter
 from bots.telegram.probe import MessageIds, Search, Sending
 from bots.telegram.reply import TelegramReply
 from bots.telegram.send import (
     PLATFORM,
-    ChatPacer,
-    FloodGate,
     Pacing,
     Sender,
-    SendLimiter,
     Target,
     flood_counter,
 )

@@ -12,8 +12,8 @@ import contextlib
 import logging
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from telegram import (
@@ -30,6 +30,7 @@ from telegram.ext import (
 
 from bots.events import Keyboard
 from bots.telegram.http import RequestNotSent
+from bots.telegram.pacing import ChatPacer, FloodGate, SendLimiter
 from bots.telegram.probe import MessageIds
 from bots.telegram.render import render_parts, split_message, split_plain, telegram_length, visible_text
 
@@ -68,95 +69,6 @@ class Target:
     is_private: bool = True
     lang: str | None = None
     message_id: int | None = None  # the person's message, for reactions
-
-
-@dataclass
-class FloodGate:
-    """Per-chat flood-control gate: nothing is sent to the chat before ``until``."""
-
-    until: dict[int, float] = field(default_factory=dict)
-    on_flood: Callable[[float], None] | None = None  # counts flood-control waits (metrics)
-
-    def wait_time(self, chat_id: int) -> float:
-        return max(0.0, self.until.get(chat_id, 0.0) - time.monotonic())
-
-    def close_for(self, chat_id: int, seconds: float) -> None:
-        if self.on_flood is not None:
-            self.on_flood(seconds)
-        self.until[chat_id] = max(self.until.get(chat_id, 0.0), time.monotonic() + seconds)
-        if len(self.until) > 10_000:  # forget gates that opened long ago
-            now = time.monotonic()
-            self.until = {k: v for k, v in self.until.items() if v > now}
-
-
-@dataclass
-class ChatPacer:
-    """One pace per chat for edits, shared by every answer in it.
-
-    Each showing reserves the next free slot (``reserve``), so two answers in one group edit
-    one after the other, ``interval`` apart; a message the bot sends there (a placeholder, a
-    final text) counts too (``wrote``) and pushes the next edit out.
-    """
-
-    interval: float
-    next_at: dict[int, float] = field(default_factory=dict)
-
-    def reserve(self, chat_id: int) -> float:
-        """Seconds to wait before this chat's next edit; the slot is taken."""
-        now = time.monotonic()
-        slot = max(now, self.next_at.get(chat_id, 0.0))
-        self.next_at[chat_id] = slot + self.interval
-        if len(self.next_at) > 10_000:  # forget chats whose pace is long over
-            self.next_at = {k: v for k, v in self.next_at.items() if v > now}
-        return slot - now
-
-    def wrote(self, chat_id: int) -> None:
-        """The bot just put a message into the chat: the next edit waits a full interval."""
-        self.next_at[chat_id] = max(self.next_at.get(chat_id, 0.0), time.monotonic() + self.interval)
-
-
-class SendLimiter:
-    """At most ``rate`` new messages in any one second over all chats (Telegram's global limit).
-
-    A sliding window, as Telegram counts ("not more than 30 messages per second"; the fake's
-    ``RateLimits`` keeps the same window): a burst of up to ``rate`` messages goes out at once,
-    the next waits until one of them is a second old, counted from when its request was answered
-    (by then the server surely had it). Spacing every message ``1/rate`` apart instead made the
-    twentieth of twenty chats answered together wait 0.6 s with no limit near.
-    Like PTB's ``AIORateLimiter`` ``overall_max_rate``, but only for ``sendMessage``: that one
-    halts *every* request on any ``RetryAfter`` (one group's flood control would stall every
-    private chat) and throttles drafts and typing too; per-chat flood control stays with
-    :class:`FloodGate`.
-    """
-
-    WINDOW = 1.0
-
-    def __init__(self, rate: float) -> None:
-        # A fractional rate (0.5: one message every 2 s) is kept as one message per 1/rate s.
-        self._count = max(1, int(rate)) if rate > 0 else 0
-        self._window = self.WINDOW * self._count / rate if rate > 0 else 0.0
-        self._sent: list[list[float]] = []  # per send in the window: [when it was answered, or began]
-        self._turn = asyncio.Lock()  # waiting senders go in call order
-
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Wait for room in the window, then send inside the ``async with``."""
-        if not self._count:
-            yield
-            return
-        async with self._turn:
-            while True:
-                now = time.monotonic()
-                self._sent = [s for s in self._sent if s[0] > now - self._window]
-                if len(self._sent) < self._count:
-                    break
-                await asyncio.sleep(max(min(s[0] for s in self._sent) + self._window - now, 0.001))
-            mine = [now]
-            self._sent.append(mine)
-        try:
-            yield
-        finally:
-            mine[0] = time.monotonic()
 
 
 def flood_counter(metrics: Any) -> Callable[[float], None]:
