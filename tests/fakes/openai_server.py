@@ -88,7 +88,7 @@ import itertools
 import json
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -322,6 +322,9 @@ class FakeOpenAI:
         self._closing = asyncio.Event()
         self._ids = itertools.count(1)
         self._changed = asyncio.Event()  # set whenever a request arrives or a client disconnects
+        # Called after each content piece of a stream has been written (request, index, count):
+        # the benches take the moments pieces really left from here, not from the delays asked for.
+        self.on_piece: Callable[[web.Request, int, int], None] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -574,6 +577,8 @@ class FakeOpenAI:
                 if reply.chunk_delay > 0:
                     await asyncio.sleep(reply.chunk_delay)
                 await response.write(chunk({"content": piece}))
+                if self.on_piece is not None:
+                    self.on_piece(request, n, len(pieces))
             if reply.break_after is not None:
                 return await self._break(request, response, reply)
             if reply.hang_after is not None:
