@@ -32,7 +32,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from bench.telegram_bench import Clock, RunResult
+from bench.closed_loop import Clock, RunResult
 
 VOICE_BYTES = 60_000  # 30 s of Telegram's OGG/Opus voice at ~16 kbit/s
 CHATS = 20

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -148,7 +149,8 @@ class RunResult:
 
         return (
             f"{self.label}\n"
-            f"  {self.messages / self.seconds:6.1f} answers/s | final median {ms('final', 0.5)} p99 {ms('final', 0.99)} ms"
+            f"  {self.messages / self.seconds:6.1f} answers/s"
+            f" | final median {ms('final', 0.5)} p99 {ms('final', 0.99)} ms"
             f" | first text median {ms('first_text', 0.5)} ms, after 1st piece p99 {ms('text_after_token', 0.99)} ms"
             f" | request after update p99 {ms('request_after_update', 0.99)} ms"
             f" | final after last piece p99 {ms('final_after_last', 0.99)} ms"
@@ -226,16 +228,20 @@ class BotProcess:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def reset_peak(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             Path(f"/proc/{self.pid}/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-        except OSError:
-            pass
 
     def peak_mb(self) -> float:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
         return 0.0
+
+    def profile(self, out: Path) -> subprocess.Popen[bytes]:
+        """py-spy recording this process's stacks to ``out`` until sent SIGINT."""
+        spy = Path(sys.executable).with_name("py-spy")
+        command = [str(spy), "record", "-p", str(self.pid), "-o", str(out), "--format", "raw", "-r", "200"]
+        return subprocess.Popen([*command, "--nonblocking"], stdout=subprocess.DEVNULL)
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
@@ -322,11 +328,7 @@ async def bench(loads: list[Load], data_parent: Path, send_rate: float, profile:
         try:
             await tg.wait_until(lambda: bool(tg.calls_of("getUpdates")), within=60)
             if profile is not None:
-                spy = subprocess.Popen(
-                    [str(Path(sys.executable).with_name("py-spy")), "record", "-p", str(bot.pid), "-o", str(profile),
-                     "--format", "raw", "-r", "200", "--nonblocking"],
-                    stdout=subprocess.DEVNULL,
-                )  # fmt: skip
+                spy = bot.profile(profile)
             for run, load in enumerate(loads):
                 result = await _run(tg, ai, bot, clock, load, run)
                 print(result.line(), flush=True)
