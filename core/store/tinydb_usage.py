@@ -73,12 +73,12 @@ class UsageFiles(TinyDBFiles):
 
     async def usage_totals(self, user_id: str, since: float) -> UsageTotals:
         """The user's usage on UTC days starting at or after ``since`` (a UTC midnight)."""
-        return await self._run(self._usage_totals, since, self._layout.user_usage_file(user_id))
+        return await self._read(self._usage_totals, since, self._layout.user_usage_file(user_id))
 
     async def global_usage_totals(self, since: float) -> UsageTotals:
         """Everyone's usage on UTC days starting at or after ``since`` (a UTC midnight)."""
         paths = [self._layout.global_usage_file, *self._layout.global_usage_parts]
-        return await self._run(self._usage_totals, since, *paths)
+        return await self._read(self._usage_totals, since, *paths)
 
     def _usage_totals(self, since: float, *paths: Path) -> UsageTotals:
         docs: list[dict[str, Any]] = []
