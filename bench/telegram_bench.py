@@ -15,13 +15,15 @@ the fake model, the first draft or message and the final ``sendMessage`` arrivin
 
 * answers/s;
 * final answer after the message, median and p99;
-* first visible text after the message, median; after the model's first piece was written, p99;
+* first visible text after the message, median (a placeholder counts); the first text of the
+  model's after its first piece was written, p99;
 * the model request after the update left the fake Bot API, p99;
 * the final message after the model's last piece was written, p99;
 * the bot process's CPU use and peak RSS during the run (``VmHWM``, reset before each run).
 
 ``--profile FILE`` records the bot process with py-spy (``pip install py-spy``) during the runs,
-as collapsed stacks (``--format raw``; feed them to a flame graph tool or ``sort | uniq``).
+as collapsed stacks of the thread holding the GIL, that is where its Python CPU time goes
+(``--format raw --gil``; feed them to a flame graph tool).
 
 Run: ``.venv/bin/python -m bench.telegram_bench [--runs table|all] [--chats 1,100,1000]
 [--send-rate 1000] [--data-parent DIR] [--profile FILE]``
@@ -40,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +52,8 @@ from bench.datadir import describe, disk_folder
 
 TURNS_PER_CONVERSATION = 10  # then the simulated person is replaced by a new one (fresh history)
 PIECES = 6
-MOMENTS = ("pushed", "update_left", "request", "first_piece", "last_piece", "first_text", "final")
+MOMENTS = ("pushed", "update_left", "request", "first_piece", "last_piece", "first_text", "first_model_text", "final")
+MODEL_TEXT = "piece"  # what the fake model says; a draft without it is the bot's placeholder
 
 
 @dataclass(frozen=True)
@@ -102,8 +106,10 @@ class Clock:
         if key in self.at["pushed"]:
             self.at[moment][key] = time.perf_counter()
 
-    def output(self, key: Hashable, final: bool) -> None:
+    def output(self, key: Hashable, text: str, final: bool) -> None:
         self.first("first_text", key)
+        if MODEL_TEXT in text:
+            self.first("first_model_text", key)
         if final:
             self.first("final", key)
             if key in self.done:
@@ -114,7 +120,7 @@ class Clock:
         spans = {
             "final": ("pushed", "final"),
             "first_text": ("pushed", "first_text"),
-            "text_after_token": ("first_piece", "first_text"),
+            "text_after_token": ("first_piece", "first_model_text"),
             "request_after_update": ("update_left", "request"),
             "final_after_last": ("last_piece", "final"),
         }
@@ -138,6 +144,7 @@ class RunResult:
     figures: dict[str, list[float]] = field(default_factory=dict)
     bot_cpu: float = 0.0  # CPU seconds of the bot process
     bot_peak_mb: float = 0.0
+    calls: dict[str, int] = field(default_factory=dict)  # Bot API calls of the run, by method
 
     def line(self) -> str:
         def ms(name: str, q: float) -> str:
@@ -154,7 +161,9 @@ class RunResult:
             f" | first text median {ms('first_text', 0.5)} ms, after 1st piece p99 {ms('text_after_token', 0.99)} ms"
             f" | request after update p99 {ms('request_after_update', 0.99)} ms"
             f" | final after last piece p99 {ms('final_after_last', 0.99)} ms"
-            f" | bot CPU {self.bot_cpu / self.seconds:4.0%}, peak RSS {self.bot_peak_mb:5.1f} MB"
+            f" | bot CPU {self.bot_cpu / self.seconds:4.0%}, peak RSS {self.bot_peak_mb:5.1f} MB\n"
+            f"  Bot API calls per answer: "
+            + ", ".join(f"{m} {n / self.messages:.2f}" for m, n in sorted(self.calls.items()) if m != "getUpdates")
         )
 
 
@@ -240,7 +249,7 @@ class BotProcess:
     def profile(self, out: Path) -> subprocess.Popen[bytes]:
         """py-spy recording this process's stacks to ``out`` until sent SIGINT."""
         spy = Path(sys.executable).with_name("py-spy")
-        command = [str(spy), "record", "-p", str(self.pid), "-o", str(out), "--format", "raw", "-r", "200"]
+        command = [str(spy), "record", "-p", str(self.pid), "-o", str(out), "--format", "raw", "-r", "200", "--gil"]
         return subprocess.Popen([*command, "--nonblocking"], stdout=subprocess.DEVNULL)
 
     def stop(self) -> int:
@@ -302,6 +311,7 @@ async def _run(tg: Any, ai: Any, bot: BotProcess, clock: Clock, load: Load, run:
     )
     seconds = time.perf_counter() - start
     result = RunResult(load.label, per_chat * load.chats, seconds, figures, bot.cpu() - cpu0, bot.peak_mb())
+    result.calls = dict(Counter(call.method for call in tg.calls))
     clock.clear()
     tg.sent.clear()  # the fake's own bookkeeping; keeps this process small
     tg.calls.clear()
@@ -314,7 +324,9 @@ async def bench(loads: list[Load], data_parent: Path, send_rate: float, profile:
     await tg.start()
     await ai.start()
     tg.listeners.append(
-        lambda call: clock.output(int(call.params["chat_id"]), final=call.method == "sendMessage")
+        lambda call: clock.output(
+            int(call.params["chat_id"]), str(call.params.get("text", "")), final=call.method == "sendMessage"
+        )
         if call.method in ("sendMessageDraft", "sendMessage") else None
     )
     with tempfile.TemporaryDirectory(dir=data_parent, prefix="ferry-bench-") as tmp:
