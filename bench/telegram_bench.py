@@ -161,7 +161,8 @@ class RunResult:
             f" | first text median {ms('first_text', 0.5)} ms, after 1st piece p99 {ms('text_after_token', 0.99)} ms"
             f" | request after update p99 {ms('request_after_update', 0.99)} ms"
             f" | final after last piece p99 {ms('final_after_last', 0.99)} ms"
-            f" | bot CPU {self.bot_cpu / self.seconds:4.0%}, peak RSS {self.bot_peak_mb:5.1f} MB\n"
+            f" | bot CPU {self.bot_cpu / self.seconds:4.0%} ({self.bot_cpu / self.messages * 1000:.1f} ms an answer)"
+            f", peak RSS {self.bot_peak_mb:5.1f} MB\n"
             f"  Bot API calls per answer: "
             + ", ".join(f"{m} {n / self.messages:.2f}" for m, n in sorted(self.calls.items()) if m != "getUpdates")
         )
