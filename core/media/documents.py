@@ -19,10 +19,6 @@ import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import docx
-from pypdf import PdfReader
-from pypdf.errors import PyPdfError
-
 from core.media.limits import megabytes
 from core.media.photos import keep_unanswered
 from core.registry import Registry
@@ -82,6 +78,10 @@ def kind_of(attachment: Attachment) -> str | None:
 
 
 def _pdf(data: bytes, budget: int) -> Extract:
+    # Imported when a document comes: the readers weigh 13 MB the bot does not need until then.
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
@@ -108,6 +108,8 @@ def _pdf(data: bytes, budget: int) -> Extract:
 
 
 def _docx(data: bytes, budget: int) -> Extract:
+    import docx
+
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             unpacked = sum(info.file_size for info in archive.infolist())
