@@ -6,11 +6,9 @@ store-side durability that many concurrent callers wait for (a durable inbox, a 
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 # Failed batches remembered so that every waiter of a failed batch sees the failure.
@@ -80,63 +78,3 @@ class GroupCommit(Generic[K]):
                 while len(self._failures) > REMEMBERED_FAILURES:
                     self._failures.popitem(last=False)
             self._cond.notify_all()
-
-
-class AsyncGroupCommit(Generic[K]):
-    """The group commit for callers in an event loop: waiting for the flush holds no thread.
-
-    The TinyDB store's worker threads write a turn's files and return; the turn then awaits
-    here while one flusher thread makes the batch durable. A worker blocked in
-    :meth:`GroupCommit.durable` could do nothing else meanwhile: under load every worker sat
-    waiting for a flush while reads and other turns' writes queued behind them.
-    """
-
-    def __init__(self, flush: Callable[[set[K]], None]) -> None:
-        self._flush = flush
-        self._pending: set[K] = set()
-        self._waiters: list[asyncio.Future[None]] = []
-        self._flushing = False
-        self._thread: ThreadPoolExecutor | None = None
-
-    async def durable(self, items: Iterable[K]) -> None:
-        """Return once every item is flushed, together with other callers' items; raise if that failed."""
-        wanted = set(items)
-        if not wanted:
-            return
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._pending.update(wanted)
-        self._waiters.append(waiter)
-        if not self._flushing:
-            self._lead(loop)
-        await waiter
-
-    def _lead(self, loop: asyncio.AbstractEventLoop) -> None:
-        batch, waiters = self._pending, self._waiters
-        self._pending, self._waiters = set(), []
-        self._flushing = True
-        if self._thread is None:
-            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferry-flush")
-        flushed = loop.run_in_executor(self._thread, self._flush, batch)
-        flushed.add_done_callback(lambda done: self._release(loop, done, waiters))
-
-    def _release(
-        self, loop: asyncio.AbstractEventLoop, done: asyncio.Future[None], waiters: list[asyncio.Future[None]]
-    ) -> None:
-        self._flushing = False
-        failure = None if done.cancelled() else done.exception()
-        for waiter in waiters:
-            if waiter.done():
-                continue  # its caller was cancelled; the flush went on for the others
-            if failure is not None:
-                waiter.set_exception(failure)
-            else:
-                waiter.set_result(None)
-        if self._waiters:
-            self._lead(loop)
-
-    def close(self) -> None:
-        """Stop the flusher thread (once nothing waits)."""
-        if self._thread is not None:
-            thread, self._thread = self._thread, None
-            thread.shutdown(wait=False)

@@ -20,7 +20,7 @@ from tinydb.table import Document, Table
 from core.store.base import (
     StoreError,
 )
-from core.store.group_commit import AsyncGroupCommit, GroupCommit
+from core.store.group_commit import GroupCommit
 from core.store.tinydb_files import (
     AtomicJSONStorage,
     FileCache,
@@ -68,8 +68,7 @@ class TinyDBFiles:
         self._locks: LockStripes | None = None
         # The folders an operation's writes left to the group commit, per worker thread.
         self._unit = threading.local()
-        self._commit: GroupCommit[Path] = GroupCommit(self._sync_folders)  # for callers in a thread
-        self._flushes: AsyncGroupCommit[Path] = AsyncGroupCommit(self._sync_folders)  # for ``_submit``
+        self._commit: GroupCommit[Path] = GroupCommit(self._sync_folders)
         self._pool: PriorityWorkers | None = None
 
     # plumbing
@@ -92,39 +91,9 @@ class TinyDBFiles:
         return await self._submit(LATER, fn, *args)
 
     async def _submit(self, priority: int, fn: Callable[..., R], *args: Any) -> R:
-        """Run one operation in a worker thread; return once its renames and deletions are durable
-        (the worker is free meanwhile: the flush is awaited here, joined with other operations')."""
         if self._locks is None:
             raise StoreError("the store is not open; call open() first")
-        result, folders = await asyncio.wrap_future(self._executor().submit(priority, self._operate, fn, *args))
-        if folders:
-            try:
-                await self._flushes.durable(folders)
-            except OSError as exc:
-                raise store_error(exc, "access", Path(exc.filename or self._layout.root)) from exc
-        return result
-
-    def _operate(self, fn: Callable[..., R], *args: Any) -> tuple[R, set[Path]]:
-        """Run one operation in this thread: its result and the folders it left to flush.
-
-        A failed operation makes what it did durable here, then raises (as :meth:`_guard`).
-        """
-        folders: set[Path] = set()
-        self._unit.folders = folders
-        try:
-            try:
-                result = fn(*args)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    self._commit.durable(folders)  # what did happen is made durable all the same
-                raise
-            finally:
-                self._unit.folders = None
-            return result, folders
-        except StoreError:
-            raise
-        except OSError as exc:
-            raise store_error(exc, "access", Path(exc.filename or self._layout.root)) from exc
+        return await asyncio.wrap_future(self._executor().submit(priority, self._guard, fn, *args))
 
     def _executor(self) -> PriorityWorkers:
         """The store's own worker threads, so its operations never queue behind other libraries'
@@ -135,14 +104,28 @@ class TinyDBFiles:
         return self._pool
 
     def _guard(self, fn: Callable[..., R], *args: Any) -> R:
-        """Run one operation in this thread; return once its renames and deletions are durable
-        (for callers already in a thread; :meth:`_submit` waits for the flush without one)."""
-        result, folders = self._operate(fn, *args)
+        """Run one operation in this thread; return once its renames and deletions are durable.
+
+        Its writes leave their folders' fsyncs to the group commit, which runs after the operation
+        released its locks and joins them with concurrent operations' (one pass for many turns).
+        """
+        folders: set[Path] = set()
+        self._unit.folders = folders
         try:
+            try:
+                result = fn(*args)
+            except BaseException:
+                self._unit.folders = None
+                with contextlib.suppress(Exception):
+                    self._commit.durable(folders)  # what did happen is made durable all the same
+                raise
+            self._unit.folders = None
             self._commit.durable(folders)
+            return result
+        except StoreError:
+            raise
         except OSError as exc:
             raise store_error(exc, "access", Path(exc.filename or self._layout.root)) from exc
-        return result
 
     @contextmanager
     def _locked(self, path: Path) -> Iterator[None]:

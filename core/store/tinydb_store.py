@@ -103,7 +103,6 @@ class TinyDBStore(UserFiles, IntakeFiles):
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown()  # nothing runs: every operation was awaited
-        self._flushes.close()
         self._cache.clear()
 
     async def schema(self) -> dict[str, Any]:

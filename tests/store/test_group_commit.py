@@ -3,14 +3,13 @@ only after a flush that covers it."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from pathlib import Path
 
 import pytest
 
 from core.store.base import ConversationRecord, MessageRecord, StoreError, UsageRecord
-from core.store.group_commit import AsyncGroupCommit, GroupCommit
+from core.store.group_commit import GroupCommit
 from core.store.tinydb_files import FileOps
 from core.store.tinydb_store import TinyDBStore
 
@@ -99,42 +98,3 @@ async def test_a_failing_flush_is_reported_as_a_store_error(tmp_path: Path) -> N
     store = TinyDBStore(tmp_path, ops=FileOps(syncfs=broken))
     with pytest.raises(StoreError, match="Input/output error"):
         await store.open()
-
-
-async def test_waiters_in_an_event_loop_share_flushes_and_each_waits_for_its_own() -> None:
-    flushed: list[set[int]] = []
-    entered = threading.Event()
-    release = threading.Event()
-
-    def flush(batch: set[int]) -> None:
-        flushed.append(set(batch))
-        if len(flushed) == 1:
-            entered.set()
-            release.wait(5)  # hold the first flush so the others pile up behind it
-
-    commit: AsyncGroupCommit[int] = AsyncGroupCommit(flush)
-    first = asyncio.create_task(commit.durable([0]))
-    assert await asyncio.to_thread(entered.wait, 5)
-    others = [asyncio.create_task(commit.durable([i])) for i in range(1, 9)]
-    await asyncio.sleep(0.05)
-    assert not first.done() and not any(t.done() for t in others)  # nobody is released before its flush
-    release.set()
-    await asyncio.gather(first, *others)
-    assert flushed == [{0}, set(range(1, 9))]  # the eight waiting joined one flush
-    commit.close()
-
-
-async def test_a_failed_flush_in_an_event_loop_fails_its_batch_and_not_the_next() -> None:
-    calls: list[set[int]] = []
-
-    def flush(batch: set[int]) -> None:
-        calls.append(set(batch))
-        if len(calls) == 1:
-            raise OSError(5, "Input/output error")
-
-    commit: AsyncGroupCommit[int] = AsyncGroupCommit(flush)
-    with pytest.raises(OSError, match="Input/output error"):
-        await commit.durable([1])
-    await commit.durable([2])
-    assert calls == [{1}, {2}]
-    commit.close()
