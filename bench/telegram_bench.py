@@ -21,6 +21,9 @@ the fake model, the first draft or message and the final ``sendMessage`` arrivin
 * the final message after the model's last piece was written, p99;
 * the bot process's CPU use and peak RSS during the run (``VmHWM``, reset before each run).
 
+``--strace`` counts the bot's files written (renames) and flushes (fsync, syncfs) per answer
+with ``strace -f -c`` (it slows the bot: read its figures for the counts, not the times).
+
 ``--profile FILE`` records the bot process with py-spy (``pip install py-spy``) during the runs,
 as collapsed stacks of the thread holding the GIL, that is where its Python CPU time goes
 (``--format raw --gil``; feed them to a flame graph tool).
@@ -253,6 +256,12 @@ class BotProcess:
         command = [str(spy), "record", "-p", str(self.pid), "-o", str(out), "--format", "raw", "-r", "200", "--gil"]
         return subprocess.Popen([*command, "--nonblocking"], stdout=subprocess.DEVNULL)
 
+    def strace(self, out: Path) -> subprocess.Popen[bytes]:
+        """strace counting this process's file-writing system calls (all threads) into ``out``."""
+        calls = "fsync,fdatasync,syncfs,rename,renameat,renameat2"
+        command = ["strace", "-f", "-c", "-e", f"trace={calls}", "-o", str(out), "-p", str(self.pid)]
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -319,7 +328,19 @@ async def _run(tg: Any, ai: Any, bot: BotProcess, clock: Clock, load: Load, run:
     return result
 
 
-async def bench(loads: list[Load], data_parent: Path, send_rate: float, profile: Path | None) -> None:
+def syscalls_per_answer(table: Path, answers: int) -> str:
+    """strace's summary table as calls per answer: files written (renames) and flushes."""
+    counts: Counter[str] = Counter()
+    for line in table.read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= 5 and fields[-1].isidentifier() and fields[3].isdigit() and fields[-1] != "total":
+            counts["files written" if fields[-1].startswith("rename") else fields[-1]] += int(fields[3])
+    return ", ".join(f"{name} {n / answers:.2f}" for name, n in sorted(counts.items()))
+
+
+async def bench(
+    loads: list[Load], data_parent: Path, send_rate: float, profile: Path | None, strace: bool = False
+) -> None:
     clock = Clock()
     tg, ai = _fakes(clock)
     await tg.start()
@@ -337,18 +358,26 @@ async def bench(loads: list[Load], data_parent: Path, send_rate: float, profile:
         print(f"model: fake OpenAI-compatible server, {PIECES} pieces per answer; load: {os.getloadavg()}")
         bot = BotProcess(bot_environment(tg.root, tg.token, ai.base_url, data_dir, send_rate), Path(tmp) / "bot.log")
         print(f"bot: `ferry telegram` in pid {bot.pid}; fake Bot API, fake model and people in pid {os.getpid()}")
-        spy = None
+        spy = tracer = None
+        answers = 0
         try:
             await tg.wait_until(lambda: bool(tg.calls_of("getUpdates")), within=60)
             if profile is not None:
                 spy = bot.profile(profile)
+            if strace:
+                tracer = bot.strace(Path(tmp) / "strace.txt")
+                await asyncio.sleep(1)  # attached to every thread
             for run, load in enumerate(loads):
                 result = await _run(tg, ai, bot, clock, load, run)
+                answers += result.messages
                 print(result.line(), flush=True)
         finally:
-            if spy is not None:
-                spy.send_signal(signal.SIGINT)
-                spy.wait(30)
+            for watcher in (spy, tracer):
+                if watcher is not None:
+                    watcher.send_signal(signal.SIGINT)
+                    watcher.wait(30)
+            if tracer is not None and answers:
+                print(f"system calls per answer (strace -f): {syscalls_per_answer(Path(tmp) / 'strace.txt', answers)}")
             code = bot.stop()
             lines = (Path(tmp) / "bot.log").read_text(errors="replace").splitlines()
             print(f"bot exited with {code}; {len(lines)} log lines; load: {os.getloadavg()}")
@@ -371,11 +400,12 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--data-parent", type=Path, default=None, help="where the data folder goes (default: on disk)")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy's collapsed stacks of the bot, to FILE")
+    parser.add_argument("--strace", action="store_true", help="count the bot's files written and flushes per answer")
     args = parser.parse_args()
     loads = [Load(int(c), max(200, 4 * int(c))) for c in args.chats.split(",")] if args.chats else LOADS
     if args.runs == "table":
         loads = TABLE
-    asyncio.run(bench(loads, args.data_parent or disk_folder(), args.send_rate, args.profile))
+    asyncio.run(bench(loads, args.data_parent or disk_folder(), args.send_rate, args.profile, args.strace))
 
 
 if __name__ == "__main__":
