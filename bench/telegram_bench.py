@@ -17,8 +17,8 @@ the fake model, the first draft or message and the final ``sendMessage`` arrivin
 * final answer after the message, median and p99;
 * first visible text after the message, median (a placeholder counts); the first text of the
   model's after its first piece was written, p99;
-* the model request after the update left the fake Bot API, p99;
-* the final message after the model's last piece was written, p99;
+* the model request after the update left the fake Bot API, median and p99;
+* the final message after the model's last piece was written, median and p99;
 * the bot process's CPU use and peak RSS during the run (``VmHWM``, reset before each run).
 
 ``--strace`` counts the bot's files written (renames) and flushes (fsync, syncfs) per answer
@@ -162,8 +162,9 @@ class RunResult:
             f"  {self.messages / self.seconds:6.1f} answers/s"
             f" | final median {ms('final', 0.5)} p99 {ms('final', 0.99)} ms"
             f" | first text median {ms('first_text', 0.5)} ms, after 1st piece p99 {ms('text_after_token', 0.99)} ms"
-            f" | request after update p99 {ms('request_after_update', 0.99)} ms"
-            f" | final after last piece p99 {ms('final_after_last', 0.99)} ms"
+            f" | request after update median {ms('request_after_update', 0.5)}"
+            f" p99 {ms('request_after_update', 0.99)} ms"
+            f" | final after last piece median {ms('final_after_last', 0.5)} p99 {ms('final_after_last', 0.99)} ms"
             f" | bot CPU {self.bot_cpu / self.seconds:4.0%} ({self.bot_cpu / self.messages * 1000:.1f} ms an answer)"
             f", peak RSS {self.bot_peak_mb:5.1f} MB\n"
             f"  Bot API calls per answer: "
