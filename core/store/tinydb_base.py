@@ -86,6 +86,11 @@ class TinyDBFiles:
         """A read: ahead of every queued write (a turn's model request waits for its reads)."""
         return await self._submit(READ, fn, *args)
 
+    async def _finishing(self, fn: Callable[..., R], *args: Any) -> R:
+        """A write between the model's last piece and the final message (the answer, its usage):
+        first in line with the reads, as the person is waiting to see it."""
+        return await self._submit(READ, fn, *args)
+
     async def _later(self, fn: Callable[..., R], *args: Any) -> R:
         """A write nobody waits for to be shown anything: behind every other queued operation."""
         return await self._submit(LATER, fn, *args)

@@ -172,6 +172,8 @@ class ConversationFiles(TinyDBFiles):
         """Append to one conversation; durable on return. A batch always lands in one file."""
         if not messages:
             return []
+        if all(m.role == "assistant" for m in messages):  # an answer: the person waits for it to be stored
+            return await self._finishing(self._append_messages, messages)
         return await self._run(self._append_messages, messages)
 
     def _append_messages(self, messages: list[MessageRecord]) -> list[MessageRecord]:

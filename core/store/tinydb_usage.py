@@ -40,7 +40,7 @@ class UsageFiles(TinyDBFiles):
 
     async def add_usage(self, usage: UsageRecord) -> None:
         """Add to the user's and the global sums of the usage's UTC day and model."""
-        await self._run(self._add_usage, usage)
+        await self._finishing(self._add_usage, usage)
 
     def _add_usage(self, usage: UsageRecord) -> None:
         self._add_to_day(self._layout.user_usage_file(usage.user_id), usage)

@@ -2,10 +2,10 @@
 
 Under load most of the store's work is writes, each waiting for its file's fsync; in one FIFO
 queue the few reads a turn makes before its model request (the user, the conversation, its
-recent messages) waited behind every other turn's writes. Here reads go first, then the writes
-a turn waits for (its message, its answer), then the marks nobody waits for (what the person
-has been shown). Each kind still runs in arrival order; every submitted item runs (``shutdown``
-lets the queue drain).
+recent messages) waited behind every other turn's writes. Here reads and the writes of a
+finished answer go first, then the other writes a turn waits for (its record, its message),
+then the marks nobody waits for (that the person has it all). Each kind still runs in arrival
+order; every submitted item runs (``shutdown`` lets the queue drain).
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from typing import Any, TypeVar
 R = TypeVar("R")
 
 READ = 0
-"""Reads: short, and what a turn's model request waits for."""
+"""Reads: short, and what a turn's model request waits for. The writes of an answer the person
+waits to see (the answer and its usage, between the model's last piece and the final message)
+go with them."""
 WRITE = 1
 """Writes a turn waits for before it goes on."""
 LATER = 2
