@@ -38,8 +38,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.closed_loop import Clock
 from bench.datadir import describe, disk_folder
-from bench.telegram_bench import Clock
 
 VOICE_BYTES = 60_000  # 30 s of Telegram's OGG/Opus voice at ~16 kbit/s
 CHATS = 20

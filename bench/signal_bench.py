@@ -30,8 +30,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from bench.closed_loop import Clock, RunResult
 from bench.datadir import describe, disk_folder
-from bench.telegram_bench import LOADS, TURNS_PER_CONVERSATION, Clock, Load, RunResult
+from bench.telegram_bench import LOADS, TURNS_PER_CONVERSATION, Load
 
 WARM_UP = Load(5, 25)
 

@@ -1,94 +1,62 @@
-"""Benchmark of the Telegram bot process, end to end over loopback HTTP.
+"""Benchmark of ``ferry telegram`` as a user runs it, end to end over loopback HTTP.
 
-The fake Bot API and the fake model (answering at once) run in a child process together with
-the driver that plays the users; this process runs only the bot (real python-telegram-bot,
-the real Assistant, the real openai client), so its peak memory is the bot's own.
+The bot is the installed ``ferry telegram`` command in a process of its own, configured through
+the environment as a user configures it: the default store (TinyDB in a data folder on disk, not
+tmpfs: the header prints the folder's file system), log lines at INFO to a file, Telegram's send
+rate unless ``--send-rate`` lifts it. This process runs the fake Bot API, the fake model and the
+load generator that plays the people.
 
-Each of N chats sends a message, waits for the bot's final ``sendMessage``, and sends the next
-(a closed loop). Printed per N: messages per second handled end to end, and the added latency
-from an update becoming available in ``getUpdates`` to the first draft or message in that chat
-(median and p99); at the end the bot process's peak RSS (``ru_maxrss``).
+Each of N private chats sends a message, waits for the bot's final ``sendMessage`` and sends the
+next (a closed loop). The first two runs are the table of issue 14, 50 chats × 4 messages: a
+model that answers at once, and a model streaming 6 pieces 200 ms apart (1,200 ms alone).
+Every moment is taken in this process, where it happens: the message queued in the fake Bot API,
+its update leaving in a ``getUpdates`` answer, the model request arriving, each piece written by
+the fake model, the first draft or message and the final ``sendMessage`` arriving. Columns:
 
-The first two runs are the table of issue 14: 50 chats × 4 messages with a model that answers at
-once, then with a model streaming 6 pieces 200 ms apart (1,200 ms alone). For them it also prints
-the final answer's median and p99 (update available → final ``sendMessage``), the first visible
-text after the model's first piece (p99), when the model request left after the update was
-available (p99; the fake model's arrival time) and when the final message left after the model's
-last piece (p99). The fake model's first piece leaves ``piece delay`` after the request arrives.
+* answers/s;
+* final answer after the message, median and p99;
+* first visible text after the message, median (a placeholder counts); the first text of the
+  model's after its first piece was written, p99;
+* the model request after the update left the fake Bot API, median and p99;
+* the final message after the model's last piece was written, median and p99;
+* the bot process's CPU use and peak RSS during the run (``VmHWM``, reset before each run).
 
-The store is the one people run, TinyDB in a data folder on disk (not tmpfs: the header prints the
-folder's file system); ``--store memory`` measures without persistence.
+``--strace`` counts the bot's files written (renames) and flushes (fsync, syncfs) per answer
+with ``strace -f -c`` (it slows the bot: read its figures for the counts, not the times).
 
-Run: ``.venv/bin/python -m bench.telegram_bench [--runs table|all] [--chats 1,100,1000] [--store tinydb|memory]``
+``--profile FILE`` records the bot process with py-spy (``pip install py-spy``) during the runs,
+as collapsed stacks of the thread holding the GIL, that is where its Python CPU time goes
+(``--format raw --gil``; feed them to a flame graph tool).
+
+Run: ``.venv/bin/python -m bench.telegram_bench [--runs table|all] [--chats 1,100,1000]
+[--send-rate 1000] [--data-parent DIR] [--profile FILE]``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import multiprocessing as mp
+import contextlib
+import os
 import re
-import resource
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Hashable
-from dataclasses import dataclass
-from multiprocessing.connection import Connection
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.datadir import describe, disk_folder
 
 TURNS_PER_CONVERSATION = 10  # then the simulated person is replaced by a new one (fresh history)
-
-
-@dataclass
-class RunResult:
-    label: str
-    messages: int
-    seconds: float
-    latencies: list[float]
-    fake_cpu: float  # CPU seconds the fakes and the driver used
-    bot_cpu: float = 0.0  # CPU seconds this (the bot's) process used
-    # Per message, seconds: "final", "first_after_token", "request_after_update", "final_after_last".
-    detail: dict[str, list[float]] | None = None
-
-    def line(self) -> str:
-        if self.detail:
-            return self.table_line()
-        lat = sorted(self.latencies)
-        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-        return (
-            f"{self.label:<40} {self.messages:>5} msgs {self.messages / self.seconds:7.1f} msg/s  "
-            f"first output median {statistics.median(lat) * 1000:6.1f} ms  p99 {p99 * 1000:6.1f} ms  "
-            f"CPU busy: bot {self.bot_cpu / self.seconds:4.0%}, fakes {self.fake_cpu / self.seconds:4.0%}"
-        )
-
-    def table_line(self) -> str:
-        """The columns of issue 14's table, in milliseconds."""
-        d = self.detail or {}
-
-        def ms(values: list[float], q: float) -> str:
-            if not values:
-                return "   -"
-            v = sorted(values)
-            at = statistics.median(v) if q == 0.5 else v[min(len(v) - 1, int(len(v) * q))]
-            return f"{at * 1000:5.0f}"
-
-        return (
-            f"{self.label:<40} {self.messages / self.seconds:6.1f} answers/s  "
-            f"final median {ms(d.get('final', []), 0.5)} p99 {ms(d.get('final', []), 0.99)} ms  "
-            f"first text median {ms(self.latencies, 0.5)} ms  "
-            f"first text after 1st token p99 {ms(d.get('first_after_token', []), 0.99)} ms  "
-            f"request after update p99 {ms(d.get('request_after_update', []), 0.99)} ms  "
-            f"final after last piece p99 {ms(d.get('final_after_last', []), 0.99)} ms  "
-            f"CPU bot {self.bot_cpu / self.seconds:4.0%}"
-        )
-
-
-# --- the child: fakes and the simulated users ---------------------------------------------------
+PIECES = 6
+MOMENTS = ("pushed", "update_left", "request", "first_piece", "last_piece", "first_text", "first_model_text", "final")
+MODEL_TEXT = "piece"  # what the fake model says; a draft without it is the bot's placeholder
 
 
 @dataclass(frozen=True)
@@ -99,95 +67,236 @@ class Load:
     messages: int
     rate: float | None = None  # messages per second over all chats (a steady, paced load)
     piece_delay: float = 0.0  # the fake model sends PIECES pieces, each this many seconds apart
-    table: bool = False  # print issue 14's columns
 
     @property
     def label(self) -> str:
+        model = f"{PIECES} pieces x {self.piece_delay * 1000:g} ms" if self.piece_delay else "answers at once"
         pace = "as fast as answered" if self.rate is None else f"paced at {self.rate:g} msg/s"
-        if self.table:
-            model = f"{PIECES} pieces x {self.piece_delay * 1000:g} ms" if self.piece_delay else "answers at once"
-            return f"{self.chats} chats x {self.messages // self.chats}, model {model}"
-        return f"{self.chats:>5} chats, {pace}"
+        return f"{self.chats} chats x {self.messages // self.chats}, model {model}, {pace}"
 
 
-PIECES = 6
-TABLE = [Load(50, 200, table=True), Load(50, 200, piece_delay=0.2, table=True)]
+TABLE = [Load(50, 200), Load(50, 200, piece_delay=0.2)]
 LOADS = [
     *TABLE,
     Load(1, 200),
     Load(100, 2000),
     Load(1000, 4000),
-    # The added latency the issue asks about, at the throughput it targets (200 msg/s): a steady
-    # load, so the figure is the bot's own delay rather than the queue of a saturated run.
-    Load(100, 2000, rate=200.0),
-    Load(1000, 2000, rate=200.0),
+    # The added latency at a steady load below saturation: the bot's own delay, not a queue's.
+    Load(100, 2000, rate=100.0),
 ]
 
 
 class Clock:
-    """When each chat's message was pushed, first answered and finished (keys: chat or person)."""
+    """The moments of each chat's current message (see MOMENTS), taken in this process."""
 
     def __init__(self) -> None:
-        self.pushed_at: dict[Hashable, float] = {}
-        self.first_at: dict[Hashable, float] = {}
+        self.at: dict[str, dict[Hashable, float]] = {m: {} for m in MOMENTS}
         self.done: dict[Hashable, asyncio.Event] = {}
-        self.final_at: dict[Hashable, float] = {}
-        self.request_at: dict[Hashable, float] = {}
-        self.last_piece_at: dict[Hashable, float] = {}
 
     def push(self, key: Hashable) -> asyncio.Event:
-        self.done[key] = asyncio.Event()
-        for times in (self.first_at, self.final_at, self.request_at, self.last_piece_at):
+        for times in self.at.values():
             times.pop(key, None)
-        self.pushed_at[key] = time.perf_counter()
+        self.done[key] = asyncio.Event()
+        self.at["pushed"][key] = time.perf_counter()
         return self.done[key]
 
-    def output(self, key: Hashable, final: bool = False) -> None:
-        if key in self.pushed_at and key not in self.first_at:
-            self.first_at[key] = time.perf_counter()
+    def first(self, moment: str, key: Hashable) -> None:
+        """Note ``moment`` for ``key``'s current message unless already seen."""
+        if key in self.at["pushed"]:
+            self.at[moment].setdefault(key, time.perf_counter())
+
+    def last(self, moment: str, key: Hashable) -> None:
+        if key in self.at["pushed"]:
+            self.at[moment][key] = time.perf_counter()
+
+    def output(self, key: Hashable, text: str, final: bool) -> None:
+        self.first("first_text", key)
+        if MODEL_TEXT in text:
+            self.first("first_model_text", key)
         if final:
-            self.finished(key)
+            self.first("final", key)
+            if key in self.done:
+                self.done[key].set()
 
-    def finished(self, key: Hashable) -> None:
-        if key in self.pushed_at and key not in self.final_at:
-            self.final_at[key] = time.perf_counter()
-        if key in self.done:
-            self.done[key].set()
-
-    def latency(self, key: Hashable) -> float:
-        return self.first_at[key] - self.pushed_at[key]
-
-    def detail(self, key: Hashable, piece_delay: float) -> dict[str, float]:
-        """Issue 14's per-message figures (only those whose moments were all seen)."""
-        out: dict[str, float] = {}
-        pushed = self.pushed_at[key]
-        if key in self.final_at:
-            out["final"] = self.final_at[key] - pushed
-        if key in self.request_at:
-            out["request_after_update"] = self.request_at[key] - pushed
-            if key in self.first_at:
-                out["first_after_token"] = self.first_at[key] - (self.request_at[key] + piece_delay)
-        if key in self.last_piece_at and key in self.final_at:
-            out["final_after_last"] = self.final_at[key] - self.last_piece_at[key]
+    def figures(self, key: Hashable) -> dict[str, float]:
+        """Issue 14's per-message figures, those whose moments were all seen."""
+        spans = {
+            "final": ("pushed", "final"),
+            "first_text": ("pushed", "first_text"),
+            "text_after_token": ("first_piece", "first_model_text"),
+            "request_after_update": ("update_left", "request"),
+            "final_after_last": ("last_piece", "final"),
+        }
+        out = {}
+        for name, (start, end) in spans.items():
+            if key in self.at[start] and key in self.at[end]:
+                out[name] = self.at[end][key] - self.at[start][key]
         return out
 
     def clear(self) -> None:
-        for times in (self.pushed_at, self.first_at, self.final_at, self.request_at, self.last_piece_at):
+        for times in self.at.values():
             times.clear()
         self.done.clear()
 
 
-async def _person(
-    tg: Any,
-    load: Load,
-    base: int,
-    slot: int,
-    rounds: int,
-    start: float,
-    latencies: list[float],
-    clock: Clock,
-    detail: dict[str, list[float]] | None = None,
-) -> None:
+@dataclass
+class RunResult:
+    label: str
+    messages: int
+    seconds: float
+    figures: dict[str, list[float]] = field(default_factory=dict)
+    bot_cpu: float = 0.0  # CPU seconds of the bot process
+    bot_peak_mb: float = 0.0
+    calls: dict[str, int] = field(default_factory=dict)  # Bot API calls of the run, by method
+
+    def line(self) -> str:
+        def ms(name: str, q: float) -> str:
+            values = sorted(self.figures.get(name, []))
+            if not values:
+                return "    -"
+            at = statistics.median(values) if q == 0.5 else values[min(len(values) - 1, int(len(values) * q))]
+            return f"{at * 1000:5.0f}"
+
+        return (
+            f"{self.label}\n"
+            f"  {self.messages / self.seconds:6.1f} answers/s"
+            f" | final median {ms('final', 0.5)} p99 {ms('final', 0.99)} ms"
+            f" | first text median {ms('first_text', 0.5)} ms, after 1st piece p99 {ms('text_after_token', 0.99)} ms"
+            f" | request after update median {ms('request_after_update', 0.5)}"
+            f" p99 {ms('request_after_update', 0.99)} ms"
+            f" | final after last piece median {ms('final_after_last', 0.5)} p99 {ms('final_after_last', 0.99)} ms"
+            f" | bot CPU {self.bot_cpu / self.seconds:4.0%} ({self.bot_cpu / self.messages * 1000:.1f} ms an answer)"
+            f", peak RSS {self.bot_peak_mb:5.1f} MB\n"
+            f"  Bot API calls per answer: "
+            + ", ".join(f"{m} {n / self.messages:.2f}" for m, n in sorted(self.calls.items()) if m != "getUpdates")
+        )
+
+
+# --- the fakes, timed ------------------------------------------------------------------------------
+
+
+def _chat_of_request(body: Any) -> int | None:
+    messages = body.get("messages") if isinstance(body, dict) else None
+    last = str(messages[-1].get("content", "")) if isinstance(messages, list) and messages else ""
+    found = re.search(r"message \d+ from (\d+)", last)
+    return int(found.group(1)) if found else None
+
+
+def _fakes(clock: Clock) -> tuple[Any, Any]:
+    from tests.fakes.openai_server import FakeOpenAI, Reply
+    from tests.fakes.telegram_server import FakeTelegram
+
+    class TimedTelegram(FakeTelegram):
+        async def _m_getUpdates(self, p: dict[str, Any]) -> list[dict[str, Any]]:
+            result = await super()._m_getUpdates(p)
+            for update in result:
+                chat = (update.get("message") or {}).get("chat", {}).get("id")
+                if chat is not None:
+                    clock.first("update_left", chat)
+            return result
+
+    class TimedOpenAI(FakeOpenAI):
+        piece_delay = 0.0
+
+        async def _record(self, request: Any) -> Any:
+            body = await super()._record(request)
+            chat = _chat_of_request(body)
+            if chat is not None:
+                request["bench_chat"] = chat
+                clock.first("request", chat)
+            return body
+
+        async def _chat(self, request: Any) -> Any:
+            # One identical reply per request: concurrent requests may take each other's, harmlessly.
+            self.enqueue(Reply("piece " * PIECES, chunk_size=len("piece "), chunk_delay=self.piece_delay))
+            return await super()._chat(request)
+
+    def on_piece(request: Any, n: int, count: int) -> None:
+        chat = request.get("bench_chat")
+        if chat is not None:
+            if n == 0:
+                clock.first("first_piece", chat)
+            if n == count - 1:
+                clock.last("last_piece", chat)
+
+    ai = TimedOpenAI(chunk_size=4096, record=False)
+    ai.on_piece = on_piece
+    return TimedTelegram(), ai
+
+
+# --- the bot process ---------------------------------------------------------------------------------
+
+
+class BotProcess:
+    """``ferry telegram`` in a process of its own; its CPU time and peak RSS from /proc."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        ferry = Path(sys.executable).with_name("ferry")
+        command = [str(ferry), "telegram"] if ferry.exists() else [sys.executable, "-m", "bots.cli", "telegram"]
+        self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.pid = self.proc.pid
+
+    def cpu(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def reset_peak(self) -> None:
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{self.pid}/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+
+    def peak_mb(self) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def profile(self, out: Path) -> subprocess.Popen[bytes]:
+        """py-spy recording this process's stacks to ``out`` until sent SIGINT."""
+        spy = Path(sys.executable).with_name("py-spy")
+        command = [str(spy), "record", "-p", str(self.pid), "-o", str(out), "--format", "raw", "-r", "200", "--gil"]
+        return subprocess.Popen([*command, "--nonblocking"], stdout=subprocess.DEVNULL)
+
+    def strace(self, out: Path) -> subprocess.Popen[bytes]:
+        """strace counting this process's file-writing system calls (all threads) into ``out``."""
+        calls = "fsync,fdatasync,syncfs,rename,renameat,renameat2"
+        command = ["strace", "-f", "-c", "-e", f"trace={calls}", "-o", str(out), "-p", str(self.pid)]
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.log.close()
+        return code
+
+
+def bot_environment(root: str, token: str, ai_url: str, data_dir: Path, send_rate: float) -> dict[str, str]:
+    """The environment a user would set, with the limits a load test must lift (per-person rate)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FERRY_", "TELEGRAM_", "OPENAI_", "SIGNAL_"))}
+    env.update(
+        TELEGRAM_BOT_TOKEN=token,
+        TELEGRAM_API_URL=root,
+        OPENAI_BASE_URL=ai_url,
+        OPENAI_API_KEY="bench",
+        FERRY_MODEL="fake-model",
+        FERRY_DATA_DIR=str(data_dir),
+        FERRY_ACCESS="open",
+        FERRY_RATE_PER_MINUTE="1000000",
+        FERRY_MODEL_RETRIES="0",
+        FERRY_TELEGRAM_SEND_RATE=f"{send_rate:g}",
+    )
+    return env
+
+
+# --- the people --------------------------------------------------------------------------------------
+
+
+async def _person(tg: Any, load: Load, base: int, slot: int, rounds: int, start: float, clock: Clock,
+                  figures: dict[str, list[float]]) -> None:  # fmt: skip
     """One person writing ``rounds`` messages, each after the previous one was answered."""
     for k in range(rounds):
         if load.rate is not None:
@@ -197,218 +306,107 @@ async def _person(
         done = clock.push(chat)
         tg.push_text(chat, f"message {k} from {chat}")
         await done.wait()
-        latencies.append(clock.latency(chat))
-        if detail is not None:
-            for name, value in clock.detail(chat, load.piece_delay).items():
-                detail.setdefault(name, []).append(value)
+        for name, value in clock.figures(chat).items():
+            figures.setdefault(name, []).append(value)
 
 
-def _fake_model(clock: Clock) -> Any:
-    """The fake model, noting per chat when a request arrives and when its last piece has left."""
-    from tests.fakes.openai_server import FakeOpenAI, Reply
-
-    class TimedFakeOpenAI(FakeOpenAI):
-        piece_delay = 0.0
-
-        async def _record(self, request: Any) -> Any:
-            body = await super()._record(request)
-            messages = body.get("messages") if isinstance(body, dict) else None
-            last = str(messages[-1].get("content", "")) if isinstance(messages, list) and messages else ""
-            found = re.search(r"message \d+ from (\d+)", last)
-            if found:
-                request["bench_chat"] = int(found.group(1))
-                clock.request_at[int(found.group(1))] = time.perf_counter()
-            return body
-
-        async def _chat(self, request: Any) -> Any:
-            # One identical reply per request: concurrent requests may take each other's, harmlessly.
-            self.enqueue(Reply("piece " * PIECES, chunk_size=len("piece "), chunk_delay=self.piece_delay))
-            response = await super()._chat(request)
-            chat = request.get("bench_chat")
-            if chat is not None:
-                clock.last_piece_at[chat] = time.perf_counter()
-            return response
-
-    return TimedFakeOpenAI(chunk_size=4096, record=False)
+async def _run(tg: Any, ai: Any, bot: BotProcess, clock: Clock, load: Load, run: int) -> RunResult:
+    ai.piece_delay = load.piece_delay
+    per_chat = max(1, load.messages // load.chats)
+    base = 10_000_000 * (run + 1)
+    figures: dict[str, list[float]] = {}
+    bot.reset_peak()
+    cpu0, start = bot.cpu(), time.perf_counter()
+    await asyncio.gather(
+        *(_person(tg, load, base, slot, per_chat, start, clock, figures) for slot in range(load.chats))
+    )
+    seconds = time.perf_counter() - start
+    result = RunResult(load.label, per_chat * load.chats, seconds, figures, bot.cpu() - cpu0, bot.peak_mb())
+    result.calls = dict(Counter(call.method for call in tg.calls))
+    clock.clear()
+    tg.sent.clear()  # the fake's own bookkeeping; keeps this process small
+    tg.calls.clear()
+    return result
 
 
-def _servers_main(conn: Connection, loads: list[Load]) -> None:
-    asyncio.run(_servers(conn, loads))
+def syscalls_per_answer(table: Path, answers: int) -> str:
+    """strace's summary table as calls per answer: files written (renames) and flushes."""
+    counts: Counter[str] = Counter()
+    for line in table.read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= 5 and fields[-1].isidentifier() and fields[3].isdigit() and fields[-1] != "total":
+            counts["files written" if fields[-1].startswith("rename") else fields[-1]] += int(fields[3])
+    return ", ".join(f"{name} {n / answers:.2f}" for name, n in sorted(counts.items()))
 
 
-async def _servers(conn: Connection, loads: list[Load]) -> None:
-    from tests.fakes.telegram_server import Call, FakeTelegram
-
+async def bench(
+    loads: list[Load], data_parent: Path, send_rate: float, profile: Path | None, strace: bool = False
+) -> None:
     clock = Clock()
-    tg = FakeTelegram()
-    ai = _fake_model(clock)
+    tg, ai = _fakes(clock)
     await tg.start()
     await ai.start()
-    conn.send((tg.root, ai.base_url, tg.token))
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, conn.recv)  # the bot is polling
-
-    def on_call(call: Call) -> None:
-        if call.method in ("sendMessageDraft", "sendMessage"):
-            clock.output(int(call.params["chat_id"]), final=call.method == "sendMessage")
-
-    tg.listeners.append(on_call)
-    for run, load in enumerate(loads):
-        start = time.perf_counter()
-        cpu0 = time.process_time()
-        latencies: list[float] = []
-        detail: dict[str, list[float]] | None = {} if load.table else None
-        ai.piece_delay = load.piece_delay
-        per_chat = max(1, load.messages // load.chats)
-        base = 10_000_000 * (run + 1)
-        await asyncio.gather(
-            *(_person(tg, load, base, slot, per_chat, start, latencies, clock, detail) for slot in range(load.chats))
+    tg.listeners.append(
+        lambda call: clock.output(
+            int(call.params["chat_id"]), str(call.params.get("text", "")), final=call.method == "sendMessage"
         )
-        seconds = time.perf_counter() - start
-        conn.send((load.label, per_chat * load.chats, seconds, latencies, time.process_time() - cpu0, detail))
-        clock.clear()
-        tg.sent.clear()  # the fake's own bookkeeping; keeps the child small
-        tg.calls.clear()
-    conn.send(None)
-    await loop.run_in_executor(None, conn.recv)
+        if call.method in ("sendMessageDraft", "sendMessage") else None
+    )
+    with tempfile.TemporaryDirectory(dir=data_parent, prefix="ferry-bench-") as tmp:
+        data_dir = Path(tmp) / "data"
+        print(describe("tinydb", Path(tmp)))
+        print(f"telegram send rate: {send_rate:g} new messages/s over all chats (FERRY_TELEGRAM_SEND_RATE)")
+        print(f"model: fake OpenAI-compatible server, {PIECES} pieces per answer; load: {os.getloadavg()}")
+        bot = BotProcess(bot_environment(tg.root, tg.token, ai.base_url, data_dir, send_rate), Path(tmp) / "bot.log")
+        print(f"bot: `ferry telegram` in pid {bot.pid}; fake Bot API, fake model and people in pid {os.getpid()}")
+        spy = tracer = None
+        answers = 0
+        try:
+            await tg.wait_until(lambda: bool(tg.calls_of("getUpdates")), within=60)
+            if profile is not None:
+                spy = bot.profile(profile)
+            if strace:
+                tracer = bot.strace(Path(tmp) / "strace.txt")
+                await asyncio.sleep(1)  # attached to every thread
+            for run, load in enumerate(loads):
+                result = await _run(tg, ai, bot, clock, load, run)
+                answers += result.messages
+                print(result.line(), flush=True)
+        finally:
+            for watcher in (spy, tracer):
+                if watcher is not None:
+                    watcher.send_signal(signal.SIGINT)
+                    watcher.wait(30)
+            if tracer is not None and answers:
+                print(f"system calls per answer (strace -f): {syscalls_per_answer(Path(tmp) / 'strace.txt', answers)}")
+            code = bot.stop()
+            lines = (Path(tmp) / "bot.log").read_text(errors="replace").splitlines()
+            print(f"bot exited with {code}; {len(lines)} log lines; load: {os.getloadavg()}")
+            for line in lines:
+                if " ERROR " in line or "Traceback" in line:
+                    print("  bot log:", line[:200])
+                    break
     await ai.close()
     await tg.stop()
-
-
-# --- this process: the bot ----------------------------------------------------------------------
-
-
-class EchoCore:
-    """A stand-in core that answers at once, to measure the adapter and PTB alone."""
-
-    def __init__(self) -> None:
-        from core.metrics import Metrics
-
-        self.metrics = Metrics()
-
-    def submit(self, msg: Any) -> Any:
-        from core.reply import ready_reply
-        from core.types import FinalText, PartialAnswer, StreamStart
-
-        said = f"You said: {msg.text}"
-        return ready_reply(StreamStart(), PartialAnswer(said), FinalText(said, streamed=True))
-
-    async def receive(self, msg: Any, key: str, route: Any = None) -> Any:
-        return self.submit(msg)
-
-    async def pending(self, platform: str) -> Any:
-        await asyncio.Event().wait()
-        yield
-
-    async def alerts(self, platform: str) -> Any:
-        await asyncio.Event().wait()
-        yield
-
-    async def move_chat(self, old: Any, new: Any) -> int:
-        return 0
-
-    async def ready(self) -> str | None:
-        return None
-
-    async def start(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-    def command_menu(self, lang: str) -> list[tuple[str, str]]:
-        return [("help", "Help")]
-
-    def menu_languages(self) -> tuple[str, ...]:
-        return ("en",)
-
-    def text(self, lang: str, key: str, **values: Any) -> str:
-        return key
-
-    def language(self, language_code: str | None) -> str:
-        return "en"
-
-
-async def _bot(conn: Connection, store_kind: str, core: str, pool: int, send_rate: float) -> list[RunResult]:
-    from bots.telegram.process import build_application, polling
-    from bots.telegram.send import Pacing
-    from core.app import assemble
-    from core.llm import OpenAIModelClient
-    from core.settings import Settings
-    from core.store.memory import MemoryStore
-
-    root, ai_url, token = conn.recv()
-    with tempfile.TemporaryDirectory(dir=disk_folder(), prefix="ferry-bench-") as tmp:
-        print(describe(store_kind, Path(tmp)), flush=True)
-        print(f"telegram send rate: {send_rate:g} new messages/s over all chats (FERRY_TELEGRAM_SEND_RATE)", flush=True)
-        settings = Settings(
-            openai_base_url=ai_url,
-            openai_api_key="bench",
-            model="fake-model",
-            telegram_bot_token=token,
-            data_dir=Path(tmp),
-            access="open",
-            rate_per_minute=1_000_000,
-            model_retries=0,
-        )
-        store: Any
-        if store_kind == "tinydb":
-            from core.store.tinydb_store import TinyDBStore
-
-            store = TinyDBStore(Path(tmp))
-        else:
-            store = MemoryStore()
-        assistant = assemble(settings, store, OpenAIModelClient(ai_url, "bench", max_retries=0))
-        await assistant.start()
-        app = build_application(
-            assistant if core == "real" else EchoCore(), token, root, pool_size=pool,
-            pacing=Pacing(global_rate=send_rate),
-        )
-        results: list[RunResult] = []
-        async with polling(app, poll_timeout=10):
-            conn.send("ready")
-            loop = asyncio.get_running_loop()
-            cpu0 = time.process_time()
-            while (result := await loop.run_in_executor(None, conn.recv)) is not None:
-                label, messages, seconds, latencies, fake_cpu, detail = result
-                bot_cpu = time.process_time() - cpu0
-                results.append(RunResult(label, messages, seconds, latencies, fake_cpu, bot_cpu, detail))
-                cpu0 = time.process_time()
-                print(results[-1].line(), flush=True)
-        conn.send("bye")
-        await assistant.close()
-    return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chats", help="comma-separated numbers of chats, each answered as fast as it can be")
-    parser.add_argument("--store", choices=("tinydb", "memory"), default="tinydb")
     parser.add_argument("--runs", choices=("table", "all"), default="all", help="table: issue 14's two runs only")
-    parser.add_argument(
-        "--core", choices=("real", "echo"), default="real", help="echo: a stand-in core, the adapter alone"
-    )
-    parser.add_argument("--pool", type=int, default=16, help="HTTP connections to the Bot API server")
     parser.add_argument(
         "--send-rate", type=float, default=30.0,
         help="FERRY_TELEGRAM_SEND_RATE: new messages/s over all chats (30, Telegram's limit, as users run it; "
         "raise it to measure what the process itself can do)",
-    )
+    )  # fmt: skip
+    parser.add_argument("--data-parent", type=Path, default=None, help="where the data folder goes (default: on disk)")
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy's collapsed stacks of the bot, to FILE")
+    parser.add_argument("--strace", action="store_true", help="count the bot's files written and flushes per answer")
     args = parser.parse_args()
     loads = [Load(int(c), max(200, 4 * int(c))) for c in args.chats.split(",")] if args.chats else LOADS
     if args.runs == "table":
         loads = TABLE
-    logging.basicConfig(level=logging.ERROR)
-
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_servers_main, args=(child, loads), daemon=True)
-    proc.start()
-    print(f"core: {args.core}; fake Bot API and fake model in pid {proc.pid}, bot in this process")
-    asyncio.run(_bot(parent, args.store, args.core, args.pool, args.send_rate))
-    proc.join(10)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"bot process peak memory (ru_maxrss): {peak_mb:.1f} MB")
+    asyncio.run(bench(loads, args.data_parent or disk_folder(), args.send_rate, args.profile, args.strace))
 
 
 if __name__ == "__main__":

@@ -14,11 +14,16 @@ from dataclasses import dataclass
 
 import aiohttp
 from packaging.version import InvalidVersion, Version
-from signalbot import MIN_SIGNAL_CLI_REST_API_VERSION
 
 log = logging.getLogger(__name__)
 
-MIN_SIGNAL_CLI_REST_API = max(Version("0.96"), MIN_SIGNAL_CLI_REST_API_VERSION)
+
+def min_signal_cli_rest_api() -> Version:
+    """The oldest signal-cli-rest-api Ferry works with. signalbot (200 modules, 14 MB) is imported
+    only here, so the Telegram process, which shares this module, never loads it."""
+    from signalbot import MIN_SIGNAL_CLI_REST_API_VERSION
+
+    return max(Version("0.96"), MIN_SIGNAL_CLI_REST_API_VERSION)
 """What signalbot needs (0.101), and at least 0.96: escapes and nested styles in styled text."""
 
 
@@ -133,12 +138,13 @@ async def check_signal_service(http: aiohttp.ClientSession, base: str, phone_num
 def _check_version(base: str, version: str) -> None:
     if version == "unset":  # a build from source: nothing to compare
         return
+    least = min_signal_cli_rest_api()
     try:
-        too_old = Version(version) < MIN_SIGNAL_CLI_REST_API
+        too_old = Version(version) < least
     except InvalidVersion:
         return
     if too_old:
         raise ServiceProblem(
             f"signal-cli-rest-api at {base} is version {version}; Ferry needs "
-            f"{MIN_SIGNAL_CLI_REST_API} or newer: pull a newer bbernhard/signal-cli-rest-api"
+            f"{least} or newer: pull a newer bbernhard/signal-cli-rest-api"
         )

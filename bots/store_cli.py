@@ -10,8 +10,6 @@ from typing import TextIO
 
 from core.settings import Settings
 from core.store.base import Store, StoreError
-from core.store.postgres import PostgresStore, is_postgres_url
-from core.store.postgres.dump import PostgresDump
 from core.store.store_copy import Counts, Dump, TinyDBDump, copy_store
 from core.store.tinydb_store import TinyDBStore
 
@@ -33,6 +31,10 @@ def add_subcommand(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 def open_spec(spec: str, *, source: bool) -> tuple[Store, Dump]:
     """The store a command-line argument names, and what a copy reads from it besides the contract."""
+    # psycopg is loaded by the command that uses it, never by the bots (which import this module).
+    from core.store.postgres import PostgresStore, is_postgres_url
+    from core.store.postgres.dump import PostgresDump
+
     if is_postgres_url(spec):
         # A copy can be re-run, so the destination need not wait for the disk at every commit.
         pg = PostgresStore(spec, wait_for_disk=source)
@@ -81,6 +83,7 @@ def _show(name: str, c: Counts) -> str:
 
 async def run(args: argparse.Namespace, settings: Settings, out: TextIO = sys.stdout) -> int:
     """Copy, print both sides' counts, and return 0 when they agree."""
+    from core.store.postgres import is_postgres_url
     del settings  # both stores are named on the command line
     if args.source == args.destination:
         print("ferry: the source and the destination are the same store", file=sys.stderr)
@@ -93,8 +96,8 @@ async def run(args: argparse.Namespace, settings: Settings, out: TextIO = sys.st
             await dst.open()
             try:
                 result = await copy_store(src, src_dump, dst, dst_dump, ProgressBar(sys.stderr))
-                if isinstance(dst, PostgresStore):
-                    await dst.flush()
+                if is_postgres_url(args.destination):
+                    await dst.flush()  # type: ignore[attr-defined]  # a PostgreSQL destination's last batch
             finally:
                 await dst.close()
         finally:

@@ -166,8 +166,8 @@ class Budgets:
 
     async def check(self, request: Request) -> Notice | None:
         """Decline a message when the user's or everyone's budget is used up."""
-        user = await self._s.store.get_user(request.user.id) or request.user
-        over = await exceeded(self._s.store, user, self._s.clock())
+        # ``request.user`` was read when this message's turn came (identify): no second read.
+        over = await exceeded(self._s.store, request.user, self._s.clock())
         if over is None:
             return None
         key = "budget.global_over" if over.is_global else f"budget.over_{over.period}"

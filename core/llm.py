@@ -145,10 +145,11 @@ class OpenAIModelClient:
     ) -> None:
         self.chunk_timeout = chunk_timeout
         self._windows: dict[str, int | None] = {}
+        self._asking: dict[str, asyncio.Future[int | None]] = {}  # questions in flight
         self._slots = asyncio.Semaphore(concurrency)
         timeout = httpx2.Timeout(chunk_timeout, connect=connect_timeout)
         if http_client is None:
-            http_client = openai.DefaultAsyncHttpx2Client(
+            http_client = openai.DefaultAioHttpClient(
                 timeout=timeout,
                 limits=httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
                 event_hooks={"response": [_stop_retrying_quota]},
@@ -195,12 +196,21 @@ class OpenAIModelClient:
         await self.aclose()
 
     async def context_window(self, model: str) -> int | None:
-        """The window in tokens the server reports for ``model``, or None; asked once (never raises)."""
-        if model not in self._windows:
+        """The window in tokens the server reports for ``model``, or None; asked once (never raises).
+
+        Turns that need it at the same moment (a burst after a start) share the one question.
+        """
+        if model in self._windows:
+            return self._windows[model]
+        asking = self._asking.get(model)
+        if asking is None:
             from core.window import ask_window  # window.py builds on this module
 
-            self._windows[model] = await ask_window(self._client, model, self.chunk_timeout)
-        return self._windows[model]
+            asking = self._asking[model] = asyncio.ensure_future(ask_window(self._client, model, self.chunk_timeout))
+            asking.add_done_callback(lambda _: self._asking.pop(model, None))
+        window = await asyncio.shield(asking)
+        self._windows[model] = window
+        return window
 
     async def list_models(self) -> list[str]:
         """The model ids from ``GET /v1/models``; raises :class:`ModelError` on failure."""

@@ -19,11 +19,7 @@ import os
 import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import BinaryIO
-
-import docx
-from pypdf import PdfReader
-from pypdf.errors import PyPdfError
+from typing import TYPE_CHECKING, BinaryIO
 
 from core.media.feature import MediaFeature
 from core.media.photos import keep_unanswered
@@ -31,6 +27,9 @@ from core.registry import Registry
 from core.request import Request
 from core.services import Services
 from core.types import Attachment, ReplyEvent, StreamStart
+
+if TYPE_CHECKING:
+    from pypdf import PdfReader
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +104,10 @@ def _opened(source: Source) -> BinaryIO:
 
 
 def _pdf(source: Source, budget: int) -> Extract:
+    # Imported when a document comes: the readers weigh 13 MB the bot does not need until then.
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
     try:
         with _opened(source) as stream:
             return _pdf_pages(PdfReader(stream), budget)
@@ -135,6 +138,8 @@ def _pdf_pages(reader: PdfReader, budget: int) -> Extract:
 
 
 def _docx(source: Source, budget: int) -> Extract:
+    import docx
+
     try:
         with _opened(source) as stream, zipfile.ZipFile(stream) as archive:
             unpacked = sum(info.file_size for info in archive.infolist())

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,6 +35,7 @@ from core.store.tinydb_layout import (
     Layout,
 )
 from core.store.tinydb_migrations import MIGRATIONS, Migration
+from core.store.workers import LATER, READ, WRITE, PriorityWorkers
 
 R = TypeVar("R")
 # Worker threads of one store. More threads did not help: on two cores 32 of them fought the event
@@ -69,7 +69,7 @@ class TinyDBFiles:
         # The folders an operation's writes left to the group commit, per worker thread.
         self._unit = threading.local()
         self._commit: GroupCommit[Path] = GroupCommit(self._sync_folders)
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: PriorityWorkers | None = None
 
     # plumbing
 
@@ -79,16 +79,33 @@ class TinyDBFiles:
         return self._layout
 
     async def _run(self, fn: Callable[..., R], *args: Any) -> R:
+        """A write a turn waits for, in a worker thread."""
+        return await self._submit(WRITE, fn, *args)
+
+    async def _read(self, fn: Callable[..., R], *args: Any) -> R:
+        """A read: ahead of every queued write (a turn's model request waits for its reads)."""
+        return await self._submit(READ, fn, *args)
+
+    async def _finishing(self, fn: Callable[..., R], *args: Any) -> R:
+        """A write between the model's last piece and the final message (the answer, its usage):
+        first in line with the reads, as the person is waiting to see it."""
+        return await self._submit(READ, fn, *args)
+
+    async def _later(self, fn: Callable[..., R], *args: Any) -> R:
+        """A write nobody waits for to be shown anything: behind every other queued operation."""
+        return await self._submit(LATER, fn, *args)
+
+    async def _submit(self, priority: int, fn: Callable[..., R], *args: Any) -> R:
         if self._locks is None:
             raise StoreError("the store is not open; call open() first")
-        return await asyncio.get_running_loop().run_in_executor(self._executor(), self._guard, fn, *args)
+        return await asyncio.wrap_future(self._executor().submit(priority, self._guard, fn, *args))
 
-    def _executor(self) -> ThreadPoolExecutor:
+    def _executor(self) -> PriorityWorkers:
         """The store's own worker threads, so its operations never queue behind other libraries'
         blocking calls in the loop's default pool (and those never wait for the store's fsyncs).
         """
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="ferry-store")
+            self._pool = PriorityWorkers(WORKER_THREADS, "ferry-store")
         return self._pool
 
     def _guard(self, fn: Callable[..., R], *args: Any) -> R:

@@ -70,7 +70,7 @@ class ConversationFiles(TinyDBFiles):
             return [dict(e) for e in self._table(path, SCOPE_TABLE).all()]
 
     async def get_conversation(self, conversation_id: str) -> ConversationRecord | None:
-        return await self._run(self._get_conversation, conversation_id)
+        return await self._read(self._get_conversation, conversation_id)
 
     def _get_conversation(self, conversation_id: str) -> ConversationRecord | None:
         path = self._layout.conversation_file(conversation_id)
@@ -98,7 +98,7 @@ class ConversationFiles(TinyDBFiles):
 
     async def list_conversations(self, scope: str, limit: int = 20) -> list[ConversationRecord]:
         """The scope's conversations, most recently updated first (reads the scope's index only)."""
-        return await self._run(self._list_conversations, scope, limit)
+        return await self._read(self._list_conversations, scope, limit)
 
     def _list_conversations(self, scope: str, limit: int) -> list[ConversationRecord]:
         entries = sorted(self._index_entries(scope), key=lambda e: e["updated_at"], reverse=True)
@@ -112,7 +112,7 @@ class ConversationFiles(TinyDBFiles):
         return sorted(out, key=lambda c: c.updated_at, reverse=True)
 
     async def find_conversation_by_source(self, scope: str, source: str) -> ConversationRecord | None:
-        return await self._run(self._find_conversation_by_source, scope, source)
+        return await self._read(self._find_conversation_by_source, scope, source)
 
     def _find_conversation_by_source(self, scope: str, source: str) -> ConversationRecord | None:
         for entry in self._index_entries(scope):
@@ -172,6 +172,8 @@ class ConversationFiles(TinyDBFiles):
         """Append to one conversation; durable on return. A batch always lands in one file."""
         if not messages:
             return []
+        if all(m.role == "assistant" for m in messages):  # an answer: the person waits for it to be stored
+            return await self._finishing(self._append_messages, messages)
         return await self._run(self._append_messages, messages)
 
     def _append_messages(self, messages: list[MessageRecord]) -> list[MessageRecord]:
@@ -223,7 +225,7 @@ class ConversationFiles(TinyDBFiles):
 
     async def get_messages(self, conversation_id: str, last: int | None = None) -> list[MessageRecord]:
         """The conversation's messages in order; only the last ``last`` ones when given."""
-        return await self._run(self._get_messages, conversation_id, last)
+        return await self._read(self._get_messages, conversation_id, last)
 
     def _get_messages(self, cid: str, last: int | None) -> list[MessageRecord]:
         with self._locked(self._layout.conversation_dir(cid)):

@@ -66,7 +66,7 @@ class IntakeFiles(TinyDBFiles):
 
     async def unfinished(self, platform: str) -> list[IntakeRecord]:
         """Every chat file of the platform read once; a file left with only old delivered records goes."""
-        return await self._run(self._unfinished, platform)
+        return await self._read(self._unfinished, platform)
 
     def _unfinished(self, platform: str) -> list[IntakeRecord]:
         lines: list[list[IntakeRecord]] = []
@@ -91,7 +91,7 @@ class IntakeFiles(TinyDBFiles):
         await self._run(self._mark, chat, key, lambda r: advance(r, "received", ref=ref))
 
     async def mark_delivered(self, chat: str, key: str, ref: str | None) -> None:
-        await self._run(self._mark, chat, key, lambda r: advance(r, "delivered", ref=ref))
+        await self._later(self._mark, chat, key, lambda r: advance(r, "delivered", ref=ref))
 
     def _mark(self, chat: str, key: str, change: Callable[[IntakeRecord], IntakeRecord]) -> None:
         path = intake_file(self._layout.root, chat)

@@ -49,6 +49,7 @@ from core.store.tinydb_layout import (
 )
 from core.store.tinydb_migrations import MigrationContext, check_version, pending
 from core.store.tinydb_users import UserFiles
+from core.store.workers import WRITE
 
 
 class TinyDBStore(UserFiles, IntakeFiles):
@@ -61,7 +62,7 @@ class TinyDBStore(UserFiles, IntakeFiles):
 
     async def open(self) -> None:
         """Create the folder if needed, run pending migrations, clear temp files of crashed writers."""
-        await asyncio.get_running_loop().run_in_executor(self._executor(), self._guard, self._open)
+        await asyncio.wrap_future(self._executor().submit(WRITE, self._guard, self._open))
 
     def _open(self) -> None:
         root = self._layout.root
@@ -101,12 +102,12 @@ class TinyDBStore(UserFiles, IntakeFiles):
             locks.close()
         pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=False)  # nothing runs: every operation was awaited
+            pool.shutdown()  # nothing runs: every operation was awaited
         self._cache.clear()
 
     async def schema(self) -> dict[str, Any]:
         """The recorded schema version and applied migration names."""
-        return await self._run(self._schema)
+        return await self._read(self._schema)
 
     def _schema(self) -> dict[str, Any]:
         with self._locked(self._layout.schema_file):
@@ -116,7 +117,7 @@ class TinyDBStore(UserFiles, IntakeFiles):
     # meta
 
     async def get_meta(self, key: str) -> Any:
-        return await self._run(self._get_meta, key)
+        return await self._read(self._get_meta, key)
 
     def _get_meta(self, key: str) -> Any:
         with self._locked(self._layout.meta_file):

@@ -40,7 +40,7 @@ class UsageFiles(TinyDBFiles):
 
     async def add_usage(self, usage: UsageRecord) -> None:
         """Add to the user's and the global sums of the usage's UTC day and model."""
-        await self._run(self._add_usage, usage)
+        await self._finishing(self._add_usage, usage)
 
     def _add_usage(self, usage: UsageRecord) -> None:
         self._add_to_day(self._layout.user_usage_file(usage.user_id), usage)
@@ -73,12 +73,12 @@ class UsageFiles(TinyDBFiles):
 
     async def usage_totals(self, user_id: str, since: float) -> UsageTotals:
         """The user's usage on UTC days starting at or after ``since`` (a UTC midnight)."""
-        return await self._run(self._usage_totals, since, self._layout.user_usage_file(user_id))
+        return await self._read(self._usage_totals, since, self._layout.user_usage_file(user_id))
 
     async def global_usage_totals(self, since: float) -> UsageTotals:
         """Everyone's usage on UTC days starting at or after ``since`` (a UTC midnight)."""
         paths = [self._layout.global_usage_file, *self._layout.global_usage_parts]
-        return await self._run(self._usage_totals, since, *paths)
+        return await self._read(self._usage_totals, since, *paths)
 
     def _usage_totals(self, since: float, *paths: Path) -> UsageTotals:
         docs: list[dict[str, Any]] = []

@@ -41,7 +41,7 @@ class UserFiles(ConversationFiles, UsageFiles):
     """Users and their identities; deleting a user removes its conversations and usage too."""
 
     async def get_user(self, user_id: str) -> UserRecord | None:
-        return await self._run(self._get_user, user_id)
+        return await self._read(self._get_user, user_id)
 
     def _get_user(self, user_id: str) -> UserRecord | None:
         path = self._layout.user_file(user_id)
@@ -50,7 +50,7 @@ class UserFiles(ConversationFiles, UsageFiles):
         return _user_from_doc(doc) if doc else None
 
     async def find_user(self, identity: str) -> UserRecord | None:
-        return await self._run(self._find_user, identity)
+        return await self._read(self._find_user, identity)
 
     def _find_user(self, identity: str) -> UserRecord | None:
         path = self._layout.identity_file(identity)
@@ -124,7 +124,7 @@ class UserFiles(ConversationFiles, UsageFiles):
 
     async def list_users(self) -> list[UserRecord]:
         """Every user, oldest first (an admin operation: it reads every user file)."""
-        return await self._run(self._list_users)
+        return await self._read(self._list_users)
 
     def _list_users(self) -> list[UserRecord]:
         users = []

@@ -88,7 +88,7 @@ import itertools
 import json
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -324,6 +324,9 @@ class FakeOpenAI:
         self._changed = asyncio.Event()  # set whenever a request arrives or a client disconnects
         # Extra aiohttp middlewares, outermost first (a bench's timing); added when :meth:`start` runs.
         self.middlewares: list[Any] = []
+        # Called after each content piece of a stream has been written (request, index, count):
+        # the benches take the moments pieces really left from here, not from the delays asked for.
+        self.on_piece: Callable[[web.Request, int, int], None] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -576,6 +579,8 @@ class FakeOpenAI:
                 if reply.chunk_delay > 0:
                     await asyncio.sleep(reply.chunk_delay)
                 await response.write(chunk({"content": piece}))
+                if self.on_piece is not None:
+                    self.on_piece(request, n, len(pieces))
             if reply.break_after is not None:
                 return await self._break(request, response, reply)
             if reply.hang_after is not None:
