@@ -283,8 +283,8 @@ class Bench:
             helpers = [_peak_rss_mb(pid)[1] for pid in _children(bot.proc.pid)]
             print(
                 f"{BIG_DOCUMENTS} concurrent {len(big) / 1e6:.0f} MB PDFs: peak RSS {peak:.0f} MB "
-                f"(idle before {idle:.0f} MB, after {now:.0f} MB); its document readers' peak RSS "
-                f"{' + '.join(f'{h:.0f}' for h in helpers) or 'none'} MB; first visible text p99 "
+                f"(idle before {idle:.0f} MB, after {now:.0f} MB); child processes: "
+                f"{' + '.join(f'{h:.0f} MB' for h in helpers) or 'none'}; first visible text p99 "
                 f"{_ms(own, 0.99):.0f} ms ({_load()})",
                 flush=True,
             )
