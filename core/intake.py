@@ -75,10 +75,10 @@ class Receipt:
         self.answer: list[dict[str, Any]] | None = record.answer
         self.settled = record.status == "delivered"
         self.counted = False
+        """An earlier run stored this turn's answer, and its usage with it: the redo's is not added."""
         self._answer_kept = record.status == "answered"  # durably, in the record
         self.so_far: list[ReplyEvent] = []
         """The deliverable events the core has produced so far (the answering task appends)."""
-        """An earlier run stored this turn's answer, and its usage with it: the redo's is not added."""
         self._on_settled = on_settled
         self._recorded: asyncio.Future[IntakeRecord | None] | None = None
 
