@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import os
 import re
 import statistics
@@ -49,34 +48,10 @@ TAG = re.compile(rb"bench chat (\d+)")
 
 
 def _pdf(pages: int, marker: str, chars_per_page: int = 1800, padding: int = 0) -> bytes:
-    from pypdf import PdfWriter
-    from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
+    from tests.media.conftest import pdf
 
-    writer = PdfWriter()
-    font = DictionaryObject(
-        {
-            NameObject("/Type"): NameObject("/Font"),
-            NameObject("/Subtype"): NameObject("/Type1"),
-            NameObject("/BaseFont"): NameObject("/Helvetica"),
-        }
-    )
-    font_ref = writer._add_object(font)
     line = (f"{marker} " + "lorem ipsum dolor sit amet " * 100)[:chars_per_page]
-    for _ in range(pages):
-        page = writer.add_blank_page(612, 792)
-        stream = DecodedStreamObject()
-        stream.set_data(f"BT /F1 10 Tf 20 720 Td ({line}) Tj ET".encode())
-        page[NameObject("/Contents")] = writer._add_object(stream)
-        page[NameObject("/Resources")] = DictionaryObject(
-            {NameObject("/Font"): DictionaryObject({NameObject("/F1"): font_ref})}
-        )
-    if padding:  # an embedded blob (as scans and fonts make PDFs big); never referenced by a page
-        blob = DecodedStreamObject()
-        blob.set_data(os.urandom(padding))
-        writer._add_object(blob)
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
+    return pdf([line] * pages, padding=padding)
 
 
 def _timed_openai(busy: dict[int, list[tuple[float, float]]]) -> Any:

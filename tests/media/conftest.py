@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 from collections.abc import AsyncIterator
@@ -123,8 +124,9 @@ def bomb(side: int = 100_000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
 
 
-def pdf(pages: list[str], password: str | None = None) -> bytes:
-    """A real PDF with one line of text per page (an empty string makes a page without text)."""
+def pdf(pages: list[str], password: str | None = None, padding: int = 0) -> bytes:
+    """A real PDF with one line of text per page (an empty string makes a page without text);
+    ``padding`` random bytes in an object no page uses (as scans and fonts make PDFs big)."""
     from pypdf import PdfWriter
     from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
@@ -147,6 +149,10 @@ def pdf(pages: list[str], password: str | None = None) -> bytes:
         page[NameObject("/Resources")] = DictionaryObject(
             {NameObject("/Font"): DictionaryObject({NameObject("/F1"): font_ref})}
         )
+    if padding:
+        blob = DecodedStreamObject()
+        blob.set_data(os.urandom(padding))
+        writer._add_object(blob)
     if password:
         writer.encrypt(password)
     out = io.BytesIO()
