@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from html import escape
 
 from telegram import ReplyParameters
 from telegram.error import TelegramError
 
 from bots.events import Keyboard
+from bots.intake import Marker
 from bots.telegram.probe import Search, Sending, find_sent, sending_mark
 from bots.telegram.render import render_parts
 from bots.telegram.send import UNKNOWN_MESSAGE, Sender, Target, keyboard
 
 log = logging.getLogger(__name__)
-
-Marker = Callable[[str], Awaitable[None]]
 
 
 async def send_marked(

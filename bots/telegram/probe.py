@@ -176,8 +176,8 @@ async def _probe(bot: Bot, chat_id: int, message_id: int, html_part: str, markup
     """Whether ``message_id`` is the bot's message showing ``html_part`` (an edit that changes nothing)."""
     from bots.telegram.send import retry_seconds  # send.py keeps its ids here: imported late
 
-    text, mode = html_part, ParseMode.HTML
-    mode_now: str | None = mode
+    text = html_part
+    mode_now: str | None = ParseMode.HTML
     for _ in range(20):
         try:
             await bot.edit_message_text(
