@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from core.store.base import IntakeRecord
 
@@ -42,6 +42,7 @@ class Claims(Protocol):
     async def close(self) -> None: ...
 
 
+@runtime_checkable
 class ReplicaStore(Protocol):
     """What the intake of a store shared by replicas offers besides :class:`~core.store.base.IntakeStore`."""
 
@@ -53,7 +54,7 @@ class ReplicaStore(Protocol):
 
 def replica_store(store: object) -> ReplicaStore | None:
     """The store as a :class:`ReplicaStore`, when it is one (PostgreSQL)."""
-    return store if callable(getattr(store, "replica_claims", None)) else None  # type: ignore[return-value]
+    return store if isinstance(store, ReplicaStore) else None
 
 
 class Replicas:
