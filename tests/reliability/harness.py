@@ -24,7 +24,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -274,6 +274,21 @@ async def telegram_round(load: Load, workdir: Path, *, model_delay: float = 0.3)
         tally = count(expected, {i: tg.log(chat_ids[i]).texts for i in expected})
         tally.kills = rnd.kills
         return tally
+
+
+@contextlib.asynccontextmanager
+async def telegram_bot(tmp_path: Path) -> AsyncIterator[FakeTelegram]:
+    """A real `ferry telegram` polling the fake Bot API (log in ``tmp_path/telegram.log``), stopped after."""
+    async with FakeTelegram() as tg, SlowModel(chunk_delay=0.01) as model:
+        env = base_env(model, tmp_path / "data")
+        env.update(TELEGRAM_BOT_TOKEN=tg.token, TELEGRAM_API_URL=tg.root)
+        bot = BotProcess("telegram", env, tmp_path / "telegram.log")
+        await bot.start()
+        try:
+            await tg.wait_until(lambda: bool(tg.calls_of("getUpdates")), within=60)
+            yield tg
+        finally:
+            await bot.stop()
 
 
 def free_port() -> int:

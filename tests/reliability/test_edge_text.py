@@ -6,27 +6,11 @@ JSON carries ``"\\ud83d"`` happily and Python holds it, but neither UTF-8 nor UT
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 from tests.fakes.signal_server import ALICE_NUMBER, ALICE_UUID, BOT_NUMBER, FakeSignalServer
-from tests.fakes.telegram_server import FakeTelegram
-from tests.reliability.harness import BotProcess, base_env
+from tests.reliability.harness import BotProcess, base_env, telegram_bot
 from tests.reliability.model import SlowModel, answer_for
-
-
-@contextlib.asynccontextmanager
-async def telegram_bot(tmp_path: Path) -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as tg, SlowModel(chunk_delay=0.01) as model:
-        env = base_env(model, tmp_path / "data")
-        env.update(TELEGRAM_BOT_TOKEN=tg.token, TELEGRAM_API_URL=tg.root)
-        bot = BotProcess("telegram", env, tmp_path / "telegram.log")
-        await bot.start()
-        try:
-            await tg.wait_until(lambda: bool(tg.calls_of("getUpdates")), within=60)
-            yield tg
-        finally:
-            await bot.stop()
 
 
 async def test_a_lone_surrogate_is_answered_in_a_private_chat(tmp_path: Path) -> None:

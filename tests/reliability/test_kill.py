@@ -20,6 +20,7 @@ from tests.reliability.harness import (
     free_port,
     no_content_in,
     signal_round,
+    telegram_bot,
     telegram_round,
     webhook_env,
 )
@@ -59,19 +60,11 @@ async def test_the_harness_counts_a_bot_left_alone_as_answering_everything(tmp_p
 
 
 async def test_an_unreadable_update_is_skipped_without_its_content_in_the_log(tmp_path: Path) -> None:
-    async with FakeTelegram() as tg, SlowModel(chunk_delay=0.01) as model:
-        env = base_env(model, tmp_path / "data")
-        env.update(TELEGRAM_BOT_TOKEN=tg.token, TELEGRAM_API_URL=tg.root)
-        bot = BotProcess("telegram", env, tmp_path / "telegram.log")
-        await bot.start()
-        try:
-            await tg.wait_until(lambda: bool(tg.calls_of("getUpdates")), within=60)
-            poison = tg.push_poison_poll(777)
-            tg.push_text(778, "question c0m0: anyone there?")
-            with contextlib.suppress(TimeoutError):
-                await tg.wait_until(lambda: answer_for("c0m0") in tg.log(778).texts, within=15)
-        finally:
-            await bot.stop()
+    async with telegram_bot(tmp_path) as tg:
+        poison = tg.push_poison_poll(777)
+        tg.push_text(778, "question c0m0: anyone there?")
+        with contextlib.suppress(TimeoutError):
+            await tg.wait_until(lambda: answer_for("c0m0") in tg.log(778).texts, within=15)
         assert tg.log(778).texts == [answer_for("c0m0")], "the next person is answered"
         assert all(u["update_id"] != poison for u in tg.pending_updates), "the offset moved past it"
         leaks = no_content_in(tmp_path / "telegram.log", ["Lunch?", "User777", "Alice", "anyone there"])
