@@ -11,9 +11,16 @@ so that no folder and no hot file grows with the number of users or conversation
     scopes/<h:2>/<h>.json                     a scope's conversations: id, updated_at, source
     conversations/<h:2>/<h>/conversation.json the conversation record (table "conversation", doc 1)
     conversations/<h:2>/<h>/m<seq:010>.json   messages from that seq on (a chunk, see chunk_is_full)
-    usage/users/<h:2>/<h>.json                a user's per-UTC-day, per-model sums
-    usage/global/<h:1>.json                   everyone's per-UTC-day, per-model sums, in 16 parts
+    usage/users/<h:2>/<h>.jsonl               a user's per-UTC-day, per-model sums (a journal)
+    usage/global/<h:1>.jsonl                  everyone's per-UTC-day, per-model sums, in 16 parts (journals)
     usage/global.json                         the same, as stores before the parts kept it (read only)
+    intake/<platform>/<h:2>/<h>.jsonl         a chat's received messages (a journal, see tinydb_intake)
+
+A ``.json`` file is one TinyDB database, replaced whole on every change. A ``.jsonl`` file is a
+journal (``tinydb_journal``): JSON lines, appended to, compacted by replacing it whole; usage
+lines are changes to a day's and model's sums (the sums are the lines added up), intake lines
+are a record's whole new state (a key's last line counts). Stores of schema 1 kept usage and
+intake in TinyDB files; migration ``0002_journals`` rewrites them as journals.
 
 ``<h>`` is a SHA-256 prefix of the key, so file names never carry user identifiers. The bench's
 bulk loader writes this layout directly with these functions, so it stays faithful.
@@ -101,7 +108,7 @@ class Layout:
 
     @property
     def global_usage_parts(self) -> list[Path]:
-        return [self.usage_dir / "global" / f"{i:x}.json" for i in range(GLOBAL_USAGE_PARTS)]
+        return [self.usage_dir / "global" / f"{i:x}.jsonl" for i in range(GLOBAL_USAGE_PARTS)]
 
     def user_file(self, user_id: str) -> Path:
         h = key_hash(user_id)
@@ -126,7 +133,7 @@ class Layout:
 
     def user_usage_file(self, user_id: str) -> Path:
         h = key_hash(user_id)
-        return self.usage_dir / "users" / h[:2] / f"{h}.json"
+        return self.usage_dir / "users" / h[:2] / f"{h}.jsonl"
 
     def lock_key(self, path: Path) -> str:
         """The lock-stripe key of a file (a conversation's folder is locked as one unit)."""

@@ -5,13 +5,23 @@ from __future__ import annotations
 import errno
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from core.store.base import SCHEMA_VERSION, ConversationRecord, MessageRecord, StoreError, UserRecord
+from core.store.base import (
+    SCHEMA_VERSION,
+    ConversationRecord,
+    IntakeRecord,
+    MessageRecord,
+    StoreError,
+    UsageRecord,
+    UserRecord,
+)
 from core.store.tinydb_files import FileOps, encode
+from core.store.tinydb_intake import intake_file
 from core.store.tinydb_layout import chunk_tables, conversation_tables, scope_tables, split_chunks
 from core.store.tinydb_migrations import MIGRATIONS, Migration, MigrationContext
 from core.store.tinydb_store import TinyDBStore
@@ -126,8 +136,38 @@ async def test_store_must_be_opened(tmp_path: Path) -> None:
 async def test_initial_migration_is_recorded(tmp_path: Path) -> None:
     store = TinyDBStore(tmp_path)
     await store.open()
-    assert await store.schema() == {"schema_version": SCHEMA_VERSION, "migrations": ["0001_initial"]}
+    assert await store.schema() == {"schema_version": SCHEMA_VERSION, "migrations": ["0001_initial", "0002_journals"]}
     assert MIGRATIONS[-1].version == SCHEMA_VERSION
+
+
+async def test_a_schema_1_store_keeps_its_usage_and_intake_as_journals(tmp_path: Path) -> None:
+    """Schema 1 kept usage sums and intake lines in TinyDB files; migration 0002 turns them into journals."""
+    day = 86400 * 20000
+    row = {"day": day, "model": "m", "prompt_tokens": 3, "completion_tokens": 4, "cost": 0.5}
+    layout = TinyDBStore(tmp_path).layout
+    old = {
+        layout.user_usage_file("u1").with_suffix(".json"): {"days": {"1": row}},
+        layout.global_usage_parts[0].with_suffix(".json"): {"days": {"1": row}},
+        intake_file(tmp_path, "telegram:1").with_suffix(".json"): {
+            "intake": {"1": IntakeRecord("telegram:7", "telegram:1", {"t": "hi"}, time.time(), seq=0).to_dict()}
+        },
+    }
+    for path, tables in old.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(encode(tables))
+    (tmp_path / "schema.json").write_bytes(
+        encode({"schema": {"1": {"schema_version": 1, "migrations": ["0001_initial"]}}})
+    )
+    store = TinyDBStore(tmp_path)
+    await store.open()
+    assert (await store.schema())["migrations"] == ["0001_initial", "0002_journals"]
+    assert (await store.usage_totals("u1", day)).tokens == 7
+    assert (await store.global_usage_totals(day)).tokens == 7
+    assert [r.key for r in await store.unfinished("telegram")] == ["telegram:7"]
+    assert not any(path.exists() for path in old)
+    await store.add_usage(UsageRecord("u1", "c1", "m", 1, 1, 0.1, day + 5))
+    assert (await store.usage_totals("u1", day)).tokens == 9
+    await store.close()
 
 
 async def test_new_migration_runs_once_and_is_recorded(tmp_path: Path) -> None:
@@ -148,7 +188,7 @@ async def test_new_migration_runs_once_and_is_recorded(tmp_path: Path) -> None:
     await store.open()
     assert await store.schema() == {
         "schema_version": SCHEMA_VERSION + 1,
-        "migrations": ["0001_initial", "0002_add_flag"],
+        "migrations": ["0001_initial", "0002_journals", "0002_add_flag"],
     }
     assert await store.get_meta("k") == "v"  # data untouched
     # An older Ferry, which does not know 0002, refuses the store instead of misreading it.
