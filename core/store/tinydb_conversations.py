@@ -190,9 +190,8 @@ class ConversationFiles(TinyDBFiles):
                 if not chunk_is_full(count - chunks[-1], size, self._chunk_size, self._chunk_bytes):
                     first = chunks[-1]
             out = [dataclasses.replace(m, seq=count + i) for i, m in enumerate(messages)]
-            self._chunk_table(cid, first).insert_multiple(
-                Document(m.to_dict(), doc_id=message_doc_id(m.seq)) for m in out
-            )
+            docs = {str(message_doc_id(m.seq)): m.to_dict() for m in out}
+            self._add_docs(self._layout.chunk_file(cid, first), MESSAGE_TABLE, docs)
             doc = self._single(self._layout.conversation_file(cid), CONVERSATION_TABLE)
         if doc is not None:
             self._index_touch(doc["scope"], cid, max(doc["updated_at"], out[-1].created_at))
