@@ -11,16 +11,18 @@ import dataclasses
 import os
 import shutil
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from tinydb import where
-from tinydb.table import Document, Table
+from tinydb.table import Table
 
 from core.store.base import (
     ConversationRecord,
     MessageRecord,
 )
 from core.store.tinydb_base import TinyDBFiles
+from core.store.tinydb_journal import JOURNAL_SUFFIX, append_lines, read_lines
 from core.store.tinydb_layout import (
     CONVERSATION_TABLE,
     MESSAGE_TABLE,
@@ -30,6 +32,14 @@ from core.store.tinydb_layout import (
     message_doc_id,
     scope_entry,
 )
+
+# Touches a scope index's journal holds before they are written into the index.
+TOUCHES_KEPT = 64
+
+
+def touches_file(index: Path) -> Path:
+    """The journal of a scope index's newer ordering keys (``tinydb_journal``), next to it."""
+    return index.with_suffix(JOURNAL_SUFFIX)
 
 
 class ConversationFiles(TinyDBFiles):
@@ -67,7 +77,17 @@ class ConversationFiles(TinyDBFiles):
     def _index_entries(self, scope: str) -> list[dict[str, Any]]:
         path = self._layout.scope_file(scope)
         with self._locked(path):
-            return [dict(e) for e in self._table(path, SCOPE_TABLE).all()]
+            return self._index_entries_unlocked(path)
+
+    def _index_entries_unlocked(self, path: Path) -> list[dict[str, Any]]:
+        """The index's entries, each ``updated_at`` the latest of its own and the journal's touches."""
+        touched: dict[str, float] = {}
+        for t in read_lines(touches_file(path), self._cache).docs:
+            touched[t["id"]] = max(t["updated_at"], touched.get(t["id"], t["updated_at"]))
+        out = [dict(e) for e in self._table(path, SCOPE_TABLE).all()]
+        for e in out:
+            e["updated_at"] = max(e["updated_at"], touched.get(e["id"], e["updated_at"]))
+        return out
 
     async def get_conversation(self, conversation_id: str) -> ConversationRecord | None:
         return await self._read(self._get_conversation, conversation_id)
@@ -198,13 +218,32 @@ class ConversationFiles(TinyDBFiles):
         return out
 
     def _index_touch(self, scope: str, conversation_id: str, updated_at: float) -> None:
-        """Keep the scope index's ordering key in step (only for entries it already has)."""
+        """Keep the scope index's ordering key in step (only for entries it already has).
+
+        The new key is a line appended to the index's touch journal, not a rewrite of the index;
+        once the journal is long, its latest keys are written into the index and it is deleted.
+        """
         path = self._layout.scope_file(scope)
         with self._locked(path):
-            table = self._table(path, SCOPE_TABLE)
-            entry = table.get(where("id") == conversation_id)
-            if isinstance(entry, Document) and entry["updated_at"] < updated_at:
-                table.update({"updated_at": updated_at}, doc_ids=[entry.doc_id])
+            entries = self._index_entries_unlocked(path)
+            if not any(e["id"] == conversation_id and e["updated_at"] < updated_at for e in entries):
+                return
+            journal = touches_file(path)
+            lines = read_lines(journal, self._cache)
+            if len(lines.docs) < TOUCHES_KEPT:
+                touch = {"id": conversation_id, "updated_at": updated_at}
+                append_lines(journal, lines, [touch], self._ops, self._cache, self._flush_set())
+                return
+            latest = {
+                e["id"]: max(e["updated_at"], updated_at) if e["id"] == conversation_id else e["updated_at"]
+                for e in entries
+            }
+            self._table(path, SCOPE_TABLE).update_multiple(
+                [({"updated_at": v}, where("id") == k) for k, v in latest.items()]
+            )
+            # The index's new keys are durable before the touches go (a lost touch would reorder).
+            self._ops.sync_folders({path.parent}, self._layout.root)
+            self._forget(journal)
 
     async def update_message(self, message: MessageRecord) -> None:
         """Replace the stored message with the same conversation and ``seq`` (no-op when absent)."""

@@ -20,6 +20,7 @@ from core.store.base import (
     UsageRecord,
     UserRecord,
 )
+from core.store.tinydb_conversations import touches_file
 from core.store.tinydb_files import FileOps, encode
 from core.store.tinydb_intake import intake_file
 from core.store.tinydb_layout import chunk_tables, conversation_tables, scope_tables, split_chunks
@@ -222,8 +223,10 @@ async def test_storing_a_turn_touches_only_its_conversation_files(tmp_path: Path
     )
     await store.update_message(MessageRecord("a", "c7", "assistant", "hello", 5.0, seq=pending.seq))
     layout = store.layout
-    # The message file (twice) and the scope's index; nothing shared with other users.
-    assert written == [layout.chunk_file("c7", 0), layout.scope_file("user:u7"), layout.chunk_file("c7", 0)]
+    # The message file (twice); the scope index's new key is a line in its journal; nothing shared.
+    assert written == [layout.chunk_file("c7", 0), layout.chunk_file("c7", 0)]
+    last = touches_file(layout.scope_file("user:u7")).read_bytes().splitlines()[-1]
+    assert json.loads(last) == {"id": "c7", "updated_at": 5.0}
 
 
 async def test_files_carry_no_identifiers_in_their_names(tmp_path: Path) -> None:
@@ -272,6 +275,11 @@ async def test_bulk_layout_functions_write_what_the_store_writes(tmp_path: Path)
     for first, data in expected.items():
         assert layout.chunk_file("c1", first).read_bytes() == data
     assert layout.conversation_file("c1").read_bytes() == encode(conversation_tables(conv))
-    assert layout.scope_file("user:u1").read_bytes() == encode(
-        scope_tables([ConversationRecord(id="c1", scope="user:u1", updated_at=399.0)])
-    )
+    # The index's ordering key is folded in from its touch journal now and then: newest in either.
+    index = layout.scope_file("user:u1").read_bytes()
+    folded = json.loads(index)["conversations"]["1"]["updated_at"]
+    assert index == encode(scope_tables([ConversationRecord(id="c1", scope="user:u1", updated_at=folded)]))
+    touches = [
+        json.loads(line)["updated_at"] for line in touches_file(layout.scope_file("user:u1")).read_bytes().splitlines()
+    ]
+    assert max([folded, *touches]) == 399.0
