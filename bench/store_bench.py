@@ -43,7 +43,7 @@ from core.store.tinydb_layout import (
     CHUNK_BYTES,
     CHUNK_SIZE,
     Layout,
-    chunk_tables,
+    chunk_lines,
     conversation_tables,
     identity_tables,
     scope_tables,
@@ -89,7 +89,7 @@ def write_file(path: Path, data: bytes) -> None:
 def chunk_bytes_by_template(messages_per_conversation: int) -> list[tuple[int, bytes]]:
     """Each chunk file of one conversation, serialised once with a placeholder id to substitute."""
     msgs = [message(PLACEHOLDER, s) for s in range(messages_per_conversation)]
-    return [(chunk[0].seq, encode(chunk_tables(chunk))) for chunk in split_chunks(msgs)]
+    return [(chunk[0].seq, chunk_lines(chunk)) for chunk in split_chunks(msgs)]
 
 
 def bulk_load(root: Path, users: int, messages_each: int) -> list[str]:

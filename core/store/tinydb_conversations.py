@@ -15,26 +15,28 @@ from pathlib import Path
 from typing import Any
 
 from tinydb import where
-from tinydb.table import Table
 
 from core.store.base import (
     ConversationRecord,
     MessageRecord,
 )
 from core.store.tinydb_base import TinyDBFiles
-from core.store.tinydb_journal import JOURNAL_SUFFIX, append_lines, read_lines
+from core.store.tinydb_journal import JOURNAL_SUFFIX, Lines, append_lines, read_lines, rewrite_lines
 from core.store.tinydb_layout import (
     CONVERSATION_TABLE,
-    MESSAGE_TABLE,
     SCOPE_TABLE,
     chunk_first_seq,
     chunk_is_full,
-    message_doc_id,
     scope_entry,
 )
 
 # Touches a scope index's journal holds before they are written into the index.
 TOUCHES_KEPT = 64
+
+
+def seq_of(doc: dict[str, Any]) -> int:
+    seq: int = doc["seq"]
+    return seq
 
 
 def touches_file(index: Path) -> Path:
@@ -112,7 +114,7 @@ class ConversationFiles(TinyDBFiles):
         if count:
             # The newest file holds the newest messages; only two writers racing across a file
             # boundary could put a later time in the previous file, and then it is off by moments.
-            times = [d["created_at"] for d in self._chunk_table(cid, chunks[-1]).all()]
+            times = [d["created_at"] for d in self._chunk_lines(cid, chunks[-1]).docs]
             updated_at = max([updated_at, *times])
         return ConversationRecord.from_dict({**doc, "message_count": count, "updated_at": updated_at})
 
@@ -180,13 +182,17 @@ class ConversationFiles(TinyDBFiles):
             return []
         return sorted(s for s in map(chunk_first_seq, names) if s is not None)
 
-    def _chunk_table(self, conversation_id: str, first: int) -> Table:
-        return self._table(self._layout.chunk_file(conversation_id, first), MESSAGE_TABLE)
+    def _chunk_lines(self, conversation_id: str, first: int) -> Lines:
+        return read_lines(self._layout.chunk_file(conversation_id, first), self._cache)
+
+    def _chunk_docs(self, conversation_id: str, first: int) -> dict[int, dict[str, Any]]:
+        """A chunk's messages by seq (a later line of a seq is the message updated)."""
+        return {d["seq"]: d for d in self._chunk_lines(conversation_id, first).docs}
 
     def _count(self, conversation_id: str, chunks: list[int]) -> int:
         if not chunks:
             return 0
-        return chunks[-1] + len(self._chunk_table(conversation_id, chunks[-1]))
+        return chunks[-1] + len(self._chunk_docs(conversation_id, chunks[-1]))
 
     async def append_messages(self, messages: list[MessageRecord]) -> list[MessageRecord]:
         """Append to one conversation; durable on return. A batch always lands in one file."""
@@ -210,8 +216,9 @@ class ConversationFiles(TinyDBFiles):
                 if not chunk_is_full(count - chunks[-1], size, self._chunk_size, self._chunk_bytes):
                     first = chunks[-1]
             out = [dataclasses.replace(m, seq=count + i) for i, m in enumerate(messages)]
-            docs = {str(message_doc_id(m.seq)): m.to_dict() for m in out}
-            self._add_docs(self._layout.chunk_file(cid, first), MESSAGE_TABLE, docs)
+            path = self._layout.chunk_file(cid, first)
+            lines = read_lines(path, self._cache)
+            append_lines(path, lines, [m.to_dict() for m in out], self._ops, self._cache, self._flush_set())
             doc = self._single(self._layout.conversation_file(cid), CONVERSATION_TABLE)
         if doc is not None:
             self._index_touch(doc["scope"], cid, max(doc["updated_at"], out[-1].created_at))
@@ -256,10 +263,10 @@ class ConversationFiles(TinyDBFiles):
             i = bisect.bisect_right(chunks, message.seq) - 1
             if i < 0 or message.seq < 0:
                 return
-            table = self._chunk_table(cid, chunks[i])
-            doc_id = message_doc_id(message.seq)
-            if table.contains(doc_id=doc_id):
-                table.update(message.to_dict(), doc_ids=[doc_id])
+            path = self._layout.chunk_file(cid, chunks[i])
+            lines = read_lines(path, self._cache)
+            if any(d["seq"] == message.seq for d in lines.docs):  # the message's new state, a line
+                append_lines(path, lines, [message.to_dict()], self._ops, self._cache, self._flush_set())
 
     async def get_messages(self, conversation_id: str, last: int | None = None) -> list[MessageRecord]:
         """The conversation's messages in order; only the last ``last`` ones when given."""
@@ -275,10 +282,8 @@ class ConversationFiles(TinyDBFiles):
             for first, end in zip(chunks, ends, strict=True):
                 if end <= start:
                     continue
-                table = self._chunk_table(cid, first)
-                ids = [message_doc_id(s) for s in range(max(first, start), end)]
-                docs = table.get(doc_ids=ids) if first < start else table.all()
-                out.extend(MessageRecord.from_dict(d) for d in docs or [])
+                docs = self._chunk_docs(cid, first)
+                out.extend(MessageRecord.from_dict(d) for seq, d in docs.items() if seq >= start)
         return sorted(out, key=lambda m: m.seq)
 
     async def truncate_messages(self, conversation_id: str, from_seq: int) -> None:
@@ -302,9 +307,9 @@ class ConversationFiles(TinyDBFiles):
                 if first >= from_seq:
                     self._forget(self._layout.chunk_file(cid, first))
                     continue
-                doomed = [message_doc_id(s) for s in range(from_seq, count)]
-                if doomed:
-                    self._chunk_table(cid, first).remove(doc_ids=doomed)
+                if from_seq < count:  # the chunk replaced whole by the messages it keeps
+                    kept = sorted((d for seq, d in self._chunk_docs(cid, first).items() if seq < from_seq), key=seq_of)
+                    rewrite_lines(self._layout.chunk_file(cid, first), kept, self._ops, self._cache, self._flush_set())
                 break
 
     def _delete_conversation_files(self, conversation_id: str) -> None:

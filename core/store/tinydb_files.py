@@ -72,6 +72,10 @@ class FileOps:
     replace: Callable[[str | Path, str | Path], None] = os.replace
     unlink: Callable[[str | Path], None] = os.unlink
     makedirs: Callable[[Path], None] = field(default=lambda p: p.mkdir(parents=True, exist_ok=True))
+    # Opens a journal file to append to (``tinydb_journal``), creating it when missing.
+    open_append: Callable[[Path], int] = field(
+        default=lambda p: os.open(p, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    )
     # One flush for a whole batch of folders; None flushes each folder (other systems, or tests).
     syncfs: Callable[[int], None] | None = field(default_factory=load_syncfs)
 

@@ -10,12 +10,17 @@ flushed): a torn line, or a tail of zeros. A reader therefore stops at the first
 a whole JSON object, and the next writer cuts the file there before it appends. A journal is
 compacted by replacing it whole (``FileOps.atomic_write``), like any other file of the store.
 
+An append that fails (a full or read-only disk) is taken back and reported. One whose flush fails
+is reported too, but its line may stay, as a rename whose folder flush failed may: the store
+says it failed, and a reader may still find the change (never a torn one).
+
 Parsed lines are cached by the file's bytes; a file that only grew since (an append, by any
 process) has just its new lines parsed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable
@@ -88,12 +93,12 @@ def append_lines(
     created = not before.raw
     try:
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            fd = ops.open_append(path)
         except FileNotFoundError:
             ops.makedirs(path.parent)
             for parent in (path.parent.parent, path.parent.parent.parent):
                 _flush_path(parent, ops, None)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            fd = ops.open_append(path)
         try:
             if os.fstat(fd).st_size != before.valid:
                 os.ftruncate(fd, before.valid)  # a crashed writer's tail (or none: then nothing changes)
@@ -102,6 +107,10 @@ def append_lines(
                 view = view[ops.write(fd, view) :]
             if flush is None:
                 ops.fsync(fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, before.valid)  # a failed append (a full disk) takes back what it wrote
+            raise
         finally:
             os.close(fd)
     except OSError as exc:

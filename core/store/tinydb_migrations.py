@@ -16,7 +16,7 @@ from typing import Any
 from core.store.base import StoreError
 from core.store.tinydb_files import FileOps, read_bytes
 from core.store.tinydb_journal import JOURNAL_SUFFIX, lines_bytes
-from core.store.tinydb_layout import USAGE_TABLE, Layout
+from core.store.tinydb_layout import MESSAGE_TABLE, USAGE_TABLE, Layout
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ def _initial(ctx: MigrationContext) -> None:
 
 # Schema 1's TinyDB files that schema 2 keeps as journals: where they are, their table, their lines' order.
 _AS_JOURNALS: tuple[tuple[str, str, Callable[[dict[str, Any]], Any]], ...] = (
+    ("conversations/*/*/m*.json", MESSAGE_TABLE, lambda d: d["seq"]),
     ("usage/users/*/*.json", USAGE_TABLE, lambda d: (d["day"], d["model"])),
     ("usage/global/*.json", USAGE_TABLE, lambda d: (d["day"], d["model"])),
     ("intake/*/*/*.json", "intake", lambda d: d["seq"]),
@@ -57,7 +58,8 @@ _AS_JOURNALS: tuple[tuple[str, str, Callable[[dict[str, Any]], Any]], ...] = (
 
 
 def _journals(ctx: MigrationContext) -> None:
-    """Usage sums and intake lines become journals (``tinydb_journal``): a line per row or record.
+    """Message chunks, usage sums and intake lines become journals (``tinydb_journal``): a line per
+    message, row or record.
 
     Each file's journal is written whole before the old file goes, so a crash in between leaves
     both, and the re-run writes the same journal again from the old file.
