@@ -149,17 +149,6 @@ class TinyDBFiles:
         db = TinyDB(storage=lambda: AtomicJSONStorage(path, self._ops, self._cache, folders))
         return db.table(name, cache_size=0)
 
-    def _add_docs(self, path: Path, name: str, docs: dict[str, dict[str, Any]]) -> None:
-        """Add documents (by id, new ones) to a table, under the file's lock, in the file TinyDB reads.
-
-        Without TinyDB's ``Table``, whose every write turns all the table's ids to ints and back:
-        the most CPU of a message's append, growing with its file.
-        """
-        storage = AtomicJSONStorage(path, self._ops, self._cache, self._flush_set())
-        data = storage.read() or {}
-        data.setdefault(name, {}).update(docs)
-        storage.write(data)
-
     def _single(self, path: Path, name: str) -> dict[str, Any] | None:
         doc = self._table(path, name).get(doc_id=SINGLE_DOC_ID)
         return dict(doc) if isinstance(doc, dict) else None

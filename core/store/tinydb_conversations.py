@@ -1,8 +1,8 @@
 """The TinyDB store's conversations and messages.
 
-A turn writes the conversation's newest message file and then its scope index's ordering key; the
-conversation's ``message_count`` and ``updated_at`` are read from the message files, so they never
-disagree with them."""
+A turn appends to the conversation's newest message file (a journal: a line per message) and then
+to its scope index's journal of ordering keys; the conversation's ``message_count`` and
+``updated_at`` are read from the message files, so they never disagree with them."""
 
 from __future__ import annotations
 

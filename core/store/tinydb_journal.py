@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,7 +91,7 @@ def append_lines(
     """
     data = lines_bytes(docs)
     created = not before.raw
-    try:
+    with _writing(path, cache):
         try:
             fd = ops.open_append(path)
         except FileNotFoundError:
@@ -113,12 +113,6 @@ def append_lines(
             raise
         finally:
             os.close(fd)
-    except OSError as exc:
-        cache.drop(path)
-        raise store_error(exc, "write", path) from exc
-    except BaseException:
-        cache.drop(path)
-        raise
     if flush is not None:
         flush.add(path)
     if created:
@@ -132,15 +126,22 @@ def rewrite_lines(
 ) -> None:
     """Replace the journal whole with ``docs`` (compaction), atomically."""
     raw = lines_bytes(docs)
-    try:
+    with _writing(path, cache):
         ops.atomic_write(path, raw, flush)
+    cache.put(path, raw, Lines(tuple(docs), raw, len(raw)))
+
+
+@contextlib.contextmanager
+def _writing(path: Path, cache: FileCache) -> Iterator[None]:
+    """A write of the journal: on failure its cached lines are forgotten, an OS error made clear."""
+    try:
+        yield
     except OSError as exc:
         cache.drop(path)
         raise store_error(exc, "write", path) from exc
     except BaseException:
         cache.drop(path)
         raise
-    cache.put(path, raw, Lines(tuple(docs), raw, len(raw)))
 
 
 def _flush_path(path: Path, ops: FileOps, flush: set[Path] | None) -> None:

@@ -68,11 +68,6 @@ def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
 
 
-def message_doc_id(seq: int) -> int:
-    """TinyDB document ids start at 1; a message's id is its seq + 1."""
-    return seq + 1
-
-
 def utc_day(at: float) -> int:
     """The UTC midnight (epoch seconds) of the day containing ``at``."""
     return int(at // DAY_SECONDS) * DAY_SECONDS
