@@ -17,6 +17,7 @@ day: recovery at start reads that folder alone.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -35,6 +36,7 @@ def intake_dir(root: Path, platform: str) -> Path:
     return root / "intake" / name
 
 
+@functools.lru_cache(maxsize=16384)
 def intake_file(root: Path, chat: str) -> Path:
     """The file of one chat's line."""
     h = key_hash(chat)
