@@ -1,10 +1,12 @@
 """How long storing one turn takes in the TinyDB store, and how many bytes it writes.
 
-One turn is what the assistant stores for one exchange (``core/assistant.py``): ``append_messages``
-of the person's message (~80 characters), started while the conversation's last messages are read
-for the context (``get_messages``), then the answer (~600 characters, tokens, cost) appended
-together with its ``add_usage``. Every write is durable when its call returns (fsync + rename +
-folder fsync, the folder's in a group commit). ``bench/turn_io.py`` counts files and fsyncs per turn.
+One turn is what production stores for one exchange: the intake ``record`` of the arriving message
+(``core/intake.py``), ``append_messages`` of the person's message (~80 characters), started while
+the conversation's last messages are read for the context (``get_messages``, ``core/assistant.py``),
+then the answer (~600 characters, tokens, cost) appended together with its ``add_usage``, then the
+intake marks ``mark_answered`` (with the answer's text), ``mark_shown`` and ``mark_delivered``.
+Every write is durable when its call returns (fsync + rename + folder fsync, or an append to a
+journal, flushed in a group commit). ``bench/turn_io.py`` counts files and fsyncs per turn.
 
 Scenarios: 10, 1,000 and 100,000 users with one 100-message conversation each (a turn goes to a
 random user's conversation), and one conversation of 10,000 messages. The stores are filled by a
@@ -15,7 +17,7 @@ Bytes per turn come from ``/proc/self/io``: ``wchar`` (bytes handed to write()) 
 ``write_bytes`` (bytes sent to the storage device, whole file-system blocks).
 
 The last column is one bare durable file replacement (40 KB, fsync, rename, folder fsync) timed
-just before the scenario: a turn costs three of them, so it shows how much is the disk's own floor.
+just before the scenario: it shows how much of a turn is the disk's own floor.
 
 Usage: ``python bench/store_bench.py [--quick] [--turns N] [--dir /tmp]``
 """
@@ -35,13 +37,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.store.base import ConversationRecord, MessageRecord, UsageRecord, UserRecord
+from core.store.base import ConversationRecord, IntakeRecord, MessageRecord, UsageRecord, UserRecord
 from core.store.tinydb_files import FileOps, encode
 from core.store.tinydb_layout import (
     CHUNK_BYTES,
     CHUNK_SIZE,
     Layout,
-    chunk_tables,
+    chunk_lines,
     conversation_tables,
     identity_tables,
     scope_tables,
@@ -87,7 +89,7 @@ def write_file(path: Path, data: bytes) -> None:
 def chunk_bytes_by_template(messages_per_conversation: int) -> list[tuple[int, bytes]]:
     """Each chunk file of one conversation, serialised once with a placeholder id to substitute."""
     msgs = [message(PLACEHOLDER, s) for s in range(messages_per_conversation)]
-    return [(chunk[0].seq, encode(chunk_tables(chunk))) for chunk in split_chunks(msgs)]
+    return [(chunk[0].seq, chunk_lines(chunk)) for chunk in split_chunks(msgs)]
 
 
 def bulk_load(root: Path, users: int, messages_each: int) -> list[str]:
@@ -136,6 +138,8 @@ async def measure(root: Path, conv_ids: list[str], turns: int, warmup: int) -> d
         cid = rng.choice(conv_ids)
         now = T0 + 10_000_000 + i
         t = time.perf_counter()
+        line, key = f"telegram:{cid}", f"telegram:{i}"
+        await store.record(IntakeRecord(key, line, {"text": USER_TEXT}, now, route={"chat": cid}))
         said = asyncio.ensure_future(store.append_messages([MessageRecord(f"q{i}", cid, "user", USER_TEXT, now)]))
         await store.get_messages(cid, last=50)
         await said
@@ -152,6 +156,9 @@ async def measure(root: Path, conv_ids: list[str], turns: int, warmup: int) -> d
         )
         usage = UsageRecord(f"u{i % 10}", cid, "gpt-4o-mini", 420, 130, 0.000141, now)
         await asyncio.gather(store.append_messages([answer]), store.add_usage(usage))
+        await store.mark_answered(line, key, [{"kind": "text", "text": ANSWER_TEXT}])
+        await store.mark_shown(line, key, "sending:1")
+        await store.mark_delivered(line, key, "42")
         if i >= warmup:
             times.append(time.perf_counter() - t)
     after = proc_io()
@@ -196,8 +203,8 @@ def main() -> None:
     scenarios.append((f"1 conversation of {long_conversation:,} msgs", 1, long_conversation))
 
     print(
-        f"one turn = append_messages([user]) with get_messages(last=50), then append_messages([answer]) "
-        f"with add_usage; "
+        f"one turn = record, append_messages([user]) with get_messages(last=50), then append_messages([answer]) "
+        f"with add_usage, then mark_answered, mark_shown, mark_delivered; "
         f"{turns} turns measured after 20 warm-up turns; "
         f"chunks of up to {CHUNK_SIZE} messages or {CHUNK_BYTES // 1024} KiB"
     )

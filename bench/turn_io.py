@@ -1,9 +1,12 @@
 """Files written and fsyncs per turn in the TinyDB store, as production stores a turn.
 
-A turn is what ``core/assistant.py`` stores for one exchange: the person's message (appended while
-the model is asked), the conversation's recent messages read for the context, then the answer and
-its usage written together. The store's system calls are counted through its ``FileOps`` seam:
-``replace`` is one file written (atomically), ``fsync`` counts file and folder flushes, ``syncfs``
+A turn is what production stores for one exchange: the message's intake record (``core/intake.py``,
+before the messenger is told it arrived), the person's message (appended while the conversation's
+recent messages are read for the context, ``core/assistant.py``), the answer and its usage written
+together, then the intake marks: answered, shown (the final message about to be sent) and
+delivered. The store's system calls are counted through its ``FileOps`` seam:
+``replace`` is one file written (atomically), a ``write`` to a file that is not temporary one append
+to a journal (``core/store/tinydb_journal.py``), ``fsync`` counts file and folder flushes, ``syncfs``
 the group commit's flushes of the whole data folder's file system (one per batch of operations).
 
 Runs one chat alone, then 50 chats x 4 turns at once (where the group commit can join folder
@@ -23,8 +26,8 @@ from collections import Counter
 from pathlib import Path
 
 from bench.datadir import describe, disk_folder
-from core.store.base import ConversationRecord, MessageRecord, UsageRecord, UserRecord
-from core.store.tinydb_files import FileOps
+from core.store.base import ConversationRecord, IntakeRecord, MessageRecord, UsageRecord, UserRecord
+from core.store.tinydb_files import TEMP_SUFFIX, FileOps
 from core.store.tinydb_store import TinyDBStore
 
 T0 = 1_760_000_000.0
@@ -43,6 +46,12 @@ class Counts:
                 self.calls["fsync"] += 1
             os.fsync(fd)
 
+        def write(fd: int, data: memoryview) -> int:
+            if not os.readlink(f"/proc/self/fd/{fd}").endswith(TEMP_SUFFIX):
+                with self._lock:
+                    self.calls["appends"] += 1  # to a journal (a temporary file's write is a file written)
+            return os.write(fd, data)
+
         def replace(src: str | Path, dst: str | Path) -> None:
             with self._lock:
                 self.calls["files"] += 1
@@ -55,14 +64,16 @@ class Counts:
 
         # Stores before the group commit had no syncfs seam.
         if "syncfs" in {f.name for f in dataclasses.fields(FileOps)}:
-            return FileOps(fsync=fsync, replace=replace, syncfs=syncfs)  # type: ignore[call-arg,unused-ignore]
+            return FileOps(write=write, fsync=fsync, replace=replace, syncfs=syncfs)  # type: ignore[call-arg,unused-ignore]
         return FileOps(fsync=fsync, replace=replace)
 
 
 async def turn(store: TinyDBStore, chat: int, k: int) -> None:
-    """One exchange, stored as the assistant stores it."""
+    """One exchange, stored as the intake and the assistant store it."""
     cid, uid = f"c{chat}", f"u{chat}"
     now = T0 + k
+    line, key = f"telegram:{chat}", f"telegram:{chat}:{k}"
+    await store.record(IntakeRecord(key, line, {"text": f"message {k} from {chat}"}, now, route={"chat": chat}))
     said = MessageRecord(f"q{chat}-{k}", cid, "user", f"message {k} from {chat}", now, author=f"telegram:{chat}")
     stored = asyncio.ensure_future(store.append_messages([said]))
     await store.get_messages(cid, last=50)
@@ -70,6 +81,9 @@ async def turn(store: TinyDBStore, chat: int, k: int) -> None:
     answer = MessageRecord(f"a{chat}-{k}", cid, "assistant", "piece " * 6, now, model="m", prompt_tokens=40)
     usage = UsageRecord(uid, cid, "m", 40, 9, 0.0001, now)
     await asyncio.gather(store.append_messages([answer]), store.add_usage(usage))
+    await store.mark_answered(line, key, [{"kind": "text", "text": answer.content}])
+    await store.mark_shown(line, key, "sending:1")
+    await store.mark_delivered(line, key, "42")
 
 
 async def run(root: Path, chats: int, turns: int) -> dict[str, float]:
@@ -84,7 +98,7 @@ async def run(root: Path, chats: int, turns: int) -> dict[str, float]:
         await asyncio.gather(*(turn(store, chat, k) for chat in range(chats)))
     await store.close()
     n = chats * turns
-    return {name: counts.calls[name] / n for name in ("files", "fsync", "syncfs")}
+    return {name: counts.calls[name] / n for name in ("files", "appends", "fsync", "syncfs")}
 
 
 def main() -> None:
@@ -94,6 +108,7 @@ def main() -> None:
             r = asyncio.run(run(Path(tmp) / f"run{chats}", chats, turns))
             print(
                 f"{chats:>3} chats x {turns:<3} files written/turn {r['files']:5.2f}   "
+                f"journal appends/turn {r['appends']:5.2f}   "
                 f"fsyncs/turn {r['fsync']:5.2f}   syncfs/turn {r['syncfs']:5.2f}"
             )
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, Self
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 UserStatus = Literal["pending", "approved", "denied", "blocked"]
 Role = Literal["user", "assistant", "system"]

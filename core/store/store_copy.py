@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from core.store.base import Store, StoreError, UsageRecord, UserRecord
-from core.store.tinydb_layout import CONVERSATION_TABLE, META_TABLE, SINGLE_DOC_ID, USAGE_TABLE, Layout
+from core.store.tinydb_layout import CONVERSATION_TABLE, META_TABLE, SINGLE_DOC_ID, Layout
+from core.store.tinydb_usage import day_rows
 
 DAY_SECONDS = 86400
 MESSAGE_BATCH = 100
@@ -107,7 +108,7 @@ class TinyDBDump:
 
     async def usage_days(self, user_id: str) -> list[UsageDay]:
         path = self._layout.user_usage_file(user_id)
-        docs = await asyncio.to_thread(_docs, path, USAGE_TABLE)
+        docs = await asyncio.to_thread(day_rows, path)
         return [
             UsageDay(user_id, int(d["day"]), d["model"], d["prompt_tokens"], d["completion_tokens"], d["cost"])
             for d in docs

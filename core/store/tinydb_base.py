@@ -138,9 +138,14 @@ class TinyDBFiles:
         with self._locks.hold(self._layout.lock_key(path)):
             yield
 
+    def _flush_set(self) -> set[Path] | None:
+        """What this thread's operation leaves to the group commit to flush (None outside one)."""
+        folders: set[Path] | None = getattr(self._unit, "folders", None)
+        return folders
+
     def _table(self, path: Path, name: str) -> Table:
         """A TinyDB table in ``path``; use it only while holding the file's lock."""
-        folders = getattr(self._unit, "folders", None)
+        folders = self._flush_set()
         db = TinyDB(storage=lambda: AtomicJSONStorage(path, self._ops, self._cache, folders))
         return db.table(name, cache_size=0)
 
@@ -156,4 +161,4 @@ class TinyDBFiles:
 
     def _forget(self, path: Path) -> None:
         self._cache.drop(path)
-        self._ops.remove(path, getattr(self._unit, "folders", None))
+        self._ops.remove(path, self._flush_set())

@@ -1,8 +1,8 @@
 """The TinyDB store's conversations and messages.
 
-A turn writes the conversation's newest message file and then its scope index's ordering key; the
-conversation's ``message_count`` and ``updated_at`` are read from the message files, so they never
-disagree with them."""
+A turn appends to the conversation's newest message file (a journal: a line per message) and then
+to its scope index's journal of ordering keys; the conversation's ``message_count`` and
+``updated_at`` are read from the message files, so they never disagree with them."""
 
 from __future__ import annotations
 
@@ -11,25 +11,37 @@ import dataclasses
 import os
 import shutil
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from tinydb import where
-from tinydb.table import Document, Table
 
 from core.store.base import (
     ConversationRecord,
     MessageRecord,
 )
 from core.store.tinydb_base import TinyDBFiles
+from core.store.tinydb_journal import JOURNAL_SUFFIX, Lines, append_lines, read_lines, rewrite_lines
 from core.store.tinydb_layout import (
     CONVERSATION_TABLE,
-    MESSAGE_TABLE,
     SCOPE_TABLE,
     chunk_first_seq,
     chunk_is_full,
-    message_doc_id,
     scope_entry,
 )
+
+# Touches a scope index's journal holds before they are written into the index.
+TOUCHES_KEPT = 64
+
+
+def seq_of(doc: dict[str, Any]) -> int:
+    seq: int = doc["seq"]
+    return seq
+
+
+def touches_file(index: Path) -> Path:
+    """The journal of a scope index's newer ordering keys (``tinydb_journal``), next to it."""
+    return index.with_suffix(JOURNAL_SUFFIX)
 
 
 class ConversationFiles(TinyDBFiles):
@@ -67,7 +79,17 @@ class ConversationFiles(TinyDBFiles):
     def _index_entries(self, scope: str) -> list[dict[str, Any]]:
         path = self._layout.scope_file(scope)
         with self._locked(path):
-            return [dict(e) for e in self._table(path, SCOPE_TABLE).all()]
+            return self._index_entries_unlocked(path)
+
+    def _index_entries_unlocked(self, path: Path) -> list[dict[str, Any]]:
+        """The index's entries, each ``updated_at`` the latest of its own and the journal's touches."""
+        touched: dict[str, float] = {}
+        for t in read_lines(touches_file(path), self._cache).docs:
+            touched[t["id"]] = max(t["updated_at"], touched.get(t["id"], t["updated_at"]))
+        out = [dict(e) for e in self._table(path, SCOPE_TABLE).all()]
+        for e in out:
+            e["updated_at"] = max(e["updated_at"], touched.get(e["id"], e["updated_at"]))
+        return out
 
     async def get_conversation(self, conversation_id: str) -> ConversationRecord | None:
         return await self._read(self._get_conversation, conversation_id)
@@ -92,7 +114,7 @@ class ConversationFiles(TinyDBFiles):
         if count:
             # The newest file holds the newest messages; only two writers racing across a file
             # boundary could put a later time in the previous file, and then it is off by moments.
-            times = [d["created_at"] for d in self._chunk_table(cid, chunks[-1]).all()]
+            times = [d["created_at"] for d in self._chunk_lines(cid, chunks[-1]).docs]
             updated_at = max([updated_at, *times])
         return ConversationRecord.from_dict({**doc, "message_count": count, "updated_at": updated_at})
 
@@ -160,13 +182,17 @@ class ConversationFiles(TinyDBFiles):
             return []
         return sorted(s for s in map(chunk_first_seq, names) if s is not None)
 
-    def _chunk_table(self, conversation_id: str, first: int) -> Table:
-        return self._table(self._layout.chunk_file(conversation_id, first), MESSAGE_TABLE)
+    def _chunk_lines(self, conversation_id: str, first: int) -> Lines:
+        return read_lines(self._layout.chunk_file(conversation_id, first), self._cache)
+
+    def _chunk_docs(self, conversation_id: str, first: int) -> dict[int, dict[str, Any]]:
+        """A chunk's messages by seq (a later line of a seq is the message updated)."""
+        return {d["seq"]: d for d in self._chunk_lines(conversation_id, first).docs}
 
     def _count(self, conversation_id: str, chunks: list[int]) -> int:
         if not chunks:
             return 0
-        return chunks[-1] + len(self._chunk_table(conversation_id, chunks[-1]))
+        return chunks[-1] + len(self._chunk_docs(conversation_id, chunks[-1]))
 
     async def append_messages(self, messages: list[MessageRecord]) -> list[MessageRecord]:
         """Append to one conversation; durable on return. A batch always lands in one file."""
@@ -190,22 +216,41 @@ class ConversationFiles(TinyDBFiles):
                 if not chunk_is_full(count - chunks[-1], size, self._chunk_size, self._chunk_bytes):
                     first = chunks[-1]
             out = [dataclasses.replace(m, seq=count + i) for i, m in enumerate(messages)]
-            self._chunk_table(cid, first).insert_multiple(
-                Document(m.to_dict(), doc_id=message_doc_id(m.seq)) for m in out
-            )
+            path = self._layout.chunk_file(cid, first)
+            lines = read_lines(path, self._cache)
+            append_lines(path, lines, [m.to_dict() for m in out], self._ops, self._cache, self._flush_set())
             doc = self._single(self._layout.conversation_file(cid), CONVERSATION_TABLE)
         if doc is not None:
             self._index_touch(doc["scope"], cid, max(doc["updated_at"], out[-1].created_at))
         return out
 
     def _index_touch(self, scope: str, conversation_id: str, updated_at: float) -> None:
-        """Keep the scope index's ordering key in step (only for entries it already has)."""
+        """Keep the scope index's ordering key in step (only for entries it already has).
+
+        The new key is a line appended to the index's touch journal, not a rewrite of the index;
+        once the journal is long, its latest keys are written into the index and it is deleted.
+        """
         path = self._layout.scope_file(scope)
         with self._locked(path):
-            table = self._table(path, SCOPE_TABLE)
-            entry = table.get(where("id") == conversation_id)
-            if isinstance(entry, Document) and entry["updated_at"] < updated_at:
-                table.update({"updated_at": updated_at}, doc_ids=[entry.doc_id])
+            entries = self._index_entries_unlocked(path)
+            if not any(e["id"] == conversation_id and e["updated_at"] < updated_at for e in entries):
+                return
+            journal = touches_file(path)
+            lines = read_lines(journal, self._cache)
+            if len(lines.docs) < TOUCHES_KEPT:
+                touch = {"id": conversation_id, "updated_at": updated_at}
+                append_lines(journal, lines, [touch], self._ops, self._cache, self._flush_set())
+                return
+            latest = {
+                e["id"]: max(e["updated_at"], updated_at) if e["id"] == conversation_id else e["updated_at"]
+                for e in entries
+            }
+            self._table(path, SCOPE_TABLE).update_multiple(
+                [({"updated_at": v}, where("id") == k) for k, v in latest.items()]
+            )
+            # The index's new keys are durable before the touches go (a lost touch would reorder).
+            self._ops.sync_folders({path.parent}, self._layout.root)
+            self._forget(journal)
 
     async def update_message(self, message: MessageRecord) -> None:
         """Replace the stored message with the same conversation and ``seq`` (no-op when absent)."""
@@ -218,10 +263,10 @@ class ConversationFiles(TinyDBFiles):
             i = bisect.bisect_right(chunks, message.seq) - 1
             if i < 0 or message.seq < 0:
                 return
-            table = self._chunk_table(cid, chunks[i])
-            doc_id = message_doc_id(message.seq)
-            if table.contains(doc_id=doc_id):
-                table.update(message.to_dict(), doc_ids=[doc_id])
+            path = self._layout.chunk_file(cid, chunks[i])
+            lines = read_lines(path, self._cache)
+            if any(d["seq"] == message.seq for d in lines.docs):  # the message's new state, a line
+                append_lines(path, lines, [message.to_dict()], self._ops, self._cache, self._flush_set())
 
     async def get_messages(self, conversation_id: str, last: int | None = None) -> list[MessageRecord]:
         """The conversation's messages in order; only the last ``last`` ones when given."""
@@ -237,10 +282,8 @@ class ConversationFiles(TinyDBFiles):
             for first, end in zip(chunks, ends, strict=True):
                 if end <= start:
                     continue
-                table = self._chunk_table(cid, first)
-                ids = [message_doc_id(s) for s in range(max(first, start), end)]
-                docs = table.get(doc_ids=ids) if first < start else table.all()
-                out.extend(MessageRecord.from_dict(d) for d in docs or [])
+                docs = self._chunk_docs(cid, first)
+                out.extend(MessageRecord.from_dict(d) for seq, d in docs.items() if seq >= start)
         return sorted(out, key=lambda m: m.seq)
 
     async def truncate_messages(self, conversation_id: str, from_seq: int) -> None:
@@ -264,9 +307,9 @@ class ConversationFiles(TinyDBFiles):
                 if first >= from_seq:
                     self._forget(self._layout.chunk_file(cid, first))
                     continue
-                doomed = [message_doc_id(s) for s in range(from_seq, count)]
-                if doomed:
-                    self._chunk_table(cid, first).remove(doc_ids=doomed)
+                if from_seq < count:  # the chunk replaced whole by the messages it keeps
+                    kept = sorted((d for seq, d in self._chunk_docs(cid, first).items() if seq < from_seq), key=seq_of)
+                    rewrite_lines(self._layout.chunk_file(cid, first), kept, self._ops, self._cache, self._flush_set())
                 break
 
     def _delete_conversation_files(self, conversation_id: str) -> None:

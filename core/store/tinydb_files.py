@@ -72,6 +72,10 @@ class FileOps:
     replace: Callable[[str | Path, str | Path], None] = os.replace
     unlink: Callable[[str | Path], None] = os.unlink
     makedirs: Callable[[Path], None] = field(default=lambda p: p.mkdir(parents=True, exist_ok=True))
+    # Opens a journal file to append to (``tinydb_journal``), creating it when missing.
+    open_append: Callable[[Path], int] = field(
+        default=lambda p: os.open(p, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    )
     # One flush for a whole batch of folders; None flushes each folder (other systems, or tests).
     syncfs: Callable[[int], None] | None = field(default_factory=load_syncfs)
 
@@ -122,10 +126,11 @@ class FileOps:
             folders.add(path.parent)
 
     def sync_folders(self, folders: Collection[Path], root: Path) -> None:
-        """Make the entries of ``folders`` (renames, deletions) under ``root`` durable.
+        """Make the entries of ``folders`` (renames, deletions) under ``root`` durable, and the data
+        of the journal files among them (``tinydb_journal``: appended, not renamed).
 
         With ``syncfs``, one call on the file system of ``root`` covers them all, whatever their
-        number: the group commit's one flush per batch. Otherwise each folder is fsynced.
+        number: the group commit's one flush per batch. Otherwise each folder or file is fsynced.
         """
         if not folders:
             return
@@ -138,9 +143,13 @@ class FileOps:
             return
         for folder in folders:
             try:
-                _fsync_dir(folder, self.fsync)
+                fd = os.open(folder, os.O_RDONLY)
             except FileNotFoundError:
                 continue  # deleted since (a removed conversation): nothing left in it to make durable
+            try:
+                self.fsync(fd)
+            finally:
+                os.close(fd)
 
 
 def encode(data: Any) -> bytes:
@@ -186,6 +195,12 @@ class FileCache:
             self._entries.move_to_end(path)
             while len(self._entries) > self._max:
                 self._entries.popitem(last=False)
+
+    def peek(self, path: Path) -> Any:
+        """What was cached for ``path`` whatever its bytes are now (a journal that grew reuses it)."""
+        with self._lock:
+            hit = self._entries.get(path)
+        return None if hit is None else hit[1]
 
     def drop(self, path: Path) -> None:
         with self._lock:

@@ -1,33 +1,33 @@
-"""The TinyDB store's intake: one small file per chat holding its line of received messages.
+"""The TinyDB store's intake: one small journal per chat holding its line of received messages.
 
 ::
 
-    intake/<platform>/<h:2>/<h>.json     a chat's records (table "intake", doc id = seq + 1)
+    intake/<platform>/<h:2>/<h>.jsonl    a chat's records, a line per state (``tinydb_journal``)
 
-A record is written (atomically, through the group commit like every other write) before the
-messenger is told the message arrived, and rewritten when it is answered, shown and delivered.
-A delivered record keeps only its key; it is dropped once older than ``INTAKE_RETENTION`` or
-beyond the chat's newest ``INTAKE_KEEP``, and a file holding nothing else is deleted at the next
-start, so a file stays small and the platform's folder only as wide as its chats of the last day:
-recovery at start reads that folder alone.
+A record is appended (durable through the group commit like every other write) before the
+messenger is told the message arrived, and appended again, whole, when it is answered, shown and
+delivered: a key's last line is its state. A mark thus writes one short line instead of
+rewriting the chat's file (four rewrites a turn before). The journal is compacted (replaced by one
+line per record) when older states pile up. A delivered record keeps only its key; it is
+forgotten once older than ``INTAKE_RETENTION`` or beyond the chat's newest ``INTAKE_KEEP`` (and
+dropped from the file at the next compaction), and a file holding nothing else is deleted at the
+next start, so a file stays small and the platform's folder only as wide as its chats of the last
+day: recovery at start reads that folder alone.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tinydb import where
-from tinydb.table import Document
-
 from core.store.base import INTAKE_RETENTION, IntakeRecord, advance, stale_intake
 from core.store.tinydb_base import TinyDBFiles
+from core.store.tinydb_journal import JOURNAL_SUFFIX, Lines, append_lines, read_lines, rewrite_lines
 from core.store.tinydb_layout import key_hash
-
-INTAKE_TABLE = "intake"
 
 
 def intake_dir(root: Path, platform: str) -> Path:
@@ -36,14 +36,26 @@ def intake_dir(root: Path, platform: str) -> Path:
     return root / "intake" / name
 
 
+@functools.lru_cache(maxsize=16384)
 def intake_file(root: Path, chat: str) -> Path:
     """The file of one chat's line."""
     h = key_hash(chat)
-    return intake_dir(root, chat.partition(":")[0]) / h[:2] / f"{h}.json"
+    return intake_dir(root, chat.partition(":")[0]) / h[:2] / f"{h}{JOURNAL_SUFFIX}"
+
+
+# Lines a chat's journal may hold beyond its records (older states of them) before it is compacted;
+# and forgotten (stale) records it may still carry: compaction rewrites the file, so it is rare.
+SUPERSEDED_LINES = 64
+STALE_KEPT = 32
+
+
+def _by_key(lines: Lines) -> dict[str, dict[str, Any]]:
+    """Each key's newest state (a later line of a key replaces the earlier ones)."""
+    return {d["key"]: d for d in lines.docs}
 
 
 class IntakeFiles(TinyDBFiles):
-    """Received messages, a file per chat, until their answers are delivered."""
+    """Received messages, a journal per chat, until their answers are delivered."""
 
     async def record(self, rec: IntakeRecord) -> IntakeRecord | None:
         """Add the message to its chat's file, durably; None when its key is there already."""
@@ -52,16 +64,19 @@ class IntakeFiles(TinyDBFiles):
     def _record(self, rec: IntakeRecord) -> IntakeRecord | None:
         path = intake_file(self._layout.root, rec.chat)
         with self._locked(path):
-            table = self._table(path, INTAKE_TABLE)
-            docs = table.all()
-            if any(d["key"] == rec.key for d in docs):
+            lines = read_lines(path, self._cache)
+            state = _by_key(lines)
+            gone = stale_intake([IntakeRecord.from_dict(d) for d in state.values()], rec.received_at)
+            if rec.key in state and rec.key not in gone:
                 return None
-            seq = max((d["seq"] for d in docs), default=-1) + 1
-            gone = stale_intake([IntakeRecord.from_dict(dict(d)) for d in docs], rec.received_at)
-            if gone:  # delivered records no messenger sends again: the file stays one chat's recent line
-                table.remove(doc_ids=[d.doc_id for d in docs if d["key"] in gone])
+            seq = max((d["seq"] for d in state.values()), default=-1) + 1
             stored = IntakeRecord.from_dict({**rec.to_dict(), "seq": seq})
-            table.insert(Document(stored.to_dict(), doc_id=seq + 1))
+            if len(lines.docs) - len(state) > SUPERSEDED_LINES or len(gone) > STALE_KEPT:
+                # Compacted: each record once, without the delivered ones no messenger sends again.
+                kept = sorted((d for k, d in state.items() if k not in gone and k != rec.key), key=lambda d: d["seq"])
+                rewrite_lines(path, [*kept, stored.to_dict()], self._ops, self._cache, self._flush_set())
+            else:  # a stale record of the same key stays forgotten: the new line replaces it
+                append_lines(path, lines, [stored.to_dict()], self._ops, self._cache, self._flush_set())
             return stored
 
     async def unfinished(self, platform: str) -> list[IntakeRecord]:
@@ -72,7 +87,7 @@ class IntakeFiles(TinyDBFiles):
         lines: list[list[IntakeRecord]] = []
         for path in _chat_files(intake_dir(self._layout.root, platform)):
             with self._locked(path):
-                docs = [IntakeRecord.from_dict(dict(d)) for d in self._table(path, INTAKE_TABLE).all()]
+                docs = [IntakeRecord.from_dict(d) for d in _by_key(read_lines(path, self._cache)).values()]
                 if docs and all(d.status == "delivered" for d in docs):
                     newest = max(d.received_at for d in docs)
                     if newest < time.time() - INTAKE_RETENTION:
@@ -98,14 +113,14 @@ class IntakeFiles(TinyDBFiles):
     def _mark(self, chat: str, key: str, change: Callable[[IntakeRecord], IntakeRecord]) -> None:
         path = intake_file(self._layout.root, chat)
         with self._locked(path):
-            table = self._table(path, INTAKE_TABLE)
-            doc = table.get(where("key") == key)
-            if not isinstance(doc, Document):
+            lines = read_lines(path, self._cache)
+            doc = _by_key(lines).get(key)
+            if doc is None:
                 return
-            old = IntakeRecord.from_dict(dict(doc))
+            old = IntakeRecord.from_dict(doc)
             new = change(old)
-            if new != old:
-                table.upsert(Document(new.to_dict(), doc_id=doc.doc_id))
+            if new != old:  # one line appended: the record's new state
+                append_lines(path, lines, [new.to_dict()], self._ops, self._cache, self._flush_set())
 
 
 def _chat_files(folder: Path) -> list[Path]:
@@ -116,6 +131,8 @@ def _chat_files(folder: Path) -> list[Path]:
     for shard in os.scandir(folder):
         if shard.is_dir():
             out.extend(
-                Path(f.path) for f in os.scandir(shard.path) if f.name.endswith(".json") and not f.name.startswith(".")
+                Path(f.path)
+                for f in os.scandir(shard.path)
+                if f.name.endswith(JOURNAL_SUFFIX) and not f.name.startswith(".")
             )
     return sorted(out)

@@ -9,11 +9,21 @@ so that no folder and no hot file grows with the number of users or conversation
     users/<h:2>/<h>.json                      one user (table "user", doc 1)
     identities/<h:2>/<h2:4>.json              identity -> user id, 65,536 shards
     scopes/<h:2>/<h>.json                     a scope's conversations: id, updated_at, source
+    scopes/<h:2>/<h>.jsonl                    newer updated_at of its conversations (a journal)
     conversations/<h:2>/<h>/conversation.json the conversation record (table "conversation", doc 1)
-    conversations/<h:2>/<h>/m<seq:010>.json   messages from that seq on (a chunk, see chunk_is_full)
-    usage/users/<h:2>/<h>.json                a user's per-UTC-day, per-model sums
-    usage/global/<h:1>.json                   everyone's per-UTC-day, per-model sums, in 16 parts
+    conversations/<h:2>/<h>/m<seq:010>.jsonl  messages from that seq on (a chunk, see chunk_is_full; a journal)
+    usage/users/<h:2>/<h>.jsonl               a user's per-UTC-day, per-model sums (a journal)
+    usage/global/<h:1>.jsonl                  everyone's per-UTC-day, per-model sums, in 16 parts (journals)
     usage/global.json                         the same, as stores before the parts kept it (read only)
+    intake/<platform>/<h:2>/<h>.jsonl         a chat's received messages (a journal, see tinydb_intake)
+
+A ``.json`` file is one TinyDB database, replaced whole on every change. A ``.jsonl`` file is a
+journal (``tinydb_journal``): JSON lines, appended to, compacted by replacing it whole. A chunk's
+lines are messages (a seq's last line counts: an updated message is appended again); usage lines
+are changes to a day's and model's sums (the sums are the lines added up); intake lines are a
+record's whole new state (a key's last line counts); a scope's lines are ``{id, updated_at}``
+(the newest counts, folded into the index every ``TOUCHES_KEPT``). Stores of schema 1 kept
+messages, usage and intake in TinyDB files; migration ``0002_journals`` rewrites them as journals.
 
 ``<h>`` is a SHA-256 prefix of the key, so file names never carry user identifiers. The bench's
 bulk loader writes this layout directly with these functions, so it stays faithful.
@@ -30,11 +40,11 @@ from pathlib import Path
 from typing import Any
 
 from core.store.base import ConversationRecord, MessageRecord, UserRecord
-from core.store.tinydb_files import encode
+from core.store.tinydb_journal import JOURNAL_SUFFIX, lines_bytes
 
-# A chunk takes appends until it holds CHUNK_SIZE messages or CHUNK_BYTES of JSON, whichever comes
-# first; a whole batch always lands in one chunk. Every turn rewrites the newest chunk twice, so its
-# size is the bytes a turn writes: kept small, and independent of the conversation's length.
+# A chunk takes appends until it holds CHUNK_SIZE messages or CHUNK_BYTES of JSON lines, whichever
+# comes first; a whole batch always lands in one chunk. A chunk is only rewritten whole when
+# messages are truncated (/retry), and read whole for the last messages: kept small.
 CHUNK_SIZE = 128
 CHUNK_BYTES = 32 * 1024
 USER_TABLE = "user"
@@ -58,11 +68,6 @@ def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
 
 
-def message_doc_id(seq: int) -> int:
-    """TinyDB document ids start at 1; a message's id is its seq + 1."""
-    return seq + 1
-
-
 def utc_day(at: float) -> int:
     """The UTC midnight (epoch seconds) of the day containing ``at``."""
     return int(at // DAY_SECONDS) * DAY_SECONDS
@@ -75,7 +80,7 @@ class _Below:
         self._parts = parts
 
     def __get__(self, layout: Layout, owner: type[Layout] | None = None) -> Path:
-        return layout.root.joinpath(*self._parts)
+        return _below(layout.root, self._parts)
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,7 @@ class Layout:
 
     @property
     def global_usage_parts(self) -> list[Path]:
-        return [self.usage_dir / "global" / f"{i:x}.json" for i in range(GLOBAL_USAGE_PARTS)]
+        return [self.usage_dir / "global" / f"{i:x}.jsonl" for i in range(GLOBAL_USAGE_PARTS)]
 
     def user_file(self, user_id: str) -> Path:
         h = key_hash(user_id)
@@ -122,11 +127,11 @@ class Layout:
         return self.conversation_dir(conversation_id) / "conversation.json"
 
     def chunk_file(self, conversation_id: str, first_seq: int) -> Path:
-        return self.conversation_dir(conversation_id) / f"{CHUNK_PREFIX}{first_seq:010d}.json"
+        return self.conversation_dir(conversation_id) / f"{CHUNK_PREFIX}{first_seq:010d}{JOURNAL_SUFFIX}"
 
     def user_usage_file(self, user_id: str) -> Path:
         h = key_hash(user_id)
-        return self.usage_dir / "users" / h[:2] / f"{h}.json"
+        return self.usage_dir / "users" / h[:2] / f"{h}.jsonl"
 
     def lock_key(self, path: Path) -> str:
         """The lock-stripe key of a file (a conversation's folder is locked as one unit)."""
@@ -134,6 +139,11 @@ class Layout:
 
 
 # Path arithmetic is a visible part of a turn's CPU time; these are pure, so they are memoised.
+
+
+@functools.lru_cache(maxsize=256)
+def _below(root: Path, parts: tuple[str, ...]) -> Path:
+    return root.joinpath(*parts)
 
 
 @functools.lru_cache(maxsize=16384)
@@ -156,7 +166,7 @@ def split_chunks(messages: Sequence[MessageRecord]) -> list[list[MessageRecord]]
     """Cut messages (each appended alone) into chunks exactly as the store would."""
     chunks: list[list[MessageRecord]] = []
     for m in messages:
-        if not chunks or chunk_is_full(len(chunks[-1]), len(encode(chunk_tables(chunks[-1])))):
+        if not chunks or chunk_is_full(len(chunks[-1]), len(chunk_lines(chunks[-1]))):
             chunks.append([])
         chunks[-1].append(m)
     return chunks
@@ -164,8 +174,8 @@ def split_chunks(messages: Sequence[MessageRecord]) -> list[list[MessageRecord]]
 
 def chunk_first_seq(name: str) -> int | None:
     """The first seq of a chunk file name, or None when the name is not a chunk."""
-    if name.startswith(CHUNK_PREFIX) and name.endswith(".json"):
-        digits = name[len(CHUNK_PREFIX) : -len(".json")]
+    if name.startswith(CHUNK_PREFIX) and name.endswith(JOURNAL_SUFFIX):
+        digits = name[len(CHUNK_PREFIX) : -len(JOURNAL_SUFFIX)]
         if digits.isdigit():
             return int(digits)
     return None
@@ -199,5 +209,6 @@ def identity_tables(entries: Iterable[tuple[str, str]]) -> dict[str, Any]:
     return {IDENTITY_TABLE: docs}
 
 
-def chunk_tables(messages: Iterable[MessageRecord]) -> dict[str, Any]:
-    return {MESSAGE_TABLE: {str(message_doc_id(m.seq)): m.to_dict() for m in messages}}
+def chunk_lines(messages: Iterable[MessageRecord]) -> bytes:
+    """A chunk's file: a line per message, as the store appends them one by one."""
+    return lines_bytes(m.to_dict() for m in messages)

@@ -1,21 +1,23 @@
 """The embedded default store: TinyDB files in one data folder, shared by the bot processes.
 
 Layout and file format: ``core/store/tinydb_layout.py``. Atomic writes, locks and the TinyDB
-Storage: ``core/store/tinydb_files.py``. Each operation reads and rewrites only the few small files
-it concerns, under their cross-process lock, and re-reads a file whenever its bytes changed, so two
-processes never lose each other's updates. The file I/O runs in the store's worker threads, and
-an operation returns once its writes are durable (``core/store/group_commit.py``).
+Storage: ``core/store/tinydb_files.py``; append-only journals: ``core/store/tinydb_journal.py``.
+Each operation reads and rewrites (or appends to) only the few small files it concerns, under
+their cross-process lock, and re-reads a file whenever its bytes changed, so two processes never
+lose each other's updates. The file I/O runs in the store's worker threads, and an operation
+returns once its writes are durable (``core/store/group_commit.py``).
 
 Parts by aggregate: ``tinydb_users`` (users, identities), ``tinydb_conversations`` (conversations,
 messages), ``tinydb_usage`` (usage sums), ``tinydb_intake`` (received messages) on the plumbing of
 ``tinydb_base``; this module adds meta,
 open and close, backup and restore.
 
-A turn writes the conversation's newest message file and then its scope index's ordering key; the
-conversation's ``message_count`` and ``updated_at`` are read from the message files, so they never
-disagree with them. An operation that touches several files writes them in an order that keeps
-every crash state readable (a scope index entry before the conversation that points at it; readers
-check the conversation record itself, so a stale index entry is ignored).
+A turn appends to the conversation's newest message file and then to its scope index's journal of
+ordering keys (no file of a turn is replaced); the conversation's ``message_count`` and
+``updated_at`` are read from the message files, so they never disagree with them. An operation
+that touches several files writes them in an order that keeps every crash state readable (a scope
+index entry before the conversation that points at it; readers check the conversation record
+itself, so a stale index entry is ignored).
 """
 
 from __future__ import annotations

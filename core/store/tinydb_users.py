@@ -14,7 +14,7 @@ from tinydb import where
 from core.store.base import (
     UserRecord,
 )
-from core.store.tinydb_conversations import ConversationFiles
+from core.store.tinydb_conversations import ConversationFiles, touches_file
 from core.store.tinydb_files import (
     read_bytes,
 )
@@ -114,6 +114,7 @@ class UserFiles(ConversationFiles, UsageFiles):
                 self._delete_conversation_files(entry["id"])
         with self._locked(scope_file):
             self._forget(scope_file)
+            self._forget(touches_file(scope_file))
         if user:
             self._drop_identities(list(user.identities), user_id)
         self._delete_usage(user_id)

@@ -51,7 +51,7 @@ async def _round(
 
         async def kill_once_answered(pid: int) -> None:
             intake = tmp_path / "data" / "intake"
-            await wait_until(lambda: any('"status":"answered"' in f.read_text() for f in intake.rglob("*.json")), 60)
+            await wait_until(lambda: any('"status":"answered"' in f.read_text() for f in intake.rglob("*.jsonl")), 60)
             os.kill(pid, signal.SIGKILL)
 
         if answered_first:

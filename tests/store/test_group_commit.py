@@ -3,6 +3,7 @@ only after a flush that covers it."""
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -66,10 +67,14 @@ def test_a_failed_flush_fails_every_writer_of_its_batch_and_not_the_next() -> No
 
 
 class Journal(FileOps):
-    """Writes normally and notes, in order, each file replaced and each flush of the file system."""
+    """Writes normally and notes, in order, each file replaced, each write and each flush of the file system."""
 
     def __init__(self, events: list[str]) -> None:
-        super().__init__(syncfs=lambda fd: events.append("syncfs"))
+        def write(fd: int, data: memoryview) -> int:
+            events.append("bytes")
+            return os.write(fd, data)
+
+        super().__init__(write=write, syncfs=lambda fd: events.append("syncfs"))
         object.__setattr__(self, "_events", events)
 
     def atomic_write(self, path: Path, data: bytes, folders: set[Path] | None = None) -> None:
@@ -84,10 +89,11 @@ async def test_a_turn_is_acknowledged_only_after_a_flush_covering_its_renames(tm
     await store.put_conversation(ConversationRecord(id="c1", scope="user:u1"))
     events.clear()
     await store.append_messages([MessageRecord("m1", "c1", "user", "hi", 1.0)])
-    assert events and events[-1] == "syncfs" and any(e.startswith("write") for e in events)
+    assert events and events[-1] == "syncfs" and "bytes" in events  # appended to its chunk, then flushed
     events.clear()
     await store.add_usage(UsageRecord("u1", "c1", "m", 1, 2, 0.0, 1.0))
-    assert events[-1] == "syncfs" and len([e for e in events if e.startswith("write")]) == 2
+    # Usage is appended to two journals (no file replaced), flushed by the batch's syncfs.
+    assert events[-1] == "syncfs" and events.count("bytes") == 2 and not any(e.startswith("write") for e in events)
     await store.close()
 
 

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from core.store.base import SCHEMA_VERSION, ConversationRecord, MessageRecord, StoreError, UserRecord
+from core.store.base import (
+    SCHEMA_VERSION,
+    ConversationRecord,
+    IntakeRecord,
+    MessageRecord,
+    StoreError,
+    UsageRecord,
+    UserRecord,
+)
+from core.store.tinydb_conversations import touches_file
 from core.store.tinydb_files import FileOps, encode
-from core.store.tinydb_layout import chunk_tables, conversation_tables, scope_tables, split_chunks
+from core.store.tinydb_intake import intake_file
+from core.store.tinydb_layout import chunk_lines, conversation_tables, scope_tables, split_chunks
 from core.store.tinydb_migrations import MIGRATIONS, Migration, MigrationContext
 from core.store.tinydb_store import TinyDBStore
 
@@ -35,7 +48,7 @@ async def seeded(root: Path) -> None:
     await store.close()
 
 
-def failing(errno_code: int) -> Callable[..., None]:
+def failing(errno_code: int) -> Callable[..., Any]:
     def fail(*args: object) -> None:
         raise OSError(errno_code, os.strerror(errno_code))
 
@@ -52,11 +65,10 @@ def half_then_disk_full(fd: int, data: memoryview) -> int:
 @pytest.mark.parametrize(
     ("ops", "message"),
     [
-        (FileOps(replace=failing(errno.EROFS)), "read-only"),
-        (FileOps(fsync=failing(errno.EIO)), "Input/output error"),
+        (FileOps(replace=failing(errno.EROFS), open_append=failing(errno.EROFS)), "read-only"),
         (FileOps(write=half_then_disk_full), "disk is full"),
     ],
-    ids=["read-only", "io-error", "disk-full"],
+    ids=["read-only", "disk-full"],
 )
 async def test_failed_write_raises_store_error_and_keeps_old_content(
     tmp_path: Path, ops: FileOps, message: str
@@ -82,6 +94,19 @@ async def test_failed_write_raises_store_error_and_keeps_old_content(
     await healthy.open()
     [m] = await healthy.append_messages([MessageRecord("m1", "c1", "user", "kept", 2.0)])
     assert m.seq == 1
+
+
+async def test_a_failing_flush_is_reported_and_a_failing_file_flush_changes_nothing(tmp_path: Path) -> None:
+    """A file replaced is flushed before its rename; a message appended, by the batch's flush after."""
+    await seeded(tmp_path)
+    store = TinyDBStore(tmp_path, ops=FileOps(fsync=failing(errno.EIO), syncfs=failing(errno.EIO)))
+    await store.open()
+    with pytest.raises(StoreError, match="Input/output error"):
+        await store.append_messages([MessageRecord("m1", "c1", "user", "unsure", 2.0)])
+    with pytest.raises(StoreError, match="Input/output error"):
+        await store.set_meta("k", "new")
+    assert await store.get_meta("k") == "v"
+    await store.close()
 
 
 async def test_unwritable_data_folder_fails_open_with_a_clear_error(tmp_path: Path) -> None:
@@ -126,8 +151,42 @@ async def test_store_must_be_opened(tmp_path: Path) -> None:
 async def test_initial_migration_is_recorded(tmp_path: Path) -> None:
     store = TinyDBStore(tmp_path)
     await store.open()
-    assert await store.schema() == {"schema_version": SCHEMA_VERSION, "migrations": ["0001_initial"]}
+    assert await store.schema() == {"schema_version": SCHEMA_VERSION, "migrations": ["0001_initial", "0002_journals"]}
     assert MIGRATIONS[-1].version == SCHEMA_VERSION
+
+
+async def test_a_schema_1_store_keeps_its_usage_and_intake_as_journals(tmp_path: Path) -> None:
+    """Schema 1 kept usage sums and intake lines in TinyDB files; migration 0002 turns them into journals."""
+    day = 86400 * 20000
+    row = {"day": day, "model": "m", "prompt_tokens": 3, "completion_tokens": 4, "cost": 0.5}
+    layout = TinyDBStore(tmp_path).layout
+    old = {
+        layout.user_usage_file("u1").with_suffix(".json"): {"days": {"1": row}},
+        layout.global_usage_parts[0].with_suffix(".json"): {"days": {"1": row}},
+        layout.chunk_file("c1", 0).with_suffix(".json"): {
+            "messages": {"1": MessageRecord("m0", "c1", "user", "halo", 1.0, seq=0).to_dict()}
+        },
+        intake_file(tmp_path, "telegram:1").with_suffix(".json"): {
+            "intake": {"1": IntakeRecord("telegram:7", "telegram:1", {"t": "hi"}, time.time(), seq=0).to_dict()}
+        },
+    }
+    for path, tables in old.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(encode(tables))
+    (tmp_path / "schema.json").write_bytes(
+        encode({"schema": {"1": {"schema_version": 1, "migrations": ["0001_initial"]}}})
+    )
+    store = TinyDBStore(tmp_path)
+    await store.open()
+    assert (await store.schema())["migrations"] == ["0001_initial", "0002_journals"]
+    assert (await store.usage_totals("u1", day)).tokens == 7
+    assert (await store.global_usage_totals(day)).tokens == 7
+    assert [r.key for r in await store.unfinished("telegram")] == ["telegram:7"]
+    assert [m.content for m in await store.get_messages("c1")] == ["halo"]
+    assert not any(path.exists() for path in old)
+    await store.add_usage(UsageRecord("u1", "c1", "m", 1, 1, 0.1, day + 5))
+    assert (await store.usage_totals("u1", day)).tokens == 9
+    await store.close()
 
 
 async def test_new_migration_runs_once_and_is_recorded(tmp_path: Path) -> None:
@@ -148,7 +207,7 @@ async def test_new_migration_runs_once_and_is_recorded(tmp_path: Path) -> None:
     await store.open()
     assert await store.schema() == {
         "schema_version": SCHEMA_VERSION + 1,
-        "migrations": ["0001_initial", "0002_add_flag"],
+        "migrations": ["0001_initial", "0002_journals", "0002_add_flag"],
     }
     assert await store.get_meta("k") == "v"  # data untouched
     # An older Ferry, which does not know 0002, refuses the store instead of misreading it.
@@ -182,8 +241,17 @@ async def test_storing_a_turn_touches_only_its_conversation_files(tmp_path: Path
     )
     await store.update_message(MessageRecord("a", "c7", "assistant", "hello", 5.0, seq=pending.seq))
     layout = store.layout
-    # The message file (twice) and the scope's index; nothing shared with other users.
-    assert written == [layout.chunk_file("c7", 0), layout.scope_file("user:u7"), layout.chunk_file("c7", 0)]
+    # No file replaced: the messages and the update are lines of the conversation's chunk, the scope
+    # index's new key a line of its journal; nothing shared with other users.
+    assert written == []
+    assert [json.loads(line)["id"] for line in layout.chunk_file("c7", 0).read_bytes().splitlines()] == [
+        "m7",
+        "q",
+        "a",
+        "a",
+    ]
+    last = touches_file(layout.scope_file("user:u7")).read_bytes().splitlines()[-1]
+    assert json.loads(last) == {"id": "c7", "updated_at": 5.0}
 
 
 async def test_files_carry_no_identifiers_in_their_names(tmp_path: Path) -> None:
@@ -207,11 +275,43 @@ async def test_returned_values_are_copies(tmp_path: Path) -> None:
     assert await store.get_meta("m") == {"list": [1]}
 
 
-async def test_message_files_are_plain_tinydb_json(tmp_path: Path) -> None:
+async def test_message_files_are_json_lines(tmp_path: Path) -> None:
     await seeded(tmp_path)
     store = TinyDBStore(tmp_path)
-    data = json.loads(store.layout.chunk_file("c1", 0).read_bytes())
-    assert data["messages"]["1"]["content"] == "halo"
+    [line] = store.layout.chunk_file("c1", 0).read_bytes().splitlines()
+    assert json.loads(line)["content"] == "halo"
+
+
+async def test_an_updated_message_is_appended_again_and_truncation_rewrites_the_chunk(tmp_path: Path) -> None:
+    store = TinyDBStore(tmp_path)
+    await store.open()
+    await store.put_conversation(ConversationRecord(id="c1", scope="user:u1"))
+    [_, a] = await store.append_messages(
+        [MessageRecord("q", "c1", "user", "hi", 1.0), MessageRecord("a", "c1", "assistant", "", 1.0)]
+    )
+    await store.update_message(dataclasses.replace(a, content="hello"))
+    assert [m.content for m in await store.get_messages("c1")] == ["hi", "hello"]
+    assert len(store.layout.chunk_file("c1", 0).read_bytes().splitlines()) == 3
+    await store.truncate_messages("c1", 1)
+    assert [m.content for m in await store.get_messages("c1")] == ["hi"]
+    assert len(store.layout.chunk_file("c1", 0).read_bytes().splitlines()) == 1
+    [again] = await store.append_messages([MessageRecord("b", "c1", "assistant", "again", 2.0)])
+    assert again.seq == 1 and [m.content for m in await store.get_messages("c1", last=1)] == ["again"]
+    await store.close()
+
+
+async def test_a_torn_tail_is_ignored_and_cut_by_the_next_append(tmp_path: Path) -> None:
+    """A writer killed mid-append leaves part of a line that was never acknowledged."""
+    await seeded(tmp_path)
+    store = TinyDBStore(tmp_path)
+    chunk = store.layout.chunk_file("c1", 0)
+    chunk.write_bytes(chunk.read_bytes() + b'{"id":"torn","conv')
+    await store.open()
+    assert [m.id for m in await store.get_messages("c1")] == ["m0"]
+    await store.append_messages([MessageRecord("m1", "c1", "user", "next", 2.0)])
+    assert [m.id for m in await store.get_messages("c1")] == ["m0", "m1"]
+    assert b"torn" not in chunk.read_bytes()
+    await store.close()
 
 
 async def test_bulk_layout_functions_write_what_the_store_writes(tmp_path: Path) -> None:
@@ -223,15 +323,20 @@ async def test_bulk_layout_functions_write_what_the_store_writes(tmp_path: Path)
     msgs = [MessageRecord(f"m{i}", "c1", "user", "kata " * (i % 50), float(i), seq=i) for i in range(400)]
     for m in msgs:
         await store.append_messages([m])
-    expected = {m[0].seq: encode(chunk_tables(m)) for m in split_chunks(msgs)}
+    expected = {m[0].seq: chunk_lines(m) for m in split_chunks(msgs)}
     assert len(expected) > 2
     layout = store.layout
-    assert {p.name for p in layout.conversation_dir("c1").glob("m*.json")} == {
+    assert {p.name for p in layout.conversation_dir("c1").glob("m*.jsonl")} == {
         layout.chunk_file("c1", first).name for first in expected
     }
     for first, data in expected.items():
         assert layout.chunk_file("c1", first).read_bytes() == data
     assert layout.conversation_file("c1").read_bytes() == encode(conversation_tables(conv))
-    assert layout.scope_file("user:u1").read_bytes() == encode(
-        scope_tables([ConversationRecord(id="c1", scope="user:u1", updated_at=399.0)])
-    )
+    # The index's ordering key is folded in from its touch journal now and then: newest in either.
+    index = layout.scope_file("user:u1").read_bytes()
+    folded = json.loads(index)["conversations"]["1"]["updated_at"]
+    assert index == encode(scope_tables([ConversationRecord(id="c1", scope="user:u1", updated_at=folded)]))
+    touches = [
+        json.loads(line)["updated_at"] for line in touches_file(layout.scope_file("user:u1")).read_bytes().splitlines()
+    ]
+    assert max([folded, *touches]) == 399.0

@@ -1,0 +1,155 @@
+"""Append-only journal files: the TinyDB store's cheap writes for records changed several times a turn.
+
+A journal is a file of JSON lines (one compact JSON object and ``\\n`` each). A change appends its
+lines instead of replacing the file: no temporary file, no rename, no per-file fsync; the file's
+data is made durable by the group commit with every other write of the batch (one ``syncfs``,
+or an fsync of the file where there is none), before the operation returns.
+
+A crash can only leave damage after the last acknowledged append (everything before it was
+flushed): a torn line, or a tail of zeros. A reader therefore stops at the first line that is not
+a whole JSON object, and the next writer cuts the file there before it appends. A journal is
+compacted by replacing it whole (``FileOps.atomic_write``), like any other file of the store.
+
+An append that fails (a full or read-only disk) is taken back and reported. One whose flush fails
+is reported too, but its line may stay, as a rename whose folder flush failed may: the store
+says it failed, and a reader may still find the change (never a torn one).
+
+Parsed lines are cached by the file's bytes; a file that only grew since (an append, by any
+process) has just its new lines parsed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.store.tinydb_files import FileCache, FileOps, encode, read_bytes, store_error
+
+JOURNAL_SUFFIX = ".jsonl"
+
+
+@dataclass(frozen=True)
+class Lines:
+    """A journal as read: its whole lines (shared with the cache: never mutate), and its bytes."""
+
+    docs: tuple[dict[str, Any], ...]
+    raw: bytes
+    valid: int
+    """Bytes of whole lines; anything after them is a crashed writer's unacknowledged tail."""
+
+
+def _parse(raw: bytes, start: int) -> tuple[list[dict[str, Any]], int]:
+    docs: list[dict[str, Any]] = []
+    pos = start
+    while True:
+        end = raw.find(b"\n", pos)
+        if end < 0:
+            return docs, pos
+        try:
+            doc = json.loads(raw[pos:end])
+        except ValueError:
+            return docs, pos
+        if not isinstance(doc, dict):
+            return docs, pos
+        docs.append(doc)
+        pos = end + 1
+
+
+def read_lines(path: Path, cache: FileCache) -> Lines:
+    """The journal's whole lines (none when the file does not exist)."""
+    raw = read_bytes(path) or b""
+    hit = cache.get(path, raw)
+    if isinstance(hit, Lines):
+        return hit
+    start = 0
+    docs: tuple[dict[str, Any], ...] = ()
+    old = cache.peek(path)
+    if isinstance(old, Lines) and old.valid == len(old.raw) and raw.startswith(old.raw):
+        start, docs = old.valid, old.docs  # it only grew: parse the new lines
+    more, valid = _parse(raw, start)
+    lines = Lines((*docs, *more), raw, valid)
+    cache.put(path, raw, lines)
+    return lines
+
+
+def lines_bytes(docs: Iterable[dict[str, Any]]) -> bytes:
+    return b"".join(encode(d) + b"\n" for d in docs)
+
+
+def append_lines(
+    path: Path, before: Lines, docs: list[dict[str, Any]], ops: FileOps, cache: FileCache, flush: set[Path] | None
+) -> None:
+    """Append ``docs`` to the journal read as ``before`` (under its lock), cutting a torn tail first.
+
+    With ``flush``, the file (and its folder when the file is new) is added for the group commit to
+    make durable; without, both are flushed here.
+    """
+    data = lines_bytes(docs)
+    created = not before.raw
+    with _writing(path, cache):
+        try:
+            fd = ops.open_append(path)
+        except FileNotFoundError:
+            ops.makedirs(path.parent)
+            for parent in (path.parent.parent, path.parent.parent.parent):
+                _flush_path(parent, ops, None)
+            fd = ops.open_append(path)
+        try:
+            if os.fstat(fd).st_size != before.valid:
+                os.ftruncate(fd, before.valid)  # a crashed writer's tail (or none: then nothing changes)
+            view = memoryview(data)
+            while view:
+                view = view[ops.write(fd, view) :]
+            if flush is None:
+                ops.fsync(fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, before.valid)  # a failed append (a full disk) takes back what it wrote
+            raise
+        finally:
+            os.close(fd)
+    if flush is not None:
+        flush.add(path)
+    if created:
+        _flush_path(path.parent, ops, flush)
+    raw = before.raw[: before.valid] + data
+    cache.put(path, raw, Lines((*before.docs, *docs), raw, len(raw)))
+
+
+def rewrite_lines(
+    path: Path, docs: list[dict[str, Any]], ops: FileOps, cache: FileCache, flush: set[Path] | None
+) -> None:
+    """Replace the journal whole with ``docs`` (compaction), atomically."""
+    raw = lines_bytes(docs)
+    with _writing(path, cache):
+        ops.atomic_write(path, raw, flush)
+    cache.put(path, raw, Lines(tuple(docs), raw, len(raw)))
+
+
+@contextlib.contextmanager
+def _writing(path: Path, cache: FileCache) -> Iterator[None]:
+    """A write of the journal: on failure its cached lines are forgotten, an OS error made clear."""
+    try:
+        yield
+    except OSError as exc:
+        cache.drop(path)
+        raise store_error(exc, "write", path) from exc
+    except BaseException:
+        cache.drop(path)
+        raise
+
+
+def _flush_path(path: Path, ops: FileOps, flush: set[Path] | None) -> None:
+    if flush is not None:
+        flush.add(path)
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        ops.fsync(fd)
+    finally:
+        os.close(fd)
