@@ -33,7 +33,8 @@ class HeldFiles(FakeTelegram):
 
 @pytest.fixture
 async def held() -> AsyncIterator[HeldFiles]:
-    async with HeldFiles() as server:
+    server = HeldFiles()
+    async with server:
         yield server
 
 
