@@ -23,6 +23,9 @@ bot asking for its file (``getFile``).
 
 3. ``memory``: a fresh ``ferry telegram`` process; 10 chats send a 20 MB document each at the same
    moment; the process's peak RSS (``VmHWM`` in ``/proc/PID/status``) before and after.
+4. ``readers`` (not run by default): in this process, the 20 PDFs read as the bot reads them (a
+   worker thread each, 1 or 2 at once) while the event loop ticks every millisecond: the wall
+   and CPU time of the reading and how late the loop's ticks come (the GIL the readers hold).
 
 Run: ``.venv/bin/python -m bench.media_bench [--rounds 10] [--send-rate 30]``
 """
@@ -121,6 +124,48 @@ def _children(pid: int) -> list[int]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         out += [int(c) for c in (task / "children").read_text().split()]
     return out
+
+
+async def _read_ticking(pdfs: list[bytes], threads: int) -> tuple[float, float, list[float]]:
+    """Read ``pdfs`` as the bot does, ``threads`` at a time, while the loop ticks every 1 ms:
+    (wall seconds, CPU seconds, how late each tick came)."""
+    from core.media.documents import extract
+
+    late: list[float] = []
+    reading = asyncio.Semaphore(threads)
+    done = asyncio.Event()
+
+    async def tick() -> None:
+        while not done.is_set():
+            start = time.perf_counter()
+            await asyncio.sleep(0.001)
+            late.append(time.perf_counter() - start - 0.001)
+
+    async def read(data: bytes) -> None:
+        async with reading:
+            await asyncio.to_thread(extract, "pdf", data, 15_000)
+
+    ticks = asyncio.create_task(tick())
+    wall, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(read(data) for data in pdfs))
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    done.set()
+    await ticks
+    return wall, cpu, late
+
+
+async def readers_phase(rounds: int = 2) -> None:
+    """How reading 20 PDFs in 1 or 2 worker threads delays the event loop (see the docstring)."""
+    pdfs = [_pdf(20, f"bench chat {i}") for i in range(CHATS)]
+    await _read_ticking(pdfs[:1], 1)  # pypdf imported
+    for threads in (2, 1) * rounds:
+        wall, cpu, late = await _read_ticking(pdfs, threads)
+        print(
+            f"{CHATS} PDFs read {threads} at a time: {wall * 1000:.0f} ms, CPU {cpu * 1000:.0f} ms (the ticks' "
+            f"own included); the loop's 1 ms ticks late by median {_ms(late, 0.5):.1f} ms, p99 "
+            f"{_ms(late, 0.99):.1f} ms, at most {max(late) * 1000:.1f} ms ({_load()})",
+            flush=True,
+        )
 
 
 def _load() -> str:
@@ -316,12 +361,17 @@ class Bench:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=10, help="messages each chat sends per phase")
-    parser.add_argument("--phases", default="voice,pdf,memory", help="comma-separated: voice, pdf, memory")
+    parser.add_argument(
+        "--phases", default="voice,pdf,memory", help="comma-separated: voice, pdf, memory; or readers alone"
+    )
     parser.add_argument(
         "--send-rate", type=float, default=30.0,
         help="FERRY_TELEGRAM_SEND_RATE (30, Telegram's limit, as users run it)",
     )  # fmt: skip
     args = parser.parse_args()
+    if args.phases == "readers":
+        asyncio.run(readers_phase())
+        return
     with tempfile.TemporaryDirectory(dir=disk_folder(), prefix="ferry-media-bench-") as tmp:
         asyncio.run(Bench(args, Path(tmp)).run())
 
