@@ -7,7 +7,11 @@ process on 127.0.0.1; this process also plays the people. The header prints the 
 Phases:
 
 1. ``voice``: 20 chats each send voice notes of 30 s (60 KB of OGG/Opus), one after another.
-2. ``pdf``: 20 chats each send a 20-page PDF with a question.
+2. ``pdf``: 20 chats each send a 20-page PDF with a question. The model answers each with a
+   summary of about 700 characters (:data:`SUMMARY`), one message, as a model asked to summarise
+   does; its default echo of the whole question (the document's 15,000 characters) would be four
+   messages, and the next document was sent after the first of them, so the rest of that answer
+   (sent at the global rate) stood for the next document's first visible text.
 
 For each message, Ferry's own time is from the update being available in ``getUpdates`` to the
 first text the person sees (``sendMessage`` or ``sendMessageDraft``, Telegram's "thinking" draft
@@ -19,6 +23,9 @@ bot asking for its file (``getFile``).
 
 3. ``memory``: a fresh ``ferry telegram`` process; 10 chats send a 20 MB document each at the same
    moment; the process's peak RSS (``VmHWM`` in ``/proc/PID/status``) before and after.
+4. ``readers`` (not run by default): in this process, the 20 PDFs read as the bot reads them (a
+   worker thread each, 1 or 2 at once) while the event loop ticks every millisecond: the wall
+   and CPU time of the reading and how late the loop's ticks come (the GIL the readers hold).
 
 Run: ``.venv/bin/python -m bench.media_bench [--rounds 10] [--send-rate 30]``
 """
@@ -45,6 +52,10 @@ CHATS = 20
 BIG_DOCUMENTS = 10
 BIG_SIZE = 20 * 1000 * 1000  # under the cloud Bot API's 20 MB download limit
 TAG = re.compile(rb"bench chat (\d+)")
+SUMMARY = "The report, in short:\n\n" + "\n".join(
+    f"- **Point {i}:** lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod." for i in range(7)
+)
+"""The model's answer to a document: a summary, one Telegram message."""
 
 
 def _pdf(pages: int, marker: str, chars_per_page: int = 1800, padding: int = 0) -> bytes:
@@ -115,6 +126,48 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+async def _read_ticking(pdfs: list[bytes], threads: int) -> tuple[float, float, list[float]]:
+    """Read ``pdfs`` as the bot does, ``threads`` at a time, while the loop ticks every 1 ms:
+    (wall seconds, CPU seconds, how late each tick came)."""
+    from core.media.documents import extract
+
+    late: list[float] = []
+    reading = asyncio.Semaphore(threads)
+    done = asyncio.Event()
+
+    async def tick() -> None:
+        while not done.is_set():
+            start = time.perf_counter()
+            await asyncio.sleep(0.001)
+            late.append(time.perf_counter() - start - 0.001)
+
+    async def read(data: bytes) -> None:
+        async with reading:
+            await asyncio.to_thread(extract, "pdf", data, 15_000)
+
+    ticks = asyncio.create_task(tick())
+    wall, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(read(data) for data in pdfs))
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    done.set()
+    await ticks
+    return wall, cpu, late
+
+
+async def readers_phase(rounds: int = 2) -> None:
+    """How reading 20 PDFs in 1 or 2 worker threads delays the event loop (see the docstring)."""
+    pdfs = [_pdf(20, f"bench chat {i}") for i in range(CHATS)]
+    await _read_ticking(pdfs[:1], 1)  # pypdf imported
+    for threads in (2, 1) * rounds:
+        wall, cpu, late = await _read_ticking(pdfs, threads)
+        print(
+            f"{CHATS} PDFs read {threads} at a time: {wall * 1000:.0f} ms, CPU {cpu * 1000:.0f} ms (the ticks' "
+            f"own included); the loop's 1 ms ticks late by median {_ms(late, 0.5):.1f} ms, p99 "
+            f"{_ms(late, 0.99):.1f} ms, at most {max(late) * 1000:.1f} ms ({_load()})",
+            flush=True,
+        )
+
+
 def _load() -> str:
     one, five, _ = os.getloadavg()
     return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} CPUs"
@@ -139,6 +192,7 @@ class Bench:
         self.fetched_at: dict[int, float] = {}
         self.words_at: dict[int, float] = {}  # the first message or draft with words in it
         self.wanted: dict[int, int] = {}
+        self.strays = 0
 
     def env(self, data_dir: Path) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("FERRY_", "TELEGRAM_", "SIGNAL_", "OPENAI_"))}
@@ -150,6 +204,11 @@ class Bench:
         )  # fmt: skip
         return env
 
+    def push_pdf(self, chat: int, data: bytes) -> object:
+        """A PDF with a question, its answer (the summary) queued at the fake model."""
+        self.ai.enqueue(SUMMARY)
+        return self.tg.push_document(chat, f"report-{chat}.pdf", data, caption="summarise")
+
     def on_call(self, call: Any) -> None:
         if call.method == "getFile" and call.params.get("file_id") in self.file_chat:
             self.fetched_at.setdefault(self.file_chat[call.params["file_id"]], time.perf_counter())
@@ -159,6 +218,8 @@ class Bench:
                 self.words_at.setdefault(chat, time.perf_counter())
             if call.method == "sendMessage":
                 self.finals[chat] = self.finals.get(chat, 0) + 1
+                if self.finals[chat] > self.wanted.get(chat, 1):
+                    self.strays += 1  # more than the turn's messages: the next turn would see them
             self.clock.output(chat, final=self.finals.get(chat, 0) >= self.wanted.get(chat, 1))
 
     async def turn(self, chat: int, send: Callable[[int], object], messages: int, out: list[float]) -> None:
@@ -210,8 +271,7 @@ class Bench:
         pdfs = {2_000_000 + i: _pdf(20, f"bench chat {2_000_000 + i}") for i in range(CHATS)}
         phases: list[tuple[str, str, Callable[[int], object], int]] = [
             ("voice", "voice note of 30 s", lambda c: self.tg.push_voice(c, voices[c], duration=30), 2),
-            ("pdf", "20-page PDF + question", lambda c: self.tg.push_document(c, f"report-{c}.pdf", pdfs[c],
-                                                                              caption="summarise"), 2),
+            ("pdf", "20-page PDF + question", lambda c: self.push_pdf(c, pdfs[c]), 2),
         ]  # fmt: skip
         bot = await self.started("latency")
         try:
@@ -224,11 +284,11 @@ class Bench:
                 cpu0, start = _cpu_seconds(bot.proc.pid), time.perf_counter()
                 await asyncio.gather(*(self.person(base + i, send, per_turn, own) for i in range(CHATS)))
                 seconds = time.perf_counter() - start
-                cpu = (_cpu_seconds(bot.proc.pid) - cpu0) / seconds
+                used = _cpu_seconds(bot.proc.pid) - cpu0
                 print(
                     f"{label:<24} {CHATS} chats x {rounds}: Ferry's own time to first visible text "
-                    f"median {_ms(own, 0.5):6.1f} ms  p99 {_ms(own, 0.99):6.1f} ms  "
-                    f"(n={len(own)}; bot CPU {cpu:4.0%}; {_load()})",
+                    f"median {_ms(own, 0.5):6.1f} ms  p99 {_ms(own, 0.99):6.1f} ms  (n={len(own)}; bot CPU "
+                    f"{used / seconds:4.0%}, {used / len(own) * 1000:.0f} ms a message; {_load()})",
                     flush=True,
                 )
                 print(
@@ -237,6 +297,9 @@ class Bench:
                     f"median {_ms(self.to_fetch, 0.5):5.1f} ms  p99 {_ms(self.to_fetch, 0.99):5.1f} ms",
                     flush=True,
                 )
+                if self.strays:
+                    print(f"{'':<24} WARNING: {self.strays} messages came after their turn was taken as answered")
+                    self.strays = 0
                 self.tg.sent.clear()
                 self.tg.calls.clear()
         finally:
@@ -251,6 +314,7 @@ class Bench:
             own: list[float] = []
 
             def send(chat: int) -> None:
+                self.ai.enqueue(SUMMARY)
                 self.tg.push_document(chat, f"big-{chat}.pdf", big, caption="what is this about?")
 
             await asyncio.gather(*(self.turn(3_000_000 + i, send, 2, own) for i in range(BIG_DOCUMENTS)))
@@ -297,12 +361,17 @@ class Bench:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=10, help="messages each chat sends per phase")
-    parser.add_argument("--phases", default="voice,pdf,memory", help="comma-separated: voice, pdf, memory")
+    parser.add_argument(
+        "--phases", default="voice,pdf,memory", help="comma-separated: voice, pdf, memory; or readers alone"
+    )
     parser.add_argument(
         "--send-rate", type=float, default=30.0,
         help="FERRY_TELEGRAM_SEND_RATE (30, Telegram's limit, as users run it)",
     )  # fmt: skip
     args = parser.parse_args()
+    if args.phases == "readers":
+        asyncio.run(readers_phase())
+        return
     with tempfile.TemporaryDirectory(dir=disk_folder(), prefix="ferry-media-bench-") as tmp:
         asyncio.run(Bench(args, Path(tmp)).run())
 

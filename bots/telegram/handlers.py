@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict
 from typing import Any
 
@@ -43,6 +43,7 @@ from bots.telegram.send import (
     Target,
     flood_counter,
 )
+from bots.telegram.thinking import EarlyThinking, InFlight
 from bots.telegram.updates import UpdateParser
 from core.contract import Core
 from core.media.spool import Spool
@@ -68,6 +69,7 @@ class TelegramBot:
         self.intake = Intake()
         self.receive = receiver_for(core)
         self.albums = Albums()  # an album's photos become one message (bots/telegram/media.py)
+        self.thinking = EarlyThinking(self._sender)  # the draft at receipt (bots/telegram/thinking.py)
         self._relay: AlertRelay | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._recovery: asyncio.Task[None] | None = None
@@ -84,6 +86,9 @@ class TelegramBot:
                     await sender.deliver(Target(chat_id=int(ident)), alert.text, alert.buttons)
             except TelegramError as exc:
                 log.warning("could not alert %s: %s", identity, exc)
+
+    def _sender(self) -> Sender:
+        return Sender(self.app, self.gate, self.pacing, self.pacer, self.limiter, self.moves, self.ids)
 
     def start_relay(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         """Deliver alerts the other messenger's process left for people on Telegram."""
@@ -143,6 +148,9 @@ class TelegramBot:
         # The ticket is taken before any await: a document's download cannot be overtaken.
         ticket = self.intake.enter(str(chat_key(message, message.from_user)))
         target = target_for(message, message.from_user.language_code)
+        flight = self.thinking.arrived(message)
+        if flight.early:  # a file to fetch and read: the thinking draft goes out beside it
+            self.spawn(self.thinking.show(target))
 
         async def read() -> Incoming | None:
             try:
@@ -154,9 +162,21 @@ class TelegramBot:
         async def record(incoming: Incoming) -> Reply | None:
             return await self.receive(incoming, f"{PLATFORM}:{update.update_id}", asdict(target))
 
-        reply = await ticket.submit(read, record)
-        if reply is not None:
-            self.spawn(self.serve(self.app, reply, target))
+        try:
+            reply = await ticket.submit(read, record)
+        except BaseException:
+            flight.done()
+            raise
+        if reply is None:
+            flight.done()
+            return
+        self.spawn(self._served(reply, target, flight))
+
+    async def _served(self, reply: Reply, target: Target, flight: InFlight) -> None:
+        try:
+            await self.serve(self.app, reply, target, flight.done)
+        finally:
+            flight.done()
 
     async def on_migrate(self, message: Message) -> None:
         """A group became a supergroup (``migrate_to_chat_id`` in the old chat, ``migrate_from_chat_id``
@@ -207,8 +227,15 @@ class TelegramBot:
                     task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def serve(self, app: Application[Any, Any, Any, Any, Any, Any], reply: Reply, target: Target) -> None:
+    async def serve(
+        self,
+        app: Application[Any, Any, Any, Any, Any, Any],
+        reply: Reply,
+        target: Target,
+        finished: Callable[[], None] | None = None,
+    ) -> None:
         """Render one message's reply, start to end, then mark it delivered; never raises.
+        ``finished`` is called once the last event is shown (before the delivered mark is written).
 
         A reply handed over again after a restart edits the placeholder an earlier run left
         (groups); where an earlier run was sending new messages, the part it marked is looked
@@ -231,6 +258,9 @@ class TelegramBot:
             except Exception as exc:
                 log.error("failed to answer in chat %s (%s)", target.chat_id, type(exc).__name__, exc_info=exc)
                 await view.fail(self.core.text(lang, "error.internal"))
+            finally:
+                if finished is not None:
+                    finished()
 
         await deliver(reply, show)
 

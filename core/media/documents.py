@@ -38,8 +38,11 @@ MAX_PAGES = 2_000
 MAX_UNPACKED = 100 * 1024 * 1024
 """A DOCX that unpacks to more than this (or compresses over 100:1) is a ZIP bomb."""
 MAX_RATIO = 100
-READERS = 2
-"""Documents read at once (a worker thread each); more wait their turn, bounding memory and CPU."""
+READERS = 1
+"""Documents read at once (a worker thread each); more wait their turn, bounding memory and CPU.
+One: the readers are pure Python, so a second thread reads no faster and only fights the event
+loop for the GIL (``bench.media_bench --phases readers``, 20 PDFs of 20 pages: the same 0.3 s
+and CPU, the loop's ticks late by 9-12 ms median with 2 threads, 5 ms with 1)."""
 IN_MEMORY = 4 * 1024 * 1024
 """A spooled document up to this size is read into memory before extraction."""
 NOTE_ROOM = 400  # characters kept free for the framing and the cut note
