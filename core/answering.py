@@ -133,7 +133,12 @@ class Answerer:
         self, request: Request, conv: ConversationRecord, info: ModelInfo, reply_budget: int, said: Said | None
     ) -> tuple[list[dict[str, str]], Refit] | Notice:
         """The messages for the model (roles alternating, fitted to the window) and how to refit them smaller."""
-        history = await self._s.store.get_messages(conv.id, last=HISTORY_LIMIT)
+        reads = request.reads  # a chat turn's read, maybe started beside its user's (core/readahead.py)
+        history = await (
+            reads.get_messages(conv.id, HISTORY_LIMIT)
+            if reads
+            else self._s.store.get_messages(conv.id, last=HISTORY_LIMIT)
+        )
         if said is not None:  # the person's message, maybe not stored yet
             history = [*(m for m in history if m.id != said[0].id), said[0]][-HISTORY_LIMIT:]
         unseen = self._undelivered(str(request.msg.chat))

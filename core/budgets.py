@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.i18n import Money, Texts
+from core.readahead import ReadAhead
 from core.registry import Registry
 from core.request import Request
 from core.services import Services
@@ -140,9 +141,10 @@ class Exceeded:
     is_global: bool
 
 
-async def exceeded(store: Store, user: UserRecord, now: float) -> Exceeded | None:
-    """The first used-up budget for this user (the global one first), or None."""
-    for is_global, budget in ((True, await global_budget(store)), (False, user_budget(user))):
+async def exceeded(store: Store, user: UserRecord, now: float, reads: ReadAhead | None = None) -> Exceeded | None:
+    """The first used-up budget for this user (the global one first), or None (``reads``: the turn's started reads)."""
+    everyone = budget_from_json(await (reads or store).get_meta(GLOBAL_BUDGET_KEY))
+    for is_global, budget in ((True, everyone), (False, user_budget(user))):
         for period, limit in budget.items():
             start, end = period_bounds(period, now)
             totals = await (store.global_usage_totals(start) if is_global else store.usage_totals(user.id, start))
@@ -167,7 +169,7 @@ class Budgets:
     async def check(self, request: Request) -> Notice | None:
         """Decline a message when the user's or everyone's budget is used up."""
         # ``request.user`` was read when this message's turn came (identify): no second read.
-        over = await exceeded(self._s.store, request.user, self._s.clock())
+        over = await exceeded(self._s.store, request.user, self._s.clock(), request.reads)
         if over is None:
             return None
         key = "budget.global_over" if over.is_global else f"budget.over_{over.period}"
@@ -216,6 +218,6 @@ class Budgets:
 def register(registry: Registry, services: Services) -> Budgets:
     """Plug the budget check in before the model, and the alert after each answer."""
     budgets = Budgets(services)
-    registry.add_chat_check(budgets.check)
+    registry.add_chat_check(budgets.check, reads_meta=(GLOBAL_BUDGET_KEY,))
     registry.add_answer_hook(budgets.after_answer)
     return budgets

@@ -8,8 +8,9 @@ import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 
-from core.answering import Answerer
+from core.answering import HISTORY_LIMIT, Answerer
 from core.intake import Receipt, message_id
+from core.readahead import ReadAhead, remember
 from core.registry import Registry
 from core.request import Request
 from core.services import Services
@@ -35,6 +36,7 @@ class Conversations:
     def __init__(self, services: Services, answerer: Answerer) -> None:
         self._s = services
         self._answerer = answerer
+        self._active_ids: dict[str, str] = {}  # scope -> its active conversation's id last turn (core/readahead.py)
 
     def register(self, registry: Registry) -> None:
         """Plug /new, /chats, /retry and the conversation buttons in."""
@@ -43,10 +45,14 @@ class Conversations:
         registry.add_command("retry", self.retry, uses_model=True)
         registry.add_callback("conv", self.switch)
 
-    async def _new_conversation(self, scope: str, title: str | None = None) -> ConversationRecord:
+    async def _new_conversation(
+        self, scope: str, title: str | None = None, current: list[ConversationRecord] | None = None
+    ) -> ConversationRecord:
+        """A new (or the empty current) conversation; ``current``: the scope's latest, when just read."""
         now = self._s.clock()
         store = self._s.store
-        current = await store.list_conversations(scope, 1)
+        if current is None:
+            current = await store.list_conversations(scope, 1)
         if current and current[0].message_count == 0:
             conv = dataclasses.replace(current[0], updated_at=now, title=current[0].title or title)
         else:
@@ -56,10 +62,17 @@ class Conversations:
         await store.put_conversation(conv)
         return conv
 
-    async def _active(self, scope: str, title: str | None = None) -> ConversationRecord:
+    async def _active(self, scope: str, title: str | None = None, reads: ReadAhead | None = None) -> ConversationRecord:
         """The scope's most recently used conversation (switching bumps it), or a new one (``title``)."""
-        current = await self._s.store.list_conversations(scope, 1)
-        return current[0] if current else await self._new_conversation(scope, title)
+        current = await (reads or self._s.store).list_conversations(scope, 1)
+        return current[0] if current else await self._new_conversation(scope, title, current)
+
+    def read_ahead(self, reads: ReadAhead, scope: str) -> None:
+        """Start reading the scope's active conversation, and the messages of the one it had last time."""
+        reads.conversations(scope)
+        last = self._active_ids.get(scope)
+        if last is not None:
+            reads.messages(last, HISTORY_LIMIT)
 
     async def new(self, request: Request, args: str) -> AsyncIterator[ReplyEvent]:
         """/new: start an empty conversation (an empty current one is reused)."""
@@ -133,7 +146,8 @@ class Conversations:
         """Store the person's message in the active conversation and answer it."""
         msg, text = request.msg, request.text
         # A new conversation is written once, with its title, on the way to the model request.
-        conv = await self._active(request.scope, short_title(text))
+        conv = await self._active(request.scope, short_title(text), request.reads)
+        remember(self._active_ids, request.scope, conv.id)
         if not conv.title:
             conv = dataclasses.replace(conv, title=short_title(text))
             await self._s.store.put_conversation(conv)
