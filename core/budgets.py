@@ -123,7 +123,7 @@ def parse_limit(words: list[str]) -> Limit | None:
     return Limit(round(amount) if unit == "tokens" else amount, unit)
 
 
-async def global_budget(store: Store) -> Budget:
+async def global_budget(store: Store | ReadAhead) -> Budget:
     return budget_from_json(await store.get_meta(GLOBAL_BUDGET_KEY))
 
 
@@ -143,8 +143,7 @@ class Exceeded:
 
 async def exceeded(store: Store, user: UserRecord, now: float, reads: ReadAhead | None = None) -> Exceeded | None:
     """The first used-up budget for this user (the global one first), or None (``reads``: the turn's started reads)."""
-    everyone = budget_from_json(await (reads or store).get_meta(GLOBAL_BUDGET_KEY))
-    for is_global, budget in ((True, everyone), (False, user_budget(user))):
+    for is_global, budget in ((True, await global_budget(reads or store)), (False, user_budget(user))):
         for period, limit in budget.items():
             start, end = period_bounds(period, now)
             totals = await (store.global_usage_totals(start) if is_global else store.usage_totals(user.id, start))
@@ -179,7 +178,7 @@ class Budgets:
 
     async def after_answer(self, request: Request, usage: UsageRecord) -> AsyncIterator[ReplyEvent]:
         """Tell the admins, once a month, that everyone together passed 80 % of the monthly budget."""
-        limit = (await global_budget(self._s.store)).get("month")
+        limit = (await global_budget(request.reads or self._s.store)).get("month")  # as the check read it
         if limit is None:
             return
         now = self._s.clock()

@@ -26,11 +26,13 @@ GUESSES = 65_536
 
 
 class ReadAhead:
-    """One turn's reads started early; each is used once, by a read of the same arguments."""
+    """One turn's reads started early; each is used once, by a read of the same arguments (a meta
+    value: by every read of it in the turn)."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
         self._started: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
+        self._meta: dict[str, Any] = {}
 
     def conversations(self, scope: str) -> None:
         """Start reading the scope's active conversation (``list_conversations(scope, 1)``)."""
@@ -50,9 +52,13 @@ class ReadAhead:
             self._started[("meta", key)] = asyncio.ensure_future(self._store.get_meta(key))
 
     async def get_meta(self, key: str) -> Any:
-        """The store's ``get_meta``, answered by the started read if any."""
+        """The store's ``get_meta``, answered by the started read if any; read once a turn (the
+        budget check and the alert after the answer both read the global budget)."""
+        if key in self._meta:
+            return self._meta[key]
         started = self._started.pop(("meta", key), None)
-        return await (started if started is not None else self._store.get_meta(key))
+        value = self._meta[key] = await (started if started is not None else self._store.get_meta(key))
+        return value
 
     async def list_conversations(self, scope: str, limit: int) -> list[ConversationRecord]:
         """The store's ``list_conversations``, answered by the started read of the same arguments if any."""

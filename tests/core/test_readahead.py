@@ -36,3 +36,15 @@ async def test_unused_reads_are_dropped_when_the_turn_ends() -> None:
     reads.close()
     await store.set_meta("k", 1)
     assert await reads.get_meta("k") == 1  # read anew: the started one was dropped
+
+
+async def test_a_meta_value_is_read_once_a_turn() -> None:
+    store = MemoryStore()
+    await store.open()
+    await store.set_meta("k", 1)
+    reads = ReadAhead(store)
+    reads.meta("k")
+    assert await reads.get_meta("k") == 1
+    await store.set_meta("k", 2)
+    assert await reads.get_meta("k") == 1  # the budget check and the alert after the answer agree
+    reads.close()
