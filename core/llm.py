@@ -237,7 +237,7 @@ class OpenAIModelClient:
     ) -> AsyncGenerator[ModelEvent, None]:
         """Stream the answer: :class:`Delta` pieces, then one :class:`Usage` if the server sent it.
 
-        ``messages`` is copied, never modified. Raises :class:`ModelError`; a cancellation
+        ``messages`` is never modified. Raises :class:`ModelError`; a cancellation
         propagates as usual and closes the HTTP response, and so does closing the generator
         early (``aclose()``, or leaving an ``async for`` over it with ``contextlib.aclosing``).
         """
@@ -301,10 +301,11 @@ _END = object()  # the stream's end, as _next_chunk reports it
 
 
 def _request_params(model: str, messages: Sequence[Mapping[str, str]], max_tokens: int | None) -> dict[str, Any]:
-    """The JSON body of a streamed Chat Completions request (``messages`` copied)."""
+    """The JSON body of a streamed Chat Completions request (the list of ``messages`` copied)."""
     params: dict[str, Any] = {
         "model": model,
-        "messages": [dict(m) for m in messages],
+        # Never modified here or by the library: only a Mapping that is not a dict needs copying to be sent.
+        "messages": [m if type(m) is dict else dict(m) for m in messages],
         "stream": True,
         "stream_options": {"include_usage": True},
     }
