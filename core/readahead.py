@@ -46,6 +46,12 @@ class ReadAhead:
         if key not in self._started:
             self._started[key] = asyncio.ensure_future(self._store.get_messages(conversation_id, last=last))
 
+    def known(self, conversation_id: str, last: int, messages: list[MessageRecord]) -> None:
+        """What reading a conversation's last ``last`` messages gives, known without reading (a new one's: none)."""
+        known: asyncio.Future[list[MessageRecord]] = asyncio.get_running_loop().create_future()
+        known.set_result(messages)
+        self._started[("messages", conversation_id, last)] = known
+
     def meta(self, key: str) -> None:
         """Start reading a meta value (one a chat check reads, ``Registry.add_chat_check``)."""
         if ("meta", key) not in self._started:

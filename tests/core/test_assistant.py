@@ -374,6 +374,20 @@ async def test_a_full_disk_is_told_to_the_user_and_nothing_reaches_the_model(
     assert openai_server.request_count == 0
 
 
+class _NoNewConversations(MemoryStore):
+    async def put_conversation(self, conv: Any) -> None:
+        raise StoreError("disk full (No space left on device)")
+
+
+async def test_a_new_conversation_written_beside_the_request_is_still_refused_before_it(
+    make_assistant: MakeAssistant, openai_server: FakeOpenAI
+) -> None:
+    assistant = await make_assistant(store=_NoNewConversations())
+    events = await say(assistant, "hello")
+    assert texts(events) == ["I couldn't save your message just now, so I didn't answer. Please try again later."]
+    assert openai_server.request_count == 0
+
+
 async def test_per_user_rate_limit_declines_with_the_limit(make_assistant: MakeAssistant) -> None:
     now = [1000.0]
     assistant = await make_assistant(clock=lambda: now[0], FERRY_RATE_PER_MINUTE="2")
