@@ -133,7 +133,12 @@ class Answerer:
         self, request: Request, conv: ConversationRecord, info: ModelInfo, reply_budget: int, said: Said | None
     ) -> tuple[list[dict[str, str]], Refit] | Notice:
         """The messages for the model (roles alternating, fitted to the window) and how to refit them smaller."""
-        history = await self._s.store.get_messages(conv.id, last=HISTORY_LIMIT)
+        reads = request.reads  # a chat turn's read, maybe started beside its user's (core/readahead.py)
+        history = await (
+            reads.get_messages(conv.id, HISTORY_LIMIT)
+            if reads
+            else self._s.store.get_messages(conv.id, last=HISTORY_LIMIT)
+        )
         if said is not None:  # the person's message, maybe not stored yet
             history = [*(m for m in history if m.id != said[0].id), said[0]][-HISTORY_LIMIT:]
         unseen = self._undelivered(str(request.msg.chat))
@@ -284,20 +289,20 @@ class Answerer:
                 queue.put_nowait(ModelError("bad_response", str(e), ""))
 
         task = asyncio.create_task(pump())
+        # /cancel wakes the reader (one task an answer, not one an event); set, it wins over queued events.
         cancelled = asyncio.create_task(cancel.wait())
+        cancelled.add_done_callback(lambda _: queue.put_nowait(_END))
         try:
             while True:
-                getter = asyncio.create_task(queue.get())
-                done, _ = await asyncio.wait({getter, cancelled}, return_when=asyncio.FIRST_COMPLETED)
-                if getter not in done:
-                    getter.cancel()
+                item = await queue.get()
+                if cancel.is_set():
                     raise _Cancelled
-                item = getter.result()
                 if item is _END:
                     return
                 if isinstance(item, ModelError):
                     raise item
                 yield item
+                await asyncio.sleep(0)  # the reader takes each piece before the next one, even when they came at once
         finally:
             cancelled.cancel()
             if not task.done():

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.i18n import Money, Texts
+from core.readahead import ReadAhead
 from core.registry import Registry
 from core.request import Request
 from core.services import Services
@@ -122,7 +123,7 @@ def parse_limit(words: list[str]) -> Limit | None:
     return Limit(round(amount) if unit == "tokens" else amount, unit)
 
 
-async def global_budget(store: Store) -> Budget:
+async def global_budget(store: Store | ReadAhead) -> Budget:
     return budget_from_json(await store.get_meta(GLOBAL_BUDGET_KEY))
 
 
@@ -140,9 +141,9 @@ class Exceeded:
     is_global: bool
 
 
-async def exceeded(store: Store, user: UserRecord, now: float) -> Exceeded | None:
-    """The first used-up budget for this user (the global one first), or None."""
-    for is_global, budget in ((True, await global_budget(store)), (False, user_budget(user))):
+async def exceeded(store: Store, user: UserRecord, now: float, reads: ReadAhead | None = None) -> Exceeded | None:
+    """The first used-up budget for this user (the global one first), or None (``reads``: the turn's started reads)."""
+    for is_global, budget in ((True, await global_budget(reads or store)), (False, user_budget(user))):
         for period, limit in budget.items():
             start, end = period_bounds(period, now)
             totals = await (store.global_usage_totals(start) if is_global else store.usage_totals(user.id, start))
@@ -167,7 +168,7 @@ class Budgets:
     async def check(self, request: Request) -> Notice | None:
         """Decline a message when the user's or everyone's budget is used up."""
         # ``request.user`` was read when this message's turn came (identify): no second read.
-        over = await exceeded(self._s.store, request.user, self._s.clock())
+        over = await exceeded(self._s.store, request.user, self._s.clock(), request.reads)
         if over is None:
             return None
         key = "budget.global_over" if over.is_global else f"budget.over_{over.period}"
@@ -177,7 +178,7 @@ class Budgets:
 
     async def after_answer(self, request: Request, usage: UsageRecord) -> AsyncIterator[ReplyEvent]:
         """Tell the admins, once a month, that everyone together passed 80 % of the monthly budget."""
-        limit = (await global_budget(self._s.store)).get("month")
+        limit = (await global_budget(request.reads or self._s.store)).get("month")  # as the check read it
         if limit is None:
             return
         now = self._s.clock()
@@ -216,6 +217,6 @@ class Budgets:
 def register(registry: Registry, services: Services) -> Budgets:
     """Plug the budget check in before the model, and the alert after each answer."""
     budgets = Budgets(services)
-    registry.add_chat_check(budgets.check)
+    registry.add_chat_check(budgets.check, reads_meta=(GLOBAL_BUDGET_KEY,))
     registry.add_answer_hook(budgets.after_answer)
     return budgets

@@ -8,8 +8,9 @@ import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 
-from core.answering import Answerer
+from core.answering import HISTORY_LIMIT, Answerer
 from core.intake import Receipt, message_id
+from core.readahead import ReadAhead, remember
 from core.registry import Registry
 from core.request import Request
 from core.services import Services
@@ -35,6 +36,7 @@ class Conversations:
     def __init__(self, services: Services, answerer: Answerer) -> None:
         self._s = services
         self._answerer = answerer
+        self._active_ids: dict[str, str] = {}  # scope -> its active conversation's id last turn (core/readahead.py)
 
     def register(self, registry: Registry) -> None:
         """Plug /new, /chats, /retry and the conversation buttons in."""
@@ -43,23 +45,39 @@ class Conversations:
         registry.add_command("retry", self.retry, uses_model=True)
         registry.add_callback("conv", self.switch)
 
-    async def _new_conversation(self, scope: str, title: str | None = None) -> ConversationRecord:
+    def _fresh(self, scope: str, title: str | None, current: list[ConversationRecord]) -> ConversationRecord:
+        """A new conversation, or the scope's ``current`` one when it is empty (not stored yet)."""
         now = self._s.clock()
-        store = self._s.store
-        current = await store.list_conversations(scope, 1)
         if current and current[0].message_count == 0:
-            conv = dataclasses.replace(current[0], updated_at=now, title=current[0].title or title)
-        else:
-            conv = ConversationRecord(
-                id=uuid.uuid4().hex[:16], scope=scope, title=title, created_at=now, updated_at=now
-            )
-        await store.put_conversation(conv)
+            return dataclasses.replace(current[0], updated_at=now, title=current[0].title or title)
+        return ConversationRecord(id=uuid.uuid4().hex[:16], scope=scope, title=title, created_at=now, updated_at=now)
+
+    async def _new_conversation(self, scope: str, title: str | None = None) -> ConversationRecord:
+        conv = self._fresh(scope, title, await self._s.store.list_conversations(scope, 1))
+        await self._s.store.put_conversation(conv)
         return conv
 
-    async def _active(self, scope: str, title: str | None = None) -> ConversationRecord:
-        """The scope's most recently used conversation (switching bumps it), or a new one (``title``)."""
-        current = await self._s.store.list_conversations(scope, 1)
-        return current[0] if current else await self._new_conversation(scope, title)
+    async def _latest(
+        self, scope: str, title: str | None, reads: ReadAhead | None = None
+    ) -> tuple[ConversationRecord, bool]:
+        """The scope's most recently used conversation (switching bumps it), or a new one (``title``)
+        not stored yet; and whether it is that new one."""
+        current = await (reads or self._s.store).list_conversations(scope, 1)
+        return (current[0], False) if current else (self._fresh(scope, title, current), True)
+
+    async def _active(self, scope: str) -> ConversationRecord:
+        """The scope's most recently used conversation, or a new (stored) one."""
+        conv, new = await self._latest(scope, None)
+        if new:
+            await self._s.store.put_conversation(conv)
+        return conv
+
+    def read_ahead(self, reads: ReadAhead, scope: str) -> None:
+        """Start reading the scope's active conversation, and the messages of the one it had last time."""
+        reads.conversations(scope)
+        last = self._active_ids.get(scope)
+        if last is not None:
+            reads.messages(last, HISTORY_LIMIT)
 
     async def new(self, request: Request, args: str) -> AsyncIterator[ReplyEvent]:
         """/new: start an empty conversation (an empty current one is reused)."""
@@ -107,10 +125,15 @@ class Conversations:
         async for event in self._answerer.answer(request, conv):
             yield event
 
-    async def _say(self, record: MessageRecord, receipt: Receipt | None) -> list[MessageRecord]:
-        """Store the person's message once its intake record is durable (a key seen before is not)."""
+    async def _say(
+        self, record: MessageRecord, receipt: Receipt | None, conv: ConversationRecord | None
+    ) -> list[MessageRecord]:
+        """Store the person's message once its intake record is durable (a key seen before is not);
+        ``conv`` first when it is new or newly titled."""
         if receipt is not None:
             await receipt.recorded()
+        if conv is not None:
+            await self._s.store.put_conversation(conv)
         return await self._s.store.append_messages([record])
 
     async def _said_before(self, conv: ConversationRecord, said: MessageRecord, receipt: Receipt) -> bool:
@@ -132,18 +155,24 @@ class Conversations:
     async def chat(self, request: Request) -> AsyncIterator[ReplyEvent]:
         """Store the person's message in the active conversation and answer it."""
         msg, text = request.msg, request.text
-        # A new conversation is written once, with its title, on the way to the model request.
-        conv = await self._active(request.scope, short_title(text))
+        # A new conversation is written once, with its title, beside the model request (before the message).
+        conv, new = await self._latest(request.scope, short_title(text), request.reads)
+        remember(self._active_ids, request.scope, conv.id)
+        unsaved = new or not conv.title
         if not conv.title:
             conv = dataclasses.replace(conv, title=short_title(text))
-            await self._s.store.put_conversation(conv)
+        if new and request.reads is not None:
+            request.reads.known(conv.id, HISTORY_LIMIT, [])  # nothing to read back from a new one
+        receipt = request.receipt
+        if unsaved and receipt is not None and receipt.recovered:
+            await self._s.store.put_conversation(conv)  # before looking for the message in it
+            unsaved = False
         content = text
         if msg.quoted_text:
             quoted = "\n".join(f"> {line}" for line in msg.quoted_text.splitlines())
             content = f"{quoted}\n\n{text}"
         if msg.chat.is_group:
             content = f"{msg.sender_name or msg.sender}: {content}"
-        receipt = request.receipt
         record = MessageRecord(
             id=message_id(receipt.key, "user") if receipt else uuid.uuid4().hex,
             conversation_id=conv.id,
@@ -157,7 +186,7 @@ class Conversations:
             stored.set_result([record])
         else:
             # Stored while the model is asked rather than before: the request need not wait for the disk.
-            stored = asyncio.ensure_future(self._say(record, receipt))
+            stored = asyncio.ensure_future(self._say(record, receipt, conv if unsaved else None))
         try:
             async for event in self._answerer.answer(request, conv, (record, stored)):
                 yield event

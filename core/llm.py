@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import httpx2
 import openai
 
+from core import sse
 from core.model_errors import ErrorKind, ModelError, classify
 
 __all__ = [
@@ -236,24 +237,25 @@ class OpenAIModelClient:
     ) -> AsyncGenerator[ModelEvent, None]:
         """Stream the answer: :class:`Delta` pieces, then one :class:`Usage` if the server sent it.
 
-        ``messages`` is copied, never modified. Raises :class:`ModelError`; a cancellation
+        ``messages`` is never modified. Raises :class:`ModelError`; a cancellation
         propagates as usual and closes the HTTP response, and so does closing the generator
         early (``aclose()``, or leaving an ``async for`` over it with ``contextlib.aclosing``).
         """
         params = _request_params(model, messages, max_tokens)
         response = await self._open(params)
         read = _ChunkReader()
+        chunks = sse.payloads(response)
         try:
-            iterator = response.__aiter__()
-            while (chunk := await self._next_chunk(iterator)) is not _END:
+            while (chunk := await self._next_chunk(chunks)) is not _END:
                 for text in read.chunk(chunk):
                     yield Delta(text)
         except (openai.OpenAIError, TimeoutError, ValueError, TypeError, AttributeError) as exc:
-            # ValueError & co: a chunk the library could not parse (a non-JSON SSE line).
+            # ValueError & co: a chunk that could not be parsed (a non-JSON SSE line).
             log.warning("model stream for %s failed after %d pieces: %r", model, len(read.produced), exc)
             raise classify(exc, "".join(read.produced)) from exc
         finally:
-            await response.close()
+            await chunks.aclose()
+            await response.aclose()
         if read.chunks == 0:
             await self._explain_silence(params, model)
         if read.stopped is not None:
@@ -261,19 +263,13 @@ class OpenAIModelClient:
         if read.usage is not None:
             yield read.usage
 
-    async def _open(self, params: dict[str, Any]) -> openai.AsyncStream[object]:
-        """Post the streamed request; the response is open when this returns."""
+    async def _open(self, params: dict[str, Any]) -> httpx2.Response:
+        """Post the streamed request; the response is open when this returns (its body unread)."""
         try:
             # The library's typed create() walks every message through its parameter transform
             # (a recursive TypedDict walk: 40 % of a turn's CPU with a long history). The body here
-            # is plain JSON already, so it is posted as is, and chunks stay plain dicts.
-            return await self._client.post(
-                "/chat/completions",
-                body=params,
-                cast_to=object,
-                stream=True,
-                stream_cls=openai.AsyncStream[object],
-            )
+            # is plain JSON already, so it is posted as is; the events are read by core/sse.py.
+            return await self._client.post("/chat/completions", body=params, cast_to=httpx2.Response, stream=True)
         except openai.OpenAIError as exc:
             raise classify(exc) from exc
 
@@ -305,10 +301,11 @@ _END = object()  # the stream's end, as _next_chunk reports it
 
 
 def _request_params(model: str, messages: Sequence[Mapping[str, str]], max_tokens: int | None) -> dict[str, Any]:
-    """The JSON body of a streamed Chat Completions request (``messages`` copied)."""
+    """The JSON body of a streamed Chat Completions request (the list of ``messages`` copied)."""
     params: dict[str, Any] = {
         "model": model,
-        "messages": [dict(m) for m in messages],
+        # Never modified here or by the library: only a Mapping that is not a dict needs copying to be sent.
+        "messages": [m if type(m) is dict else dict(m) for m in messages],
         "stream": True,
         "stream_options": {"include_usage": True},
     }

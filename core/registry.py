@@ -53,6 +53,7 @@ class Registry:
         self.attachment_handlers: list[Handler] = []
         self.attachment_readers: list[AttachmentReader] = []
         self.chat_checks: list[ChatCheck] = []
+        self.chat_meta: list[str] = []  # meta keys the chat checks read
         self.answer_hooks: list[AnswerHook] = []
 
     def add_command(
@@ -79,9 +80,14 @@ class Registry:
         """Let a reader turn files into the message's text before the rest of the pipeline."""
         self.attachment_readers.append(reader)
 
-    def add_chat_check(self, check: ChatCheck) -> None:
-        """Run before a message goes to the model; a returned notice declines the message."""
+    def add_chat_check(self, check: ChatCheck, reads_meta: tuple[str, ...] = ()) -> None:
+        """Run before a message goes to the model; a returned notice declines the message.
+
+        ``reads_meta``: the store's meta keys the check reads, read beside the turn's user
+        (through ``request.reads``, core/readahead.py) rather than after it.
+        """
         self.chat_checks.append(check)
+        self.chat_meta.extend(reads_meta)
 
     def add_answer_hook(self, hook: AnswerHook) -> None:
         """Run after an answer is stored and accounted (budgets, alerts)."""

@@ -12,6 +12,7 @@ from core.types import Incoming, ReplyEvent
 
 if TYPE_CHECKING:
     from core.intake import Receipt
+    from core.readahead import ReadAhead
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Request:
     text: str = ""  # the message text, cleaned (empty for a button press)
     is_new: bool = False  # the sender wrote for the first time
     receipt: Receipt | None = None  # received durably (issue 11): its record, its stable message ids
+    reads: ReadAhead | None = None  # a chat turn's store reads started early (core/readahead.py)
 
     @property
     def identities(self) -> tuple[str, ...]:
@@ -35,7 +37,7 @@ class Request:
     @property
     def scope(self) -> str:
         """Who the chat's conversations belong to: the user, or the group (and topic)."""
-        return f"group:{self.msg.chat}" if self.msg.chat.is_group else f"user:{self.user.id}"
+        return scope_of(self.msg, self.user.id)
 
     async def recorded(self) -> None:
         """Wait until the message's record is durable, before storing anything for it (raises
@@ -47,6 +49,11 @@ class Request:
     def is_chat(self) -> bool:
         """A message for the model: neither a command nor a button press."""
         return self.command is None and self.msg.callback is None
+
+
+def scope_of(msg: Incoming, user_id: str) -> str:
+    """The scope of a message from the user with that id (see :attr:`Request.scope`)."""
+    return f"group:{msg.chat}" if msg.chat.is_group else f"user:{user_id}"
 
 
 Handler = Callable[[Request, str], AsyncIterator[ReplyEvent]]

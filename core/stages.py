@@ -19,8 +19,9 @@ from core.admission import Admission
 from core.commands import Command
 from core.conversations import Conversations
 from core.intake import Receipt
+from core.readahead import ReadAhead, remember
 from core.registry import Registry
-from core.request import Request
+from core.request import Request, scope_of
 from core.services import Services
 from core.store.base import UserRecord
 from core.text import clean_text
@@ -80,6 +81,7 @@ class Pipeline:
         self._registry = registry
         self._admission = admission
         self._conversations = conversations
+        self._user_ids: dict[str, str] = {}  # sender -> user id, to guess a turn's scope (core/readahead.py)
         self._rate = RateLimit(services.settings.rate_per_minute, services.clock)
         self.stages: list[Stage] = [self.access, self.attachments, self.input, self.rate, self.budget]
         self._run = chain(self.stages, self.route)
@@ -88,22 +90,42 @@ class Pipeline:
         self, msg: Incoming, command: Command | None, receipt: Receipt | None = None
     ) -> AsyncIterator[ReplyEvent]:
         """Run one message through the whole pipeline (``receipt``: it was received durably)."""
-        request = await self.identify(msg, command)
-        if receipt is not None:
-            request = dataclasses.replace(request, receipt=receipt)
-            if not request.is_chat:
+        reads = self._read_ahead(msg, command, receipt)
+        try:
+            request = await self.identify(msg, command, receipt, reads)
+            if receipt is not None and not request.is_chat:
                 await receipt.recorded()  # only reading and the model request run beside the record's write
-        async for event in self._run(request):
-            yield event
+            async for event in self._run(request):
+                yield event
+        finally:
+            if reads is not None:
+                reads.close()
 
-    async def identify(self, msg: Incoming, command: Command | None) -> Request:
+    def _read_ahead(self, msg: Incoming, command: Command | None, receipt: Receipt | None) -> ReadAhead | None:
+        """A plain chat turn's reads of its checks and conversation, started beside its user's (core/readahead.py)."""
+        if command is not None or msg.callback is not None or msg.attachments:
+            return None  # an attachment's reader may store before the conversation is read
+        if receipt is not None and receipt.recovered:
+            return None  # may truncate its conversation before reading it
+        reads = ReadAhead(self._s.store)
+        for key in self._registry.chat_meta:
+            reads.meta(key)
+        user_id = self._user_ids.get(str(msg.sender))  # the scope needs it: a first message has none
+        if user_id is not None or msg.chat.is_group:
+            self._conversations.read_ahead(reads, scope_of(msg, user_id or ""))
+        return reads
+
+    async def identify(
+        self, msg: Incoming, command: Command | None, receipt: Receipt | None = None, reads: ReadAhead | None = None
+    ) -> Request:
         """Find or create the sender's user; pick their language; know whether they administer."""
         identities = (str(msg.sender), *msg.aliases)
         user, is_new = await self._user(msg, identities)
+        remember(self._user_ids, identities[0], user.id)
         texts, settings = self._s.texts, self._s.settings
         lang = texts.pick_language(user.lang, msg.language_code, settings.default_lang)
         admin = self._s.access.is_admin(user, identities)
-        return Request(msg, user, lang, admin, command, clean_text(msg.text), is_new)
+        return Request(msg, user, lang, admin, command, clean_text(msg.text), is_new, receipt, reads)
 
     async def _user(self, msg: Incoming, identities: tuple[str, ...]) -> tuple[UserRecord, bool]:
         store = self._s.store

@@ -68,8 +68,12 @@ _O200K_FAMILIES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "chatgpt-4o", "o1", 
 _CL100K_FAMILIES = ("gpt-4", "gpt-3.5", "gpt-35", "text-embedding-3", "text-embedding-ada")
 
 
+@lru_cache(maxsize=256)
 def encoding_name_for(model: str) -> str | None:
-    """The tiktoken encoding an OpenAI model uses, or None for other models (estimated)."""
+    """The tiktoken encoding an OpenAI model uses, or None for other models (estimated).
+
+    Cached: fitting a context asks it for every message's role and content (about 70 times a turn).
+    """
     name = model.strip().lower().rsplit("/", 1)[-1]
     # The o200k families are checked first: "gpt-4o" also starts with "gpt-4".
     for family in _O200K_FAMILIES:

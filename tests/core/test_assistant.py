@@ -7,6 +7,8 @@ import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
+
 from core.assistant import Assistant
 from core.conversations import short_title
 from core.store.base import StoreError
@@ -363,10 +365,17 @@ class _FailingStore(MemoryStore):
         raise StoreError("disk full (No space left on device)")
 
 
+class _NoNewConversations(MemoryStore):
+    async def put_conversation(self, conv: Any) -> None:
+        raise StoreError("disk full (No space left on device)")
+
+
+# The new conversation is written beside the model request, just before the message: refused all the same.
+@pytest.mark.parametrize("store", [_FailingStore, _NoNewConversations])
 async def test_a_full_disk_is_told_to_the_user_and_nothing_reaches_the_model(
-    make_assistant: MakeAssistant, openai_server: FakeOpenAI
+    make_assistant: MakeAssistant, openai_server: FakeOpenAI, store: type[MemoryStore]
 ) -> None:
-    assistant = await make_assistant(store=_FailingStore())
+    assistant = await make_assistant(store=store())
     events = await say(assistant, "hello")
     assert texts(events) == [
         "I couldn't save your message just now, so I didn't answer. Please try again later."
