@@ -86,6 +86,23 @@ async def test_final_sends_stay_under_the_global_limit(
     assert refused(tg) == []
 
 
+async def test_a_message_slow_on_the_way_in_still_counts_toward_the_global_limit(
+    tg: FakeTelegram, ai: FakeOpenAI, assistant: Recording  # noqa: F811
+) -> None:
+    # Telegram counts a message when it arrives, which for a slow request is long after it was
+    # sent: one sent a second after it may arrive within the same second (bots/telegram/pacing.py).
+    tg.limits.overall = (2, 1.0)
+    tg.lag("sendMessage", 1.2)  # the first final arrives after a second and more in flight
+    people = list(range(601, 605))
+    pacing = Pacing(draft_interval=0.05, edit_interval=0.1, typing_interval=0.5, global_rate=2.0)
+    async with polling(app_with(tg, assistant, pacing), poll_timeout=1):
+        for person in people:
+            tg.push_text(person, f"hello from {person}")
+        await tg.wait_until(lambda: all(tg.log(p).texts for p in people), within=30)
+    assert all(tg.log(p).texts == [f"You said: hello from {p}"] for p in people)
+    assert refused(tg) == []
+
+
 # --- 8. drafts lapse after 30 s -------------------------------------------------------------------
 
 
