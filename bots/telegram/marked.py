@@ -20,7 +20,7 @@ from bots.events import Keyboard
 from bots.intake import Marker
 from bots.telegram.probe import Search, Sending, find_sent, sending_mark
 from bots.telegram.render import render_parts
-from bots.telegram.send import UNKNOWN_MESSAGE, Sender, Target, keyboard
+from bots.telegram.send import UNKNOWN_MESSAGE, Sender, Target, bot_api, keyboard
 
 log = logging.getLogger(__name__)
 
@@ -81,15 +81,17 @@ async def place_placeholder(sender: Sender, target: Target, mark: Marker | None,
         if mark is not None:
             await mark(sending_mark(PLACEHOLDER, 0, after))
         started = time.monotonic()
-        sent = await sender.bot.send_message(
-            chat, sender.pacing.placeholder, message_thread_id=target.thread_id, reply_parameters=reply
-        )
-        sender.ids.saw(chat, int(sent.message_id), sent_at=started)
+        sent = await bot_api(
+            sender.bot, "sendMessage",
+            chat_id=chat, text=sender.pacing.placeholder, message_thread_id=target.thread_id, reply_parameters=reply,
+        )  # fmt: skip
+        placeholder = int(sent["message_id"])
+        sender.ids.saw(chat, placeholder, sent_at=started)
     if mark is not None:  # after a restart this placeholder is edited, not sent anew
-        await mark(str(sent.message_id))
+        await mark(str(placeholder))
     if stray:
-        await _clear_strays(sender, chat, after, int(sent.message_id))
-    return int(sent.message_id)
+        await _clear_strays(sender, chat, after, placeholder)
+    return placeholder
 
 
 async def _clear_strays(sender: Sender, chat: int, after: int, upto: int) -> None:

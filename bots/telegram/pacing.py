@@ -60,10 +60,15 @@ class SendLimiter:
     """At most ``rate`` new messages in any one second over all chats (Telegram's global limit).
 
     A sliding window, as Telegram counts ("not more than 30 messages per second"; the fake's
-    ``RateLimits`` keeps the same window): a burst of up to ``rate`` messages goes out at once,
-    the next waits until one of them is a second old, counted from when its request was answered
-    (by then the server surely had it). Spacing every message ``1/rate`` apart instead made the
-    twentieth of twenty chats answered together wait 0.6 s with no limit near.
+    ``RateLimits`` keeps the same window, at each request's arrival): a burst of up to ``rate``
+    messages goes out at once, the next waits until one of them is a second old, counted from
+    when its request was answered. Counting from when a request was sent is not safe: the server
+    counts it when it arrives, which may be any time until its answer, so a message sent a second
+    after a slow one can arrive less than a second after it (the 31st in a second: a 429 that
+    holds the chat for ``retry_after``, a second at least, far longer than the wait it saved).
+    For the same reason a request still in flight counts however old it is.
+    Spacing every message ``1/rate`` apart instead made the twentieth of twenty chats answered
+    together wait 0.6 s with no limit near.
     Like PTB's ``AIORateLimiter`` ``overall_max_rate``, but only for ``sendMessage``: that one
     halts *every* request on any ``RetryAfter`` (one group's flood control would stall every
     private chat) and throttles drafts and typing too; per-chat flood control stays with
@@ -76,7 +81,9 @@ class SendLimiter:
         # A fractional rate (0.5: one message every 2 s) is kept as one message per 1/rate s.
         self._count = max(1, int(rate)) if rate > 0 else 0
         self._window = self.WINDOW * self._count / rate if rate > 0 else 0.0
-        self._sent: list[list[float]] = []  # per send in the window: [when it was answered, or began]
+        self._answered: list[float] = []  # when each send in the window was answered
+        self._flying = 0  # sends not answered yet: each counts until it is
+        self._landed = asyncio.Event()  # a send in flight was answered
         self._turn = asyncio.Lock()  # waiting senders go in call order
 
     @contextlib.asynccontextmanager
@@ -88,13 +95,18 @@ class SendLimiter:
         async with self._turn:
             while True:
                 now = time.monotonic()
-                self._sent = [s for s in self._sent if s[0] > now - self._window]
-                if len(self._sent) < self._count:
+                self._answered = [t for t in self._answered if t > now - self._window]
+                if len(self._answered) + self._flying < self._count:
                     break
-                await asyncio.sleep(max(min(s[0] for s in self._sent) + self._window - now, 0.001))
-            mine = [now]
-            self._sent.append(mine)
+                if self._answered:
+                    await asyncio.sleep(max(self._answered[0] + self._window - now, 0.001))
+                else:  # every send in the window is in flight: the first answer starts its second
+                    self._landed.clear()
+                    await self._landed.wait()
+            self._flying += 1
         try:
             yield
         finally:
-            mine[0] = time.monotonic()
+            self._flying -= 1
+            self._answered.append(time.monotonic())
+            self._landed.set()

@@ -136,7 +136,8 @@ class Poller:
         else:
             self._failed.add(uid)  # not recorded: the offset stays below it, it comes again
         waiting = set(self._taking) | self._failed
-        below = [u for u in self._done if not waiting or u < min(waiting)]
+        floor = min(waiting) if waiting else None  # once, not once per recorded update
+        below = [u for u in self._done if floor is None or u < floor]
         if below:
             self.offset = max(self.offset, max(below) + 1)
             self._done = {u for u in self._done if u >= self.offset}

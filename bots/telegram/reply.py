@@ -60,6 +60,7 @@ class LiveAnswer:
         self._shown: list[str] = [""] if resume else []
         self._draft = ""  # the draft on screen (private chats), sent again before it lapses
         self._draft_at = 0.0
+        self.drafted = False  # a draft (the "thinking" one at least) is on screen in this private chat
         self._draft_lock = asyncio.Lock()
         self._closed = False
         self._keeper: asyncio.Task[None] | None = None
@@ -140,6 +141,7 @@ class LiveAnswer:
                 return
             await self.sender.preview(self.target, self.draft_id, html_part)
             self._draft, self._draft_at = html_part, time.monotonic()
+            self.drafted = True
 
     async def _keep_draft(self) -> None:
         """While the model pauses, send the draft again before Telegram lets it lapse (about 30 s)."""
@@ -234,9 +236,18 @@ class TelegramReply:
         await show(self, event)
 
     async def stream_start(self) -> None:
-        """An answer is coming: type, and show a placeholder (groups) or drafts (private)."""
-        self.typing.start()
-        await self._live()
+        """An answer is coming: a placeholder and typing (groups), or a "thinking" draft (private).
+
+        A private chat's draft is itself the bot's chat action (MTProto delivers it as
+        ``sendMessageTextDraftAction``, the slot ``sendChatAction`` "typing" fills; clients show
+        it as typing), kept up by :class:`LiveAnswer`: ``sendChatAction`` is sent there only
+        when the draft was refused (a quarter of the Bot API calls of a short answer saved).
+        """
+        if not self.target.is_private:
+            self.typing.start()
+        live = await self._live()
+        if self.target.is_private and not live.drafted:
+            self.typing.start()
 
     async def delta(self, markdown: str) -> None:
         """The answer so far, shown paced."""

@@ -175,7 +175,8 @@ async def test_private_chat_streams_drafts_then_sends_one_message(
     assert log.drafts, "the answer should stream as drafts first"
     assert all(final.text.startswith(d.text) for d in log.drafts)
     assert len({d.draft_id for d in log.drafts}) == 1
-    assert "typing" in log.actions
+    assert log.drafts[0].text == "", "a thinking draft at once"
+    assert not log.actions, "the draft is the bot's chat action: no sendChatAction besides it"
     assert not tg.calls_of("editMessageText")
     seen = assistant.seen[0]
     assert seen.language_code == "id"
@@ -185,10 +186,23 @@ async def test_private_chat_streams_drafts_then_sends_one_message(
 async def test_typing_is_repeated_while_the_model_works(tg: FakeTelegram, ai: FakeOpenAI, assistant: Recording) -> None:
     ai.enqueue(Reply("finally", first_chunk_delay=1.6))  # FAST repeats typing every 0.5 s
     async with polling(app_for(tg, assistant), poll_timeout=1):
+        tg.push_group_text(GROUP, 7, "think hard", mention=True)
+        await tg.wait_until(lambda: bool(tg.log(GROUP).messages) and tg.log(GROUP).messages[0].text == "finally")
+    actions = tg.log(GROUP).actions
+    assert len(actions) >= 2 and set(actions) == {"typing"}
+
+
+async def test_private_chat_types_when_the_thinking_draft_is_refused(
+    tg: FakeTelegram, ai: FakeOpenAI, assistant: Recording
+) -> None:
+    tg.fail("sendMessageDraft", 400, "Bad Request: draft refused")
+    ai.enqueue(Reply("finally", first_chunk_delay=1.6))
+    async with polling(app_for(tg, assistant), poll_timeout=1):
         tg.push_text(42, "think hard")
         await tg.wait_until(lambda: len(tg.log(42).messages) == 1)
     actions = tg.log(42).actions
-    assert len(actions) >= 2 and set(actions) == {"typing"}
+    assert len(actions) >= 2 and set(actions) == {"typing"}, "typing stands in for the draft"
+    assert tg.log(42).messages[0].text == "finally"
 
 
 async def test_command_menu_is_registered_in_english_and_indonesian(tg: FakeTelegram, assistant: Recording) -> None:

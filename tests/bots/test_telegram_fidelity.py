@@ -25,6 +25,16 @@ def refused(tg: FakeTelegram) -> list[str]:  # noqa: F811
     return [c.method for c in tg.calls if c.status == 429]
 
 
+async def all_answered(tg: FakeTelegram, assistant: Any, people: list[int], global_rate: float) -> None:  # noqa: F811
+    """Each of ``people`` says hello at once; returns once every one has the echo's answer."""
+    pacing = Pacing(draft_interval=0.05, edit_interval=0.1, typing_interval=0.5, global_rate=global_rate)
+    async with polling(app_with(tg, assistant, pacing), poll_timeout=1):
+        for person in people:
+            tg.push_text(person, f"hello from {person}")
+        await tg.wait_until(lambda: all(tg.log(p).texts for p in people), within=30)
+    assert all(tg.log(p).texts == [f"You said: hello from {p}"] for p in people)
+
+
 # --- 5. a group becomes a supergroup --------------------------------------------------------------
 
 
@@ -76,13 +86,18 @@ async def test_final_sends_stay_under_the_global_limit(
     tg: FakeTelegram, ai: FakeOpenAI, assistant: Recording  # noqa: F811
 ) -> None:
     tg.limits.overall = (5, 1.0)  # Telegram's 30 a second, scaled down
-    people = list(range(501, 513))
-    pacing = Pacing(draft_interval=0.05, edit_interval=0.1, typing_interval=0.5, global_rate=4.0)
-    async with polling(app_with(tg, assistant, pacing), poll_timeout=1):
-        for person in people:
-            tg.push_text(person, f"hello from {person}")
-        await tg.wait_until(lambda: all(tg.log(p).texts for p in people), within=30)
-    assert all(tg.log(p).texts == [f"You said: hello from {p}"] for p in people)
+    await all_answered(tg, assistant, list(range(501, 513)), global_rate=4.0)
+    assert refused(tg) == []
+
+
+async def test_a_message_slow_on_the_way_in_still_counts_toward_the_global_limit(
+    tg: FakeTelegram, ai: FakeOpenAI, assistant: Recording  # noqa: F811
+) -> None:
+    # Telegram counts a message when it arrives, which for a slow request is long after it was
+    # sent: one sent a second after it may arrive within the same second (bots/telegram/pacing.py).
+    tg.limits.overall = (2, 1.0)
+    tg.lag("sendMessage", 1.2)  # the first final arrives after a second and more in flight
+    await all_answered(tg, assistant, list(range(601, 605)), global_rate=2.0)
     assert refused(tg) == []
 
 

@@ -562,3 +562,10 @@ def test_links_mentions_and_hashtags_telegram_detects_count_toward_the_cap() -> 
     assert len(parts) > 1  # 180 detected entities in far fewer than 4,096 characters
     assert all(entity_count(part) <= TELEGRAM_MAX_ENTITIES for part in parts)
     assert entity_count("see https://example.org and @someone about #news") == 3
+
+
+def test_a_text_rendered_again_gives_the_same_parts_in_a_list_of_its_own() -> None:
+    markdown = "An answer with **bold**, `code` and a [link](https://example.com)."
+    first = render_parts(markdown)
+    first.append("changed by its caller")
+    assert render_parts(markdown) == first[:-1] == [render_html(markdown)]

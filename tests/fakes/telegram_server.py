@@ -304,6 +304,7 @@ class FakeTelegram:
         self._files: dict[str, tuple[str, bytes]] = {}
         self._failures: dict[str, list[_Failure]] = {}
         self._stalls: dict[str, list[float]] = {}
+        self._lags: dict[str, list[float]] = {}
         self._changed = asyncio.Condition()
         self._closing = False
         self._runner: web.AppRunner | None = None
@@ -390,6 +391,11 @@ class FakeTelegram:
         that the request "may have been processed" (``telegram/error.py``), which is this case.
         """
         self._stalls.setdefault(method, []).extend([seconds] * times)
+
+    def lag(self, method: str, seconds: float, times: int = 1) -> None:
+        """The next ``times`` calls of ``method`` arrive ``seconds`` late (slow on the way in):
+        the flood limits count them, as Telegram counts a message, when they arrive."""
+        self._lags.setdefault(method, []).extend([seconds] * times)
 
     def fail(self, method: str, code: int, description: str, times: int = 1) -> None:
         """Answer the next ``times`` calls of ``method`` with any error."""
@@ -887,6 +893,9 @@ class FakeTelegram:
             params = await self._params(request)
         except ConnectionResetError:  # the client gave up (cancelled) while sending
             return web.Response(status=499)
+        lags = self._lags.get(method)
+        if lags:
+            await asyncio.sleep(lags.pop(0))
         call = Call(method, params, time.monotonic())
         self.calls.append(call)
         for arrival in self.arrivals:
