@@ -90,7 +90,9 @@ def append_lines(
     make durable; without, both are flushed here.
     """
     data = lines_bytes(docs)
-    created = not before.raw
+    # A file without a whole line is new, or was created by a writer killed before its flush: its
+    # folder entry may not be durable yet either.
+    created = before.valid == 0
     with _writing(path, cache):
         try:
             fd = ops.open_append(path)
@@ -124,10 +126,15 @@ def append_lines(
 def rewrite_lines(
     path: Path, docs: list[dict[str, Any]], ops: FileOps, cache: FileCache, flush: set[Path] | None
 ) -> None:
-    """Replace the journal whole with ``docs`` (compaction), atomically."""
+    """Replace the journal whole with ``docs`` (compaction), atomically.
+
+    Another process may append to the new file as soon as the lock is released, and its commit
+    flushes only what it wrote: where one flush does not cover the whole file system (no
+    ``syncfs``), the rename is made durable here, or that acknowledged line could go with it.
+    """
     raw = lines_bytes(docs)
     with _writing(path, cache):
-        ops.atomic_write(path, raw, flush)
+        ops.atomic_write(path, raw, flush if ops.syncfs is not None else None)
     cache.put(path, raw, Lines(tuple(docs), raw, len(raw)))
 
 
