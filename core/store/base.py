@@ -8,7 +8,6 @@ store (which does its I/O in a worker thread) share one shape.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,15 +32,16 @@ class Record:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        names = _field_names(cls)
+        names = _FIELD_NAMES.get(cls)
+        if names is None:
+            names = _FIELD_NAMES.setdefault(cls, frozenset(f.name for f in dataclasses.fields(cls)))
         if names.issuperset(data):  # the usual case: read back as written
             return cls(**data)
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-@functools.cache
-def _field_names(cls: type[Record]) -> frozenset[str]:
-    return frozenset(f.name for f in dataclasses.fields(cls))
+# Each record class's field names, listed once.
+_FIELD_NAMES: dict[type, frozenset[str]] = {}
 
 
 @dataclass(frozen=True)
