@@ -28,6 +28,7 @@ from core.store.tinydb_files import (
     LockStripes,
     store_error,
 )
+from core.store.tinydb_journal import Folds
 from core.store.tinydb_layout import (
     CHUNK_BYTES,
     CHUNK_SIZE,
@@ -65,6 +66,7 @@ class TinyDBFiles:
         self._chunk_size = chunk_size
         self._chunk_bytes = chunk_bytes
         self._cache = FileCache()
+        self._folds = Folds()  # what the store derives from journals, line by line
         self._locks: LockStripes | None = None
         # The folders an operation's writes left to the group commit, per worker thread.
         self._unit = threading.local()

@@ -23,14 +23,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterable, Iterator
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from core.store.tinydb_files import FileCache, FileOps, encode, read_bytes, store_error
 
 JOURNAL_SUFFIX = ".jsonl"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -160,3 +163,40 @@ def _flush_path(path: Path, ops: FileOps, flush: set[Path] | None) -> None:
         ops.fsync(fd)
     finally:
         os.close(fd)
+
+
+class Folds:
+    """Values folded from journals line by line, kept between reads: a journal that grew since
+    (an append, by any process) has only its new lines folded in.
+
+    An entry is reused only while the journal's lines still start with the lines it folded (the
+    same objects, or equal ones): a replaced file is folded again from its first line. Use it
+    under the journal's lock; ``step`` updates the value in place, so the value is the caller's
+    to read under that lock, never to keep.
+    """
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self._entries: OrderedDict[Path, tuple[tuple[dict[str, Any], ...], Any]] = OrderedDict()
+        self._max = max_entries
+        self._lock = threading.Lock()
+
+    def fold(self, path: Path, lines: Lines, start: Callable[[], T], step: Callable[[T, dict[str, Any]], None]) -> T:
+        docs = lines.docs
+        with self._lock:
+            hit = self._entries.get(path)
+        if hit is not None and len(hit[0]) <= len(docs) and docs[: len(hit[0])] == hit[0]:
+            done, value = len(hit[0]), hit[1]
+        else:
+            done, value = 0, start()
+        for doc in docs[done:]:
+            step(value, doc)
+        with self._lock:
+            self._entries[path] = (docs, value)
+            self._entries.move_to_end(path)
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()

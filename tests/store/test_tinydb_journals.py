@@ -87,3 +87,28 @@ async def test_a_journal_created_by_a_killed_writer_is_made_durable_by_the_next(
     assert path.parent not in disk.pending
     assert [r.key for r in await store.unfinished("telegram")] == ["telegram:7"]
     await store.close()
+
+
+async def test_messages_read_before_another_process_rewrote_or_grew_the_chunk_are_not_reused(
+    tmp_path: Path,
+) -> None:
+    """Each store keeps what it derived from a chunk; the other process's /retry (a rewrite),
+    updates and appends are all seen."""
+    a, b = TinyDBStore(tmp_path), TinyDBStore(tmp_path)
+    await a.open()
+    await b.open()
+    await a.put_conversation(ConversationRecord(id="c1", scope="user:u1"))
+    await a.append_messages([MessageRecord(f"m{i}", "c1", "user", f"t{i}", 1.0) for i in range(3)])
+    assert [m.id for m in await a.get_messages("c1")] == ["m0", "m1", "m2"]
+    await b.truncate_messages("c1", 2)
+    [x] = await b.append_messages([MessageRecord("x", "c1", "assistant", "again", 2.0)])
+    assert [m.id for m in await a.get_messages("c1")] == ["m0", "m1", "x"]
+    await b.update_message(MessageRecord("x", "c1", "assistant", "changed", 2.0, seq=x.seq))
+    assert [m.content for m in await a.get_messages("c1", last=2)] == ["t1", "changed"]
+    await b.truncate_messages("c1", 1)
+    await b.append_messages([MessageRecord("y", "c1", "user", "y", 3.0), MessageRecord("z", "c1", "user", "z", 3.0)])
+    conv = await a.get_conversation("c1")
+    assert conv is not None and conv.message_count == 3
+    assert [m.id for m in await a.get_messages("c1")] == ["m0", "y", "z"]
+    await a.close()
+    await b.close()
