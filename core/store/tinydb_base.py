@@ -42,6 +42,7 @@ R = TypeVar("R")
 # Worker threads of one store. More threads did not help: on two cores 32 of them fought the event
 # loop for the GIL (the 50 x 4 bench lost 25% of its answers/s and the loop's own sends came later).
 WORKER_THREADS = 6
+FOLDS_KEPT = 1024
 
 
 class TinyDBFiles:
@@ -66,7 +67,9 @@ class TinyDBFiles:
         self._chunk_size = chunk_size
         self._chunk_bytes = chunk_bytes
         self._cache = FileCache()
-        self._folds = Folds()  # what the store derives from journals, line by line
+        # What the store derives from journals, line by line: records beside the parsed lines the
+        # cache holds, so fewer entries (the chats and conversations active now).
+        self._folds = Folds(FOLDS_KEPT)
         self._locks: LockStripes | None = None
         # The folders an operation's writes left to the group commit, per worker thread.
         self._unit = threading.local()
