@@ -21,6 +21,7 @@ from core.store.base import (
     MessageRecord,
 )
 from core.store.tinydb_base import TinyDBFiles
+from core.store.tinydb_files import AtomicJSONStorage
 from core.store.tinydb_journal import JOURNAL_SUFFIX, append_lines, read_lines, rewrite_lines
 from core.store.tinydb_layout import (
     CONVERSATION_TABLE,
@@ -32,6 +33,10 @@ from core.store.tinydb_layout import (
 
 # Touches a scope index's journal holds before they are written into the index.
 TOUCHES_KEPT = 64
+
+
+def _add_touch(touched: dict[str, float], doc: dict[str, Any]) -> None:
+    touched[doc["id"]] = max(doc["updated_at"], touched.get(doc["id"], doc["updated_at"]))
 
 
 def _add_message(by_seq: dict[int, MessageRecord], doc: dict[str, Any]) -> None:
@@ -82,13 +87,25 @@ class ConversationFiles(TinyDBFiles):
 
     def _index_entries_unlocked(self, path: Path) -> list[dict[str, Any]]:
         """The index's entries, each ``updated_at`` the latest of its own and the journal's touches."""
-        touched: dict[str, float] = {}
-        for t in read_lines(touches_file(path), self._cache).docs:
-            touched[t["id"]] = max(t["updated_at"], touched.get(t["id"], t["updated_at"]))
+        touched = self._touched(path)
         out = [dict(e) for e in self._table(path, SCOPE_TABLE).all()]
         for e in out:
             e["updated_at"] = max(e["updated_at"], touched.get(e["id"], e["updated_at"]))
         return out
+
+    def _touched(self, path: Path) -> dict[str, float]:
+        """The newest key of each conversation in the index's touch journal (read, never kept)."""
+        journal = touches_file(path)
+        return self._folds.fold(journal, read_lines(journal, self._cache), dict, _add_touch)
+
+    def _index_key(self, path: Path, conversation_id: str) -> float | None:
+        """One entry's ordering key (None when the index lacks it), read without TinyDB's table."""
+        data = AtomicJSONStorage(path, self._ops, self._cache).read() or {}
+        for e in data.get(SCOPE_TABLE, {}).values():  # the cached file: only read
+            if e["id"] == conversation_id:
+                key: float = max(e["updated_at"], self._touched(path).get(conversation_id, e["updated_at"]))
+                return key
+        return None
 
     async def get_conversation(self, conversation_id: str) -> ConversationRecord | None:
         return await self._read(self._get_conversation, conversation_id)
@@ -230,8 +247,8 @@ class ConversationFiles(TinyDBFiles):
         """
         path = self._layout.scope_file(scope)
         with self._locked(path):
-            entries = self._index_entries_unlocked(path)
-            if not any(e["id"] == conversation_id and e["updated_at"] < updated_at for e in entries):
+            key = self._index_key(path, conversation_id)
+            if key is None or key >= updated_at:
                 return
             journal = touches_file(path)
             lines = read_lines(journal, self._cache)
@@ -239,6 +256,7 @@ class ConversationFiles(TinyDBFiles):
                 touch = {"id": conversation_id, "updated_at": updated_at}
                 append_lines(journal, lines, [touch], self._ops, self._cache, self._flush_set())
                 return
+            entries = self._index_entries_unlocked(path)
             latest = {
                 e["id"]: max(e["updated_at"], updated_at) if e["id"] == conversation_id else e["updated_at"]
                 for e in entries
