@@ -10,7 +10,9 @@ to a journal (``core/store/tinydb_journal.py``), ``fsync`` counts file and folde
 the group commit's flushes of the whole data folder's file system (one per batch of operations).
 
 Runs one chat alone, then 50 chats x 4 turns at once (where the group commit can join folder
-flushes of concurrent turns). The data folder is on disk (see ``bench/datadir.py``).
+flushes of concurrent turns). The data folder is on disk (see ``bench/datadir.py``). CPU ms/turn
+is the process's CPU time (its threads', user and system) over the turns: compare it between
+versions in the same conditions.
 
 Run: ``.venv/bin/python -m bench.turn_io``
 """
@@ -22,6 +24,7 @@ import dataclasses
 import os
 import tempfile
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -94,11 +97,13 @@ async def run(root: Path, chats: int, turns: int) -> dict[str, float]:
         await store.put_user(UserRecord(id=f"u{chat}", identities=(f"telegram:{chat}",)))
         await store.put_conversation(ConversationRecord(id=f"c{chat}", scope=f"user:u{chat}", title="t"))
     counts.calls.clear()
+    cpu = time.process_time()
     for k in range(turns):
         await asyncio.gather(*(turn(store, chat, k) for chat in range(chats)))
+    cpu = time.process_time() - cpu
     await store.close()
     n = chats * turns
-    return {name: counts.calls[name] / n for name in ("files", "appends", "fsync", "syncfs")}
+    return {"cpu": 1000 * cpu / n} | {name: counts.calls[name] / n for name in ("files", "appends", "fsync", "syncfs")}
 
 
 def main() -> None:
@@ -109,7 +114,7 @@ def main() -> None:
             print(
                 f"{chats:>3} chats x {turns:<3} files written/turn {r['files']:5.2f}   "
                 f"journal appends/turn {r['appends']:5.2f}   "
-                f"fsyncs/turn {r['fsync']:5.2f}   syncfs/turn {r['syncfs']:5.2f}"
+                f"fsyncs/turn {r['fsync']:5.2f}   syncfs/turn {r['syncfs']:5.2f}   CPU ms/turn {r['cpu']:5.2f}"
             )
 
 

@@ -32,8 +32,28 @@ class Record:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = _FIELD_NAMES.get(cls)
+        if names is None:
+            names = _FIELD_NAMES.setdefault(cls, frozenset(f.name for f in dataclasses.fields(cls)))
+        if names.issuperset(data):  # the usual case: read back as written
+            return cls(**data)
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+# Each record class's field names, listed once.
+_FIELD_NAMES: dict[type, frozenset[str]] = {}
+
+
+@dataclass(frozen=True)
+class ScalarRecord(Record):
+    """A record whose fields are all immutable scalars: its dict is a plain copy of its fields.
+
+    A turn writes several of these; ``dataclasses.asdict``'s recursive deep copy was a visible
+    part of its CPU time, and a scalar needs no copy.
+    """
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)
@@ -63,7 +83,7 @@ class UserRecord(Record):
 
 
 @dataclass(frozen=True)
-class ConversationRecord(Record):
+class ConversationRecord(ScalarRecord):
     """A conversation. ``scope`` is who it belongs to: ``user:<id>`` or ``group:<chat key>``."""
 
     id: str
@@ -77,7 +97,7 @@ class ConversationRecord(Record):
 
 
 @dataclass(frozen=True)
-class MessageRecord(Record):
+class MessageRecord(ScalarRecord):
     """One turn of a conversation. ``seq`` is its 0-based position, assigned by the store.
 
     ``status`` is ``ok``, ``pending`` (an answer being generated), ``interrupted`` (failed

@@ -28,6 +28,7 @@ from core.store.tinydb_files import (
     LockStripes,
     store_error,
 )
+from core.store.tinydb_journal import Folds
 from core.store.tinydb_layout import (
     CHUNK_BYTES,
     CHUNK_SIZE,
@@ -41,6 +42,7 @@ R = TypeVar("R")
 # Worker threads of one store. More threads did not help: on two cores 32 of them fought the event
 # loop for the GIL (the 50 x 4 bench lost 25% of its answers/s and the loop's own sends came later).
 WORKER_THREADS = 6
+FOLDS_KEPT = 1024
 
 
 class TinyDBFiles:
@@ -65,6 +67,9 @@ class TinyDBFiles:
         self._chunk_size = chunk_size
         self._chunk_bytes = chunk_bytes
         self._cache = FileCache()
+        # What the store derives from journals, line by line: records beside the parsed lines the
+        # cache holds, so fewer entries (the chats and conversations active now).
+        self._folds = Folds(FOLDS_KEPT)
         self._locks: LockStripes | None = None
         # The folders an operation's writes left to the group commit, per worker thread.
         self._unit = threading.local()

@@ -21,7 +21,8 @@ from core.store.base import (
     MessageRecord,
 )
 from core.store.tinydb_base import TinyDBFiles
-from core.store.tinydb_journal import JOURNAL_SUFFIX, Lines, append_lines, read_lines, rewrite_lines
+from core.store.tinydb_files import AtomicJSONStorage
+from core.store.tinydb_journal import JOURNAL_SUFFIX, append_lines, read_lines, rewrite_lines
 from core.store.tinydb_layout import (
     CONVERSATION_TABLE,
     SCOPE_TABLE,
@@ -34,9 +35,12 @@ from core.store.tinydb_layout import (
 TOUCHES_KEPT = 64
 
 
-def seq_of(doc: dict[str, Any]) -> int:
-    seq: int = doc["seq"]
-    return seq
+def _add_touch(touched: dict[str, float], doc: dict[str, Any]) -> None:
+    touched[doc["id"]] = max(doc["updated_at"], touched.get(doc["id"], doc["updated_at"]))
+
+
+def _add_message(by_seq: dict[int, MessageRecord], doc: dict[str, Any]) -> None:
+    by_seq[doc["seq"]] = MessageRecord.from_dict(doc)
 
 
 def touches_file(index: Path) -> Path:
@@ -83,13 +87,25 @@ class ConversationFiles(TinyDBFiles):
 
     def _index_entries_unlocked(self, path: Path) -> list[dict[str, Any]]:
         """The index's entries, each ``updated_at`` the latest of its own and the journal's touches."""
-        touched: dict[str, float] = {}
-        for t in read_lines(touches_file(path), self._cache).docs:
-            touched[t["id"]] = max(t["updated_at"], touched.get(t["id"], t["updated_at"]))
+        touched = self._touched(path)
         out = [dict(e) for e in self._table(path, SCOPE_TABLE).all()]
         for e in out:
             e["updated_at"] = max(e["updated_at"], touched.get(e["id"], e["updated_at"]))
         return out
+
+    def _touched(self, path: Path) -> dict[str, float]:
+        """The newest key of each conversation in the index's touch journal (read, never kept)."""
+        journal = touches_file(path)
+        return self._folds.fold(journal, read_lines(journal, self._cache), dict, _add_touch)
+
+    def _index_key(self, path: Path, conversation_id: str) -> float | None:
+        """One entry's ordering key (None when the index lacks it), read without TinyDB's table."""
+        data = AtomicJSONStorage(path, self._ops, self._cache).read() or {}
+        for e in data.get(SCOPE_TABLE, {}).values():  # the cached file: only read
+            if e["id"] == conversation_id:
+                key: float = max(e["updated_at"], self._touched(path).get(conversation_id, e["updated_at"]))
+                return key
+        return None
 
     async def get_conversation(self, conversation_id: str) -> ConversationRecord | None:
         return await self._read(self._get_conversation, conversation_id)
@@ -114,7 +130,7 @@ class ConversationFiles(TinyDBFiles):
         if count:
             # The newest file holds the newest messages; only two writers racing across a file
             # boundary could put a later time in the previous file, and then it is off by moments.
-            times = [d["created_at"] for d in self._chunk_lines(cid, chunks[-1]).docs]
+            times = [m.created_at for m in self._chunk_messages(cid, chunks[-1]).values()]
             updated_at = max([updated_at, *times])
         return ConversationRecord.from_dict({**doc, "message_count": count, "updated_at": updated_at})
 
@@ -182,17 +198,16 @@ class ConversationFiles(TinyDBFiles):
             return []
         return sorted(s for s in map(chunk_first_seq, names) if s is not None)
 
-    def _chunk_lines(self, conversation_id: str, first: int) -> Lines:
-        return read_lines(self._layout.chunk_file(conversation_id, first), self._cache)
-
-    def _chunk_docs(self, conversation_id: str, first: int) -> dict[int, dict[str, Any]]:
-        """A chunk's messages by seq (a later line of a seq is the message updated)."""
-        return {d["seq"]: d for d in self._chunk_lines(conversation_id, first).docs}
+    def _chunk_messages(self, conversation_id: str, first: int) -> dict[int, MessageRecord]:
+        """A chunk's messages by seq (a later line of a seq is the message updated); read under the
+        conversation's lock, never kept: a turn reads them whole, so only new lines are converted."""
+        path = self._layout.chunk_file(conversation_id, first)
+        return self._folds.fold(path, read_lines(path, self._cache), dict, _add_message)
 
     def _count(self, conversation_id: str, chunks: list[int]) -> int:
         if not chunks:
             return 0
-        return chunks[-1] + len(self._chunk_docs(conversation_id, chunks[-1]))
+        return chunks[-1] + len(self._chunk_messages(conversation_id, chunks[-1]))
 
     async def append_messages(self, messages: list[MessageRecord]) -> list[MessageRecord]:
         """Append to one conversation; durable on return. A batch always lands in one file."""
@@ -232,8 +247,8 @@ class ConversationFiles(TinyDBFiles):
         """
         path = self._layout.scope_file(scope)
         with self._locked(path):
-            entries = self._index_entries_unlocked(path)
-            if not any(e["id"] == conversation_id and e["updated_at"] < updated_at for e in entries):
+            key = self._index_key(path, conversation_id)
+            if key is None or key >= updated_at:
                 return
             journal = touches_file(path)
             lines = read_lines(journal, self._cache)
@@ -241,6 +256,7 @@ class ConversationFiles(TinyDBFiles):
                 touch = {"id": conversation_id, "updated_at": updated_at}
                 append_lines(journal, lines, [touch], self._ops, self._cache, self._flush_set())
                 return
+            entries = self._index_entries_unlocked(path)
             latest = {
                 e["id"]: max(e["updated_at"], updated_at) if e["id"] == conversation_id else e["updated_at"]
                 for e in entries
@@ -282,8 +298,7 @@ class ConversationFiles(TinyDBFiles):
             for first, end in zip(chunks, ends, strict=True):
                 if end <= start:
                     continue
-                docs = self._chunk_docs(cid, first)
-                out.extend(MessageRecord.from_dict(d) for seq, d in docs.items() if seq >= start)
+                out.extend(m for seq, m in self._chunk_messages(cid, first).items() if seq >= start)
         return sorted(out, key=lambda m: m.seq)
 
     async def truncate_messages(self, conversation_id: str, from_seq: int) -> None:
@@ -308,7 +323,8 @@ class ConversationFiles(TinyDBFiles):
                     self._forget(self._layout.chunk_file(cid, first))
                     continue
                 if from_seq < count:  # the chunk replaced whole by the messages it keeps
-                    kept = sorted((d for seq, d in self._chunk_docs(cid, first).items() if seq < from_seq), key=seq_of)
+                    messages = self._chunk_messages(cid, first)
+                    kept = [messages[seq].to_dict() for seq in sorted(messages) if seq < from_seq]
                     rewrite_lines(self._layout.chunk_file(cid, first), kept, self._ops, self._cache, self._flush_set())
                 break
 

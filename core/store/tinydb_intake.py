@@ -49,13 +49,18 @@ SUPERSEDED_LINES = 64
 STALE_KEPT = 32
 
 
-def _by_key(lines: Lines) -> dict[str, dict[str, Any]]:
-    """Each key's newest state (a later line of a key replaces the earlier ones)."""
-    return {d["key"]: d for d in lines.docs}
+def _add_record(by_key: dict[str, IntakeRecord], doc: dict[str, Any]) -> None:
+    by_key[doc["key"]] = IntakeRecord.from_dict(doc)
 
 
 class IntakeFiles(TinyDBFiles):
     """Received messages, a journal per chat, until their answers are delivered."""
+
+    def _by_key(self, path: Path, lines: Lines) -> dict[str, IntakeRecord]:
+        """Each key's newest state (a later line of a key replaces the earlier ones). A chat keeps
+        hundreds of delivered records: only lines new since the last read are converted. Read
+        under the file's lock, never kept."""
+        return self._folds.fold(path, lines, dict, _add_record)
 
     async def record(self, rec: IntakeRecord) -> IntakeRecord | None:
         """Add the message to its chat's file, durably; None when its key is there already."""
@@ -65,16 +70,17 @@ class IntakeFiles(TinyDBFiles):
         path = intake_file(self._layout.root, rec.chat)
         with self._locked(path):
             lines = read_lines(path, self._cache)
-            state = _by_key(lines)
-            gone = stale_intake([IntakeRecord.from_dict(d) for d in state.values()], rec.received_at)
+            state = self._by_key(path, lines)
+            gone = stale_intake(list(state.values()), rec.received_at)
             if rec.key in state and rec.key not in gone:
                 return None
-            seq = max((d["seq"] for d in state.values()), default=-1) + 1
+            seq = max((r.seq for r in state.values()), default=-1) + 1
             stored = IntakeRecord.from_dict({**rec.to_dict(), "seq": seq})
             if len(lines.docs) - len(state) > SUPERSEDED_LINES or len(gone) > STALE_KEPT:
                 # Compacted: each record once, without the delivered ones no messenger sends again.
-                kept = sorted((d for k, d in state.items() if k not in gone and k != rec.key), key=lambda d: d["seq"])
-                rewrite_lines(path, [*kept, stored.to_dict()], self._ops, self._cache, self._flush_set())
+                kept = sorted((r for k, r in state.items() if k not in gone and k != rec.key), key=lambda r: r.seq)
+                docs = [r.to_dict() for r in [*kept, stored]]
+                rewrite_lines(path, docs, self._ops, self._cache, self._flush_set())
             else:  # a stale record of the same key stays forgotten: the new line replaces it
                 append_lines(path, lines, [stored.to_dict()], self._ops, self._cache, self._flush_set())
             return stored
@@ -87,7 +93,7 @@ class IntakeFiles(TinyDBFiles):
         lines: list[list[IntakeRecord]] = []
         for path in _chat_files(intake_dir(self._layout.root, platform)):
             with self._locked(path):
-                docs = [IntakeRecord.from_dict(d) for d in _by_key(read_lines(path, self._cache)).values()]
+                docs = list(self._by_key(path, read_lines(path, self._cache)).values())
                 if docs and all(d.status == "delivered" for d in docs):
                     newest = max(d.received_at for d in docs)
                     if newest < time.time() - INTAKE_RETENTION:
@@ -114,10 +120,9 @@ class IntakeFiles(TinyDBFiles):
         path = intake_file(self._layout.root, chat)
         with self._locked(path):
             lines = read_lines(path, self._cache)
-            doc = _by_key(lines).get(key)
-            if doc is None:
+            old = self._by_key(path, lines).get(key)
+            if old is None:
                 return
-            old = IntakeRecord.from_dict(doc)
             new = change(old)
             if new != old:  # one line appended: the record's new state
                 append_lines(path, lines, [new.to_dict()], self._ops, self._cache, self._flush_set())

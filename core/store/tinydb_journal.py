@@ -23,14 +23,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterable, Iterator
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from core.store.tinydb_files import FileCache, FileOps, encode, read_bytes, store_error
 
 JOURNAL_SUFFIX = ".jsonl"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,9 @@ def append_lines(
     make durable; without, both are flushed here.
     """
     data = lines_bytes(docs)
-    created = not before.raw
+    # A file without a whole line is new, or was created by a writer killed before its flush: its
+    # folder entry may not be durable yet either.
+    created = before.valid == 0
     with _writing(path, cache):
         try:
             fd = ops.open_append(path)
@@ -124,10 +129,15 @@ def append_lines(
 def rewrite_lines(
     path: Path, docs: list[dict[str, Any]], ops: FileOps, cache: FileCache, flush: set[Path] | None
 ) -> None:
-    """Replace the journal whole with ``docs`` (compaction), atomically."""
+    """Replace the journal whole with ``docs`` (compaction), atomically.
+
+    Another process may append to the new file as soon as the lock is released, and its commit
+    flushes only what it wrote: where one flush does not cover the whole file system (no
+    ``syncfs``), the rename is made durable here, or that acknowledged line could go with it.
+    """
     raw = lines_bytes(docs)
     with _writing(path, cache):
-        ops.atomic_write(path, raw, flush)
+        ops.atomic_write(path, raw, flush if ops.syncfs is not None else None)
     cache.put(path, raw, Lines(tuple(docs), raw, len(raw)))
 
 
@@ -153,3 +163,40 @@ def _flush_path(path: Path, ops: FileOps, flush: set[Path] | None) -> None:
         ops.fsync(fd)
     finally:
         os.close(fd)
+
+
+class Folds:
+    """Values folded from journals line by line, kept between reads: a journal that grew since
+    (an append, by any process) has only its new lines folded in.
+
+    An entry is reused only while the journal's lines still start with the lines it folded (the
+    same objects, or equal ones): a replaced file is folded again from its first line. Use it
+    under the journal's lock; ``step`` updates the value in place, so the value is the caller's
+    to read under that lock, never to keep.
+    """
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self._entries: OrderedDict[Path, tuple[tuple[dict[str, Any], ...], Any]] = OrderedDict()
+        self._max = max_entries
+        self._lock = threading.Lock()
+
+    def fold(self, path: Path, lines: Lines, start: Callable[[], T], step: Callable[[T, dict[str, Any]], None]) -> T:
+        docs = lines.docs
+        with self._lock:
+            hit = self._entries.get(path)
+        if hit is not None and len(hit[0]) <= len(docs) and docs[: len(hit[0])] == hit[0]:
+            done, value = len(hit[0]), hit[1]
+        else:
+            done, value = 0, start()
+        for doc in docs[done:]:
+            step(value, doc)
+        with self._lock:
+            self._entries[path] = (docs, value)
+            self._entries.move_to_end(path)
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()

@@ -106,6 +106,7 @@ class TinyDBStore(UserFiles, IntakeFiles):
         if pool is not None:
             pool.shutdown()  # nothing runs: every operation was awaited
         self._cache.clear()
+        self._folds.clear()
 
     async def schema(self) -> dict[str, Any]:
         """The recorded schema version and applied migration names."""
