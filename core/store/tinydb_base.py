@@ -42,6 +42,9 @@ R = TypeVar("R")
 # Worker threads of one store. More threads did not help: on two cores 32 of them fought the event
 # loop for the GIL (the 50 x 4 bench lost 25% of its answers/s and the loop's own sends came later).
 WORKER_THREADS = 6
+# Besides them, threads that only read (core/store/workers.py): a turn's reads before its model
+# request no longer wait for one of the six to come back from a write's flush.
+READER_THREADS = 2
 FOLDS_KEPT = 1024
 
 
@@ -88,8 +91,9 @@ class TinyDBFiles:
         return await self._submit(WRITE, fn, *args)
 
     async def _read(self, fn: Callable[..., R], *args: Any) -> R:
-        """A read: ahead of every queued write (a turn's model request waits for its reads)."""
-        return await self._submit(READ, fn, *args)
+        """A read: ahead of every queued write (a turn's model request waits for its reads), and
+        also taken by the threads kept for reads while the others wait for their writes' flushes."""
+        return await self._submit(READ, fn, *args, read_only=True)
 
     async def _finishing(self, fn: Callable[..., R], *args: Any) -> R:
         """A write between the model's last piece and the final message (the answer, its usage):
@@ -100,17 +104,18 @@ class TinyDBFiles:
         """A write nobody waits for to be shown anything: behind every other queued operation."""
         return await self._submit(LATER, fn, *args)
 
-    async def _submit(self, priority: int, fn: Callable[..., R], *args: Any) -> R:
+    async def _submit(self, priority: int, fn: Callable[..., R], *args: Any, read_only: bool = False) -> R:
         if self._locks is None:
             raise StoreError("the store is not open; call open() first")
-        return await asyncio.wrap_future(self._executor().submit(priority, self._guard, fn, *args))
+        future = self._executor().submit(priority, self._guard, fn, *args, read_only=read_only)
+        return await asyncio.wrap_future(future)
 
     def _executor(self) -> PriorityWorkers:
         """The store's own worker threads, so its operations never queue behind other libraries'
         blocking calls in the loop's default pool (and those never wait for the store's fsyncs).
         """
         if self._pool is None:
-            self._pool = PriorityWorkers(WORKER_THREADS, "ferry-store")
+            self._pool = PriorityWorkers(WORKER_THREADS + READER_THREADS, "ferry-store", READER_THREADS)
         return self._pool
 
     def _guard(self, fn: Callable[..., R], *args: Any) -> R:

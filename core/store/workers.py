@@ -5,13 +5,17 @@ queue the few reads a turn makes before its model request (the user, the convers
 recent messages) waited behind every other turn's writes. Here reads and the writes of a
 finished answer go first, then the other writes a turn waits for (its record, its message),
 then the marks nobody waits for (that the person has it all). Each kind still runs in arrival
-order; every submitted item runs (``shutdown`` lets the queue drain).
+order; every submitted item runs (``shutdown`` lets the queues drain).
+
+Going first is not enough when every thread is already inside a write waiting for its flush: a
+read arriving then waits for one of them to finish. So a few threads are kept for reads alone
+(``readers``); the others take any work, reads first.
 """
 
 from __future__ import annotations
 
+import heapq
 import itertools
-import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -22,27 +26,38 @@ R = TypeVar("R")
 READ = 0
 """Reads: short, and what a turn's model request waits for. The writes of an answer the person
 waits to see (the answer and its usage, between the model's last piece and the final message)
-go with them."""
+go with them (submitted with ``read_only=False``: a kept reader never waits for a flush)."""
 WRITE = 1
 """Writes a turn waits for before it goes on."""
 LATER = 2
 """Writes nobody waits for to show anything (delivery marks)."""
-_STOP = 3
+
+_Item = tuple[int, int, Callable[[], None]]
 
 
 class PriorityWorkers:
-    """A fixed number of threads running submitted calls, the lowest priority number first."""
+    """``threads`` threads running submitted calls, the lowest priority number first, of which
+    ``readers`` run only calls submitted as read-only."""
 
-    def __init__(self, threads: int, name: str) -> None:
+    def __init__(self, threads: int, name: str, readers: int = 0) -> None:
+        if not 0 <= readers < threads:
+            raise ValueError("readers must leave at least one thread for writes")
         self._threads = threads
+        self._readers = readers
         self._name = name
-        self._queue: queue.PriorityQueue[tuple[int, int, Callable[[], None] | None]] = queue.PriorityQueue()
+        self._reads: list[_Item] = []  # read-only calls: any thread takes them
+        self._others: list[_Item] = []  # the rest: only the threads not kept for reads
         self._order = itertools.count()
-        self._started: list[threading.Thread] = []
         self._lock = threading.Lock()
+        self._for_any = threading.Condition(self._lock)
+        self._for_reads = threading.Condition(self._lock)
+        self._idle_readers = 0
+        self._started: list[threading.Thread] = []
+        self._stopping = False
 
-    def submit(self, priority: int, fn: Callable[..., R], *args: Any) -> Future[R]:
-        """Run ``fn(*args)`` in a worker thread; its future holds the result."""
+    def submit(self, priority: int, fn: Callable[..., R], *args: Any, read_only: bool = False) -> Future[R]:
+        """Run ``fn(*args)`` in a worker thread; its future holds the result. A ``read_only`` call
+        (priority READ) may also run in a thread kept for reads."""
         future: Future[R] = Future()
 
         def work() -> None:
@@ -55,31 +70,56 @@ class PriorityWorkers:
             else:
                 future.set_result(result)
 
-        self._start()
-        self._queue.put((priority, next(self._order), work))
+        with self._lock:
+            self._start()
+            item = (priority, next(self._order), work)
+            if read_only and priority == READ:
+                heapq.heappush(self._reads, item)
+                (self._for_reads if self._idle_readers else self._for_any).notify()
+            else:
+                heapq.heappush(self._others, item)
+                self._for_any.notify()
         return future
 
     def _start(self) -> None:
-        if len(self._started) == self._threads:
+        """Start the threads on first use (called holding the lock)."""
+        if self._started or self._stopping:
             return
-        with self._lock:
-            while len(self._started) < self._threads:
-                thread = threading.Thread(
-                    target=self._work, name=f"{self._name}_{len(self._started)}", daemon=True
-                )
-                thread.start()
-                self._started.append(thread)
+        for i in range(self._threads):
+            reader = i < self._readers
+            thread = threading.Thread(target=self._work, args=(reader,), name=f"{self._name}_{i}", daemon=True)
+            thread.start()
+            self._started.append(thread)
 
-    def _work(self) -> None:
-        while True:
-            _, _, work = self._queue.get()
-            if work is None:
-                return
+    def _next(self, reader: bool) -> Callable[[], None] | None:
+        """The next call for this thread, waiting for one; None once stopping with none left."""
+        with self._lock:
+            while True:
+                if reader:
+                    if self._reads:
+                        return heapq.heappop(self._reads)[2]
+                else:
+                    queue = min((q for q in (self._reads, self._others) if q), key=lambda q: q[0], default=None)
+                    if queue is not None:
+                        return heapq.heappop(queue)[2]
+                if self._stopping:
+                    return None
+                if reader:
+                    self._idle_readers += 1
+                    try:
+                        self._for_reads.wait()
+                    finally:
+                        self._idle_readers -= 1
+                else:
+                    self._for_any.wait()
+
+    def _work(self, reader: bool) -> None:
+        while (work := self._next(reader)) is not None:
             work()
 
     def shutdown(self) -> None:
         """Stop the threads once everything submitted has run (returns at once)."""
         with self._lock:
-            for _ in self._started:
-                self._queue.put((_STOP, next(self._order), None))
-            self._started = []
+            self._stopping = True
+            self._for_any.notify_all()
+            self._for_reads.notify_all()
