@@ -186,6 +186,8 @@ class Bench:
         self.ai = _timed_openai(self.busy)
         self.clock = Clock()
         self.to_fetch: list[float] = []  # update available -> the bot asks for its file (getFile)
+        self.to_poll: list[float] = []  # update available -> the bot's getUpdates that carries it
+        self.unpolled: set[int] = set()  # chats whose update no getUpdates answer carried yet
         self.words: list[float] = []  # Ferry's own time to the first words (not a "thinking" draft)
         self.finals: dict[int, int] = {}
         self.file_chat: dict[str, int] = {}  # file_id -> chat, to see when the bot asked for it
@@ -210,6 +212,10 @@ class Bench:
         return self.tg.push_document(chat, f"report-{chat}.pdf", data, caption="summarise")
 
     def on_call(self, call: Any) -> None:
+        if call.method == "getUpdates":  # its answer carries every update pushed before this
+            for chat in self.unpolled:
+                self.to_poll.append(max(0.0, call.at - self.clock.pushed_at[chat]))  # call.at: it came
+            self.unpolled.clear()
         if call.method == "getFile" and call.params.get("file_id") in self.file_chat:
             self.fetched_at.setdefault(self.file_chat[call.params["file_id"]], time.perf_counter())
         if call.method in ("sendMessageDraft", "sendMessage"):
@@ -231,6 +237,7 @@ class Bench:
         self.words_at.pop(chat, None)
         done = self.clock.push(chat)
         msg = send(chat)
+        self.unpolled.add(chat)
         media = (msg.get("voice") or msg.get("document") or {}) if isinstance(msg, dict) else {}
         if "file_id" in media:
             self.file_chat[media["file_id"]] = chat
@@ -280,6 +287,7 @@ class Bench:
                     continue
                 own: list[float] = []
                 self.to_fetch.clear()
+                self.to_poll.clear()
                 self.words.clear()
                 cpu0, start = _cpu_seconds(bot.proc.pid), time.perf_counter()
                 await asyncio.gather(*(self.person(base + i, send, per_turn, own) for i in range(CHATS)))
@@ -294,7 +302,9 @@ class Bench:
                 print(
                     f"{'':<24} to the first words (transcript, cut note; not the 'thinking' draft) median "
                     f"{_ms(self.words, 0.5):6.1f} ms  p99 {_ms(self.words, 0.99):6.1f} ms; update -> getFile "
-                    f"median {_ms(self.to_fetch, 0.5):5.1f} ms  p99 {_ms(self.to_fetch, 0.99):5.1f} ms",
+                    f"median {_ms(self.to_fetch, 0.5):5.1f} ms  p99 {_ms(self.to_fetch, 0.99):5.1f} ms; update "
+                    f"-> the bot's getUpdates carrying it median {_ms(self.to_poll, 0.5):5.1f} ms  p99 "
+                    f"{_ms(self.to_poll, 0.99):5.1f} ms",
                     flush=True,
                 )
                 if self.strays:
