@@ -6,6 +6,7 @@ gives them in UTF-16 code units, the unit in which Telegram and Signal count.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -93,11 +94,29 @@ class Styled:
 
     def stacks(self) -> list[tuple[int, ...]]:
         """For every character, the indexes of the spans covering it, outermost first."""
-        covering: list[list[int]] = [[] for _ in self.text]
+        out: list[tuple[int, ...]] = []
+        for start, end, stack in self.runs():
+            out += [stack] * (end - start)
+        return out
+
+    def runs(self) -> list[tuple[int, int, tuple[int, ...]]]:
+        """``(start, end, stack)`` for each stretch of text between span edges (none empty): the
+        indexes of the spans covering it, outermost first. Swept edge by edge, not character by
+        character (a long answer's every character was a list, then a tuple)."""
+        opening: dict[int, list[int]] = {}
+        closing: dict[int, list[int]] = {}
         for k, span in enumerate(self.spans):
-            for i in range(span.start, span.end):
-                covering[i].append(k)
-        return [tuple(c) for c in covering]
+            if span.end > span.start:
+                opening.setdefault(span.start, []).append(k)
+                closing.setdefault(span.end, []).append(k)
+        edges = sorted({0, len(self.text), *opening, *closing})
+        out: list[tuple[int, int, tuple[int, ...]]] = []
+        covering: set[int] = set()
+        for start, end in itertools.pairwise(edges):
+            covering.difference_update(closing.get(start, ()))
+            covering.update(opening.get(start, ()))
+            out.append((start, end, tuple(sorted(covering))))
+        return out
 
     def utf16(self) -> list[tuple[int, int, Span]]:
         """``(offset, length, span)`` of the non-empty spans in UTF-16 units, in text order.
