@@ -13,6 +13,7 @@ split across messages stays a code block, with its language, in each.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from bots.rendering import PLAIN, TELEGRAM, Styled, render, split_styled, split_text, utf16_len
@@ -96,8 +97,20 @@ def render_parts(markdown: str, limit: int = TELEGRAM_MAX_TEXT) -> list[str]:
     Besides the length limit, no part carries more than :data:`TELEGRAM_MAX_ENTITIES`
     formatting entities: Telegram silently drops the formatting after the hundredth.
     """
-    parts = [encode(part) for part in split_styled(render_styled(markdown), limit)]
-    return [piece for part in parts for piece in _within_entity_limit(part)]
+    return list(_rendered(markdown, limit))
+
+
+@functools.lru_cache(maxsize=32)
+def _rendered(markdown: str, limit: int) -> tuple[str, ...]:
+    # Kept for the next call: an answer's last preview and its final send render the same text.
+    out: list[str] = []
+    for part in split_styled(render_styled(markdown), limit):
+        html_part = encode(part)
+        if entity_count(html_part, part.text) <= TELEGRAM_MAX_ENTITIES:
+            out.append(html_part)  # most parts: their visible text is known, not parsed back
+        else:
+            out += _within_entity_limit(html_part)
+    return tuple(out)
 
 
 _ENTITY_OPEN = re.compile(r"<(?:b|strong|i|em|u|ins|s|strike|del|tg-spoiler|span|a|code|pre|blockquote)[\s>]")
@@ -111,10 +124,13 @@ _AUTO_ENTITY = re.compile(
 )
 
 
-def entity_count(html_text: str) -> int:
+def entity_count(html_text: str, visible: str | None = None) -> int:
     """Entities of Telegram HTML: its tags and what Telegram detects in the text (an upper bound:
-    a ``<pre><code>`` block counts twice, a URL inside code counts too)."""
-    return len(_ENTITY_OPEN.findall(html_text)) + len(_AUTO_ENTITY.findall(visible_text(html_text)))
+    a ``<pre><code>`` block counts twice, a URL inside code counts too). ``visible``: the text
+    Telegram shows for it, when known."""
+    if visible is None:
+        visible = visible_text(html_text)
+    return len(_ENTITY_OPEN.findall(html_text)) + len(_AUTO_ENTITY.findall(visible))
 
 
 def _within_entity_limit(part: str) -> list[str]:
