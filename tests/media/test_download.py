@@ -8,37 +8,19 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from bots.download import CHUNK, DownloadFailed, stream_to_file
+from tests.fakes.telegram_server import FakeTelegram
 
 BIG = bytes(range(256)) * (40 * CHUNK // 256 + 100)  # written in many pieces
 
 
 @pytest.fixture
 async def server() -> AsyncIterator[str]:
-    async def big(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse()
-        await response.prepare(request)
-        for start in range(0, len(BIG), 50_000):
-            await response.write(BIG[start : start + 50_000])
-        return response
-
-    async def missing(request: web.Request) -> web.Response:
-        return web.Response(status=404)
-
-    app = web.Application()
-    app.router.add_get("/big", big)
-    app.router.add_get("/missing", missing)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    """The fake Bot API's file URL prefix, with ``big`` there (``missing`` is not)."""
+    async with FakeTelegram() as tg:
+        tg.add_file(BIG, "big")
+        yield f"{tg.root}/file/bot{tg.token}"
 
 
 async def test_a_file_is_written_whole(server: str, tmp_path: Path) -> None:
