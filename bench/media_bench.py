@@ -24,8 +24,9 @@ bot asking for its file (``getFile``).
 3. ``memory``: a fresh ``ferry telegram`` process; 10 chats send a 20 MB document each at the same
    moment; the process's peak RSS (``VmHWM`` in ``/proc/PID/status``) before and after.
 4. ``readers`` (not run by default): in this process, the 20 PDFs read as the bot reads them (a
-   worker thread each, 1 or 2 at once) while the event loop ticks every millisecond: the wall
-   and CPU time of the reading and how late the loop's ticks come (the GIL the readers hold).
+   worker thread each, 1 or 2 at once; with the bot's 1 ms GIL switch interval, and 1 at once
+   with Python's 5 ms) while the event loop ticks every millisecond: the wall and CPU time of
+   the reading and how late the loop's ticks come (the GIL the readers hold).
 
 Run: ``.venv/bin/python -m bench.media_bench [--rounds 10] [--send-rate 30]``
 """
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import statistics
@@ -126,10 +128,11 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-async def _read_ticking(pdfs: list[bytes], threads: int) -> tuple[float, float, list[float]]:
+async def _read_ticking(pdfs: list[bytes], threads: int, shared: bool = True) -> tuple[float, float, list[float]]:
     """Read ``pdfs`` as the bot does, ``threads`` at a time, while the loop ticks every 1 ms:
-    (wall seconds, CPU seconds, how late each tick came)."""
-    from core.media.documents import extract
+    (wall seconds, CPU seconds, how late each tick came); ``shared``: with the GIL's switch
+    interval the bot reads with (:func:`core.media.documents.gil_shared`), else Python's default."""
+    from core.media.documents import extract, gil_shared
 
     late: list[float] = []
     reading = asyncio.Semaphore(threads)
@@ -147,7 +150,8 @@ async def _read_ticking(pdfs: list[bytes], threads: int) -> tuple[float, float, 
 
     ticks = asyncio.create_task(tick())
     wall, cpu = time.perf_counter(), time.process_time()
-    await asyncio.gather(*(read(data) for data in pdfs))
+    with gil_shared() if shared else contextlib.nullcontext():
+        await asyncio.gather(*(read(data) for data in pdfs))
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     done.set()
     await ticks
@@ -158,11 +162,12 @@ async def readers_phase(rounds: int = 2) -> None:
     """How reading 20 PDFs in 1 or 2 worker threads delays the event loop (see the docstring)."""
     pdfs = [_pdf(20, f"bench chat {i}") for i in range(CHATS)]
     await _read_ticking(pdfs[:1], 1)  # pypdf imported
-    for threads in (2, 1) * rounds:
-        wall, cpu, late = await _read_ticking(pdfs, threads)
+    for threads, shared in ((2, True), (1, True), (1, False)) * rounds:
+        wall, cpu, late = await _read_ticking(pdfs, threads, shared)
+        interval = "1 ms switch interval" if shared else "Python's 5 ms"
         print(
-            f"{CHATS} PDFs read {threads} at a time: {wall * 1000:.0f} ms, CPU {cpu * 1000:.0f} ms (the ticks' "
-            f"own included); the loop's 1 ms ticks late by median {_ms(late, 0.5):.1f} ms, p99 "
+            f"{CHATS} PDFs read {threads} at a time ({interval}): {wall * 1000:.0f} ms, CPU {cpu * 1000:.0f} ms "
+            f"(the ticks' own included); the loop's 1 ms ticks late by median {_ms(late, 0.5):.1f} ms, p99 "
             f"{_ms(late, 0.99):.1f} ms, at most {max(late) * 1000:.1f} ms ({_load()})",
             flush=True,
         )
