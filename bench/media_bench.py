@@ -18,8 +18,8 @@ first text the person sees (``sendMessage`` or ``sendMessageDraft``, Telegram's 
 included) *minus* the time a provider request of that chat was in the fake OpenAI server (its own
 timestamps: from the request read to the response written), so the provider's transcription and
 answer time are excluded. Median and p99 are printed, and the same for the first words (the quoted
-transcript, the cut note: a message or a draft with text), and the wait from the update to the
-bot asking for its file (``getFile``).
+transcript, the cut note: a message or a draft with text), the wait from the update to the bot
+asking for its file (``getFile``), and to the bot's ``getUpdates`` call that carries it.
 
 3. ``memory``: a fresh ``ferry telegram`` process; 10 chats send a 20 MB document each at the same
    moment; the process's peak RSS (``VmHWM`` in ``/proc/PID/status``) before and after.
