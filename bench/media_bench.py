@@ -18,14 +18,15 @@ first text the person sees (``sendMessage`` or ``sendMessageDraft``, Telegram's 
 included) *minus* the time a provider request of that chat was in the fake OpenAI server (its own
 timestamps: from the request read to the response written), so the provider's transcription and
 answer time are excluded. Median and p99 are printed, and the same for the first words (the quoted
-transcript, the cut note: a message or a draft with text), and the wait from the update to the
-bot asking for its file (``getFile``).
+transcript, the cut note: a message or a draft with text), the wait from the update to the bot
+asking for its file (``getFile``), and to the bot's ``getUpdates`` call that carries it.
 
 3. ``memory``: a fresh ``ferry telegram`` process; 10 chats send a 20 MB document each at the same
    moment; the process's peak RSS (``VmHWM`` in ``/proc/PID/status``) before and after.
 4. ``readers`` (not run by default): in this process, the 20 PDFs read as the bot reads them (a
-   worker thread each, 1 or 2 at once) while the event loop ticks every millisecond: the wall
-   and CPU time of the reading and how late the loop's ticks come (the GIL the readers hold).
+   worker thread each, 1 or 2 at once; with the bot's 1 ms GIL switch interval, and 1 at once
+   with Python's 5 ms) while the event loop ticks every millisecond: the wall and CPU time of
+   the reading and how late the loop's ticks come (the GIL the readers hold).
 
 Run: ``.venv/bin/python -m bench.media_bench [--rounds 10] [--send-rate 30]``
 """
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import statistics
@@ -126,10 +128,11 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-async def _read_ticking(pdfs: list[bytes], threads: int) -> tuple[float, float, list[float]]:
+async def _read_ticking(pdfs: list[bytes], threads: int, shared: bool = True) -> tuple[float, float, list[float]]:
     """Read ``pdfs`` as the bot does, ``threads`` at a time, while the loop ticks every 1 ms:
-    (wall seconds, CPU seconds, how late each tick came)."""
-    from core.media.documents import extract
+    (wall seconds, CPU seconds, how late each tick came); ``shared``: with the GIL's switch
+    interval the bot reads with (:func:`core.media.documents.gil_shared`), else Python's default."""
+    from core.media.documents import extract, gil_shared
 
     late: list[float] = []
     reading = asyncio.Semaphore(threads)
@@ -147,7 +150,8 @@ async def _read_ticking(pdfs: list[bytes], threads: int) -> tuple[float, float, 
 
     ticks = asyncio.create_task(tick())
     wall, cpu = time.perf_counter(), time.process_time()
-    await asyncio.gather(*(read(data) for data in pdfs))
+    with gil_shared() if shared else contextlib.nullcontext():
+        await asyncio.gather(*(read(data) for data in pdfs))
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     done.set()
     await ticks
@@ -158,11 +162,12 @@ async def readers_phase(rounds: int = 2) -> None:
     """How reading 20 PDFs in 1 or 2 worker threads delays the event loop (see the docstring)."""
     pdfs = [_pdf(20, f"bench chat {i}") for i in range(CHATS)]
     await _read_ticking(pdfs[:1], 1)  # pypdf imported
-    for threads in (2, 1) * rounds:
-        wall, cpu, late = await _read_ticking(pdfs, threads)
+    for threads, shared in ((2, True), (1, True), (1, False)) * rounds:
+        wall, cpu, late = await _read_ticking(pdfs, threads, shared)
+        interval = "1 ms switch interval" if shared else "Python's 5 ms"
         print(
-            f"{CHATS} PDFs read {threads} at a time: {wall * 1000:.0f} ms, CPU {cpu * 1000:.0f} ms (the ticks' "
-            f"own included); the loop's 1 ms ticks late by median {_ms(late, 0.5):.1f} ms, p99 "
+            f"{CHATS} PDFs read {threads} at a time ({interval}): {wall * 1000:.0f} ms, CPU {cpu * 1000:.0f} ms "
+            f"(the ticks' own included); the loop's 1 ms ticks late by median {_ms(late, 0.5):.1f} ms, p99 "
             f"{_ms(late, 0.99):.1f} ms, at most {max(late) * 1000:.1f} ms ({_load()})",
             flush=True,
         )
@@ -186,6 +191,8 @@ class Bench:
         self.ai = _timed_openai(self.busy)
         self.clock = Clock()
         self.to_fetch: list[float] = []  # update available -> the bot asks for its file (getFile)
+        self.to_poll: list[float] = []  # update available -> the bot's getUpdates that carries it
+        self.unpolled: set[int] = set()  # chats whose update no getUpdates answer carried yet
         self.words: list[float] = []  # Ferry's own time to the first words (not a "thinking" draft)
         self.finals: dict[int, int] = {}
         self.file_chat: dict[str, int] = {}  # file_id -> chat, to see when the bot asked for it
@@ -210,6 +217,10 @@ class Bench:
         return self.tg.push_document(chat, f"report-{chat}.pdf", data, caption="summarise")
 
     def on_call(self, call: Any) -> None:
+        if call.method == "getUpdates":  # its answer carries every update pushed before this
+            for chat in self.unpolled:
+                self.to_poll.append(max(0.0, call.at - self.clock.pushed_at[chat]))  # call.at: it came
+            self.unpolled.clear()
         if call.method == "getFile" and call.params.get("file_id") in self.file_chat:
             self.fetched_at.setdefault(self.file_chat[call.params["file_id"]], time.perf_counter())
         if call.method in ("sendMessageDraft", "sendMessage"):
@@ -231,6 +242,7 @@ class Bench:
         self.words_at.pop(chat, None)
         done = self.clock.push(chat)
         msg = send(chat)
+        self.unpolled.add(chat)
         media = (msg.get("voice") or msg.get("document") or {}) if isinstance(msg, dict) else {}
         if "file_id" in media:
             self.file_chat[media["file_id"]] = chat
@@ -280,6 +292,7 @@ class Bench:
                     continue
                 own: list[float] = []
                 self.to_fetch.clear()
+                self.to_poll.clear()
                 self.words.clear()
                 cpu0, start = _cpu_seconds(bot.proc.pid), time.perf_counter()
                 await asyncio.gather(*(self.person(base + i, send, per_turn, own) for i in range(CHATS)))
@@ -294,7 +307,9 @@ class Bench:
                 print(
                     f"{'':<24} to the first words (transcript, cut note; not the 'thinking' draft) median "
                     f"{_ms(self.words, 0.5):6.1f} ms  p99 {_ms(self.words, 0.99):6.1f} ms; update -> getFile "
-                    f"median {_ms(self.to_fetch, 0.5):5.1f} ms  p99 {_ms(self.to_fetch, 0.99):5.1f} ms",
+                    f"median {_ms(self.to_fetch, 0.5):5.1f} ms  p99 {_ms(self.to_fetch, 0.99):5.1f} ms; update "
+                    f"-> the bot's getUpdates carrying it median {_ms(self.to_poll, 0.5):5.1f} ms  p99 "
+                    f"{_ms(self.to_poll, 0.99):5.1f} ms",
                     flush=True,
                 )
                 if self.strays:

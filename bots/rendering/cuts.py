@@ -11,6 +11,8 @@ import bisect
 import unicodedata
 from collections.abc import Sequence
 
+from bots.rendering.styled import utf16_len
+
 _JOINERS = frozenset({"\u200d", "\ufe0e", "\ufe0f"})
 
 
@@ -26,12 +28,14 @@ def cut_ranges(text: str, in_pre: Sequence[bool], limit: int) -> list[tuple[int,
     """
     if limit < 2:
         raise ValueError("limit must be at least 2 UTF-16 units")
+    n = len(text)
+    if n <= limit // 2 or utf16_len(text) <= limit:
+        return [(0, n)] if n else []  # fits whole (most answers): no offsets per character
     offsets = [0]
     for ch in text:
         offsets.append(offsets[-1] + (2 if ord(ch) > 0xFFFF else 1))
     ranges: list[tuple[int, int]] = []
     start = 0
-    n = len(text)
     while start < n:
         if offsets[n] - offsets[start] <= limit:
             ranges.append((start, n))
@@ -107,5 +111,3 @@ def _inside_cluster(text: str, j: int) -> bool:
             run += 1
         return run % 2 == 1  # flags are pairs of regional indicators
     return False
-
-

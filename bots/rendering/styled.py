@@ -6,8 +6,9 @@ gives them in UTF-16 code units, the unit in which Telegram and Signal count.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 Style = Literal["bold", "italic", "strike", "underline", "spoiler", "code", "pre", "link", "quote"]
@@ -19,8 +20,8 @@ FORMATTING: frozenset[str] = frozenset({"bold", "italic", "strike", "underline",
 
 def utf16_len(text: str) -> int:
     """Length of ``text`` in UTF-16 code units (an emoji outside the BMP counts 2)."""
-    # Counted rather than encoded, so a lone surrogate in odd input cannot raise.
-    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+    # "surrogatepass": a lone surrogate in odd input counts 1 instead of raising.
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def utf16_offsets(text: str) -> list[int]:
@@ -75,7 +76,7 @@ class Styled:
         for ch in self.text:
             moved.append(moved[-1] + 1 + (len(rest) if ch == "\n" else 0))
         # An end offset counts the indent after a line break the span ends with: it stays inside.
-        spans = tuple(replace(s, start=moved[s.start], end=moved[s.end]) for s in self.spans)
+        spans = tuple(Span(moved[s.start], moved[s.end], s.style, s.value) for s in self.spans)
         return Styled(first + self.text.replace("\n", "\n" + rest), spans)
 
     def slice(self, start: int, end: int) -> Styled:
@@ -93,11 +94,29 @@ class Styled:
 
     def stacks(self) -> list[tuple[int, ...]]:
         """For every character, the indexes of the spans covering it, outermost first."""
-        covering: list[list[int]] = [[] for _ in self.text]
+        out: list[tuple[int, ...]] = []
+        for start, end, stack in self.runs():
+            out += [stack] * (end - start)
+        return out
+
+    def runs(self) -> list[tuple[int, int, tuple[int, ...]]]:
+        """``(start, end, stack)`` for each stretch of text between span edges (none empty): the
+        indexes of the spans covering it, outermost first. Swept edge by edge, not character by
+        character (a long answer's every character was a list, then a tuple)."""
+        opening: dict[int, list[int]] = {}
+        closing: dict[int, list[int]] = {}
         for k, span in enumerate(self.spans):
-            for i in range(span.start, span.end):
-                covering[i].append(k)
-        return [tuple(c) for c in covering]
+            if span.end > span.start:
+                opening.setdefault(span.start, []).append(k)
+                closing.setdefault(span.end, []).append(k)
+        edges = sorted({0, len(self.text), *opening, *closing})
+        out: list[tuple[int, int, tuple[int, ...]]] = []
+        covering: set[int] = set()
+        for start, end in itertools.pairwise(edges):
+            covering.difference_update(closing.get(start, ()))
+            covering.update(opening.get(start, ()))
+            out.append((start, end, tuple(sorted(covering))))
+        return out
 
     def utf16(self) -> list[tuple[int, int, Span]]:
         """``(offset, length, span)`` of the non-empty spans in UTF-16 units, in text order.
@@ -119,6 +138,6 @@ def join(pieces: Sequence[Styled]) -> Styled:
     shift = 0
     for piece in pieces:
         texts.append(piece.text)
-        spans.extend(replace(s, start=s.start + shift, end=s.end + shift) for s in piece.spans)
+        spans.extend(Span(s.start + shift, s.end + shift, s.style, s.value) for s in piece.spans)
         shift += len(piece.text)
     return Styled("".join(texts), tuple(spans))

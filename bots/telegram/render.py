@@ -105,8 +105,14 @@ def _rendered(markdown: str, limit: int) -> tuple[str, ...]:
     """The parts of ``markdown``, kept for the texts rendered last: an answer's final text is
     most often the text its last draft or edit showed, rendered again (a short answer's
     rendering takes 0.2 to 1 ms, mostly markdown-it)."""
-    parts = [encode(part) for part in split_styled(render_styled(markdown), limit)]
-    return tuple(piece for part in parts for piece in _within_entity_limit(part))
+    out: list[str] = []
+    for part in split_styled(render_styled(markdown), limit):
+        html_part = encode(part)
+        if entity_count(html_part, part.text) <= TELEGRAM_MAX_ENTITIES:
+            out.append(html_part)  # most parts: their visible text is known, not parsed back
+        else:
+            out += _within_entity_limit(html_part)
+    return tuple(out)
 
 
 _ENTITY_OPEN = re.compile(r"<(?:b|strong|i|em|u|ins|s|strike|del|tg-spoiler|span|a|code|pre|blockquote)[\s>]")
@@ -120,10 +126,13 @@ _AUTO_ENTITY = re.compile(
 )
 
 
-def entity_count(html_text: str) -> int:
+def entity_count(html_text: str, visible: str | None = None) -> int:
     """Entities of Telegram HTML: its tags and what Telegram detects in the text (an upper bound:
-    a ``<pre><code>`` block counts twice, a URL inside code counts too)."""
-    return len(_ENTITY_OPEN.findall(html_text)) + len(_AUTO_ENTITY.findall(visible_text(html_text)))
+    a ``<pre><code>`` block counts twice, a URL inside code counts too). ``visible``: the text
+    Telegram shows for it, when known."""
+    if visible is None:
+        visible = visible_text(html_text)
+    return len(_ENTITY_OPEN.findall(html_text)) + len(_AUTO_ENTITY.findall(visible))
 
 
 def _within_entity_limit(part: str) -> list[str]:

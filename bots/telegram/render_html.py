@@ -64,28 +64,29 @@ def _tags(span: Span) -> tuple[tuple[str, str], ...]:
     return ((f"<{tag}>", f"</{tag}>"),)
 
 
-def _stacks(styled: Styled) -> list[tuple[int, ...]]:
+def _runs(styled: Styled) -> list[tuple[int, int, tuple[int, ...]]]:
+    """:meth:`Styled.runs` as Telegram shows them: formatting stops around code, and stretches
+    left alike by that are one."""
     spans = styled.spans
-    stacks = styled.stacks()
-    for i, stack in enumerate(stacks):
+    out: list[tuple[int, int, tuple[int, ...]]] = []
+    for start, end, stack in styled.runs():
         if any(spans[k].style in _CODE for k in stack):
             # Telegram lets no entity overlap code: bold, italic and the like stop around it.
-            stacks[i] = tuple(k for k in stack if spans[k].style not in FORMATTING)
-    return stacks
+            stack = tuple(k for k in stack if spans[k].style not in FORMATTING)
+        if out and out[-1][2] == stack:
+            out[-1] = (out[-1][0], end, stack)
+        else:
+            out.append((start, end, stack))
+    return out
 
 
 def encode(styled: Styled) -> str:
     """``styled`` as balanced Telegram HTML; elements are closed and reopened where needed."""
-    text, stacks = styled.text, _stacks(styled)
+    text = styled.text
     tags = [_tags(span) for span in styled.spans]
     out: list[str] = []
     open_: tuple[int, ...] = ()
-    i = 0
-    while i < len(text):
-        stack = stacks[i]
-        j = i
-        while j < len(text) and stacks[j] == stack:
-            j += 1
+    for i, j, stack in _runs(styled):
         common = 0
         while common < min(len(open_), len(stack)) and open_[common] == stack[common]:
             common += 1
@@ -93,7 +94,6 @@ def encode(styled: Styled) -> str:
         out.extend(start for k in stack[common:] for start, _ in tags[k])
         out.append(esc(text[i:j]))
         open_ = stack
-        i = j
     out.extend(end for k in reversed(open_) for _, end in reversed(tags[k]))
     return "".join(out)
 
