@@ -35,10 +35,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import re
 import statistics
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -131,8 +131,9 @@ def _children(pid: int) -> list[int]:
 async def _read_ticking(pdfs: list[bytes], threads: int, shared: bool = True) -> tuple[float, float, list[float]]:
     """Read ``pdfs`` as the bot does, ``threads`` at a time, while the loop ticks every 1 ms:
     (wall seconds, CPU seconds, how late each tick came); ``shared``: with the GIL's switch
-    interval the bot reads with (:func:`core.media.documents.gil_shared`), else Python's default."""
-    from core.media.documents import extract, gil_shared
+    interval the bot runs with (:data:`bots.cli.SWITCH_INTERVAL`), else Python's default."""
+    from bots.cli import SWITCH_INTERVAL
+    from core.media.documents import extract
 
     late: list[float] = []
     reading = asyncio.Semaphore(threads)
@@ -150,8 +151,12 @@ async def _read_ticking(pdfs: list[bytes], threads: int, shared: bool = True) ->
 
     ticks = asyncio.create_task(tick())
     wall, cpu = time.perf_counter(), time.process_time()
-    with gil_shared() if shared else contextlib.nullcontext():
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_INTERVAL if shared else 0.005)
+    try:
         await asyncio.gather(*(read(data) for data in pdfs))
+    finally:
+        sys.setswitchinterval(before)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     done.set()
     await ticks

@@ -15,10 +15,12 @@ log = logging.getLogger("ferry")
 
 SWITCH_INTERVAL = 0.001
 """Seconds another thread may keep the GIL while a bot's event loop waits for it (Python's default
-is 0.005). The loop gives up the GIL at every socket and file call; the store's worker threads (and
-a document's reader) then keep it until the interval is up, so each of a turn's dozens of such calls
-could cost up to 5 ms. ``bench.telegram_bench --runs table --send-rate 1000``, alternating: 42.4
-answers/s at 19.8 ms of CPU an answer with 0.005, 55.1 and 53.6 at 14.7 and 16.8 ms with 0.001."""
+is 0.005). The loop gives up the GIL at every socket and file call; the store's worker threads and
+a document's reader then keep it until the interval is up, so each of a turn's dozens of such calls
+could cost up to 5 ms. ``bench.media_bench --phases readers``: the loop's 1 ms ticks came 4.5-5.3 ms
+late (median) while PDFs were read, 1.3 ms with 0.001, for the same CPU. ``bench.telegram_bench
+--runs table --send-rate 1000``, alternating: 42.4 answers/s at 19.8 ms of CPU an answer with
+0.005; 55.1 and 53.6 at 14.7 and 16.8 ms with 0.001."""
 
 
 def _setup_logging(level: str) -> None:

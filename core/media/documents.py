@@ -12,14 +12,12 @@ broken files and unknown types each get their own sentence; nothing is stored fo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import io
 import logging
 import os
-import sys
 import zipfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -45,12 +43,6 @@ READERS = 1
 One: the readers are pure Python, so a second thread reads no faster and only fights the event
 loop for the GIL (``bench.media_bench --phases readers``, 20 PDFs of 20 pages: the same 0.3 s
 and CPU, the loop's ticks late by 9-12 ms median with 2 threads, 5 ms with 1)."""
-SWITCH_INTERVAL = 0.001
-"""Seconds a reader thread may hold the GIL while the event loop waits for it (Python's default
-is 0.005). Each time the loop releases the GIL (a socket read or write, a poll, a file call) the
-reader takes it and keeps it until the interval is up, so every such call of the loop cost up to
-5 ms while a document was read: the readers phase's 1 ms ticks came 5.3 ms late (median) with the
-default, 1.3 ms with 0.001; the reading's own CPU time stays the same."""
 IN_MEMORY = 4 * 1024 * 1024
 """A spooled document up to this size is read into memory before extraction."""
 NOTE_ROOM = 400  # characters kept free for the framing and the cut note
@@ -196,23 +188,6 @@ def _fit(text: str, budget: int, complete: bool = True) -> Extract:
     return Extract(cut, len(text), True)
 
 
-_sharing: list[float] = []  # the switch interval before the first reader, per reader inside
-
-
-@contextlib.contextmanager
-def gil_shared() -> Iterator[None]:
-    """While any reader is inside (on the event loop's thread), the GIL is handed over every
-    :data:`SWITCH_INTERVAL`; the interval from before is set back when the last one leaves."""
-    _sharing.append(_sharing[0] if _sharing else sys.getswitchinterval())
-    sys.setswitchinterval(min(_sharing[0], SWITCH_INTERVAL))
-    try:
-        yield
-    finally:
-        before = _sharing.pop()
-        if not _sharing:
-            sys.setswitchinterval(before)
-
-
 def extract(kind: str, source: Source, budget: int) -> Extract:
     """The document's text within ``budget`` characters; raises :class:`Unreadable`."""
     reader = {"pdf": _pdf, "docx": _docx, "text": _text}[kind]
@@ -251,8 +226,7 @@ class Documents(MediaFeature):
         budget = max(self._s.settings.max_message_chars - framing, 500)
         try:
             async with self._reading:
-                with gil_shared():
-                    read = await asyncio.to_thread(extract, kind, doc.source(), budget)
+                read = await asyncio.to_thread(extract, kind, doc.source(), budget)
         except Unreadable as exc:
             log.info("document %r from %s not read: %s", name, request.msg.sender, exc.reason)
             yield self._s.notice(lang, f"media.doc_{exc.reason}", name=name, **exc.values)
