@@ -2,20 +2,32 @@
 
 Both adapters fetch attachments this way: the Telegram Bot API's ``/file/bot<token>/<path>`` and
 signal-cli-rest-api's ``/v1/attachments/{id}``. The file is written whole before it is handed on,
-since the intake record names it: a process killed after recording still has it (the page cache
-outlives the process). No fsync of its own on the way to the first answer: the TinyDB store's
-group commit flushes the data folder's whole file system (``syncfs``) when it makes the record
-durable, and the spool is in that folder.
+since the intake record names it, and made durable (the file and its folder entry flushed) before
+it is: a record that outlives a power cut names a file that did too, whichever store keeps the
+record (the TinyDB store's ``syncfs`` would cover the spool, a PostgreSQL store's commit does not).
+The flushes run in a worker thread and come after the "thinking" draft, which goes out at receipt.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 from pathlib import Path
 
 import aiohttp
 
 CHUNK = 1 << 16
 """Bytes read at a time."""
+
+
+def _durable(fd: int, folder: Path) -> None:
+    """Flush a written file and the folder holding its name."""
+    os.fsync(fd)
+    entry = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(entry)
+    finally:
+        os.close(entry)
 
 
 class DownloadFailed(Exception):
@@ -45,6 +57,8 @@ async def stream_to_file(
                     if written > limit:
                         raise DownloadFailed(f"larger than {limit} bytes")
                     out.write(chunk)
+                out.flush()
+                await asyncio.to_thread(_durable, out.fileno(), path.parent)
             return written
     except BaseException as err:
         path.unlink(missing_ok=True)  # noqa: ASYNC240 (one unlink, on failure)

@@ -31,6 +31,26 @@ async def test_a_file_is_written_whole(server: str, tmp_path: Path) -> None:
     assert path.read_bytes() == BIG
 
 
+async def test_the_file_and_its_folder_entry_are_flushed_before_it_is_handed_on(
+    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The intake record names the file; with a PostgreSQL store nothing else flushes the spool.
+    flushed: list[tuple[int, int]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        st = os.fstat(fd)
+        flushed.append((st.st_dev, st.st_ino))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    path = tmp_path / "big"
+    async with aiohttp.ClientSession() as session:
+        await stream_to_file(session, f"{server}/big", path, len(BIG))
+    inode = lambda p: (p.stat().st_dev, p.stat().st_ino)  # noqa: E731
+    assert inode(path) in flushed and inode(tmp_path) in flushed
+
+
 async def test_a_file_over_its_limit_leaves_nothing(server: str, tmp_path: Path) -> None:
     path = tmp_path / "big"
     async with aiohttp.ClientSession() as session:
