@@ -77,6 +77,7 @@ class Receipt:
         self.counted = False
         """An earlier run stored this turn's answer, and its usage with it: the redo's is not added."""
         self._answer_kept = record.status == "answered"  # durably, in the record
+        self._kept: list[dict[str, Any]] | None = record.answer if self._answer_kept else None
         self.so_far: list[ReplyEvent] = []
         """The deliverable events the core has produced so far (the answering task appends)."""
         self._on_settled = on_settled
@@ -116,9 +117,11 @@ class Receipt:
         self.answer = answer
         if self.settled:
             return  # the adapter delivered it already: one write fewer
+        if answer == self._kept:
+            return  # kept already, as the final text went out (``shown``): one write fewer
         if answer:
             await self.store.mark_answered(self.chat, self.key, answer)
-            self._answer_kept = True
+            self._answer_kept, self._kept = True, answer
         else:
             await self.delivered(None)
 
@@ -133,7 +136,7 @@ class Receipt:
         if ref.startswith("sending") and not self._answer_kept and (self.answer or self.so_far):
             answer = self.answer or [event_to_dict(e) for e in self.so_far]
             await self.store.mark_answered(self.chat, self.key, answer)
-            self._answer_kept = True
+            self._answer_kept, self._kept = True, answer
         await self.store.mark_shown(self.chat, self.key, ref)
 
     async def delivered(self, ref: str | None) -> None:

@@ -7,7 +7,6 @@ open and close, backup and restore; the class the app uses)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ from tinydb.table import Document, Table
 from core.store.base import (
     StoreError,
 )
+from core.store.batching import Batches, Call, run_calls
 from core.store.group_commit import GroupCommit
 from core.store.tinydb_files import (
     AtomicJSONStorage,
@@ -78,6 +78,7 @@ class TinyDBFiles:
         self._unit = threading.local()
         self._commit: GroupCommit[Path] = GroupCommit(self._sync_folders)
         self._pool: PriorityWorkers | None = None
+        self._batches: Batches | None = None
 
     # plumbing
 
@@ -107,8 +108,18 @@ class TinyDBFiles:
     async def _submit(self, priority: int, fn: Callable[..., R], *args: Any, read_only: bool = False) -> R:
         if self._locks is None:
             raise StoreError("the store is not open; call open() first")
-        future = self._executor().submit(priority, self._guard, fn, *args, read_only=read_only)
-        return await asyncio.wrap_future(future)
+        loop = asyncio.get_running_loop()
+        batches = self._batches
+        if batches is None or batches.loop is not loop:
+            batches = self._batches = Batches(loop, self._send)
+        result: R = await batches.add(priority, read_only, fn, args)
+        return result
+
+    def _send(self, priority: int, read_only: bool, calls: list[Call], hand_back: Callable[[list[Call]], None]) -> None:
+        """One worker item for a loop turn's calls of one kind (``core/store/batching.py``)."""
+        if self._locks is None:
+            raise StoreError("the store is not open; call open() first")
+        self._executor().submit(priority, self._guard_all, calls, hand_back, read_only=read_only)
 
     def _executor(self) -> PriorityWorkers:
         """The store's own worker threads, so its operations never queue behind other libraries'
@@ -119,28 +130,44 @@ class TinyDBFiles:
         return self._pool
 
     def _guard(self, fn: Callable[..., R], *args: Any) -> R:
-        """Run one operation in this thread; return once its renames and deletions are durable.
+        """Run one operation in this thread; return once its writes are durable (see :meth:`_guard_all`)."""
+        done: list[Call] = []
+        self._guard_all([Call(fn, args, None)], done.extend)
+        if done[0].error is not None:
+            raise done[0].error
+        result: R = done[0].value
+        return result
 
-        Its writes leave their folders' fsyncs to the group commit, which runs after the operation
-        released its locks and joins them with concurrent operations' (one pass for many turns).
+    def _guard_all(self, calls: list[Call], hand_back: Callable[[list[Call]], None]) -> None:
+        """Run calls one after another in this thread; hand their outcomes back once their renames,
+        deletions and appends are durable.
+
+        Their writes leave the flushes to the group commit, which runs after the calls released
+        their locks and joins them with concurrent operations' (one pass for many turns); what did
+        happen is made durable beside a failed call too.
         """
         folders: set[Path] = set()
         self._unit.folders = folders
         try:
-            try:
-                result = fn(*args)
-            except BaseException:
-                self._unit.folders = None
-                with contextlib.suppress(Exception):
-                    self._commit.durable(folders)  # what did happen is made durable all the same
-                raise
+            run_calls(calls)
+        finally:
             self._unit.folders = None
+        try:
             self._commit.durable(folders)
-            return result
-        except StoreError:
-            raise
-        except OSError as exc:
-            raise store_error(exc, "access", Path(exc.filename or self._layout.root)) from exc
+        except BaseException as exc:
+            for call in calls:
+                call.error = call.error or exc
+        for call in calls:
+            call.error = self._translated(call.error)
+        hand_back(calls)
+
+    def _translated(self, exc: BaseException | None) -> BaseException | None:
+        """An operating system error as the store's error (others as they are)."""
+        if exc is None or isinstance(exc, StoreError) or not isinstance(exc, OSError):
+            return exc
+        error = store_error(exc, "access", Path(exc.filename or self._layout.root))
+        error.__cause__ = exc
+        return error
 
     @contextmanager
     def _locked(self, path: Path) -> Iterator[None]:

@@ -102,6 +102,7 @@ class TinyDBStore(UserFiles, IntakeFiles):
         locks, self._locks = self._locks, None
         if locks is not None:
             locks.close()
+        self._batches = None
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown()  # nothing runs: every operation was awaited

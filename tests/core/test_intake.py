@@ -17,13 +17,14 @@ import pytest
 from core.app import assemble
 from core.assistant import Assistant
 from core.context import CUT_OFF_NOTE, UNDELIVERED_NOTE
+from core.intake import Receipt, event_to_dict, incoming_to_dict
 from core.llm import OpenAIModelClient
 from core.reply import Reply
 from core.store.base import IntakeRecord, Store, StoreError
 from core.store.memory import MemoryStore
 from core.store.postgres import PostgresStore
 from core.store.tinydb_store import TinyDBStore
-from core.types import ChatKey, FinalText, Identity, Incoming, PartialAnswer, ReplyEvent
+from core.types import ChatKey, FinalText, Identity, Incoming, Notice, PartialAnswer, ReplyEvent
 from tests.conftest import MakeAssistant, make_settings
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.openai_server import Reply as ModelReply
@@ -371,3 +372,34 @@ class NoAnswerMarks(MemoryStore):
             self.answer_stored.set()
             await asyncio.Event().wait()  # never: the kill comes first
         await super().mark_answered(chat, key, answer)
+
+
+class CountedMarks(MemoryStore):
+    """A memory store counting its ``mark_answered`` writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answered_marks = 0
+
+    async def mark_answered(self, chat: str, key: str, answer: list[dict[str, Any]]) -> None:
+        self.answered_marks += 1
+        await super().mark_answered(chat, key, answer)
+
+
+async def test_the_answer_kept_as_its_final_text_went_out_is_not_written_again_unless_it_grew() -> None:
+    store = CountedMarks()
+    msg = message("hello")
+    receipt = Receipt(store, IntakeRecord("telegram:5", str(msg.chat), incoming_to_dict(msg), 1.0), msg)
+    await receipt.start_recording()
+    final = FinalText("hi")
+    receipt.so_far.append(final)
+    await receipt.shown("sending:1")  # the final text goes out before the core's turn ends
+    await receipt.answered([final])
+    assert store.answered_marks == 1
+    (kept,) = await store.unfinished("telegram")
+    assert kept.status == "answered" and kept.answer == [event_to_dict(final)] and kept.ref == "sending:1"
+    grown: list[ReplyEvent] = [final, Notice("budget")]
+    await receipt.answered(grown)  # more to deliver than the mark kept: written
+    assert store.answered_marks == 2
+    (kept,) = await store.unfinished("telegram")
+    assert kept.answer == [event_to_dict(e) for e in grown]
