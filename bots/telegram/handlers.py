@@ -69,14 +69,14 @@ class TelegramBot:
         self.intake = Intake()
         self.receive = receiver_for(core)
         self.albums = Albums()  # an album's photos become one message (bots/telegram/media.py)
-        self.thinking = EarlyThinking(self._sender)  # the draft at receipt (bots/telegram/thinking.py)
+        self.thinking = EarlyThinking(self.sender)  # the draft at receipt (bots/telegram/thinking.py)
         self._relay: AlertRelay | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._recovery: asyncio.Task[None] | None = None
 
     async def send_alert(self, app: Application[Any, Any, Any, Any, Any, Any], alert: AdminAlert) -> None:
         """Send an alert to each of its ``telegram:<id>`` recipients (others are not ours)."""
-        sender = Sender(app, self.gate, self.pacing, self.pacer, self.limiter, self.moves, self.ids)
+        sender = self.sender(app)
         for identity in alert.to:
             platform, _, ident = identity.partition(":")
             if platform != PLATFORM or not ident.lstrip("-").isdigit():
@@ -87,8 +87,10 @@ class TelegramBot:
             except TelegramError as exc:
                 log.warning("could not alert %s: %s", identity, exc)
 
-    def _sender(self) -> Sender:
-        return Sender(self.app, self.gate, self.pacing, self.pacer, self.limiter, self.moves, self.ids)
+    def sender(self, app: Application[Any, Any, Any, Any, Any, Any] | None = None) -> Sender:
+        """A sender sharing this bot's flood gates, pacing and global limit (through ``app`` or its own)."""
+        through = app if app is not None else self.app
+        return Sender(through, self.gate, self.pacing, self.pacer, self.limiter, self.moves, self.ids)
 
     def start_relay(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         """Deliver alerts the other messenger's process left for people on Telegram."""

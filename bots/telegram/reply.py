@@ -37,13 +37,19 @@ log = logging.getLogger(__name__)
 PHOTO_LIMIT = 10 * 1000 * 1000  # sendPhoto takes photos up to 10 MB; larger go as documents
 
 
+_draft_ids = itertools.count(1)
+
+
+def new_draft_id() -> int:
+    """A draft id of its own: a draft replaces only the draft of the same id in its chat."""
+    return next(_draft_ids)
+
+
 class LiveAnswer:
     """One streamed answer: drafts (private) or an edited placeholder (groups), then the final text.
 
     Previews are best effort and paced; the final text is delivered exactly once.
     """
-
-    _draft_ids = itertools.count(1)
 
     def __init__(  # ``stray``: a placeholder an earlier run marked but did not record (marked.py)
         self, sender: Sender, target: Target, pacing: Pacing, on_shown: Marker | None = None,
@@ -53,7 +59,7 @@ class LiveAnswer:
         self.stray = stray
         self.target = target
         self.pacing = pacing
-        self.draft_id = next(self._draft_ids)
+        self.draft_id = new_draft_id()
         self.on_shown = on_shown
         # Group messages showing the answer so far; ``resume``: a placeholder an earlier run left.
         self.slots: list[int] = [resume] if resume else []
@@ -193,7 +199,7 @@ class TelegramReply:
         self.bot = bot
         self.app = app
         self.target = target
-        self.sender = Sender(app, bot.gate, bot.pacing, bot.pacer, bot.limiter, bot.moves, bot.ids)
+        self.sender = bot.sender(app)
         self.live: LiveAnswer | None = None
         self.typing = TypingLoop(self._send_typing, bot.pacing.typing_interval)
         self.progress_id: int | None = None

@@ -24,7 +24,7 @@ from telegram.constants import ChatType
 from telegram.error import RetryAfter, TelegramError
 
 from bots.telegram.media import messenger_limit
-from bots.telegram.reply import LiveAnswer
+from bots.telegram.reply import new_draft_id
 from bots.telegram.send import Sender, Target, retry_seconds
 from core.media import limits
 from core.media.documents import kind_of
@@ -87,7 +87,7 @@ class EarlyThinking:
         if sender.gate.wait_time(target.chat_id):
             return
         try:
-            await sender.preview(target, next(LiveAnswer._draft_ids), "")
+            await sender.preview(target, new_draft_id(), "")
         except RetryAfter as exc:
             sender.gate.close_for(target.chat_id, retry_seconds(exc))
         except TelegramError as exc:
