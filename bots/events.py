@@ -31,8 +31,8 @@ class ReplyView(Protocol):
     async def stream_start(self) -> None:
         """An answer is being generated (typing, a placeholder)."""
 
-    async def delta(self, markdown: str) -> None:
-        """The answer so far."""
+    async def delta(self, markdown: str, ended: bool) -> None:
+        """The answer so far; ``ended``: the model is done and the final text follows (show no more previews)."""
 
     async def final(self, markdown: str, buttons: Keyboard) -> None:
         """The complete answer, delivered once."""
@@ -58,7 +58,7 @@ async def show(view: ReplyView, event: ReplyEvent) -> None:
     if isinstance(event, StreamStart):
         await view.stream_start()
     elif isinstance(event, PartialAnswer):
-        await view.delta(event.text)
+        await view.delta(event.text, event.ended)
     elif isinstance(event, FinalText):
         await view.final(event.text, event.buttons)
     elif isinstance(event, Notice):

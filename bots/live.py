@@ -77,7 +77,8 @@ class Throttle:
     ``interval`` may be a function, asked after each showing (a pace that widens as an answer
     grows). ``delay()`` is asked before each showing for extra seconds to wait (flood control);
     ``show`` raising :class:`RetryLater` keeps the text pending for the next round, any
-    other exception skips this version (previews are best effort).
+    other exception skips this version (previews are best effort). The first text waits
+    ``settle`` seconds: an answer that is whole by then (:meth:`end`) shows no preview at all.
     """
 
     def __init__(
@@ -86,8 +87,10 @@ class Throttle:
         interval: float | Callable[[], float],
         name: str,
         delay: Callable[[], float] = lambda: 0.0,
+        settle: float = 0.0,
     ) -> None:
         self._show = show
+        self._settle = settle
         self._interval = interval
         self._name = name
         self._delay = delay
@@ -108,8 +111,19 @@ class Throttle:
             self._task = asyncio.create_task(self._pump())
 
     def update(self, text: str) -> None:
-        """A newer version of the text to show."""
+        """A newer version of the text to show; the first waits ``settle`` seconds."""
+        if not self.latest:
+            self._next_at = max(self._next_at, time.monotonic() + self._settle)
         self.latest = text
+        self._wake.set()
+
+    def end(self, text: str) -> None:
+        """``text`` is the last version, and the final text replaces it at once: nothing more is shown.
+
+        A showing in flight still lands; :meth:`close` waits for it.
+        """
+        self.latest = text
+        self._closed.set()
         self._wake.set()
 
     def shown(self, text: str) -> None:

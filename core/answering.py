@@ -199,6 +199,8 @@ class Answerer:
                     outcome.stop = item
                 else:
                     outcome.usage = item
+            if outcome.text:  # before the answer is stored: a preview now would be replaced at once
+                yield PartialAnswer(outcome.text, ended=True)
         except ModelError as e:
             outcome.failure = e
             outcome.text = outcome.text or e.partial_text

@@ -132,9 +132,14 @@ class StreamStart:
 
 @dataclass(frozen=True)
 class PartialAnswer:
-    """The answer being generated, as far as it goes: ``text`` is the whole answer so far (not a piece)."""
+    """The answer being generated, as far as it goes: ``text`` is the whole answer so far (not a piece).
+
+    ``ended``: the model's stream is over, and the final text follows as soon as the answer is
+    stored; an adapter shows no further preview (it would be replaced at once).
+    """
 
     text: str
+    ended: bool = False
 
 
 @dataclass(frozen=True)

@@ -118,8 +118,15 @@ class SignalReply:
         if await self.typing.stop() and self.context is not None:
             await guard(self.context.stop_typing(), "stop typing")
 
-    async def delta(self, markdown: str) -> None:
-        """The answer so far: the first words are sent at once, later versions paced as edits."""
+    async def delta(self, markdown: str, ended: bool = False) -> None:
+        """The answer so far: the first words are sent at once, later versions paced as edits.
+
+        Once ``ended`` nothing more is shown: the final text follows as soon as it is stored (as
+        the stream's last edit, or as one message when no words were out yet).
+        """
+        if ended:
+            self.preview.end(markdown)
+            return
         if self.stream is None and not self.stream_failed:
             await self._show(markdown)
             if self.stream is not None:

@@ -71,7 +71,9 @@ class LiveAnswer:
         self._closed = False
         self._keeper: asyncio.Task[None] | None = None
         interval = pacing.draft_interval if target.is_private else pacing.edit_interval
-        self._throttle = Throttle(self._preview, interval, f"preview in chat {target.chat_id}", delay=self._delay)
+        self._throttle = Throttle(
+            self._preview, interval, f"preview in chat {target.chat_id}", delay=self._delay, settle=pacing.settle
+        )
 
     def _delay(self) -> float:
         """Flood control, and in groups the chat's shared pace (every answer there takes turns)."""
@@ -106,9 +108,12 @@ class LiveAnswer:
                 log.warning("could not send a placeholder to %s: %s", self.target.chat_id, exc)
         self._throttle.start()
 
-    def update(self, text: str) -> None:
-        """The answer so far (Markdown)."""
-        self._throttle.update(text)
+    def update(self, text: str, ended: bool = False) -> None:
+        """The answer so far (Markdown); ``ended``: no more previews, the final text follows."""
+        if ended:
+            self._throttle.end(text)
+        else:
+            self._throttle.update(text)
 
     async def _preview(self, markdown: str) -> None:
         try:
@@ -255,9 +260,9 @@ class TelegramReply:
         if self.target.is_private and not live.drafted:
             self.typing.start()
 
-    async def delta(self, markdown: str) -> None:
-        """The answer so far, shown paced."""
-        (await self._live()).update(markdown)
+    async def delta(self, markdown: str, ended: bool = False) -> None:
+        """The answer so far, shown paced (no more once ``ended``)."""
+        (await self._live()).update(markdown, ended)
 
     async def final(self, markdown: str, buttons: Keyboard, *, marked: bool = True) -> None:
         """The complete answer: the placeholder's last edit, or new messages (``marked``: see

@@ -183,6 +183,20 @@ async def test_private_chat_streams_drafts_then_sends_one_message(
     assert (seen.chat.chat_id, seen.chat.is_group, str(seen.sender)) == ("42", False, "telegram:42")
 
 
+async def test_an_answer_whole_before_the_first_preview_is_due_is_sent_without_a_text_draft(
+    tg: FakeTelegram, ai: FakeOpenAI, assistant: Recording
+) -> None:
+    """A fast model's answer is shown once, as its message: the thinking draft, then sendMessage,
+    not a draft of the same text replaced a few milliseconds later (Pacing.settle)."""
+    ai.enqueue(Reply("A quick answer in six small pieces.", chunk_size=6))
+    async with polling(app_for(tg, assistant), poll_timeout=1):
+        tg.push_text(42, "quick?")
+        await tg.wait_until(lambda: len(tg.log(42).messages) == 1)
+    log = tg.log(42)
+    assert log.messages[0].text == "A quick answer in six small pieces."
+    assert [d.text for d in log.drafts] == [""], "only the thinking draft"
+
+
 async def test_typing_is_repeated_while_the_model_works(tg: FakeTelegram, ai: FakeOpenAI, assistant: Recording) -> None:
     ai.enqueue(Reply("finally", first_chunk_delay=1.6))  # FAST repeats typing every 0.5 s
     async with polling(app_for(tg, assistant), poll_timeout=1):

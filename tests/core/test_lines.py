@@ -65,8 +65,28 @@ async def test_a_slow_reader_gets_the_answer_so_far_in_one_piece(
     await reply.done()
     events = await read_all(reply)
     partial = [e for e in events if isinstance(e, PartialAnswer)]
-    assert partial == [PartialAnswer("many small pieces of one long answer")]
+    assert partial == [PartialAnswer("many small pieces of one long answer", ended=True)]
     assert isinstance(events[-1], FinalText)
+
+
+async def test_the_end_of_the_stream_is_told_before_the_final_text(
+    make_assistant: MakeAssistant, openai_server: FakeOpenAI
+) -> None:
+    """An adapter learns the model is done before the answer is stored, so it starts no preview the
+    final text would replace a moment later; a stream that broke off is not "ended"."""
+    assistant = await make_assistant()
+    openai_server.enqueue(ModelReply("one two three four", chunk_size=4, chunk_delay=0.02))
+    events = await read_all(assistant.submit(incoming("talk")))  # read as they come
+    partial = [e for e in events if isinstance(e, PartialAnswer)]
+    assert len(partial) >= 3
+    assert [p.ended for p in partial] == [False] * (len(partial) - 1) + [True]
+    assert partial[-1].text == "one two three four"
+    assert isinstance(events[-1], FinalText) and events[-1].text == "one two three four"
+
+    openai_server.enqueue(ModelReply("cut short here", chunk_size=4, chunk_delay=0.02, break_after=2))
+    events = await read_all(assistant.submit(incoming("again")))
+    assert not any(e.ended for e in events if isinstance(e, PartialAnswer))
+    assert isinstance(events[-1], FinalText) and events[-1].interrupted
 
 
 async def test_a_reply_dropped_unread_does_not_hold_up_the_next(
