@@ -173,6 +173,12 @@ class IntakeRecord(Record):
         """The messenger the message came from."""
         return self.chat.partition(":")[0]
 
+    def to_dict(self) -> dict[str, Any]:
+        """Its fields, the JSON values among them shared, not deep-copied: nothing changes them in
+        place (a record read back holds the store cache's own dicts the same way), and every mark
+        writes the whole record, where ``dataclasses.asdict``'s deep copy was a tenth of the store's CPU."""
+        return dict(self.__dict__)
+
 
 def advance(rec: IntakeRecord, status: IntakeStatus, *, answer: Any = None, ref: str | None = None) -> IntakeRecord:
     """The record after a mark: a delivered record never changes again (``answered`` arriving late
