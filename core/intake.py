@@ -135,8 +135,10 @@ class Receipt:
         self.previous_ref = ref
         if ref.startswith("sending") and not self._answer_kept and (self.answer or self.so_far):
             answer = self.answer or [event_to_dict(e) for e in self.so_far]
-            await self.store.mark_answered(self.chat, self.key, answer)
+            # One write with the mark (it was two in a row on the way to every final text).
+            await self.store.mark_answered(self.chat, self.key, answer, ref)
             self._answer_kept, self._kept = True, answer
+            return
         await self.store.mark_shown(self.chat, self.key, ref)
 
     async def delivered(self, ref: str | None) -> None:

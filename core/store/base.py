@@ -188,7 +188,7 @@ def advance(rec: IntakeRecord, status: IntakeStatus, *, answer: Any = None, ref:
     if status == "delivered":  # only the key is needed any more (a redelivered update is recognised)
         return dataclasses.replace(rec, status=status, message={}, route={}, answer=None, ref=ref or rec.ref)
     if status == "answered":
-        return dataclasses.replace(rec, status=status, answer=answer)
+        return dataclasses.replace(rec, status=status, answer=answer, ref=ref or rec.ref)
     return dataclasses.replace(rec, ref=ref or rec.ref)  # shown: whatever the status, the stub is known
 
 
@@ -295,8 +295,9 @@ class IntakeStore(Protocol):
     async def unfinished(self, platform: str) -> list[IntakeRecord]:
         """The platform's records not yet delivered, each chat's in line order (``seq``), oldest chat first."""
 
-    async def mark_answered(self, chat: str, key: str, answer: list[dict[str, Any]]) -> None:
-        """The answer is stored; keep its deliverable events until it is delivered."""
+    async def mark_answered(self, chat: str, key: str, answer: list[dict[str, Any]], ref: str | None = None) -> None:
+        """The answer is stored; keep its deliverable events until it is delivered (``ref``: the
+        message about to show it, in the same write, as :meth:`mark_shown` would record it)."""
 
     async def mark_shown(self, chat: str, key: str, ref: str) -> None:
         """Part of the answer is visible as the message ``ref`` (a stub a restart should edit)."""

@@ -204,8 +204,8 @@ class MemoryStore:
         lines = [line for line in lines if line]
         return [r for line in sorted(lines, key=lambda line: line[0].received_at) for r in line]
 
-    async def mark_answered(self, chat: str, key: str, answer: list[dict[str, Any]]) -> None:
-        self._mark(chat, key, lambda r: advance(r, "answered", answer=copy.deepcopy(answer)))
+    async def mark_answered(self, chat: str, key: str, answer: list[dict[str, Any]], ref: str | None = None) -> None:
+        self._mark(chat, key, lambda r: advance(r, "answered", answer=copy.deepcopy(answer), ref=ref))
 
     async def mark_shown(self, chat: str, key: str, ref: str) -> None:
         self._mark(chat, key, lambda r: advance(r, "received", ref=ref))

@@ -107,8 +107,8 @@ class IntakeFiles(TinyDBFiles):
 
     # The answer and the mark naming the message about to show it are written between the model's
     # last piece and the final message (the send waits for them): first in line, like the answer.
-    async def mark_answered(self, chat: str, key: str, answer: list[dict[str, Any]]) -> None:
-        await self._finishing(self._mark, chat, key, lambda r: advance(r, "answered", answer=answer))
+    async def mark_answered(self, chat: str, key: str, answer: list[dict[str, Any]], ref: str | None = None) -> None:
+        await self._finishing(self._mark, chat, key, lambda r: advance(r, "answered", answer=answer, ref=ref))
 
     async def mark_shown(self, chat: str, key: str, ref: str) -> None:
         await self._finishing(self._mark, chat, key, lambda r: advance(r, "received", ref=ref))

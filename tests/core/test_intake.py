@@ -367,11 +367,11 @@ class NoAnswerMarks(MemoryStore):
         self.hold = True
         self.answer_stored = asyncio.Event()
 
-    async def mark_answered(self, chat: str, key: str, answer: Any) -> None:
+    async def mark_answered(self, chat: str, key: str, answer: Any, ref: str | None = None) -> None:
         if self.hold:
             self.answer_stored.set()
             await asyncio.Event().wait()  # never: the kill comes first
-        await super().mark_answered(chat, key, answer)
+        await super().mark_answered(chat, key, answer, ref)
 
 
 class CountedMarks(MemoryStore):
@@ -381,9 +381,9 @@ class CountedMarks(MemoryStore):
         super().__init__()
         self.answered_marks = 0
 
-    async def mark_answered(self, chat: str, key: str, answer: list[dict[str, Any]]) -> None:
+    async def mark_answered(self, chat: str, key: str, answer: list[dict[str, Any]], ref: str | None = None) -> None:
         self.answered_marks += 1
-        await super().mark_answered(chat, key, answer)
+        await super().mark_answered(chat, key, answer, ref)
 
 
 async def test_the_answer_kept_as_its_final_text_went_out_is_not_written_again_unless_it_grew() -> None:

@@ -72,6 +72,25 @@ async def test_marks_move_forward_only_and_are_durable(backend: tuple[Store, Reo
     assert await store.record(rec("signal:+1:7", chat="signal:+1", at=now)) is None, "still known after delivery"
 
 
+async def test_the_answer_and_the_message_about_to_show_it_are_one_durable_mark(
+    backend: tuple[Store, Reopen],
+) -> None:
+    """``Receipt.shown("sending…")`` writes the answer and the ref together: one write on the way to
+    every final text, not two; an empty ref keeps the one recorded before."""
+    store, reopen = backend
+    now = time.time()
+    await store.record(rec("telegram:3", chat="telegram:1", at=now))
+    await store.mark_shown("telegram:1", "telegram:3", "stub:5")
+    await store.mark_answered("telegram:1", "telegram:3", ANSWER, "sending:0:0:7")
+    await store.record(rec("telegram:4", chat="telegram:1", at=now))
+    await store.mark_shown("telegram:1", "telegram:4", "stub:8")
+    await store.mark_answered("telegram:1", "telegram:4", ANSWER, "")
+    store = await reopen()
+    first, second = await store.unfinished("telegram")
+    assert (first.status, first.answer, first.ref) == ("answered", ANSWER, "sending:0:0:7")
+    assert (second.status, second.answer, second.ref) == ("answered", ANSWER, "stub:8")
+
+
 async def test_marks_of_an_unknown_key_change_nothing(store: Store) -> None:
     await store.mark_answered("telegram:1", "telegram:404", ANSWER)
     await store.mark_delivered("telegram:1", "telegram:404", "1")

@@ -148,9 +148,12 @@ class PostgresIntake(PostgresConnection):
         async with self.connection(intake=True) as conn:
             await conn.execute("SELECT pg_notify(%s, %s)", (channel(self.url), f"{kind} {chat}"))
 
-    async def mark_answered(self, chat: str, key: str, answer: list[dict[str, Any]]) -> None:
+    async def mark_answered(self, chat: str, key: str, answer: list[dict[str, Any]], ref: str | None = None) -> None:
         """The answer is stored; its events stay until it is delivered (a delivered record stays so)."""
-        await self._mark(chat, key, "status = 'answered', answer = %(answer)s", answer=Jsonb(answer))
+        await self._mark(
+            chat, key, "status = 'answered', answer = %(answer)s, ref = coalesce(nullif(%(ref)s, ''), ref)",
+            answer=Jsonb(answer), ref=ref,
+        )  # fmt: skip
 
     async def mark_shown(self, chat: str, key: str, ref: str) -> None:
         """Part of the answer is visible as the message ``ref``."""
