@@ -1,6 +1,7 @@
 """Showing the core's reply events in Signal, for one incoming message.
 
-One message is sent as soon as an answer starts and edited (``edit_timestamp``) at most once
+One message is sent once an answer's first words have waited :data:`SETTLE` (an answer whole by
+then goes out as one message, not a message and its edit) and edited (``edit_timestamp``) at most once
 per interval while it streams, the interval widening as the answer grows and the edits capped
 below what Signal clients accept (:data:`MAX_EDITS`, the last edit kept for the final text; were
 the cap reached anyway, the final text comes as a new message). The final text is delivered
@@ -37,6 +38,10 @@ its 100th (``EditManagerImpl.maxReceiveEdits``), so the person would be left wit
 well below that, with room for the final edit."""
 EDITS_PER_STEP = 10
 """The streaming interval widens by one base interval every this many edits (long answers)."""
+
+SETTLE = 0.05
+"""Seconds an answer's first words wait before they are sent: a fast model's whole answer goes
+out as one message, not a message edited a moment later (clients label an edited message)."""
 
 
 def styled(markdown: str, *, plain: bool = False) -> SendMessage:
@@ -86,7 +91,10 @@ class SignalReply:
         self.typing = TypingLoop(self._send_typing, adapter.typing_refresh)
         self.edits = 0  # edits of the streamed message so far (clients drop them past a cap)
         self.preview = Throttle(
-            self._show, lambda: adapter.edit_interval * (1 + self.edits // EDITS_PER_STEP), f"Signal preview in {chat}"
+            self._show,
+            lambda: adapter.edit_interval * (1 + self.edits // EDITS_PER_STEP),
+            f"Signal preview in {chat}",
+            settle=SETTLE,
         )
         self.progress_message: SentMessage | None = None
         self.progress_edits = 0
@@ -119,18 +127,13 @@ class SignalReply:
             await guard(self.context.stop_typing(), "stop typing")
 
     async def delta(self, markdown: str, ended: bool = False) -> None:
-        """The answer so far: the first words are sent at once, later versions paced as edits.
+        """The answer so far: the first words are sent after :data:`SETTLE`, later versions paced as edits.
 
         Once ``ended`` nothing more is shown: the final text follows as soon as it is stored (as
         the stream's last edit, or as one message when no words were out yet).
         """
         if ended:
             self.preview.end(markdown)
-            return
-        if self.stream is None and not self.stream_failed:
-            await self._show(markdown)
-            if self.stream is not None:
-                self.preview.shown(markdown)
             return
         self.preview.start()
         self.preview.update(markdown)

@@ -137,7 +137,7 @@ async def test_edits_are_throttled_and_a_long_answer_stays_one_message(
     fake: FakeSignalServer, make_adapter: MakeAdapter, openai_server: FakeOpenAI
 ) -> None:
     answer = "word " * 1200  # 6000 characters: far past Signal's 2000-byte inline body
-    openai_server.enqueue(Reply(answer, chunk_size=50))
+    openai_server.enqueue(Reply(answer, chunk_size=50, chunk_delay=0.002))  # longer than SETTLE
     await make_adapter(edit_interval=3600)  # no edit is due before the answer is complete
 
     await fake.push_message(ALICE_UUID, ALICE_NUMBER, "tell me a lot")
@@ -147,6 +147,22 @@ async def test_edits_are_throttled_and_a_long_answer_stays_one_message(
     assert len(sent) == 2  # the first text, then one final edit: never split, never a second message
     assert sent[1]["edit_timestamp"] == fake.sent_timestamps[fake.sent.index(sent[0])]
     assert sent[1]["message"] == answer.strip()
+
+
+async def test_an_answer_whole_before_its_first_words_are_due_is_one_message_not_edited(
+    fake: FakeSignalServer, make_adapter: MakeAdapter, openai_server: FakeOpenAI
+) -> None:
+    """A fast model's answer goes out once (SETTLE): no stub edited a moment later into the answer,
+    which Signal clients would label as edited."""
+    openai_server.enqueue(Reply("A quick **answer** in small pieces.", chunk_size=5))
+    await make_adapter()
+
+    await fake.push_message(ALICE_UUID, ALICE_NUMBER, "quick?")
+    await answered(fake, ALICE_UUID)
+
+    sent = bodies_to(fake, ALICE_UUID)
+    assert [body["message"] for body in sent] == ["A quick answer in small pieces."]
+    assert "edit_timestamp" not in sent[0] and sent[0]["text_style"] == ["8:6:BOLD"]
 
 
 async def test_typing_indicator_starts_and_stops(
@@ -513,13 +529,13 @@ async def test_startup_with_service_unreachable_retries(
 
 
 async def test_stream_events_without_a_model(fake: FakeSignalServer, make_adapter: MakeAdapter) -> None:
-    # The adapter's own contract, independent of the core: deltas, then the final text.
+    # The adapter's own contract, independent of the core: deltas, then the final text. They come
+    # at once here, within SETTLE: the answer is sent once, whole, not as "Hel" edited twice.
     recorder = Recorder(StreamStart(), PartialAnswer("Hel"), PartialAnswer("Hello **wor"), FinalText("Hello **world**"))
     await make_adapter(recorder, edit_interval=0)
     await fake.push_message(ALICE_UUID, ALICE_NUMBER, "hi")
     await answered(fake, ALICE_UUID)
-    messages = [b["message"] for b in fake.sent]
-    assert messages[0] == "Hel" and messages[-1] == "Hello world"
+    assert [b["message"] for b in fake.sent] == ["Hello world"]
     assert fake.sent[-1]["text_style"] == ["6:5:BOLD"]
 
 
