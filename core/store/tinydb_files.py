@@ -92,9 +92,14 @@ class FileOps:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileNotFoundError:  # the file's shard folder does not exist yet
             self.makedirs(folder)
-            # New folders are entries in their parents: make those durable too (two levels of shards).
+            # New folders are entries in their parents: make those durable too (two levels of shards),
+            # with the batch where one flush covers the file system (``syncfs``): another writer's
+            # commit into the new folder then covers them as well. Elsewhere each is flushed now.
             for parent in (folder.parent, folder.parent.parent):
-                _fsync_dir(parent, self.fsync)
+                if folders is not None and self.syncfs is not None:
+                    folders.add(parent)
+                else:
+                    _fsync_dir(parent, self.fsync)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             try:

@@ -101,8 +101,8 @@ def append_lines(
             fd = ops.open_append(path)
         except FileNotFoundError:
             ops.makedirs(path.parent)
-            for parent in (path.parent.parent, path.parent.parent.parent):
-                _flush_path(parent, ops, None)
+            for parent in (path.parent.parent, path.parent.parent.parent):  # as in FileOps.atomic_write
+                _flush_path(parent, ops, flush if ops.syncfs is not None else None)
             fd = ops.open_append(path)
         try:
             if os.fstat(fd).st_size != before.valid:

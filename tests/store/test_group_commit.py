@@ -104,3 +104,47 @@ async def test_a_failing_flush_is_reported_as_a_store_error(tmp_path: Path) -> N
     store = TinyDBStore(tmp_path, ops=FileOps(syncfs=broken))
     with pytest.raises(StoreError, match="Input/output error"):
         await store.open()
+
+
+class FsyncCounting(FileOps):
+    """Writes normally and notes which paths were fsynced, and each flush of the file system."""
+
+    def __init__(self, events: list[str], *, with_syncfs: bool = True) -> None:
+        def fsync(fd: int) -> None:
+            events.append(f"fsync {os.readlink(f'/proc/self/fd/{fd}')}")
+            os.fsync(fd)
+
+        super().__init__(fsync=fsync, syncfs=(lambda fd: events.append("syncfs")) if with_syncfs else None)
+
+
+def folders_fsynced(events: list[str]) -> set[Path]:
+    return {Path(e[6:]) for e in events if e.startswith("fsync ") and Path(e[6:]).is_dir()}
+
+
+def conversation_files(root: Path) -> list[Path]:
+    return list(root.rglob("conversation.json"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names an fd's path through /proc")
+async def test_a_new_conversations_folders_are_made_durable_by_the_batchs_flush(tmp_path: Path) -> None:
+    """A new conversation creates its shard folders: their entries in the parents are made durable
+    with the batch (one ``syncfs``), not by two folder fsyncs of their own before it; where there is
+    no ``syncfs`` each new folder's parent is fsynced before the write is acknowledged."""
+    events: list[str] = []
+    store = TinyDBStore(tmp_path / "a", ops=FsyncCounting(events))
+    await store.open()
+    events.clear()
+    await store.put_conversation(ConversationRecord(id="c1", scope="user:u1"))
+    await store.append_messages([MessageRecord("m1", "c1", "user", "hi", 1.0)])
+    assert not folders_fsynced(events), events
+    assert events[-1] == "syncfs"
+    await store.close()
+
+    events.clear()
+    store = TinyDBStore(tmp_path / "b", ops=FsyncCounting(events, with_syncfs=False))
+    await store.open()
+    events.clear()
+    await store.put_conversation(ConversationRecord(id="c1", scope="user:u1"))
+    (file,) = conversation_files(tmp_path / "b")
+    assert {file.parent, file.parent.parent, file.parent.parent.parent} <= folders_fsynced(events)
+    await store.close()
