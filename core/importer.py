@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 PENDING_SECONDS = 30 * 60
 BATCH = 500  # messages per store write; progress is reported per batch
+AUTHOR = "whatsapp"  # the stored messages' author
+IMPORTING = ":importing"
+"""Ends the source of an import's conversation until all its messages are stored."""
 PROGRESS_FROM = 2 * BATCH  # smaller imports finish too fast to need progress
 IMPORTABLE = (".txt", ".zip")
 
@@ -78,18 +81,31 @@ async def store_transcript(
     clock: Callable[[], float] = time.time,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[ConversationRecord, bool]:
-    """Store the turns as a new conversation; returns it and whether it already existed."""
+    """Store the turns as a new conversation; returns it and whether it already existed.
+
+    The conversation is named by the export (its ``source``) only once every message is stored;
+    until then its source ends in :data:`IMPORTING`. An import cut short (the process died between
+    two batches, or within one on a power cut: the stored messages are then the first ones, in
+    order) is finished by the next import of the same export, never taken for a whole one.
+    """
     source = f"whatsapp:{transcript.fingerprint}"
     existing = await store.find_conversation_by_source(scope, source)
     if existing is not None:
         return existing, True
     turns = transcript.turns
-    first = wall_clock_epoch(turns[0].timestamp) if turns else clock()
-    conv = ConversationRecord(
-        id=uuid.uuid4().hex[:16], scope=scope, title=title, created_at=first, updated_at=first, source=source
-    )
-    await store.put_conversation(conv)
-    for start in range(0, len(turns), BATCH):
+    conv = await store.find_conversation_by_source(scope, source + IMPORTING)
+    done = 0
+    if conv is not None:
+        done = sum(1 for m in await store.get_messages(conv.id) if m.author == AUTHOR)
+        log.info("finishing an import cut short: %d of %d messages were stored", done, len(turns))
+    else:
+        first = wall_clock_epoch(turns[0].timestamp) if turns else clock()
+        conv = ConversationRecord(
+            id=uuid.uuid4().hex[:16], scope=scope, title=title, created_at=first, updated_at=first,
+            source=source + IMPORTING,
+        )  # fmt: skip
+        await store.put_conversation(conv)
+    for start in range(done, len(turns), BATCH):
         batch = turns[start : start + BATCH]
         await store.append_messages(
             [
@@ -99,7 +115,7 @@ async def store_transcript(
                     role=t.role,
                     content=t.text,
                     created_at=wall_clock_epoch(t.timestamp),
-                    author="whatsapp",
+                    author=AUTHOR,
                 )
                 for t in batch
             ]
@@ -108,7 +124,7 @@ async def store_transcript(
             on_progress(start + len(batch), len(turns))
     # Make it the current conversation: the person continues where they left off.
     stored = await store.get_conversation(conv.id) or conv
-    stored = dataclasses.replace(stored, updated_at=clock())
+    stored = dataclasses.replace(stored, updated_at=clock(), source=source)
     await store.put_conversation(stored)
     return stored, False
 
