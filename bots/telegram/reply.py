@@ -96,6 +96,7 @@ class LiveAnswer:
                 self.sender.gate.close_for(self.target.chat_id, retry_seconds(exc))
             except TelegramError as exc:
                 log.info("could not show a thinking draft in %s: %s", self.target.chat_id, exc)
+                self._draft_at = time.monotonic()  # typing stands in; the keeper tries again later, not at once
             self._keeper = asyncio.create_task(self._keep_draft())
         elif not self.slots and not self.sender.gate.wait_time(self.target.chat_id):
             try:

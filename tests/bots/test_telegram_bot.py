@@ -217,6 +217,8 @@ async def test_private_chat_types_when_the_thinking_draft_is_refused(
     actions = tg.log(42).actions
     assert len(actions) >= 2 and set(actions) == {"typing"}, "typing stands in for the draft"
     assert tg.log(42).messages[0].text == "finally"
+    thinking = [c for c in tg.calls_of("sendMessageDraft") if not c.params.get("text")]
+    assert len(thinking) == 1, "a refused thinking draft is not sent again at once"
 
 
 async def test_command_menu_is_registered_in_english_and_indonesian(tg: FakeTelegram, assistant: Recording) -> None:
