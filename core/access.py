@@ -57,14 +57,20 @@ def normalise_identity(who: str) -> str:
     return who
 
 
-async def remember_aliases(store: Store, user: UserRecord, identities: Sequence[str]) -> UserRecord:
-    """Keep the number beside a Signal UUID, so admins can name the person by what they see."""
+def with_aliases(user: UserRecord, identities: Sequence[str]) -> UserRecord:
+    """The user with the number beside each Signal UUID among ``identities`` (``user`` itself when known)."""
     pairs = alias_pairs(identities) if identities else {}
     known = dict(user.extra.get(ALIASES) or {})
     if not pairs or all(known.get(k) == v for k, v in pairs.items()):
         return user
-    updated = dataclasses.replace(user, extra={**user.extra, ALIASES: {**known, **pairs}})
-    await store.put_user(updated)
+    return dataclasses.replace(user, extra={**user.extra, ALIASES: {**known, **pairs}})
+
+
+async def remember_aliases(store: Store, user: UserRecord, identities: Sequence[str]) -> UserRecord:
+    """Keep the number beside a Signal UUID, so admins can name the person by what they see."""
+    updated = with_aliases(user, identities)
+    if updated is not user:
+        await store.put_user(updated)
     return updated
 
 

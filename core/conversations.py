@@ -126,15 +126,19 @@ class Conversations:
             yield event
 
     async def _say(
-        self, record: MessageRecord, receipt: Receipt | None, conv: ConversationRecord | None
+        self, record: MessageRecord, request: Request, conv: ConversationRecord | None
     ) -> list[MessageRecord]:
         """Store the person's message once its intake record is durable (a key seen before is not);
-        ``conv`` first when it is new or newly titled."""
-        if receipt is not None:
-            await receipt.recorded()
+        ``conv`` first when it is new or newly titled. Done when a new person's record is durable
+        too: the answer is stored after this, and shown after that."""
+        if request.receipt is not None:
+            await request.receipt.recorded()
         if conv is not None:
             await self._s.store.put_conversation(conv)
-        return await self._s.store.append_messages([record])
+        stored = await self._s.store.append_messages([record])
+        if request.user_saved is not None:
+            await request.user_saved
+        return stored
 
     async def _said_before(self, conv: ConversationRecord, said: MessageRecord, receipt: Receipt) -> bool:
         """After a restart: whether the message is stored already; an answer after it goes (it is redone).
@@ -186,7 +190,7 @@ class Conversations:
             stored.set_result([record])
         else:
             # Stored while the model is asked rather than before: the request need not wait for the disk.
-            stored = asyncio.ensure_future(self._say(record, receipt, conv if unsaved else None))
+            stored = asyncio.ensure_future(self._say(record, request, conv if unsaved else None))
         try:
             async for event in self._answerer.answer(request, conv, (record, stored)):
                 yield event

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -28,6 +29,8 @@ class Request:
     is_new: bool = False  # the sender wrote for the first time
     receipt: Receipt | None = None  # received durably (issue 11): its record, its stable message ids
     reads: ReadAhead | None = None  # a chat turn's store reads started early (core/readahead.py)
+    user_saved: asyncio.Future[None] | None = None
+    """A new person's record, being written beside their first model request (core/stages.py)."""
 
     @property
     def identities(self) -> tuple[str, ...]:

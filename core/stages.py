@@ -8,13 +8,15 @@ route. The last, ``route``, finds the button, command or conversation that answe
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import hashlib
 import logging
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 
-from core.access import new_user_status, remember_aliases
+from core.access import new_user_status, remember_aliases, with_aliases
 from core.admission import Admission
 from core.commands import Command
 from core.conversations import Conversations
@@ -71,6 +73,21 @@ class RateLimit:
         return True
 
 
+
+def new_user_id(receipt: Receipt | None) -> str:
+    """A new person's id: from the message that made them, when it was received durably, so that
+    the same message answered again after a crash makes the same person (their record is written
+    beside the model request, and their conversation may be durable before it)."""
+    if receipt is None:
+        return uuid.uuid4().hex[:12]
+    return hashlib.sha256(f"user|{receipt.key}".encode()).hexdigest()[:12]
+
+
+def _retrieved(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class Pipeline:
     """identify, then the stages, then route."""
 
@@ -91,6 +108,7 @@ class Pipeline:
     ) -> AsyncIterator[ReplyEvent]:
         """Run one message through the whole pipeline (``receipt``: it was received durably)."""
         reads = self._read_ahead(msg, command, receipt)
+        request: Request | None = None
         try:
             request = await self.identify(msg, command, receipt, reads)
             if receipt is not None and not request.is_chat:
@@ -100,6 +118,8 @@ class Pipeline:
         finally:
             if reads is not None:
                 reads.close()
+            if request is not None and request.user_saved is not None:
+                await request.user_saved  # durable before the turn ends, whatever the stages decided
 
     def _read_ahead(self, msg: Incoming, command: Command | None, receipt: Receipt | None) -> ReadAhead | None:
         """A plain chat turn's reads of its checks and conversation, started beside its user's (core/readahead.py)."""
@@ -120,14 +140,23 @@ class Pipeline:
     ) -> Request:
         """Find or create the sender's user; pick their language; know whether they administer."""
         identities = (str(msg.sender), *msg.aliases)
-        user, is_new = await self._user(msg, identities)
+        # A plain chat turn's new person is written beside the model request (their record is a
+        # file replaced durably: a quarter of a second of a first message under load).
+        beside = reads is not None and receipt is not None
+        user, saving = await self._user(msg, identities, receipt, beside)
         remember(self._user_ids, identities[0], user.id)
         texts, settings = self._s.texts, self._s.settings
         lang = texts.pick_language(user.lang, msg.language_code, settings.default_lang)
         admin = self._s.access.is_admin(user, identities)
-        return Request(msg, user, lang, admin, command, clean_text(msg.text), is_new, receipt, reads)
+        is_new = saving is not False
+        user_saved = saving if isinstance(saving, asyncio.Future) else None
+        return Request(msg, user, lang, admin, command, clean_text(msg.text), is_new, receipt, reads, user_saved)
 
-    async def _user(self, msg: Incoming, identities: tuple[str, ...]) -> tuple[UserRecord, bool]:
+    async def _user(
+        self, msg: Incoming, identities: tuple[str, ...], receipt: Receipt | None, beside: bool
+    ) -> tuple[UserRecord, asyncio.Future[None] | bool]:
+        """The sender's user; then False for a known one, else True once a new one is stored, or the
+        write under way (``beside``: an approved new person's plain chat turn)."""
         store = self._s.store
         user = await store.find_user(str(msg.sender))
         if user is not None:
@@ -136,15 +165,20 @@ class Pipeline:
                 await store.put_user(user)
             return await remember_aliases(store, user, identities), False
         user = UserRecord(
-            id=uuid.uuid4().hex[:12],
+            id=new_user_id(receipt),
             identities=(str(msg.sender),),
             display_name=msg.sender_name,
             status=new_user_status(self._s.settings, identities),
             created_at=self._s.clock(),
         )
-        await store.put_user(user)
+        user = with_aliases(user, identities)
         log.info("new user %s (%s), status %s", user.id, msg.sender, user.status)
-        return await remember_aliases(store, user, identities), True
+        if beside and user.status == "approved":
+            saving = asyncio.ensure_future(store.put_user(user))
+            saving.add_done_callback(_retrieved)  # awaited by the turn; a failure is raised there
+            return user, saving
+        await store.put_user(user)
+        return user, True
 
     async def access(self, request: Request, after: Next) -> AsyncIterator[ReplyEvent]:
         """Only approved people and admins get further, except to commands open before approval."""

@@ -223,6 +223,77 @@ async def test_a_message_is_answered_while_its_record_is_still_being_written(
     assert finals(await read(reply)) == ["You said: quick"]
 
 
+class SlowUserRecords(MemoryStore):
+    """A store whose user writes wait for ``durable``, or fail (a full disk) when ``refuse`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.durable = asyncio.Event()
+        self.refuse = False
+
+    async def put_user(self, user: Any) -> None:
+        await self.durable.wait()
+        if self.refuse:
+            raise StoreError("could not write users/x.json: No space left on device")
+        await super().put_user(user)
+
+
+async def test_a_new_persons_first_message_is_asked_before_their_record_is_durable_and_shown_after(
+    make_assistant: MakeAssistant, openai_server: FakeOpenAI
+) -> None:
+    store = SlowUserRecords()
+    assistant = await make_assistant(store=store)
+    reply = await assistant.receive(message("hi, I'm new"), "telegram:6")
+    assert reply is not None
+    await openai_server.wait_for_requests(1)  # asked while the person's record is still being written
+    reading = asyncio.ensure_future(read(reply))
+    await asyncio.sleep(0.2)
+    assert not reading.done(), "the answer waits for the person's record"
+    assert await store.find_user("telegram:1") is None
+    store.durable.set()
+    assert finals(await reading) == ["You said: hi, I'm new"]
+    user = await store.find_user("telegram:1")
+    assert user is not None and user.status == "approved"
+    conv = (await store.list_conversations(f"user:{user.id}", 1))[0]
+    assert [m.content for m in await store.get_messages(conv.id)] == ["hi, I'm new", "You said: hi, I'm new"]
+
+
+async def test_a_new_person_answered_again_after_a_crash_is_the_same_person(make_assistant: MakeAssistant) -> None:
+    """Their record is written beside the model request: a crash may keep the conversation and lose
+    the record. The message answered again makes the same person (an id from its key), who finds it."""
+    store = SlowUserRecords()
+    first_run = await make_assistant(store=store)
+    assert await first_run.receive(message("remember me"), "telegram:7") is not None
+    for _ in range(100):  # the message is stored, the record still being written
+        if store._messages:
+            break
+        await asyncio.sleep(0.01)
+    await crash(first_run)
+    store.durable.set()
+    assert await store.find_user("telegram:1") is None, "the record was lost with the process"
+    again = await make_assistant(store=store)
+    assert finals(await read(await first(again.pending("telegram")))) == ["You said: remember me"]
+    user = await store.find_user("telegram:1")
+    assert user is not None
+    assert {c.scope for c in store._convs.values()} == {f"user:{user.id}"}, "no history left under another id"
+    (conv,) = await store.list_conversations(f"user:{user.id}", 5)
+    assert [m.content for m in await store.get_messages(conv.id)] == ["remember me", "You said: remember me"]
+
+
+async def test_a_new_persons_record_that_cannot_be_written_fails_the_turn_with_one_sentence(
+    make_assistant: MakeAssistant, openai_server: FakeOpenAI
+) -> None:
+    store = SlowUserRecords()
+    store.refuse = True
+    store.durable.set()
+    assistant = await make_assistant(store=store)
+    reply = await assistant.receive(message("hello?"), "telegram:8")
+    assert reply is not None
+    events = await read(reply)
+    assert not any(isinstance(e, FinalText) and "You said" in e.text for e in events), "no answer shown"
+    assert [e for e in events if isinstance(e, Notice) and e.is_error], events
+
+
 async def test_a_key_recorded_by_an_earlier_run_is_not_answered_again(make_assistant: MakeAssistant) -> None:
     store = MemoryStore()
     first_run = await make_assistant(store=store)
