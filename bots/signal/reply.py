@@ -39,7 +39,7 @@ well below that, with room for the final edit."""
 EDITS_PER_STEP = 10
 """The streaming interval widens by one base interval every this many edits (long answers)."""
 
-SETTLE = 0.05
+SETTLE = 0.02
 """Seconds an answer's first words wait before they are sent: a fast model's whole answer goes
 out as one message, not a message edited a moment later (clients label an edited message)."""
 

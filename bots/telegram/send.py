@@ -64,7 +64,7 @@ class Pacing:
     # The first preview of an answer waits this long: a fast model's whole answer is then shown
     # once, as its final text, not as a draft replaced a few milliseconds later (one Bot API call
     # fewer; the thinking draft is on screen meanwhile).
-    settle: float = 0.05
+    settle: float = 0.02
 
 
 @dataclass(frozen=True)
