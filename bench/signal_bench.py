@@ -72,8 +72,10 @@ async def _servers(conn: Connection, loads: list[Load]) -> None:
     await signal.wait_connected()
 
     clock = Clock()
+    sends = {"new": 0, "edit": 0}  # what the people's phones received, per run
 
     def on_send(body: dict[str, Any], _ts: int) -> None:
+        sends["edit" if "edit_timestamp" in body else "new"] += 1
         recipients = body.get("recipients")
         if isinstance(recipients, list) and recipients:
             clock.output(str(recipients[0]))
@@ -85,6 +87,7 @@ async def _servers(conn: Connection, loads: list[Load]) -> None:
     signal.on_send = on_send
     signal.on_typing = on_typing
     for run, load in enumerate([WARM_UP, *loads]):
+        sends.update(new=0, edit=0)
         start = time.perf_counter()
         cpu0 = time.process_time()
         latencies: list[float] = []
@@ -95,7 +98,7 @@ async def _servers(conn: Connection, loads: list[Load]) -> None:
         )
         seconds = time.perf_counter() - start
         label = "warm-up" if run == 0 else load.label
-        conn.send((label, per_chat * load.chats, seconds, latencies, time.process_time() - cpu0))
+        conn.send((label, per_chat * load.chats, seconds, latencies, time.process_time() - cpu0, dict(sends)))
         clock.clear()
         ai.clear()
     conn.send(None)
@@ -145,7 +148,7 @@ async def _bot(conn: Connection, store_kind: str) -> list[RunResult]:
             loop = asyncio.get_running_loop()
             cpu0 = time.process_time()
             while (result := await loop.run_in_executor(None, conn.recv)) is not None:
-                label, messages, seconds, latencies, fake_cpu = result
+                label, messages, seconds, latencies, fake_cpu, sends = result
                 bot_cpu = time.process_time() - cpu0
                 cpu0 = time.process_time()
                 if label == "warm-up":
@@ -153,6 +156,10 @@ async def _bot(conn: Connection, store_kind: str) -> list[RunResult]:
                     continue
                 results.append(RunResult(label, messages, seconds, latencies, fake_cpu, bot_cpu=bot_cpu))
                 print(results[-1].line(), flush=True)
+                print(
+                    f"  Signal sends per answer: new messages {sends['new'] / messages:.2f},"
+                    f" edits {sends['edit'] / messages:.2f}", flush=True,
+                )  # fmt: skip
             conn.send("bye")
         finally:
             await adapter.stop()
