@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 
@@ -86,12 +86,27 @@ class SendLimiter:
         self._landed = asyncio.Event()  # a send in flight was answered
         self._turn = asyncio.Lock()  # waiting senders go in call order
 
+    @property
+    def crowded(self) -> bool:
+        """Whether a message sent now would wait: others are waiting already, or the window is full."""
+        if not self._count:
+            return False
+        if self._turn.locked():
+            return True
+        now = time.monotonic()
+        return sum(1 for t in self._answered if t > now - self._window) + self._flying >= self._count
+
     @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Wait for room in the window, then send inside the ``async with``."""
+    async def slot(self, while_waiting: Callable[[], Awaitable[None]] | None = None) -> AsyncIterator[None]:
+        """Wait for room in the window, then send inside the ``async with``.
+
+        ``while_waiting`` is started when the message has to wait (a draft of it, which the limit
+        does not count) and is finished before the message goes, so it never lands after it.
+        """
         if not self._count:
             yield
             return
+        shown = asyncio.ensure_future(while_waiting()) if while_waiting is not None and self.crowded else None
         async with self._turn:
             while True:
                 now = time.monotonic()
@@ -105,6 +120,8 @@ class SendLimiter:
                     await self._landed.wait()
             self._flying += 1
         try:
+            if shown is not None:
+                await shown
             yield
         finally:
             self._flying -= 1

@@ -234,6 +234,7 @@ class TelegramReply:
         if self.live is None:
             live = LiveAnswer(self.sender, self.target, self.bot.pacing, self.on_shown, self.resume, self.resume_mark)
             self.live = live
+            self.sender.draft_id = live.draft_id if self.target.is_private else None
             await live.start()
             if self.resume_mark is not None and self.resume_mark.event == PLACEHOLDER:
                 self.resume_mark = None  # the stray placeholder is dealt with

@@ -150,6 +150,9 @@ class Sender:
         self.pacer = pacer or ChatPacer(pacing.edit_interval)
         self.limiter = limiter or SendLimiter(pacing.global_rate)
         self.moves = {} if moves is None else moves  # old group id → its supergroup's id
+        self.draft_id: int | None = None
+        """The draft of a private chat's answer: a new message that must wait for the global limit
+        is shown in it meanwhile (a fast answer has shown no text before its message otherwise)."""
 
     def chat_id(self, target: Target) -> int:
         """Where the target's chat lives now (a group upgraded to a supergroup has a new id)."""
@@ -276,8 +279,17 @@ class Sender:
             ReplyParameters(target.reply_to, allow_sending_without_reply=True) if quote and target.reply_to else None
         )
 
+        async def while_waiting() -> None:
+            if self.draft_id is not None and parse_mode == ParseMode.HTML and not self.gate.wait_time(target.chat_id):
+                try:
+                    await self.preview(target, self.draft_id, text)
+                except RetryAfter as exc:
+                    self.gate.close_for(target.chat_id, retry_seconds(exc))
+                except TelegramError as exc:
+                    log.info("could not show a waiting message as a draft in %s: %s", target.chat_id, exc)
+
         async def do_send(chat_id: int) -> Any:
-            async with self.limiter.slot():
+            async with self.limiter.slot(while_waiting if target.is_private else None):
                 started[0] = time.monotonic()
                 return await bot_api(
                     self.bot, "sendMessage",

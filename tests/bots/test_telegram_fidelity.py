@@ -101,6 +101,19 @@ async def test_a_message_slow_on_the_way_in_still_counts_toward_the_global_limit
     assert refused(tg) == []
 
 
+async def test_an_answer_whose_message_waits_for_the_global_limit_is_shown_as_a_draft_meanwhile(
+    tg: FakeTelegram, ai: FakeOpenAI, assistant: Recording  # noqa: F811
+) -> None:
+    """A fast answer is normally shown once, as its message (Pacing.settle); when that message must
+    wait for Telegram's global limit, the person reads the answer as a draft while it waits."""
+    people = list(range(701, 707))
+    await all_answered(tg, assistant, people, global_rate=1.0)  # one new message a second
+    waited = [p for p in people if any(d.text == f"You said: hello from {p}" for d in tg.log(p).drafts)]
+    assert len(waited) >= 3, "the answers queued behind the limit were readable as drafts"
+    first = int(tg.calls_of("sendMessage")[0].params["chat_id"])
+    assert not [d for d in tg.log(first).drafts if d.text], "the first, sent at once, needed no draft"
+
+
 # --- 8. drafts lapse after 30 s -------------------------------------------------------------------
 
 
