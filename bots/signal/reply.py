@@ -129,11 +129,14 @@ class SignalReply:
     async def delta(self, markdown: str, ended: bool = False) -> None:
         """The answer so far: the first words are sent after :data:`SETTLE`, later versions paced as edits.
 
-        Once ``ended`` nothing more is shown: the final text follows as soon as it is stored (as
-        the stream's last edit, or as one message when no words were out yet).
+        Once ``ended`` nothing more is previewed: the final text follows as soon as it is stored,
+        as the stream's last edit. An answer with no words out yet is sent whole at once (it is
+        the final text, which then needs no edit): it would otherwise wait for the stored answer.
         """
         if ended:
             self.preview.end(markdown)
+            if self.stream is None and not self.stream_failed:
+                await self._show(markdown)
             return
         self.preview.start()
         self.preview.update(markdown)

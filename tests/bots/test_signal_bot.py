@@ -165,6 +165,34 @@ async def test_an_answer_whole_before_its_first_words_are_due_is_one_message_not
     assert "edit_timestamp" not in sent[0] and sent[0]["text_style"] == ["8:6:BOLD"]
 
 
+class StoresSlowly(Recorder):
+    """A core whose answer is whole at once (``ended``) and takes its time to be stored."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stored = asyncio.Event()
+
+    async def handle(self, msg: Incoming) -> AsyncIterator[ReplyEvent]:
+        yield StreamStart()
+        yield PartialAnswer("A **whole** answer in one piece.", ended=True)
+        await self.stored.wait()
+        yield FinalText("A **whole** answer in one piece.")
+
+
+async def test_an_answer_whole_in_one_piece_goes_out_before_it_is_stored_and_is_not_edited(
+    fake: FakeSignalServer, make_adapter: MakeAdapter
+) -> None:
+    core = StoresSlowly()
+    await make_adapter(core)
+    await fake.push_message(ALICE_UUID, ALICE_NUMBER, "quick?")
+    await fake.wait_for(lambda: bool(bodies_to(fake, ALICE_UUID)))  # while the answer is being stored
+    core.stored.set()
+    await answered(fake, ALICE_UUID)
+    sent = bodies_to(fake, ALICE_UUID)
+    assert [body["message"] for body in sent] == ["A whole answer in one piece."]
+    assert "edit_timestamp" not in sent[0]
+
+
 async def test_typing_indicator_starts_and_stops(
     fake: FakeSignalServer, make_adapter: MakeAdapter
 ) -> None:
