@@ -131,8 +131,7 @@ class Conversations:
         """Store the person's message once its intake record is durable (a key seen before is not);
         ``conv`` first when it is new or newly titled. Done when a new person's record is durable
         too: the answer is stored after this, and shown after that."""
-        if request.receipt is not None:
-            await request.receipt.recorded()
+        await request.recorded()
         if conv is not None:
             await self._s.store.put_conversation(conv)
         stored = await self._s.store.append_messages([record])

@@ -143,27 +143,25 @@ class Pipeline:
         # A plain chat turn's new person is written beside the model request (their record is a
         # file replaced durably: a quarter of a second of a first message under load).
         beside = reads is not None and receipt is not None
-        user, saving = await self._user(msg, identities, receipt, beside)
+        user, is_new, user_saved = await self._user(msg, identities, receipt, beside)
         remember(self._user_ids, identities[0], user.id)
         texts, settings = self._s.texts, self._s.settings
         lang = texts.pick_language(user.lang, msg.language_code, settings.default_lang)
         admin = self._s.access.is_admin(user, identities)
-        is_new = saving is not False
-        user_saved = saving if isinstance(saving, asyncio.Future) else None
         return Request(msg, user, lang, admin, command, clean_text(msg.text), is_new, receipt, reads, user_saved)
 
     async def _user(
         self, msg: Incoming, identities: tuple[str, ...], receipt: Receipt | None, beside: bool
-    ) -> tuple[UserRecord, asyncio.Future[None] | bool]:
-        """The sender's user; then False for a known one, else True once a new one is stored, or the
-        write under way (``beside``: an approved new person's plain chat turn)."""
+    ) -> tuple[UserRecord, bool, asyncio.Future[None] | None]:
+        """The sender's user, whether they are new, and their record's write when it is under way
+        (``beside``: an approved new person's plain chat turn; otherwise it is durable already)."""
         store = self._s.store
         user = await store.find_user(str(msg.sender))
         if user is not None:
             if msg.sender_name and user.display_name != msg.sender_name:
                 user = dataclasses.replace(user, display_name=msg.sender_name)
                 await store.put_user(user)
-            return await remember_aliases(store, user, identities), False
+            return await remember_aliases(store, user, identities), False, None
         user = UserRecord(
             id=new_user_id(receipt),
             identities=(str(msg.sender),),
@@ -176,9 +174,9 @@ class Pipeline:
         if beside and user.status == "approved":
             saving = asyncio.ensure_future(store.put_user(user))
             saving.add_done_callback(_retrieved)  # awaited by the turn; a failure is raised there
-            return user, saving
+            return user, True, saving
         await store.put_user(user)
-        return user, True
+        return user, True, None
 
     async def access(self, request: Request, after: Next) -> AsyncIterator[ReplyEvent]:
         """Only approved people and admins get further, except to commands open before approval."""
