@@ -7,6 +7,13 @@ finished answer go first, then the other writes a turn waits for (its record, it
 then the marks nobody waits for (that the person has it all). Each kind still runs in arrival
 order; every submitted item runs (``shutdown`` lets the queues drain).
 
+A mark nobody waits for still may not wait for ever: under a load that never lets the queues empty
+(the 50-chat bench, answered as fast as the bot can) the delivery marks were starved, 1,261 of them
+queued after 3,000 answers, each holding its answer's objects (memory grew by 100 MB) and leaving
+its record "answered" in the chat's intake file (read whole at each of the chat's turns). A mark
+that has waited ``later_wait`` seconds is taken before the other work, so the backlog stays about
+that many seconds' worth.
+
 Going first is not enough when every thread is already inside a write waiting for its flush: a
 read arriving then waits for one of them to finish. So a few threads are kept for reads alone
 (``readers``); the others take any work, reads first.
@@ -17,6 +24,8 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -32,6 +41,9 @@ WRITE = 1
 LATER = 2
 """Writes nobody waits for to show anything (delivery marks)."""
 
+LATER_WAIT = 0.5
+"""Seconds a LATER call waits at most behind the other work (then it goes first)."""
+
 _Item = tuple[int, int, Callable[[], None]]
 
 
@@ -39,14 +51,24 @@ class PriorityWorkers:
     """``threads`` threads running submitted calls, the lowest priority number first, of which
     ``readers`` run only calls submitted as read-only."""
 
-    def __init__(self, threads: int, name: str, readers: int = 0) -> None:
+    def __init__(
+        self,
+        threads: int,
+        name: str,
+        readers: int = 0,
+        later_wait: float = LATER_WAIT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if not 0 <= readers < threads:
             raise ValueError("readers must leave at least one thread for writes")
         self._threads = threads
         self._readers = readers
         self._name = name
         self._reads: list[_Item] = []  # read-only calls: any thread takes them
-        self._others: list[_Item] = []  # the rest: only the threads not kept for reads
+        self._others: list[_Item] = []  # READ and WRITE calls: only the threads not kept for reads
+        self._later: deque[tuple[float, Callable[[], None]]] = deque()  # LATER calls, since when
+        self._later_wait = later_wait
+        self._clock = clock
         self._order = itertools.count()
         self._lock = threading.Lock()
         self._for_any = threading.Condition(self._lock)
@@ -76,6 +98,9 @@ class PriorityWorkers:
             if read_only and priority == READ:
                 heapq.heappush(self._reads, item)
                 (self._for_reads if self._idle_readers else self._for_any).notify()
+            elif priority >= LATER:
+                self._later.append((self._clock(), work))
+                self._for_any.notify()
             else:
                 heapq.heappush(self._others, item)
                 self._for_any.notify()
@@ -99,9 +124,14 @@ class PriorityWorkers:
                     if self._reads:
                         return heapq.heappop(self._reads)[2]
                 else:
+                    later = self._later
+                    if later and self._clock() - later[0][0] >= self._later_wait:
+                        return later.popleft()[1]  # waited long enough: before the rest
                     queue = min((q for q in (self._reads, self._others) if q), key=lambda q: q[0], default=None)
                     if queue is not None:
                         return heapq.heappop(queue)[2]
+                    if later:
+                        return later.popleft()[1]
                 if self._stopping:
                     return None
                 if reader:

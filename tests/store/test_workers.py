@@ -63,3 +63,24 @@ def test_shutdown_lets_everything_submitted_run_and_errors_reach_their_future() 
 def test_at_least_one_thread_is_left_for_writes() -> None:
     with pytest.raises(ValueError):
         PriorityWorkers(2, "test", readers=2)
+
+
+def test_a_mark_that_waited_long_enough_goes_before_newer_writes() -> None:
+    """Delivery marks starved under a load that never let the queues empty (issue 14's bench)."""
+    now = [0.0]
+    workers = PriorityWorkers(1, "test", later_wait=0.5, clock=lambda: now[0])
+    ran: list[str] = []
+    gate = threading.Event()
+    first = workers.submit(WRITE, gate.wait, 10)
+    futures = [workers.submit(LATER, ran.append, "old mark")]
+    now[0] = 0.4
+    futures.append(workers.submit(LATER, ran.append, "new mark"))
+    now[0] = 0.6  # the first mark has waited 0.6 s, the second 0.2 s
+    futures += [workers.submit(WRITE, ran.append, f"write {i}") for i in range(3)]
+    futures.append(workers.submit(READ, ran.append, "read", read_only=True))
+    gate.set()
+    first.result(timeout=5)
+    for f in futures:
+        f.result(timeout=5)
+    assert ran == ["old mark", "read", "write 0", "write 1", "write 2", "new mark"]
+    workers.shutdown()
