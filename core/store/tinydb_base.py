@@ -45,7 +45,8 @@ WORKER_THREADS = 6
 # Besides them, threads that only read (core/store/workers.py): a turn's reads before its model
 # request no longer wait for one of the six to come back from a write's flush.
 READER_THREADS = 2
-FOLDS_KEPT = 1024
+# What the folds keep, by the bytes of the journals they were folded from (see FileCache).
+FOLDS_BYTES = 1024 * 1024
 
 
 class TinyDBFiles:
@@ -72,7 +73,7 @@ class TinyDBFiles:
         self._cache = FileCache()
         # What the store derives from journals, line by line: records beside the parsed lines the
         # cache holds, so fewer entries (the chats and conversations active now).
-        self._folds = Folds(FOLDS_KEPT)
+        self._folds = Folds(FOLDS_BYTES)
         self._locks: LockStripes | None = None
         # The folders an operation's writes left to the group commit, per worker thread.
         self._unit = threading.local()

@@ -175,9 +175,10 @@ class Folds:
     to read under that lock, never to keep.
     """
 
-    def __init__(self, max_entries: int = 4096) -> None:
-        self._entries: OrderedDict[Path, tuple[tuple[dict[str, Any], ...], Any]] = OrderedDict()
-        self._max = max_entries
+    def __init__(self, max_bytes: int) -> None:
+        self._entries: OrderedDict[Path, tuple[tuple[dict[str, Any], ...], Any, int]] = OrderedDict()
+        self._max = max_bytes  # of the journals folded: a value's size follows its journal's
+        self._bytes = 0
         self._lock = threading.Lock()
 
     def fold(self, path: Path, lines: Lines, start: Callable[[], T], step: Callable[[T, dict[str, Any]], None]) -> T:
@@ -191,12 +192,17 @@ class Folds:
         for doc in docs[done:]:
             step(value, doc)
         with self._lock:
-            self._entries[path] = (docs, value)
-            self._entries.move_to_end(path)
-            while len(self._entries) > self._max:
-                self._entries.popitem(last=False)
+            old = self._entries.pop(path, None)
+            if old is not None:
+                self._bytes -= old[2]
+            self._entries[path] = (docs, value, lines.valid)
+            self._bytes += lines.valid
+            while self._bytes > self._max and len(self._entries) > 1:
+                _, (_, _, size) = self._entries.popitem(last=False)
+                self._bytes -= size
         return value
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._bytes = 0
