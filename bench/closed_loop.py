@@ -1,4 +1,4 @@
-"""The in-process benches' clock and result line (Signal, media): per chat, when a message was
+"""The Signal and media benches' clock and result line: per chat, when a message was
 pushed, first answered and finished; a run's messages/s and first-output latency."""
 
 from __future__ import annotations

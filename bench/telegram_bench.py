@@ -228,11 +228,11 @@ def _fakes(clock: Clock) -> tuple[Any, Any]:
 
 
 class BotProcess:
-    """``ferry telegram`` in a process of its own; its CPU time and peak RSS from /proc."""
+    """``ferry telegram`` (or ``ferry signal``) in a process of its own; its CPU time and peak RSS from /proc."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, messenger: str = "telegram") -> None:
         ferry = Path(sys.executable).with_name("ferry")
-        command = [str(ferry), "telegram"] if ferry.exists() else [sys.executable, "-m", "bots.cli", "telegram"]
+        command = [str(ferry), messenger] if ferry.exists() else [sys.executable, "-m", "bots.cli", messenger]
         self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.pid = self.proc.pid
