@@ -8,6 +8,12 @@ anything else ``NetworkError``; when no connection was made (refused, unreachabl
 connect phase timed out) it is :class:`RequestNotSent`, so a caller knows by its type that a
 new message was certainly not delivered and may be sent again.
 
+Received files are downloaded on a session of their own, at most ``downloads`` at a time: on the
+shared pool, as many slow downloads as it had connections (a group's burst of voice notes, each up
+to 20 MB) held every connection, and every answer's send and draft waited for one of them to end.
+Downloads beyond the limit wait for a turn, not for a connection, so the wait is not counted
+against their connect timeout.
+
 Proxies are taken from the environment as python-telegram-bot's own transport (httpx) takes
 them: ``HTTPS_PROXY`` / ``HTTP_PROXY`` by the URL's scheme, else ``ALL_PROXY``, with
 ``NO_PROXY`` honoured. aiohttp speaks HTTP proxies only; a SOCKS proxy is refused at start
@@ -16,6 +22,7 @@ with a sentence saying so, instead of being silently bypassed.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import time
@@ -31,6 +38,8 @@ from telegram.request import BaseRequest, RequestData
 from bots.download import stream_to_file
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+DOWNLOADS = 4
+"""Files downloaded at the same time (each on a connection of the download session)."""
 
 
 class RequestNotSent(NetworkError):
@@ -72,6 +81,7 @@ class AiohttpRequest(BaseRequest):
         connect_timeout: float | None = 5.0,
         pool_timeout: float | None = 30.0,
         media_write_timeout: float | None = 20.0,
+        downloads: int = DOWNLOADS,
     ) -> None:
         self._connections = connections
         self._default: dict[str, float | None] = {
@@ -79,6 +89,9 @@ class AiohttpRequest(BaseRequest):
             "pool": pool_timeout, "media_write": media_write_timeout,
         }
         self._session: aiohttp.ClientSession | None = None
+        self._downloads = downloads
+        self._download_session: aiohttp.ClientSession | None = None  # made at the first download
+        self._download_turns: asyncio.Semaphore | None = None
         self._answered_at = 0.0  # when the Bot API server last answered (any status)
         self._failed_at = 0.0  # when a request last failed to reach it
 
@@ -102,9 +115,10 @@ class AiohttpRequest(BaseRequest):
             )
 
     async def shutdown(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
+        for session in (self._session, self._download_session):
+            if session is not None and not session.closed:
+                await session.close()
+        self._session = self._download_session = None
 
     async def do_request(
         self,
@@ -158,7 +172,15 @@ class AiohttpRequest(BaseRequest):
         """Stream a file from the Bot API server into ``path`` (:func:`bots.download.stream_to_file`)."""
         if self._session is None or self._session.closed:
             raise RuntimeError("This AiohttpRequest is not initialized!")
-        await stream_to_file(self._session, url, path, limit, proxy=proxy_for(url))
+        if self._download_session is None or self._download_session.closed:
+            self._download_session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._downloads),
+                headers={"User-Agent": self.USER_AGENT},
+            )
+        if self._download_turns is None:
+            self._download_turns = asyncio.Semaphore(self._downloads)
+        async with self._download_turns:
+            await stream_to_file(self._download_session, url, path, limit, proxy=proxy_for(url))
 
     async def _send(
         self,

@@ -166,3 +166,27 @@ async def test_ferry_telegram_without_network_says_so_once_and_retries(tmp_path:
     problems = [line for line in lines if "cannot reach" in line]
     assert len(problems) == 1, lines  # one clear line, not one per retry
     assert not any("Traceback" in line for line in lines), lines
+
+
+async def test_slow_downloads_never_hold_the_connections_answers_are_sent_on(tmp_path: Path) -> None:
+    """On one pool, as many slow downloads as it had connections made every send wait for one."""
+    transport = AiohttpRequest(2, downloads=2)
+    await transport.initialize()
+    try:
+        async with FakeTelegram() as telegram:
+            telegram.file_rate = 100_000  # a 50 KB file takes half a second
+            telegram.add_file(b"x" * 50_000, "voice/big.oga")
+            url = f"{telegram.root}/file/bot{TOKEN}/voice/big.oga"
+            downloads = [
+                asyncio.ensure_future(transport.download(url, tmp_path / f"{i}.oga", 10**6)) for i in range(5)
+            ]
+            await telegram.wait_until(lambda: telegram.downloads_in_flight == 2, within=5)
+            for _ in range(4):  # more sends than the pool has connections
+                status, body = await transport.do_request(f"{telegram.root}/bot{TOKEN}/getMe", "POST")
+                assert status == 200 and json.loads(body)["ok"]
+            assert not any(d.done() for d in downloads)  # the sends went while every download was under way
+            assert telegram.downloads_in_flight == 2  # at most ``downloads`` at once; the rest wait their turn
+            await asyncio.gather(*downloads)
+            assert all((tmp_path / f"{i}.oga").stat().st_size == 50_000 for i in range(5))
+    finally:
+        await transport.shutdown()

@@ -21,6 +21,8 @@ it stays pending, retried with growing pauses, until the bot answers 2xx.
 Test API (not part of the Bot API): ``push_*`` helpers queue updates (``push_edited_text`` an
 ``edited_message``, ``push_poison_poll`` one python-telegram-bot 22.8 cannot parse),
 ``stall`` answers a call late (it was carried out: a request that timed out may have arrived),
+``file_rate`` serves files at that many bytes a second (a file is a download of up to 20 MB from
+Telegram's file servers, https://core.telegram.org/bots/api#getfile, and takes its time),
 ``sent[chat_id]`` holds what the bot did in each chat (``log(chat_id).texts`` what the person
 sees now), ``pending_updates`` what Telegram still holds, ``wait_until(predicate)`` waits.
 
@@ -284,6 +286,8 @@ class FakeTelegram:
         self.callback_answers: list[JSONDict] = []
         self.webhook: JSONDict | None = None
         self.webhook_deliveries: list[int] = []  # HTTP status of each webhook POST
+        self.file_rate: float | None = None  # bytes a second a file download is served at (None: at once)
+        self.downloads_in_flight = 0
         self.webhook_retry_delay = 0.05  # first pause before re-posting a refused update; doubles
         self.webhook_retry_cap = 1.0
         self.webhook_max_attempts = 200  # "give up after a reasonable amount of attempts"
@@ -919,14 +923,32 @@ class FakeTelegram:
             await asyncio.sleep(stalls.pop(0))
         return web.json_response({"ok": True, "result": result})
 
-    async def _handle_file(self, request: web.Request) -> web.Response:
+    async def _handle_file(self, request: web.Request) -> web.StreamResponse:
         if request.match_info["token"] != self.token:
             return web.Response(status=401)
         path = request.match_info["path"]
         for p, data in self._files.values():
             if p == path:
-                return web.Response(body=data, content_type="application/octet-stream")
+                if self.file_rate is None:
+                    return web.Response(body=data, content_type="application/octet-stream")
+                return await self._serve_slowly(request, data, self.file_rate)
         return web.Response(status=404)
+
+    async def _serve_slowly(self, request: web.Request, data: bytes, rate: float) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        response.content_length = len(data)
+        self.downloads_in_flight += 1
+        await self._notify()
+        try:
+            await response.prepare(request)
+            piece = max(1, int(rate / 20))  # twenty pieces a second
+            for start in range(0, len(data), piece):
+                await response.write(data[start : start + piece])
+                await asyncio.sleep(min(piece, len(data) - start) / rate)
+            await response.write_eof()
+        finally:
+            self.downloads_in_flight -= 1
+        return response
 
     def _maybe_fail(self, method: str, params: JSONDict) -> None:
         queue = self._failures.get(method)
