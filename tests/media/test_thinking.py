@@ -26,7 +26,7 @@ class HeldFiles(FakeTelegram):
         super().__init__()
         self.release = asyncio.Event()
 
-    async def _handle_file(self, request: web.Request) -> web.Response:
+    async def _handle_file(self, request: web.Request) -> web.StreamResponse:
         await self.release.wait()
         return await super()._handle_file(request)
 
