@@ -22,7 +22,7 @@ from core.store.base import (
 )
 from core.store.tinydb_base import TinyDBFiles
 from core.store.tinydb_files import AtomicJSONStorage
-from core.store.tinydb_journal import JOURNAL_SUFFIX, append_lines, read_lines, rewrite_lines
+from core.store.tinydb_journal import JOURNAL_SUFFIX, Lines, append_lines, read_lines, rewrite_lines
 from core.store.tinydb_layout import (
     CONVERSATION_TABLE,
     SCOPE_TABLE,
@@ -93,17 +93,21 @@ class ConversationFiles(TinyDBFiles):
             e["updated_at"] = max(e["updated_at"], touched.get(e["id"], e["updated_at"]))
         return out
 
-    def _touched(self, path: Path) -> dict[str, float]:
-        """The newest key of each conversation in the index's touch journal (read, never kept)."""
+    def _touched(self, path: Path, lines: Lines | None = None) -> dict[str, float]:
+        """The newest key of each conversation in the index's touch journal (read, never kept;
+        ``lines``: the journal as just read under the index's lock)."""
         journal = touches_file(path)
-        return self._folds.fold(journal, read_lines(journal, self._cache), dict, _add_touch)
+        if lines is None:
+            lines = read_lines(journal, self._cache)
+        return self._folds.fold(journal, lines, dict, _add_touch)
 
-    def _index_key(self, path: Path, conversation_id: str) -> float | None:
+    def _index_key(self, path: Path, conversation_id: str, touches: Lines) -> float | None:
         """One entry's ordering key (None when the index lacks it), read without TinyDB's table."""
         data = AtomicJSONStorage(path, self._ops, self._cache).read() or {}
         for e in data.get(SCOPE_TABLE, {}).values():  # the cached file: only read
             if e["id"] == conversation_id:
-                key: float = max(e["updated_at"], self._touched(path).get(conversation_id, e["updated_at"]))
+                touched = self._touched(path, touches).get(conversation_id, e["updated_at"])
+                key: float = max(e["updated_at"], touched)
                 return key
         return None
 
@@ -125,12 +129,13 @@ class ConversationFiles(TinyDBFiles):
         """
         cid = doc["id"]
         chunks = self._chunks(cid)
-        count = self._count(cid, chunks)
+        last = self._last_lines(cid, chunks)
+        count = self._count(cid, chunks, last)
         updated_at = doc["updated_at"]
         if count:
             # The newest file holds the newest messages; only two writers racing across a file
             # boundary could put a later time in the previous file, and then it is off by moments.
-            times = [m.created_at for m in self._chunk_messages(cid, chunks[-1]).values()]
+            times = [m.created_at for m in self._chunk_messages(cid, chunks[-1], last).values()]
             updated_at = max([updated_at, *times])
         return ConversationRecord.from_dict({**doc, "message_count": count, "updated_at": updated_at})
 
@@ -198,16 +203,25 @@ class ConversationFiles(TinyDBFiles):
             return []
         return sorted(s for s in map(chunk_first_seq, names) if s is not None)
 
-    def _chunk_messages(self, conversation_id: str, first: int) -> dict[int, MessageRecord]:
+    def _chunk_messages(self, conversation_id: str, first: int, lines: Lines | None = None) -> dict[int, MessageRecord]:
         """A chunk's messages by seq (a later line of a seq is the message updated); read under the
-        conversation's lock, never kept: a turn reads them whole, so only new lines are converted."""
+        conversation's lock, never kept: a turn reads them whole, so only new lines are converted.
+        ``lines``: the chunk as already read by the same operation (each read is a whole file)."""
         path = self._layout.chunk_file(conversation_id, first)
-        return self._folds.fold(path, read_lines(path, self._cache), dict, _add_message)
+        if lines is None:
+            lines = read_lines(path, self._cache)
+        return self._folds.fold(path, lines, dict, _add_message)
 
-    def _count(self, conversation_id: str, chunks: list[int]) -> int:
+    def _last_lines(self, conversation_id: str, chunks: list[int]) -> Lines | None:
+        """The newest chunk as read now (None without messages): one read serves the count and the rest."""
+        if not chunks:
+            return None
+        return read_lines(self._layout.chunk_file(conversation_id, chunks[-1]), self._cache)
+
+    def _count(self, conversation_id: str, chunks: list[int], last: Lines | None = None) -> int:
         if not chunks:
             return 0
-        return chunks[-1] + len(self._chunk_messages(conversation_id, chunks[-1]))
+        return chunks[-1] + len(self._chunk_messages(conversation_id, chunks[-1], last))
 
     async def append_messages(self, messages: list[MessageRecord]) -> list[MessageRecord]:
         """Append to one conversation; durable on return. A batch always lands in one file."""
@@ -224,15 +238,16 @@ class ConversationFiles(TinyDBFiles):
         folder = self._layout.conversation_dir(cid)
         with self._locked(folder):
             chunks = self._chunks(cid)
-            count = self._count(cid, chunks)
-            first = count
-            if chunks:
-                size = os.stat(self._layout.chunk_file(cid, chunks[-1])).st_size
-                if not chunk_is_full(count - chunks[-1], size, self._chunk_size, self._chunk_bytes):
-                    first = chunks[-1]
+            last = self._last_lines(cid, chunks)
+            count = self._count(cid, chunks, last)
+            first, lines = count, None
+            full = last is None or chunk_is_full(count - chunks[-1], len(last.raw), self._chunk_size, self._chunk_bytes)
+            if not full:  # the newest chunk takes the messages
+                first, lines = chunks[-1], last
             out = [dataclasses.replace(m, seq=count + i) for i, m in enumerate(messages)]
             path = self._layout.chunk_file(cid, first)
-            lines = read_lines(path, self._cache)
+            if lines is None:
+                lines = read_lines(path, self._cache)
             append_lines(path, lines, [m.to_dict() for m in out], self._ops, self._cache, self._flush_set())
             doc = self._single(self._layout.conversation_file(cid), CONVERSATION_TABLE)
         if doc is not None:
@@ -247,11 +262,11 @@ class ConversationFiles(TinyDBFiles):
         """
         path = self._layout.scope_file(scope)
         with self._locked(path):
-            key = self._index_key(path, conversation_id)
+            journal = touches_file(path)
+            lines = read_lines(journal, self._cache)  # read once: the key and the append both use it
+            key = self._index_key(path, conversation_id, lines)
             if key is None or key >= updated_at:
                 return
-            journal = touches_file(path)
-            lines = read_lines(journal, self._cache)
             if len(lines.docs) < TOUCHES_KEPT:
                 touch = {"id": conversation_id, "updated_at": updated_at}
                 append_lines(journal, lines, [touch], self._ops, self._cache, self._flush_set())
@@ -291,14 +306,16 @@ class ConversationFiles(TinyDBFiles):
     def _get_messages(self, cid: str, last: int | None) -> list[MessageRecord]:
         with self._locked(self._layout.conversation_dir(cid)):
             chunks = self._chunks(cid)
-            count = self._count(cid, chunks)
+            newest = self._last_lines(cid, chunks)
+            count = self._count(cid, chunks, newest)
             start = max(0, count - last) if last else 0
             out: list[MessageRecord] = []
             ends = [*chunks[1:], count] if chunks else []
             for first, end in zip(chunks, ends, strict=True):
                 if end <= start:
                     continue
-                out.extend(m for seq, m in self._chunk_messages(cid, first).items() if seq >= start)
+                lines = newest if first == chunks[-1] else None
+                out.extend(m for seq, m in self._chunk_messages(cid, first, lines).items() if seq >= start)
         return sorted(out, key=lambda m: m.seq)
 
     async def truncate_messages(self, conversation_id: str, from_seq: int) -> None:
