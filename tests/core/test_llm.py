@@ -8,6 +8,7 @@ import socket
 from collections.abc import AsyncIterator
 
 import aiohttp
+import httpx2
 import openai
 import pytest
 
@@ -99,6 +100,21 @@ async def test_the_messages_given_are_never_modified(server: FakeOpenAI, client:
     await collect(client.stream("gpt-4o", messages))
     assert messages == HISTORY
     assert [r.messages for r in server.chat_requests] == [HISTORY, HISTORY]
+
+
+async def test_the_request_is_the_one_the_library_sends(server: FakeOpenAI, client: OpenAIModelClient) -> None:
+    """The streamed request skips the library's per-request plumbing; what reaches the server is
+    still the library's request: method, path, every header (its length among them) and body."""
+    await collect(client.stream("gpt-4o", HISTORY))
+    params = server.chat_requests[0].json
+    response = await client._client.post("/chat/completions", body=params, cast_to=httpx2.Response, stream=True)
+    await response.aread()
+    await response.aclose()
+    ours, library = server.chat_requests
+    assert (ours.method, ours.path) == (library.method, library.path)
+    assert ours.json == library.json
+    assert ours.headers == library.headers
+    assert ours.headers["authorization"] == "Bearer sk-test-secret"
 
 
 @pytest.mark.parametrize(
