@@ -30,7 +30,7 @@ from typing import Any
 
 from bench.closed_loop import Clock, RunResult
 from bench.datadir import describe, disk_folder
-from bench.telegram_bench import LOADS, TURNS_PER_CONVERSATION, BotProcess, Load
+from bench.telegram_bench import LOADS, TURNS_PER_CONVERSATION, BotProcess, Load, ferry_environment
 
 WARM_UP = Load(5, 25)
 
@@ -48,23 +48,6 @@ async def _person(
         await signal.push_message(person, None, f"message {k} from {person[-8:]}")
         await done.wait()
         latencies.append(clock.latency(person))
-
-
-def bot_environment(service: str, number: str, ai_url: str, data_dir: Path) -> dict[str, str]:
-    """The environment a user would set, with the limit a load test must lift (per-person rate)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FERRY_", "TELEGRAM_", "OPENAI_", "SIGNAL_"))}
-    env.update(
-        SIGNAL_SERVICE=service,
-        SIGNAL_PHONE_NUMBER=number,
-        OPENAI_BASE_URL=ai_url,
-        OPENAI_API_KEY="bench",
-        FERRY_MODEL="fake-model",
-        FERRY_DATA_DIR=str(data_dir),
-        FERRY_ACCESS="open",
-        FERRY_RATE_PER_MINUTE="1000000",
-        FERRY_MODEL_RETRIES="0",
-    )
-    return env
 
 
 async def bench(loads: list[Load], data_parent: Path) -> None:
@@ -94,7 +77,7 @@ async def bench(loads: list[Load], data_parent: Path) -> None:
         data_dir = Path(tmp) / "data"
         print(describe("tinydb", Path(tmp)))
         print(f"model: fake OpenAI-compatible server answering at once; load: {os.getloadavg()}")
-        env = bot_environment(signal.service, signal.number, ai.base_url, data_dir)
+        env = ferry_environment(ai.base_url, data_dir, SIGNAL_SERVICE=signal.service, SIGNAL_PHONE_NUMBER=signal.number)
         bot = BotProcess(env, Path(tmp) / "bot.log", "signal")
         print(f"bot: `ferry signal` in pid {bot.pid}; fake signal-cli-rest-api, model and people in pid {os.getpid()}")
         try:
@@ -125,13 +108,7 @@ async def bench(loads: list[Load], data_parent: Path) -> None:
                     f" edits {sends['edit'] / messages:.2f}", flush=True,
                 )  # fmt: skip
         finally:
-            code = bot.stop()
-            lines = (Path(tmp) / "bot.log").read_text(errors="replace").splitlines()
-            print(f"bot exited with {code}; {len(lines)} log lines; load: {os.getloadavg()}")
-            for line in lines:
-                if " ERROR " in line or "Traceback" in line:
-                    print("  bot log:", line[:200])
-                    break
+            bot.finish()
     await ai.close()
     await signal.close()
 

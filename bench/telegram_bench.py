@@ -233,6 +233,7 @@ class BotProcess:
     def __init__(self, env: dict[str, str], log_path: Path, messenger: str = "telegram") -> None:
         ferry = Path(sys.executable).with_name("ferry")
         command = [str(ferry), messenger] if ferry.exists() else [sys.executable, "-m", "bots.cli", messenger]
+        self.log_path = log_path
         self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.pid = self.proc.pid
@@ -273,13 +274,22 @@ class BotProcess:
         self.log.close()
         return code
 
+    def finish(self) -> None:
+        """Stop the bot; print how it exited and its log's first error, if any."""
+        code = self.stop()
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        print(f"bot exited with {code}; {len(lines)} log lines; load: {os.getloadavg()}")
+        for line in lines:
+            if " ERROR " in line or "Traceback" in line:
+                print("  bot log:", line[:200])
+                break
 
-def bot_environment(root: str, token: str, ai_url: str, data_dir: Path, send_rate: float) -> dict[str, str]:
-    """The environment a user would set, with the limits a load test must lift (per-person rate)."""
+
+def ferry_environment(ai_url: str, data_dir: Path, **messenger: str) -> dict[str, str]:
+    """The environment a user would set (``messenger``: its own variables), with the limits a load
+    test must lift (the per-person rate) and no model retries."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FERRY_", "TELEGRAM_", "OPENAI_", "SIGNAL_"))}
     env.update(
-        TELEGRAM_BOT_TOKEN=token,
-        TELEGRAM_API_URL=root,
         OPENAI_BASE_URL=ai_url,
         OPENAI_API_KEY="bench",
         FERRY_MODEL="fake-model",
@@ -287,9 +297,16 @@ def bot_environment(root: str, token: str, ai_url: str, data_dir: Path, send_rat
         FERRY_ACCESS="open",
         FERRY_RATE_PER_MINUTE="1000000",
         FERRY_MODEL_RETRIES="0",
-        FERRY_TELEGRAM_SEND_RATE=f"{send_rate:g}",
+        **messenger,
     )
     return env
+
+
+def bot_environment(root: str, token: str, ai_url: str, data_dir: Path, send_rate: float) -> dict[str, str]:
+    """``ferry telegram``'s environment (:func:`ferry_environment`) at the given global send rate."""
+    return ferry_environment(
+        ai_url, data_dir, TELEGRAM_BOT_TOKEN=token, TELEGRAM_API_URL=root, FERRY_TELEGRAM_SEND_RATE=f"{send_rate:g}"
+    )
 
 
 # --- the people --------------------------------------------------------------------------------------
@@ -379,13 +396,7 @@ async def bench(
                     watcher.wait(30)
             if tracer is not None and answers:
                 print(f"system calls per answer (strace -f): {syscalls_per_answer(Path(tmp) / 'strace.txt', answers)}")
-            code = bot.stop()
-            lines = (Path(tmp) / "bot.log").read_text(errors="replace").splitlines()
-            print(f"bot exited with {code}; {len(lines)} log lines; load: {os.getloadavg()}")
-            for line in lines:
-                if " ERROR " in line or "Traceback" in line:
-                    print("  bot log:", line[:200])
-                    break
+            bot.finish()
     await ai.close()
     await tg.stop()
 
