@@ -172,7 +172,7 @@ class OpenAIModelClient:
             max_retries=max_retries,
             http_client=http_client,
         )
-        self._first: httpx2.Request | None = None  # the library's streamed request, body aside
+        self._first: _Template | None = None  # the library's streamed request, body aside
 
     @classmethod
     def from_settings(
@@ -293,16 +293,17 @@ class OpenAIModelClient:
         exception when it gives up."""
         client = self._client
         if self._first is None:
-            self._first = client._build_request(
+            built = client._build_request(
                 FinalRequestOptions.construct(method="post", url="/chat/completions", json_data={})
             )
+            fixed = [(k, v) for k, v in built.headers.multi_items() if k.lower() not in _PER_REQUEST_HEADERS]
+            self._first = _Template(built.url, fixed, built.extensions)
         first = self._first
-        fixed = [(k, v) for k, v in first.headers.multi_items() if k.lower() not in _PER_REQUEST_HEADERS]
         # The library sends a key only where the API takes one (its idempotency header); OpenAI's has none.
         keyed = [(client._idempotency_header, client._idempotency_key())] if client._idempotency_header else []
         retries = client.max_retries
         for taken in range(retries + 1):
-            headers = [*fixed, *keyed, ("X-Stainless-Retry-Count", str(taken))]
+            headers = [*first.headers, *keyed, ("X-Stainless-Retry-Count", str(taken))]
             request = httpx2.Request("POST", first.url, headers=headers, content=body, extensions=first.extensions)
             left = retries - taken
             try:
@@ -357,6 +358,16 @@ class OpenAIModelClient:
 
 
 _END = object()  # the stream's end, as _next_chunk reports it
+
+
+@dataclass(frozen=True, slots=True)
+class _Template:
+    """The library's streamed request without its body and per-request headers, taken from it once."""
+
+    url: httpx2.URL
+    headers: list[tuple[str, str]]
+    extensions: dict[str, Any]
+
 # Headers of the library's request that belong to one request, not to every one.
 _PER_REQUEST_HEADERS = frozenset({"content-length", "idempotency-key", "x-stainless-retry-count"})
 # The library's retry timing reads only the request's retry count from these.

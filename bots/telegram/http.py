@@ -91,7 +91,7 @@ class AiohttpRequest(BaseRequest):
         self._session: aiohttp.ClientSession | None = None
         self._downloads = downloads
         self._download_session: aiohttp.ClientSession | None = None  # made at the first download
-        self._download_turns: asyncio.Semaphore | None = None
+        self._download_turns = asyncio.Semaphore(downloads)
         self._answered_at = 0.0  # when the Bot API server last answered (any status)
         self._failed_at = 0.0  # when a request last failed to reach it
 
@@ -177,8 +177,6 @@ class AiohttpRequest(BaseRequest):
                 connector=aiohttp.TCPConnector(limit=self._downloads),
                 headers={"User-Agent": self.USER_AGENT},
             )
-        if self._download_turns is None:
-            self._download_turns = asyncio.Semaphore(self._downloads)
         async with self._download_turns:
             await stream_to_file(self._download_session, url, path, limit, proxy=proxy_for(url))
 
