@@ -1,5 +1,8 @@
 """Store calls made in one turn of the event loop, sent to the worker threads as one item.
 
+(Since a turn's reads and journal appends run on the event loop itself (``TinyDBFiles._inline``),
+what goes through here is the store's blocking work: files replaced whole, scans, compactions.)
+
 A plain text turn makes about a dozen store calls, several at the same moment: its reads started
 together (``core/readahead.py``: the user, the meta values its checks read, the conversation, its
 messages), the answer beside its usage. Each call on its own cost a trip to a worker thread and

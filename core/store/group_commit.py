@@ -6,6 +6,8 @@ store-side durability that many concurrent callers wait for (a durable inbox, a 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
@@ -78,3 +80,68 @@ class GroupCommit(Generic[K]):
                 while len(self._failures) > REMEMBERED_FAILURES:
                     self._failures.popitem(last=False)
             self._cond.notify_all()
+
+
+class LoopCommit(Generic[K]):
+    """The group commit waited for from an event loop: ``await durable(items)`` never blocks it.
+
+    For operations run on the loop itself (the TinyDB store's turn operations, ``_inline``): one
+    thread waits for the group commit on their behalf. Everything queued while it waited goes to
+    the next flush together (with the worker threads' own waiters, through the same
+    :class:`GroupCommit`), and each loop is woken once per flush for all of its waiters.
+    """
+
+    def __init__(self, commit: GroupCommit[K], name: str) -> None:
+        self._commit = commit
+        self._name = name
+        self._cond = threading.Condition()
+        self._queue: list[tuple[set[K], asyncio.Future[None]]] = []
+        self._thread: threading.Thread | None = None
+
+    async def durable(self, items: set[K]) -> None:
+        """Return once ``items`` are flushed; raise what the flush raised."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._wait, name=self._name, daemon=True)
+                self._thread.start()
+            self._queue.append((items, future))
+            self._cond.notify()
+        await future
+
+    def _wait(self) -> None:
+        me = threading.current_thread()
+        while True:
+            with self._cond:
+                while not self._queue and self._thread is me:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                batch, self._queue = self._queue, []
+            failure: BaseException | None = None
+            try:
+                self._commit.durable(set().union(*(items for items, _ in batch)))
+            except BaseException as exc:  # every waiter of the batch hears of it
+                failure = exc
+            by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+            for _, future in batch:
+                by_loop.setdefault(future.get_loop(), []).append(future)
+            for loop, futures in by_loop.items():
+                with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
+                    loop.call_soon_threadsafe(_settle, futures, failure)
+
+    def shutdown(self) -> None:
+        """Let the thread end once the queued waiters are settled (returns at once)."""
+        with self._cond:
+            self._thread = None
+            self._cond.notify_all()
+
+
+def _settle(futures: list[asyncio.Future[None]], failure: BaseException | None) -> None:
+    for future in futures:
+        if future.done():
+            continue  # its waiter was cancelled
+        if failure is None:
+            future.set_result(None)
+        else:
+            future.set_exception(failure)

@@ -7,8 +7,10 @@ open and close, backup and restore; the class the app uses)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,7 +22,7 @@ from core.store.base import (
     StoreError,
 )
 from core.store.batching import Batches, Call, run_calls
-from core.store.group_commit import GroupCommit
+from core.store.group_commit import GroupCommit, LoopCommit
 from core.store.tinydb_files import (
     AtomicJSONStorage,
     FileCache,
@@ -39,11 +41,14 @@ from core.store.tinydb_migrations import MIGRATIONS, Migration
 from core.store.workers import LATER, READ, WRITE, PriorityWorkers
 
 R = TypeVar("R")
-# Worker threads of one store. More threads did not help: on two cores 32 of them fought the event
-# loop for the GIL (the 50 x 4 bench lost 25% of its answers/s and the loop's own sends came later).
+log = logging.getLogger(__name__)
+# Worker threads of one store, for the operations that may block: files replaced whole (each flushed
+# before its rename: a new person's user and conversation, settings), journal compactions, reads of
+# many files. A turn's reads and appends run on the event loop instead (``TinyDBFiles._inline``).
+# More threads did not help: on two cores 32 of them fought the event loop for the GIL.
 WORKER_THREADS = 6
-# Besides them, threads that only read (core/store/workers.py): a turn's reads before its model
-# request no longer wait for one of the six to come back from a write's flush.
+# Besides them, threads that only read (core/store/workers.py): a scan never waits for one of the
+# six to come back from a write's flush.
 READER_THREADS = 2
 # What the folds keep, by the bytes of the journals they were folded from (see FileCache).
 FOLDS_BYTES = 1024 * 1024
@@ -78,8 +83,12 @@ class TinyDBFiles:
         # The folders an operation's writes left to the group commit, per worker thread.
         self._unit = threading.local()
         self._commit: GroupCommit[Path] = GroupCommit(self._sync_folders)
+        self._loop_commit: LoopCommit[Path] = LoopCommit(self._commit, "ferry-store-commit")
         self._pool: PriorityWorkers | None = None
         self._batches: Batches | None = None
+        # Compactions left by operations run on the event loop to a worker thread, by file.
+        self._compactions: dict[Path, Future[None]] = {}
+        self._compactions_lock = threading.Lock()
 
     # plumbing
 
@@ -89,22 +98,92 @@ class TinyDBFiles:
         return self._layout
 
     async def _run(self, fn: Callable[..., R], *args: Any) -> R:
-        """A write a turn waits for, in a worker thread."""
+        """A write that replaces files whole (each flushed before its rename), in a worker thread."""
         return await self._submit(WRITE, fn, *args)
 
-    async def _read(self, fn: Callable[..., R], *args: Any) -> R:
-        """A read: ahead of every queued write (a turn's model request waits for its reads), and
-        also taken by the threads kept for reads while the others wait for their writes' flushes."""
+    async def _scan(self, fn: Callable[..., R], *args: Any) -> R:
+        """A read of many files (every user, every chat's intake), in a worker thread: ahead of
+        every queued write, also taken by the threads kept for reads."""
         return await self._submit(READ, fn, *args, read_only=True)
 
+    async def _read(self, fn: Callable[..., R], *args: Any) -> R:
+        """A read of a turn (a few files, mostly cached): on the event loop (:meth:`_inline`)."""
+        return await self._inline(fn, *args)
+
+    async def _append(self, fn: Callable[..., R], *args: Any) -> R:
+        """A write of a turn that only appends to journals: on the event loop (:meth:`_inline`)."""
+        return await self._inline(fn, *args)
+
+    async def _inline(self, fn: Callable[..., R], *args: Any) -> R:
+        """Run the operation here, on the event loop; return once its writes are durable, waiting
+        for the group commit without blocking the loop.
+
+        A turn's operations (its reads, its journal appends) hold the GIL but for system calls on
+        cached files, each a few microseconds. Run in worker threads, each of those calls handed the
+        GIL to the event loop and waited to get it back: under issue 14's 50-chat bench the bot
+        spent half its CPU on that (112,000 futex calls in ten seconds, 13.5 ms of CPU an answer
+        against 7 here). What may block (a file's fsync before its rename) stays in worker threads:
+        these operations never replace a file whole, and leave their journals' compactions to
+        them (:meth:`_compact_later`). They may wait here for a lock another thread or process
+        holds, for the length of one operation.
+        """
+        if self._locks is None:
+            raise StoreError("the store is not open; call open() first")
+        unit = self._unit
+        folders: set[Path] = set()
+        unit.folders, unit.on_loop = folders, True
+        error: BaseException | None = None
+        try:
+            value = fn(*args)
+        except BaseException as exc:
+            error = exc
+        finally:
+            unit.folders, unit.on_loop = None, False
+        if folders:  # what did happen is made durable beside a failed call too
+            try:
+                await self._loop_commit.durable(folders)
+            except Exception as exc:
+                error = error or exc
+        if error is not None:
+            raise self._translated(error) or error
+        return value
+
+    def _on_loop(self) -> bool:
+        """Whether this operation runs on the event loop (:meth:`_inline`): it may not flush."""
+        return bool(getattr(self._unit, "on_loop", False))
+
+    def _compact_later(self, path: Path, compact: Callable[[Path], None]) -> None:
+        """Have a worker thread run ``compact(path)`` (a journal replaced whole: its fsync must not
+        stall the loop); the operation appends meanwhile. At most one is queued per file; one that
+        fails is logged, and the file's next append asks again."""
+        with self._compactions_lock:
+            if path in self._compactions:
+                return
+            future = self._executor().submit(LATER, self._guard, compact, path)
+            self._compactions[path] = future
+
+        def done(finished: Future[None]) -> None:
+            with self._compactions_lock:
+                self._compactions.pop(path, None)
+            if (exc := finished.exception()) is not None:
+                log.warning("could not compact %s: %s", path, exc)
+
+        future.add_done_callback(done)
+
+    async def _compacted(self) -> None:
+        """Wait for the compactions queued so far (before the store closes)."""
+        with self._compactions_lock:
+            pending = list(self._compactions.values())
+        if pending:
+            await asyncio.wait([asyncio.wrap_future(f) for f in pending])
+
     async def _finishing(self, fn: Callable[..., R], *args: Any) -> R:
-        """A write between the model's last piece and the final message (the answer, its usage):
-        first in line with the reads, as the person is waiting to see it."""
-        return await self._submit(READ, fn, *args)
+        """A write between the model's last piece and the final message (the answer, its usage)."""
+        return await self._inline(fn, *args)
 
     async def _later(self, fn: Callable[..., R], *args: Any) -> R:
-        """A write nobody waits for to be shown anything: behind every other queued operation."""
-        return await self._submit(LATER, fn, *args)
+        """A write nobody waits for to be shown anything (a delivery mark)."""
+        return await self._inline(fn, *args)
 
     async def _submit(self, priority: int, fn: Callable[..., R], *args: Any, read_only: bool = False) -> R:
         if self._locks is None:

@@ -227,9 +227,7 @@ class ConversationFiles(TinyDBFiles):
         """Append to one conversation; durable on return. A batch always lands in one file."""
         if not messages:
             return []
-        if all(m.role == "assistant" for m in messages):  # an answer: the person waits for it to be stored
-            return await self._finishing(self._append_messages, messages)
-        return await self._run(self._append_messages, messages)
+        return await self._append(self._append_messages, messages)
 
     def _append_messages(self, messages: list[MessageRecord]) -> list[MessageRecord]:
         cid = messages[0].conversation_id
@@ -267,25 +265,34 @@ class ConversationFiles(TinyDBFiles):
             key = self._index_key(path, conversation_id, lines)
             if key is None or key >= updated_at:
                 return
-            if len(lines.docs) < TOUCHES_KEPT:
-                touch = {"id": conversation_id, "updated_at": updated_at}
-                append_lines(journal, lines, [touch], self._ops, self._cache, self._flush_set())
+            touch = {"id": conversation_id, "updated_at": updated_at}
+            append_lines(journal, lines, [touch], self._ops, self._cache, self._flush_set())
+            if len(lines.docs) + 1 < TOUCHES_KEPT:
                 return
-            entries = self._index_entries_unlocked(path)
-            latest = {
-                e["id"]: max(e["updated_at"], updated_at) if e["id"] == conversation_id else e["updated_at"]
-                for e in entries
-            }
-            self._table(path, SCOPE_TABLE).update_multiple(
-                [({"updated_at": v}, where("id") == k) for k, v in latest.items()]
-            )
-            # The index's new keys are durable before the touches go (a lost touch would reorder).
-            self._ops.sync_folders({path.parent}, self._layout.root)
-            self._forget(journal)
+            if self._on_loop():
+                self._compact_later(path, self._fold_touches)
+                return
+            self._fold_touches_unlocked(path)
+
+    def _fold_touches(self, path: Path) -> None:
+        with self._locked(path):
+            self._fold_touches_unlocked(path)
+
+    def _fold_touches_unlocked(self, path: Path) -> None:
+        """Write the touch journal's keys into the scope index, then delete the journal."""
+        journal = touches_file(path)
+        if not read_lines(journal, self._cache).docs:
+            return
+        entries = self._index_entries_unlocked(path)
+        keys = [({"updated_at": e["updated_at"]}, where("id") == e["id"]) for e in entries]
+        self._table(path, SCOPE_TABLE).update_multiple(keys)
+        # The index's new keys are durable before the touches go (a lost touch would reorder).
+        self._ops.sync_folders({path.parent}, self._layout.root)
+        self._forget(journal)
 
     async def update_message(self, message: MessageRecord) -> None:
         """Replace the stored message with the same conversation and ``seq`` (no-op when absent)."""
-        await self._run(self._update_message, message)
+        await self._append(self._update_message, message)
 
     def _update_message(self, message: MessageRecord) -> None:
         cid = message.conversation_id

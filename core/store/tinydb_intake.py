@@ -64,7 +64,7 @@ class IntakeFiles(TinyDBFiles):
 
     async def record(self, rec: IntakeRecord) -> IntakeRecord | None:
         """Add the message to its chat's file, durably; None when its key is there already."""
-        return await self._run(self._record, rec)
+        return await self._append(self._record, rec)
 
     def _record(self, rec: IntakeRecord) -> IntakeRecord | None:
         path = intake_file(self._layout.root, rec.chat)
@@ -76,18 +76,31 @@ class IntakeFiles(TinyDBFiles):
                 return None
             seq = max((r.seq for r in state.values()), default=-1) + 1
             stored = IntakeRecord.from_dict({**rec.to_dict(), "seq": seq})
+            # A stale record of the same key stays forgotten: the new line replaces it.
+            append_lines(path, lines, [stored.to_dict()], self._ops, self._cache, self._flush_set())
             if len(lines.docs) - len(state) > SUPERSEDED_LINES or len(gone) > STALE_KEPT:
-                # Compacted: each record once, without the delivered ones no messenger sends again.
-                kept = sorted((r for k, r in state.items() if k not in gone and k != rec.key), key=lambda r: r.seq)
-                docs = [r.to_dict() for r in [*kept, stored]]
-                rewrite_lines(path, docs, self._ops, self._cache, self._flush_set())
-            else:  # a stale record of the same key stays forgotten: the new line replaces it
-                append_lines(path, lines, [stored.to_dict()], self._ops, self._cache, self._flush_set())
+                if self._on_loop():
+                    self._compact_later(path, self._compact_intake)
+                else:
+                    self._compact_intake_unlocked(path)
             return stored
+
+    def _compact_intake(self, path: Path) -> None:
+        with self._locked(path):
+            self._compact_intake_unlocked(path)
+
+    def _compact_intake_unlocked(self, path: Path) -> None:
+        """Each record once, without the delivered ones no messenger sends again."""
+        state = self._by_key(path, read_lines(path, self._cache))
+        if not state:
+            return
+        gone = stale_intake(list(state.values()), max(r.received_at for r in state.values()))
+        kept = sorted((r for k, r in state.items() if k not in gone), key=lambda r: r.seq)
+        rewrite_lines(path, [r.to_dict() for r in kept], self._ops, self._cache, self._flush_set())
 
     async def unfinished(self, platform: str) -> list[IntakeRecord]:
         """Every chat file of the platform read once; a file left with only old delivered records goes."""
-        return await self._read(self._unfinished, platform)
+        return await self._scan(self._unfinished, platform)
 
     def _unfinished(self, platform: str) -> list[IntakeRecord]:
         lines: list[list[IntakeRecord]] = []

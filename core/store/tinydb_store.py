@@ -99,6 +99,8 @@ class TinyDBStore(UserFiles, IntakeFiles):
 
     async def close(self) -> None:
         """Close lock files and forget cached files; every write is already durable."""
+        await self._compacted()
+        self._loop_commit.shutdown()
         locks, self._locks = self._locks, None
         if locks is not None:
             locks.close()

@@ -87,15 +87,22 @@ class UsageFiles(TinyDBFiles):
         """Append the changes (under the file's lock); compact the journal once it holds many more
         lines than rows, replacing it whole by its sums (so a crash never counts a change twice)."""
         lines = read_lines(path, self._cache)
-        if len(lines.docs) + len(rows) <= SUPERSEDED_LINES:
-            append_lines(path, lines, rows, self._ops, self._cache, self._flush_set())
-            return
-        sums = _sums([*lines.docs, *rows])
-        if len(lines.docs) + len(rows) > len(sums) + SUPERSEDED_LINES:
-            kept = [r for r in sums.values() if any(r[n] for n in COUNTS)]
-            rewrite_lines(path, kept, self._ops, self._cache, self._flush_set())
-        else:
-            append_lines(path, lines, rows, self._ops, self._cache, self._flush_set())
+        total = len(lines.docs) + len(rows)
+        if total > SUPERSEDED_LINES and total > len(_sums([*lines.docs, *rows])) + SUPERSEDED_LINES:
+            if not self._on_loop():
+                self._compact_rows(path, [*lines.docs, *rows])
+                return
+            self._compact_later(path, self._compact_usage)  # the rows are appended meanwhile
+        append_lines(path, lines, rows, self._ops, self._cache, self._flush_set())
+
+    def _compact_usage(self, path: Path) -> None:
+        with self._locked(path):
+            self._compact_rows(path, list(read_lines(path, self._cache).docs))
+
+    def _compact_rows(self, path: Path, docs: list[dict[str, Any]]) -> None:
+        """Replace the journal by its sums (a crash never counts a change twice)."""
+        kept = [r for r in _sums(docs).values() if any(r[n] for n in COUNTS)]
+        rewrite_lines(path, kept, self._ops, self._cache, self._flush_set())
 
     async def usage_totals(self, user_id: str, since: float) -> UsageTotals:
         """The user's usage on UTC days starting at or after ``since`` (a UTC midnight)."""

@@ -125,7 +125,7 @@ class UserFiles(ConversationFiles, UsageFiles):
 
     async def list_users(self) -> list[UserRecord]:
         """Every user, oldest first (an admin operation: it reads every user file)."""
-        return await self._read(self._list_users)
+        return await self._scan(self._list_users)
 
     def _list_users(self) -> list[UserRecord]:
         users = []

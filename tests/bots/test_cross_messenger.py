@@ -3,6 +3,7 @@ fake servers, two assistants (one per bot process) on one TinyDB data folder, an
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -90,6 +91,19 @@ async def test_link_on_telegram_and_continue_the_conversation_on_signal(
             openai_server.clear()
             answer = await on_signal_say("where do I live?", 3)
             await signal.wait_for(lambda: shown_on_signal(signal)[2] == "You said: where do I live?")
+            # The whole text may show as a preview a moment before the answer is stored: Dana
+            # writes on Telegram once the turn is over (four messages in the conversation).
+            user = await on_telegram.store.find_user(f"telegram:{DANA}")
+            assert user is not None
+
+            async def stored() -> int:
+                return (await on_telegram.store.list_conversations(f"user:{user.id}", 1))[0].message_count
+
+            for _ in range(200):
+                if await stored() == 4:
+                    break
+                await asyncio.sleep(0.01)
+            assert await stored() == 4
             context = [m["content"] for m in openai_server.chat_requests[-1].messages[1:]]
             assert context == [
                 "my name is Dana and I live in Bandung",

@@ -87,7 +87,7 @@ async def test_a_call_cancelled_before_its_item_runs_is_skipped() -> None:
 async def test_a_closed_store_fails_the_calls_it_had_not_sent(tmp_path: Path) -> None:
     store = TinyDBStore(tmp_path)
     await store.open()
-    pending: Any = asyncio.ensure_future(store.get_meta("x"))
+    pending: Any = asyncio.ensure_future(store.set_meta("x", 1))  # a write run in a worker thread
     await asyncio.sleep(0)  # the call is queued for this loop turn's item
     await store.close()
     with pytest.raises(StoreError):
