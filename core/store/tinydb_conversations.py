@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import os
 import shutil
 from collections.abc import Sequence
@@ -43,6 +44,7 @@ def _add_message(by_seq: dict[int, MessageRecord], doc: dict[str, Any]) -> None:
     by_seq[doc["seq"]] = MessageRecord.from_dict(doc)
 
 
+@functools.lru_cache(maxsize=16384)
 def touches_file(index: Path) -> Path:
     """The journal of a scope index's newer ordering keys (``tinydb_journal``), next to it."""
     return index.with_suffix(JOURNAL_SUFFIX)

@@ -37,6 +37,7 @@ def intake_dir(root: Path, platform: str) -> Path:
 
 
 @functools.lru_cache(maxsize=16384)
+@functools.lru_cache(maxsize=16384)
 def intake_file(root: Path, chat: str) -> Path:
     """The file of one chat's line."""
     h = key_hash(chat)

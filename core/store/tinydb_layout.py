@@ -102,36 +102,32 @@ class Layout:
 
     def global_usage_part(self, user_id: str) -> Path:
         """The part of everyone's sums a user's answers are added to."""
-        return self.global_usage_parts[int(key_hash(user_id)[0], 16) % GLOBAL_USAGE_PARTS]
+        return _global_parts(self.root)[int(key_hash(user_id)[0], 16) % GLOBAL_USAGE_PARTS]
 
     @property
     def global_usage_parts(self) -> list[Path]:
-        return [self.usage_dir / "global" / f"{i:x}.jsonl" for i in range(GLOBAL_USAGE_PARTS)]
+        return list(_global_parts(self.root))
 
     def user_file(self, user_id: str) -> Path:
-        h = key_hash(user_id)
-        return self.users_dir / h[:2] / f"{h}.json"
+        return _sharded(self.root, "users", user_id, ".json")
 
     def identity_file(self, identity: str) -> Path:
-        h = key_hash(identity)
-        return self.identities_dir / h[:2] / f"{h[2:4]}.json"
+        return _identity_file(self.root, identity)
 
     def scope_file(self, scope: str) -> Path:
-        h = key_hash(scope)
-        return self.scopes_dir / h[:2] / f"{h}.json"
+        return _sharded(self.root, "scopes", scope, ".json")
 
     def conversation_dir(self, conversation_id: str) -> Path:
         return _conversation_dir(self.root, conversation_id)
 
     def conversation_file(self, conversation_id: str) -> Path:
-        return self.conversation_dir(conversation_id) / "conversation.json"
+        return _in_conversation(self.root, conversation_id, "conversation.json")
 
     def chunk_file(self, conversation_id: str, first_seq: int) -> Path:
-        return self.conversation_dir(conversation_id) / f"{CHUNK_PREFIX}{first_seq:010d}{JOURNAL_SUFFIX}"
+        return _in_conversation(self.root, conversation_id, f"{CHUNK_PREFIX}{first_seq:010d}{JOURNAL_SUFFIX}")
 
     def user_usage_file(self, user_id: str) -> Path:
-        h = key_hash(user_id)
-        return self.usage_dir / "users" / h[:2] / f"{h}.jsonl"
+        return _sharded(self.root, "usage/users", user_id, JOURNAL_SUFFIX)
 
     def lock_key(self, path: Path) -> str:
         """The lock-stripe key of a file (a conversation's folder is locked as one unit)."""
@@ -150,6 +146,29 @@ def _below(root: Path, parts: tuple[str, ...]) -> Path:
 def _conversation_dir(root: Path, conversation_id: str) -> Path:
     h = key_hash(conversation_id)
     return root / "conversations" / h[:2] / h
+
+
+@functools.lru_cache(maxsize=16384)
+def _in_conversation(root: Path, conversation_id: str, name: str) -> Path:
+    return _conversation_dir(root, conversation_id) / name
+
+
+@functools.lru_cache(maxsize=16384)
+def _sharded(root: Path, folder: str, key: str, suffix: str) -> Path:
+    """``folder/<h:2>/<h><suffix>`` (a turn asks for each of its files several times)."""
+    h = key_hash(key)
+    return root.joinpath(*folder.split("/"), h[:2], f"{h}{suffix}")
+
+
+@functools.lru_cache(maxsize=16384)
+def _identity_file(root: Path, identity: str) -> Path:
+    h = key_hash(identity)
+    return root / "identities" / h[:2] / f"{h[2:4]}.json"
+
+
+@functools.lru_cache(maxsize=16)
+def _global_parts(root: Path) -> tuple[Path, ...]:
+    return tuple(root / "usage" / "global" / f"{i:x}{JOURNAL_SUFFIX}" for i in range(GLOBAL_USAGE_PARTS))
 
 
 @functools.lru_cache(maxsize=16384)
