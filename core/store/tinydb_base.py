@@ -125,10 +125,14 @@ class TinyDBFiles:
         against 7 here). What may block (a file's fsync before its rename) stays in worker threads:
         these operations never replace a file whole, and leave their journals' compactions to
         them (:meth:`_compact_later`). They may wait here for a lock another thread or process
-        holds, for the length of one operation.
+        holds, for the length of one operation; while a backup or a restore holds the whole store
+        (minutes, for a large one), they run in a worker thread instead (``LockStripes.try_shared``).
         """
-        if self._locks is None:
+        locks = self._locks
+        if locks is None:
             raise StoreError("the store is not open; call open() first")
+        if not locks.try_shared():  # a backup or restore holds the store: wait in a worker thread
+            return await self._submit(WRITE, fn, *args)
         unit = self._unit
         folders: set[Path] = set()
         unit.folders, unit.on_loop = folders, True
@@ -139,6 +143,7 @@ class TinyDBFiles:
             error = exc
         finally:
             unit.folders, unit.on_loop = None, False
+            locks.release_shared()
         if folders:  # what did happen is made durable beside a failed call too
             try:
                 await self._loop_commit.durable(folders)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import json
 import os
 import random
@@ -352,6 +353,8 @@ class LockStripes:
         self._fds: dict[int, int] = {}
         self._pid = _PID[0]
         self._guard = threading.Lock()
+        self._shared_fd = -1  # the store-wide lock file opened again, for try_shared
+        self._shared_pid = -1
 
     def _path(self, index: int) -> Path:
         return self._folder / ("global.lock" if index == self._stripes else f"{index:03d}.lock")
@@ -397,6 +400,32 @@ class LockStripes:
         """The store-wide lock taken by ``open`` for migrations."""
         return _Stripe(self, self._stripes)
 
+    def try_shared(self) -> bool:
+        """Take the store-wide lock shared, without waiting; False while a process holds it whole
+        (a backup, a restore or a migration: minutes, for a large store).
+
+        For the operations run on the event loop: one that found it held runs in a worker thread
+        instead, so the loop never waits for a backup (every stripe is taken for its length). The
+        lock is taken on an open file of its own: flock locks belong to an open file, and the
+        store-wide lock's own descriptor may be held by a worker thread of this process.
+        Release with :meth:`release_shared`; one holder at a time (the event loop's thread).
+        """
+        if self._shared_pid != _PID[0]:
+            path = self._path(self._stripes)
+            try:
+                self._shared_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                raise store_error(exc, "open the lock file", path) from exc
+            self._shared_pid = _PID[0]
+        try:
+            fcntl.flock(self._shared_fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def release_shared(self) -> None:
+        fcntl.flock(self._shared_fd, fcntl.LOCK_UN)
+
     def _acquire(self, index: int) -> int:
         """Take stripe ``index`` (its thread lock, then its lock file); returns the file's descriptor."""
         lock = self._thread_locks[index]
@@ -427,6 +456,9 @@ class LockStripes:
                 for fd in self._fds.values():
                     os.close(fd)
             self._fds.clear()
+            if self._shared_pid == _PID[0]:
+                os.close(self._shared_fd)
+            self._shared_pid = -1
 
 
 class _Stripe:

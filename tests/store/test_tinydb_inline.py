@@ -4,6 +4,7 @@ twice on the way."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 import threading
@@ -104,3 +105,44 @@ async def test_turns_never_flush_on_the_loop_and_their_journals_are_still_compac
     [conv] = await again.list_conversations("user:u1")
     assert conv.updated_at == DAY + TURNS - 1 + 0.5
     await again.close()
+
+
+async def test_while_a_backup_holds_the_whole_store_the_event_loop_keeps_running(tmp_path: Path) -> None:
+    """A backup takes every lock for its length (minutes, for a large store). An operation that
+    would have waited for it on the event loop froze the bot (no polling, no drafts); it waits in
+    a worker thread instead, and completes once the backup is done."""
+    store = TinyDBStore(tmp_path)
+    await store.open()
+    await store.set_meta("k", 1)
+    backup = TinyDBStore(tmp_path)  # `ferry backup`, as another holder of the locks
+    await backup.open()
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_everything() -> None:
+        with backup._everything_locked():
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_everything)
+    holder.start()
+    assert holding.wait(10)
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    read = asyncio.create_task(store.get_meta("k"))
+    await asyncio.sleep(0.2)
+    assert not read.done()  # it waits for the backup…
+    assert ticks >= 5  # …while the loop runs on
+    release.set()
+    assert await read == 1
+    ticker.cancel()
+    holder.join()
+    await store.record(IntakeRecord(key="telegram:9", chat=CHAT, message={}, received_at=DAY))  # and back on the loop
+    await backup.close()
+    await store.close()
