@@ -14,15 +14,15 @@ import errno
 import fcntl
 import json
 import os
-import random
 import secrets
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from filelock import lock_descriptor, unlock_descriptor
 from tinydb.storages import Storage
@@ -38,7 +38,6 @@ LOCK_TIMEOUT_SECONDS = 60.0
 # (at 8 MB the bot's memory still reached 180 MB). 2 MB holds the files of the 50-chat bench's
 # people active at any moment: 4,000 answers peaked at 114 MB, at no more CPU an answer than 4 MB.
 CACHE_BYTES = 2 * 1024 * 1024
-K = TypeVar("K")
 
 
 def _fsync_dir(path: Path, fsync: Callable[[int], None]) -> None:
@@ -168,25 +167,6 @@ class FileOps:
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
-_RANDOM = random.Random()
-
-
-def evict(entries: dict[K, Any], newest: K) -> K:
-    """A key of ``entries`` to evict: any but ``newest``, at random.
-
-    Random, not least recently used: a bot's files are used in a cycle (each person's turn reads
-    their chat's files, then the next person's), and under a cycle larger than the cache the least
-    recently used entry is always the next one needed. In a simulation of 50 files in a cycle,
-    with room for 40, LRU kept none until its next use, random eviction 62%; with one file used
-    five times as often as the rest, 18% against 68%.
-    """
-    keys = list(entries)
-    while True:
-        key = keys[_RANDOM.randrange(len(keys))]
-        if key != newest:
-            return key
-
-
 def encode(data: Any) -> bytes:
     """The on-disk serialisation of one TinyDB file or journal line (compact UTF-8 JSON)."""
     return _ENCODER.encode(data).encode("utf-8")
@@ -213,14 +193,12 @@ class FileCache:
     Bounded by the bytes of the files it holds, not by their number: a count let the cache of a
     bot with a few hundred people hold thousands of full message files (their parsed form is
     several times their bytes), and ``ferry telegram``'s memory grew from 100 to over 200 MB in
-    the 50-chat bench's first 6,000 answers. What goes is chosen at random (the newest entry always
-    stays): people take turns, so their files come back in a cycle, and a cycle a little larger
-    than the cache emptied it of every file before its next use when the least recently used
-    went first (50 chats of 500-character answers: 95% of the folds missed; see :func:`evict`).
+    the 50-chat bench's first 6,000 answers. The least recently used entries go first; the
+    newest one always stays.
     """
 
     def __init__(self, max_bytes: int = CACHE_BYTES) -> None:
-        self._entries: dict[Path, tuple[bytes, Any]] = {}
+        self._entries: OrderedDict[Path, tuple[bytes, Any]] = OrderedDict()
         self._max = max_bytes
         self._bytes = 0
         self._lock = threading.Lock()
@@ -234,6 +212,7 @@ class FileCache:
         with self._lock:
             hit = self._entries.get(path)
             if hit is not None and hit[0] == raw:
+                self._entries.move_to_end(path)
                 return hit[1]
         return None
 
@@ -245,7 +224,7 @@ class FileCache:
             self._entries[path] = (raw, data)
             self._bytes += len(raw)
             while self._bytes > self._max and len(self._entries) > 1:
-                gone, _ = self._entries.pop(evict(self._entries, path))
+                _, (gone, _) = self._entries.popitem(last=False)
                 self._bytes -= len(gone)
 
     def peek(self, path: Path) -> Any:

@@ -24,12 +24,13 @@ import contextlib
 import json
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from core.store.tinydb_files import FileCache, FileOps, encode, evict, read_bytes, store_error
+from core.store.tinydb_files import FileCache, FileOps, encode, read_bytes, store_error
 
 JOURNAL_SUFFIX = ".jsonl"
 T = TypeVar("T")
@@ -175,7 +176,7 @@ class Folds:
     """
 
     def __init__(self, max_bytes: int) -> None:
-        self._entries: dict[Path, tuple[tuple[dict[str, Any], ...], Any, int]] = {}
+        self._entries: OrderedDict[Path, tuple[tuple[dict[str, Any], ...], Any, int]] = OrderedDict()
         self._max = max_bytes  # of the journals folded: a value's size follows its journal's
         self._bytes = 0
         self._lock = threading.Lock()
@@ -196,8 +197,8 @@ class Folds:
                 self._bytes -= old[2]
             self._entries[path] = (docs, value, lines.valid)
             self._bytes += lines.valid
-            while self._bytes > self._max and len(self._entries) > 1:  # at random (see ``evict``)
-                _, _, size = self._entries.pop(evict(self._entries, path))
+            while self._bytes > self._max and len(self._entries) > 1:
+                _, (_, _, size) = self._entries.popitem(last=False)
                 self._bytes -= size
         return value
 
