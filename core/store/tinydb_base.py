@@ -183,14 +183,6 @@ class TinyDBFiles:
         if pending:
             await asyncio.wait([asyncio.wrap_future(f) for f in pending])
 
-    async def _finishing(self, fn: Callable[..., R], *args: Any) -> R:
-        """A write between the model's last piece and the final message (the answer, its usage)."""
-        return await self._inline(fn, *args)
-
-    async def _later(self, fn: Callable[..., R], *args: Any) -> R:
-        """A write nobody waits for to be shown anything (a delivery mark)."""
-        return await self._inline(fn, *args)
-
     async def _submit(self, priority: int, fn: Callable[..., R], *args: Any, read_only: bool = False) -> R:
         if self._locks is None:
             raise StoreError("the store is not open; call open() first")

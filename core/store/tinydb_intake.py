@@ -119,16 +119,15 @@ class IntakeFiles(TinyDBFiles):
         lines.sort(key=lambda line: line[0].received_at)
         return [rec for line in lines for rec in line]
 
-    # The answer and the mark naming the message about to show it are written between the model's
-    # last piece and the final message (the send waits for them): first in line, like the answer.
+    # The marks are journal appends, run on the event loop (``TinyDBFiles._inline``).
     async def mark_answered(self, chat: str, key: str, answer: list[dict[str, Any]], ref: str | None = None) -> None:
-        await self._finishing(self._mark, chat, key, lambda r: advance(r, "answered", answer=answer, ref=ref))
+        await self._append(self._mark, chat, key, lambda r: advance(r, "answered", answer=answer, ref=ref))
 
     async def mark_shown(self, chat: str, key: str, ref: str) -> None:
-        await self._finishing(self._mark, chat, key, lambda r: advance(r, "received", ref=ref))
+        await self._append(self._mark, chat, key, lambda r: advance(r, "received", ref=ref))
 
     async def mark_delivered(self, chat: str, key: str, ref: str | None) -> None:
-        await self._later(self._mark, chat, key, lambda r: advance(r, "delivered", ref=ref))
+        await self._append(self._mark, chat, key, lambda r: advance(r, "delivered", ref=ref))
 
     def _mark(self, chat: str, key: str, change: Callable[[IntakeRecord], IntakeRecord]) -> None:
         path = intake_file(self._layout.root, chat)

@@ -75,7 +75,7 @@ class UsageFiles(TinyDBFiles):
 
     async def add_usage(self, usage: UsageRecord) -> None:
         """Add to the user's and the global sums of the usage's UTC day and model."""
-        await self._finishing(self._add_usage, usage)
+        await self._append(self._add_usage, usage)
 
     def _add_usage(self, usage: UsageRecord) -> None:
         row = _row(usage)

@@ -1,5 +1,8 @@
 """The TinyDB store's worker threads, taking work by priority rather than in arrival order.
 
+(A turn's reads and journal appends no longer come here: they run on the event loop,
+``TinyDBFiles._inline``. What comes here is what may block: files replaced whole, scans, compactions.)
+
 Under load most of the store's work is writes, each waiting for its file's fsync; in one FIFO
 queue the few reads a turn makes before its model request (the user, the conversation, its
 recent messages) waited behind every other turn's writes. Here reads and the writes of a
@@ -33,13 +36,11 @@ from typing import Any, TypeVar
 R = TypeVar("R")
 
 READ = 0
-"""Reads: short, and what a turn's model request waits for. The writes of an answer the person
-waits to see (the answer and its usage, between the model's last piece and the final message)
-go with them (submitted with ``read_only=False``: a kept reader never waits for a flush)."""
+"""Reads (in the TinyDB store, since a turn's own reads run on the event loop: scans of many files)."""
 WRITE = 1
-"""Writes a turn waits for before it goes on."""
+"""Writes a caller waits for before it goes on."""
 LATER = 2
-"""Writes nobody waits for to show anything (delivery marks)."""
+"""Writes nobody waits for to show anything (the TinyDB store's journal compactions)."""
 
 LATER_WAIT = 0.5
 """Seconds a LATER call waits at most behind the other work (then it goes first)."""
