@@ -398,8 +398,10 @@ class LockStripes:
             self._shared_pid = _PID[0]
         try:
             fcntl.flock(self._shared_fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
+        except OSError as exc:
+            if exc.errno in _CONTENDED:
+                return False
+            raise store_error(exc, "lock", self._path(self._stripes)) from exc
         return True
 
     def release_shared(self) -> None:
@@ -455,6 +457,11 @@ class _Stripe:
 
     def __exit__(self, *exc: object) -> None:
         self._locks._release(self._index, self._fd)
+
+
+# What flock reports for a lock held elsewhere: EWOULDBLOCK, or EACCES on some file systems (as
+# filelock's own non-blocking lock, which the stripes use, takes it).
+_CONTENDED = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES})
 
 
 # This process's id, kept current in a forked child: comparing it costs no system call (a lock

@@ -5,6 +5,7 @@ twice on the way."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import stat
 import threading
@@ -146,3 +147,20 @@ async def test_while_a_backup_holds_the_whole_store_the_event_loop_keeps_running
     await store.record(IntakeRecord(key="telegram:9", chat=CHAT, message={}, received_at=DAY))  # and back on the loop
     await backup.close()
     await store.close()
+
+
+def test_a_store_wide_lock_reported_held_with_eacces_counts_as_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some file systems report a lock held elsewhere as EACCES, not EWOULDBLOCK: the operation
+    must then go to a worker thread, not fail."""
+    from core.store import tinydb_files
+
+    locks = tinydb_files.LockStripes(tmp_path)
+
+    def held(fd: int, op: int) -> None:
+        raise PermissionError(errno.EACCES, "held")
+
+    monkeypatch.setattr(tinydb_files.fcntl, "flock", held)
+    assert locks.try_shared() is False
+    locks.close()
