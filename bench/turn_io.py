@@ -10,7 +10,9 @@ to a journal (``core/store/tinydb_journal.py``), ``fsync`` counts file and folde
 the group commit's flushes of the whole data folder's file system (one per batch of operations).
 
 Runs one chat alone, then 50 chats x 4 turns at once (where the group commit can join folder
-flushes of concurrent turns). The data folder is on disk (see ``bench/datadir.py``). CPU ms/turn
+flushes of concurrent turns), then 50 new people's first turns at once: each also writes its
+person (user record and identity) and its new conversation (record and scope index), files
+replaced whole, each flushed before its rename. The data folder is on disk (see ``bench/datadir.py``). CPU ms/turn
 is the process's CPU time (its threads', user and system) over the turns: compare it between
 versions in the same conditions.
 
@@ -89,30 +91,41 @@ async def turn(store: TinyDBStore, chat: int, k: int) -> None:
     await store.mark_delivered(line, key, "42")
 
 
-async def run(root: Path, chats: int, turns: int) -> dict[str, float]:
+async def newcomer(store: TinyDBStore, chat: int) -> None:
+    """A new person's first exchange: their user and conversation are written, then the turn."""
+    await store.put_user(UserRecord(id=f"u{chat}", identities=(f"telegram:{chat}",), status="approved"))
+    await store.put_conversation(ConversationRecord(id=f"c{chat}", scope=f"user:u{chat}", title="t"))
+    await turn(store, chat, 0)
+
+
+async def run(root: Path, chats: int, turns: int, first: bool = False) -> dict[str, float]:
     counts = Counts()
     store = TinyDBStore(root, ops=counts.ops())
     await store.open()
-    for chat in range(chats):
-        await store.put_user(UserRecord(id=f"u{chat}", identities=(f"telegram:{chat}",)))
-        await store.put_conversation(ConversationRecord(id=f"c{chat}", scope=f"user:u{chat}", title="t"))
+    if not first:
+        for chat in range(chats):
+            await store.put_user(UserRecord(id=f"u{chat}", identities=(f"telegram:{chat}",)))
+            await store.put_conversation(ConversationRecord(id=f"c{chat}", scope=f"user:u{chat}", title="t"))
     counts.calls.clear()
     cpu = time.process_time()
+    if first:
+        await asyncio.gather(*(newcomer(store, chat) for chat in range(chats)))
     for k in range(turns):
         await asyncio.gather(*(turn(store, chat, k) for chat in range(chats)))
     cpu = time.process_time() - cpu
     await store.close()
-    n = chats * turns
+    n = chats * (turns + first)
     return {"cpu": 1000 * cpu / n} | {name: counts.calls[name] / n for name in ("files", "appends", "fsync", "syncfs")}
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory(dir=disk_folder(), prefix="ferry-turn-io-") as tmp:
         print(describe("tinydb", Path(tmp)))
-        for chats, turns in ((1, 20), (50, 4)):
-            r = asyncio.run(run(Path(tmp) / f"run{chats}", chats, turns))
+        for chats, turns, first in ((1, 20, False), (50, 4, False), (50, 0, True)):
+            r = asyncio.run(run(Path(tmp) / f"run{chats}-{first}", chats, turns, first))
+            label = f"{chats:>3} new people, first turns" if first else f"{chats:>3} chats x {turns:<3}"
             print(
-                f"{chats:>3} chats x {turns:<3} files written/turn {r['files']:5.2f}   "
+                f"{label} files written/turn {r['files']:5.2f}   "
                 f"journal appends/turn {r['appends']:5.2f}   "
                 f"fsyncs/turn {r['fsync']:5.2f}   syncfs/turn {r['syncfs']:5.2f}   CPU ms/turn {r['cpu']:5.2f}"
             )

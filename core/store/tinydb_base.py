@@ -269,7 +269,14 @@ class TinyDBFiles:
         return dict(doc) if isinstance(doc, dict) else None
 
     def _put_single(self, path: Path, name: str, doc: dict[str, Any]) -> None:
-        self._table(path, name).upsert(Document(doc, doc_id=SINGLE_DOC_ID))
+        """Write the file's one document: one file replaced. (TinyDB's ``upsert`` of a document
+        not there yet replaced the file twice, an update finding nothing then the insert: each a
+        flush, two of a new person's four.)"""
+        table = self._table(path, name)
+        if table.contains(doc_id=SINGLE_DOC_ID):
+            table.update(doc, doc_ids=[SINGLE_DOC_ID])
+        else:
+            table.insert(Document(doc, doc_id=SINGLE_DOC_ID))
 
     def _sync_folders(self, folders: set[Path]) -> None:
         self._ops.sync_folders(folders, self._layout.root)

@@ -86,7 +86,8 @@ class UserFiles(ConversationFiles, UsageFiles):
                 table = self._table(path, IDENTITY_TABLE)
                 current = {d["identity"]: d["user_id"] for d in table.all()}
                 if any(current.get(i) != user_id for i in idents):
-                    table.remove(where("identity").one_of(idents))
+                    if any(i in current for i in idents):  # removing none would still replace the file
+                        table.remove(where("identity").one_of(idents))
                     table.insert_multiple(identity_entry(i, user_id) for i in idents)
 
     def _drop_identities(self, identities: Sequence[str], user_id: str) -> None:
