@@ -30,7 +30,7 @@ from typing import Any
 
 from bench.closed_loop import Clock, RunResult
 from bench.datadir import describe, disk_folder
-from bench.telegram_bench import LOADS, TURNS_PER_CONVERSATION, BotProcess, Load, ferry_environment
+from bench.telegram_bench import LOADS, TURNS_PER_CONVERSATION, BotProcess, Load, event_loop_line, ferry_environment
 
 WARM_UP = Load(5, 25)
 
@@ -76,6 +76,7 @@ async def bench(loads: list[Load], data_parent: Path) -> None:
     with tempfile.TemporaryDirectory(dir=data_parent, prefix="ferry-bench-") as tmp:
         data_dir = Path(tmp) / "data"
         print(describe("tinydb", Path(tmp)))
+        print(event_loop_line())
         print(f"model: fake OpenAI-compatible server answering at once; load: {os.getloadavg()}")
         env = ferry_environment(ai.base_url, data_dir, SIGNAL_SERVICE=signal.service, SIGNAL_PHONE_NUMBER=signal.number)
         bot = BotProcess(env, Path(tmp) / "bot.log", "signal")

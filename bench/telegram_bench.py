@@ -302,6 +302,13 @@ def ferry_environment(ai_url: str, data_dir: Path, **messenger: str) -> dict[str
     return env
 
 
+def event_loop_line() -> str:
+    """The header line naming the bot's event loop (the default, as the bench leaves FERRY_EVENT_LOOP unset)."""
+    from bots.loop import loop_factory
+
+    return f"event loop: {loop_factory('uvloop')[0]} (FERRY_EVENT_LOOP unset)"
+
+
 def bot_environment(root: str, token: str, ai_url: str, data_dir: Path, send_rate: float) -> dict[str, str]:
     """``ferry telegram``'s environment (:func:`ferry_environment`) at the given global send rate."""
     return ferry_environment(
@@ -373,6 +380,7 @@ async def bench(
         data_dir = Path(tmp) / "data"
         print(describe("tinydb", Path(tmp)))
         print(f"telegram send rate: {send_rate:g} new messages/s over all chats (FERRY_TELEGRAM_SEND_RATE)")
+        print(event_loop_line())
         print(f"model: fake OpenAI-compatible server, {PIECES} pieces per answer; load: {os.getloadavg()}")
         bot = BotProcess(bot_environment(tg.root, tg.token, ai.base_url, data_dir, send_rate), Path(tmp) / "bot.log")
         print(f"bot: `ferry telegram` in pid {bot.pid}; fake Bot API, fake model and people in pid {os.getpid()}")

@@ -81,12 +81,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             _require(TELEGRAM_BOT_TOKEN=settings.telegram_bot_token)
             from bots.telegram import process as telegram_process
 
-            telegram_process.run(settings)  # PTB runs its own event loop
+            telegram_process.run(settings)
         elif args.command == "signal":
             _require(SIGNAL_SERVICE=settings.signal_service, SIGNAL_PHONE_NUMBER=settings.signal_phone_number)
+            from bots import loop as event_loop
             from bots.signal import process as signal_process
 
-            asyncio.run(signal_process.run(settings))
+            event_loop.run(signal_process.run(settings), settings.event_loop)
         elif args.command == "import-whatsapp":
             return asyncio.run(import_cli.run(args, settings))
         elif args.command == "doctor":

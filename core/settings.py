@@ -67,6 +67,7 @@ class Settings:
     health_port: int | None = None
     health_host: str = "127.0.0.1"
     log_level: str = "INFO"
+    event_loop: str = "uvloop"  # the bot processes' loop (bots/loop.py): "uvloop" where installed, or "asyncio"
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -98,6 +99,9 @@ class Settings:
         # usefully (and `ferry doctor` names the folder) than a FERRY_LANG that "must be one of" nothing.
         if languages and lang not in languages:
             raise SettingsError(f"FERRY_LANG must be one of {', '.join(languages)}, not {lang!r}")
+        event_loop = v.get("FERRY_EVENT_LOOP", "uvloop").strip().lower()
+        if event_loop not in ("uvloop", "asyncio"):
+            raise SettingsError(f"FERRY_EVENT_LOOP must be uvloop or asyncio, not {event_loop!r}")
         admins = _list(v.get("FERRY_ADMINS"))
         for ident in (*admins, *_list(v.get("FERRY_ALLOWED"))):
             if ":" not in ident:
@@ -144,6 +148,7 @@ class Settings:
             health_port=_int(v, "FERRY_HEALTH_PORT", 0, low=0) or None,
             health_host=v.get("FERRY_HEALTH_HOST", "127.0.0.1"),
             log_level=v.get("FERRY_LOG_LEVEL", "INFO").upper(),
+            event_loop=event_loop,
         )
 
 

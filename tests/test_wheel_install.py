@@ -100,6 +100,8 @@ async def test_ferry_telegram_from_a_plain_install_answers(installed: Path, tmp_
             assert tg.log(7).messages[0].text == "You said: hello from a wheel"
         finally:
             await stop(proc)
+    assert proc.stderr is not None
+    assert "event loop: uvloop" in (await proc.stderr.read()).decode()  # a dependency of a plain install
 
 
 async def test_ferry_signal_from_a_plain_install_answers(installed: Path, tmp_path: Path) -> None:
@@ -116,3 +118,5 @@ async def test_ferry_signal_from_a_plain_install_answers(installed: Path, tmp_pa
             await fake.wait_for(lambda: any("You said: hello from a wheel" in str(s) for s in fake.sent))
         finally:
             await stop(proc)
+    assert proc.stderr is not None
+    assert "event loop: uvloop" in (await proc.stderr.read()).decode()  # a dependency of a plain install

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from telegram.error import NetworkError
 from telegram.ext import Application, ApplicationBuilder
 
+from bots import loop as event_loop
 from bots.services import Backoff, ServiceProblem, wait_until_ready
 from bots.telegram.handlers import TelegramBot
 from bots.telegram.http import AiohttpRequest
@@ -203,7 +204,7 @@ def run(settings: Any) -> None:
     os.environ.setdefault("PTB_TIMEDELTA", "1")  # opt in to PTB's future retry_after type
     if not settings.telegram_bot_token:
         raise SettingsError("TELEGRAM_BOT_TOKEN is not set; get one from @BotFather")
-    asyncio.run(_serve(settings))
+    event_loop.run(_serve(settings), settings.event_loop)
 
 
 async def _serve(settings: Any) -> None:

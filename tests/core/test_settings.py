@@ -32,6 +32,7 @@ def test_environment_wins_over_the_toml_file(tmp_path: Path) -> None:
         ({"FERRY_LANG": "fr"}, "FERRY_LANG must be one of en, id"),
         ({"FERRY_CONFIG": "/nonexistent/ferry.toml"}, "does not exist"),
         ({"FERRY_TELEGRAM_SEND_RATE": "fast"}, "FERRY_TELEGRAM_SEND_RATE must be a number of messages a second"),
+        ({"FERRY_EVENT_LOOP": "trio"}, "FERRY_EVENT_LOOP must be uvloop or asyncio, not 'trio'"),
     ],
 )
 def test_invalid_settings_say_what_to_fix(env: dict[str, str], message: str) -> None:

@@ -1,0 +1,46 @@
+"""The bot processes' event loop (bots/loop.py): uvloop by default, asyncio's own on request."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+import pytest
+
+from bots import loop as event_loop
+from core.settings import Settings
+
+
+async def _where() -> tuple[str, int]:
+    """The running loop's module, and a value handed back from a thread (as the store's group commit does)."""
+    running = asyncio.get_running_loop()
+    future: asyncio.Future[int] = running.create_future()
+    threading.Thread(target=lambda: running.call_soon_threadsafe(future.set_result, 42)).start()
+    return type(running).__module__, await future
+
+
+def test_the_bots_run_on_uvloop_by_default(caplog: pytest.LogCaptureFixture) -> None:
+    assert Settings.load({}).event_loop == "uvloop"
+    with caplog.at_level(logging.INFO, logger="bots.loop"):
+        module, value = event_loop.run(_where())
+    assert module.startswith("uvloop") and value == 42
+    assert any(r.getMessage().startswith("event loop: uvloop ") for r in caplog.records)
+
+
+def test_ferry_event_loop_asyncio_runs_asyncios_own(caplog: pytest.LogCaptureFixture) -> None:
+    choice = Settings.load({"FERRY_EVENT_LOOP": " AsyncIO "}).event_loop
+    with caplog.at_level(logging.INFO, logger="bots.loop"):
+        module, value = event_loop.run(_where(), choice)
+    assert module.startswith("asyncio") and value == 42
+    assert [r.getMessage() for r in caplog.records] == ["event loop: asyncio"]
+
+
+def test_without_uvloop_installed_asyncios_loop_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as on Windows, where it has no build
+    name, factory = event_loop.loop_factory("uvloop")
+    assert factory is None and name == "asyncio (uvloop is not installed)"
+    module, _ = event_loop.run(_where())
+    assert module.startswith("asyncio")
