@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import time
 import urllib.request
 from pathlib import Path
@@ -46,23 +45,8 @@ class RequestNotSent(NetworkError):
     """The request never reached the Bot API server: sending it again cannot duplicate it."""
 
 
-PROXY_VARIABLES = tuple(
-    name for base in ("http_proxy", "https_proxy", "all_proxy", "no_proxy") for name in (base, base.upper())
-)
-
-
-def proxy_for(url: str) -> str | None:
-    """The proxy the environment names for ``url`` (None: connect directly), as httpx reads it.
-
-    Worked out once per server and proxy setting: reading the whole environment on every
-    request cost a tenth of the bot's CPU under load.
-    """
-    parts = urlsplit(url)
-    return _proxy_for(parts.scheme, parts.hostname or "", tuple(os.environ.get(n) for n in PROXY_VARIABLES))
-
-
-@functools.lru_cache(maxsize=64)
-def _proxy_for(scheme: str, host: str, _setting: tuple[str | None, ...]) -> str | None:
+def proxy_for(scheme: str, host: str) -> str | None:
+    """The proxy the environment names for ``scheme://host`` (None: connect directly), as httpx reads it."""
     if host and urllib.request.proxy_bypass(host):
         return None
     proxies = urllib.request.getproxies_environment()
@@ -92,6 +76,7 @@ class AiohttpRequest(BaseRequest):
         self._downloads = downloads
         self._download_session: aiohttp.ClientSession | None = None  # made at the first download
         self._download_turns = asyncio.Semaphore(downloads)
+        self._proxies: dict[tuple[str, str], str | None] = {}  # (scheme, host) -> proxy, see _proxy
         self._answered_at = 0.0  # when the Bot API server last answered (any status)
         self._failed_at = 0.0  # when a request last failed to reach it
 
@@ -108,11 +93,24 @@ class AiohttpRequest(BaseRequest):
         return self._default[name] if given is BaseRequest.DEFAULT_NONE else given
 
     async def initialize(self) -> None:
+        self._proxies.clear()  # a new session reads the environment again
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._connections),
                 headers={"User-Agent": self.USER_AGENT},
             )
+
+    def _proxy(self, url: str) -> str | None:
+        """The proxy for ``url``'s server, read from the environment at the session's first request
+        to it, as httpx reads it once when a client is made. (Read on every request, the eight
+        variables cost a percent of the bot's CPU under load.)"""
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.hostname or "")
+        try:
+            return self._proxies[key]
+        except KeyError:
+            proxy = self._proxies[key] = proxy_for(*key)
+            return proxy
 
     async def shutdown(self) -> None:
         for session in (self._session, self._download_session):
@@ -154,7 +152,7 @@ class AiohttpRequest(BaseRequest):
         if files and write_timeout is BaseRequest.DEFAULT_NONE:
             write = self._default["media_write"]
         limits = _limits(connect, pool, read, write)
-        proxy = proxy_for(url)
+        proxy = self._proxy(url)
         if proxy is not None and not proxy.lower().startswith(("http://", "https://")):
             raise RuntimeError(
                 f"the proxy {proxy} (from HTTPS_PROXY / ALL_PROXY) is not an HTTP proxy; Ferry's Bot API "
@@ -178,7 +176,7 @@ class AiohttpRequest(BaseRequest):
                 headers={"User-Agent": self.USER_AGENT},
             )
         async with self._download_turns:
-            await stream_to_file(self._download_session, url, path, limit, proxy=proxy_for(url))
+            await stream_to_file(self._download_session, url, path, limit, proxy=self._proxy(url))
 
     async def _send(
         self,

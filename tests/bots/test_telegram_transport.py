@@ -76,7 +76,11 @@ async def test_all_proxy_carries_the_bot_api_requests(
 
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # as httpx: NO_PROXY wins
         await transport.do_request(f"{telegram.root}/bot{TOKEN}/getMe", "POST")
-        assert len(proxy.seen) == 1
+        assert len(proxy.seen) == 2, "read once a session, as httpx reads it once a client"
+        await transport.shutdown()
+        await transport.initialize()
+        await transport.do_request(f"{telegram.root}/bot{TOKEN}/getMe", "POST")
+        assert len(proxy.seen) == 2
 
 
 async def test_a_socks_proxy_is_refused_with_a_sentence(
