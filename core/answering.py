@@ -103,7 +103,12 @@ class Answerer:
         messages, refit = fitted
         if said is not None:
             # Give the write its first step; one refused at once (a full disk) is not answered.
-            await asyncio.wait([said[1]], timeout=0)
+            # While the message's record is being written the write only waits for it (``_say``):
+            # nothing can refuse it yet, and the step would put this turn behind every other
+            # turn's work on the loop (in a burst of updates, all of them reached the model at
+            # the end of the burst instead of one after another).
+            if not request.recording:
+                await asyncio.wait([said[1]], timeout=0)
             if said[1].done():
                 said[1].result()  # raises its StoreError
         yield StreamStart()

@@ -104,6 +104,11 @@ class Receipt:
             self._recorded = asyncio.ensure_future(self.store.record(self.record))
         return self._recorded
 
+    @property
+    def recording(self) -> bool:
+        """The record's write is under way (not durable, not failed)."""
+        return self._recorded is not None and not self._recorded.done()
+
     async def recorded(self) -> None:
         """Wait until the record is durable; raises :class:`DuplicateMessage` for a key seen before."""
         if self._recorded is None:  # recovered: it was recorded by an earlier run

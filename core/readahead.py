@@ -8,6 +8,12 @@ need rarely change from one turn of a chat to the next, so the pipeline starts t
 reads for the ids the chat's last turn had, beside the user's read; a turn uses a started read only
 when it is of the very ids it then needs, and reads anew otherwise.
 
+A store whose reads run on the event loop itself (TinyDB's and the memory store's:
+``READS_ON_LOOP``) gains nothing from them: a read started early is a task that does the same
+work at its first step, and the turn that awaits it before that step gives way to every other
+turn's work on the loop (in a burst of updates, one more round behind all of them before the
+model request). There the reads are made when the turn needs them.
+
 A started read is no older than the turn that uses it: the chat's line runs one turn at a time,
 so the previous turn's writes are done before it starts. A turn that may change what it reads
 before it reads it (a recovered turn that truncates its conversation, an attachment's reader)
@@ -33,17 +39,18 @@ class ReadAhead:
         self._store = store
         self._started: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
         self._meta: dict[str, Any] = {}
+        self._early = not getattr(store, "READS_ON_LOOP", False)  # start reads early (see the module)
 
     def conversations(self, scope: str) -> None:
         """Start reading the scope's active conversation (``list_conversations(scope, 1)``)."""
         key = ("conversations", scope, 1)
-        if key not in self._started:
+        if self._early and key not in self._started:
             self._started[key] = asyncio.ensure_future(self._store.list_conversations(scope, 1))
 
     def messages(self, conversation_id: str, last: int) -> None:
         """Start reading a conversation's last ``last`` messages."""
         key = ("messages", conversation_id, last)
-        if key not in self._started:
+        if self._early and key not in self._started:
             self._started[key] = asyncio.ensure_future(self._store.get_messages(conversation_id, last=last))
 
     def known(self, conversation_id: str, last: int, messages: list[MessageRecord]) -> None:
@@ -54,7 +61,7 @@ class ReadAhead:
 
     def meta(self, key: str) -> None:
         """Start reading a meta value (one a chat check reads, ``Registry.add_chat_check``)."""
-        if ("meta", key) not in self._started:
+        if self._early and ("meta", key) not in self._started:
             self._started[("meta", key)] = asyncio.ensure_future(self._store.get_meta(key))
 
     async def get_meta(self, key: str) -> Any:

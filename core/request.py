@@ -49,6 +49,11 @@ class Request:
             await self.receipt.recorded()
 
     @property
+    def recording(self) -> bool:
+        """The message's record is still being written: nothing can be stored for it yet."""
+        return self.receipt is not None and self.receipt.recording
+
+    @property
     def is_chat(self) -> bool:
         """A message for the model: neither a command nor a button press."""
         return self.command is None and self.msg.callback is None

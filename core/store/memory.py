@@ -49,6 +49,9 @@ def _read_backup(src: Path) -> str:
 class MemoryStore:
     """Keeps everything in dictionaries; lost when the process ends."""
 
+    READS_ON_LOOP = True
+    """Its reads are dictionary look-ups on the event loop (core/readahead.py)."""
+
     def __init__(self) -> None:
         self._users: dict[str, UserRecord] = {}
         self._identities: dict[str, str] = {}

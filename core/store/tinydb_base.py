@@ -61,6 +61,10 @@ class TinyDBFiles:
     ``migrations`` defaults to the shipped list (tests append one to prove it runs once).
     """
 
+    READS_ON_LOOP = True
+    """A turn's reads run on the event loop (``_inline``): started early, they only add a step
+    (core/readahead.py)."""
+
     def __init__(
         self,
         data_dir: Path,
