@@ -11,9 +11,10 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
+import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from core.catalogue import ModelInfo
@@ -295,7 +296,7 @@ class Answerer:
                 log.exception("model client failed unexpectedly")
                 queue.put_nowait(ModelError("bad_response", str(e), ""))
 
-        task = asyncio.create_task(pump())
+        task = start_now(pump())  # the request leaves in this step, not after every other turn's
         # /cancel wakes the reader (one task an answer, not one an event); set, it wins over queued events.
         cancelled = asyncio.create_task(cancel.wait())
         cancelled.add_done_callback(lambda _: queue.put_nowait(_END))
@@ -316,6 +317,24 @@ class Answerer:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+
+def start_now(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """A task whose first step runs at once, in the caller's own step (Python 3.12's eager start),
+    else at the loop's next round (Python 3.11).
+
+    The model's pump sends the request in its first step. Created the usual way, that step waited
+    for every callback already ready: when a burst of updates arrived (50 chats' messages in one
+    ``getUpdates`` answer), every turn got as far as its request before any request left, and all
+    50 left together at the end of the burst. Started at once, each request leaves as its turn
+    gets there (bench/telegram_bench.py on Python 3.12, 50 chats: the model request after the
+    update 14-17 ms median instead of 27-38 with a model streaming for 1.2 s, and 13-22% more
+    answers a second with one answering at once).
+    """
+    loop = asyncio.get_running_loop()
+    if sys.version_info >= (3, 12):
+        return asyncio.Task(coro, loop=loop, eager_start=True)
+    return loop.create_task(coro)
 
 
 def _tokens(model: str, messages: list[dict[str, str]], text: str, usage: Usage | None) -> tuple[int, int]:
