@@ -37,13 +37,15 @@ class Proxy:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
 
     async def down(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
         for w in list(self._writers):
             w.close()
         self._writers.clear()
+        if server is not None:
+            # Since Python 3.12.1 this waits for the server's connections too: closed above first.
+            await server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection(PG_HOST, PG_PORT)
