@@ -43,9 +43,12 @@ class ChatLines:
         self._last[chat] = reply.read
         waiting = self._waiting.get(chat)
         if waiting is None:
-            waiting = self._waiting[chat] = deque()
+            # Queued before the line's task starts: a task that starts at once (an eager task
+            # factory) would otherwise find its line empty, end, and leave the message unanswered.
+            waiting = self._waiting[chat] = deque([(work, reply)])
             self._spawn(self._run(chat, waiting))
-        waiting.append((work, reply))
+        else:
+            waiting.append((work, reply))
         return reply
 
     def aside(self, work: Work) -> Reply:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 from core.reply import Reply
 from core.types import FinalText, PartialAnswer, ReplyEvent
@@ -97,3 +98,27 @@ async def test_a_reply_dropped_unread_does_not_hold_up_the_next(
     second = assistant.submit(incoming("two"))
     del dropped  # e.g. the adapter failed between submitting and reading
     assert final(await read_all(second)).text == "You said: two"
+
+
+async def test_a_line_whose_task_starts_at_once_still_answers_its_first_message() -> None:
+    """Under an eager task factory (Python 3.12+) the line's task runs as soon as it is made."""
+    import pytest
+
+    from core.lines import ChatLines
+
+    factory = getattr(asyncio, "eager_task_factory", None)
+    if factory is None:
+        pytest.skip("no eager tasks before Python 3.12")
+    loop = asyncio.get_running_loop()
+    loop.set_task_factory(factory)
+    try:
+        lines = ChatLines()
+
+        async def work() -> AsyncIterator[ReplyEvent]:
+            yield FinalText("answered")
+
+        first, second = lines.join("telegram:1", work), lines.join("telegram:1", work)
+        assert [final(await asyncio.wait_for(read_all(r), 5)).text for r in (first, second)] == ["answered"] * 2
+        await lines.close()
+    finally:
+        loop.set_task_factory(None)
