@@ -24,13 +24,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-EVENT_LOOPS = ("uvloop", "asyncio")
-"""The values ``FERRY_EVENT_LOOP`` takes."""
-
 
 def loop_factory(choice: str) -> tuple[str, Callable[[], asyncio.AbstractEventLoop] | None]:
-    """The loop to run for ``choice`` (one of :data:`EVENT_LOOPS`): its name, and how to make it
-    (None: asyncio's own)."""
+    """The loop to run for ``choice`` (``FERRY_EVENT_LOOP``: uvloop or asyncio): its name, and how
+    to make it (None: asyncio's own)."""
     if choice == "uvloop":
         try:
             import uvloop
