@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 
 import pytest
@@ -37,8 +38,6 @@ def test_ferry_event_loop_asyncio_runs_asyncios_own(caplog: pytest.LogCaptureFix
 
 
 def test_without_uvloop_installed_asyncios_loop_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-
     monkeypatch.setitem(sys.modules, "uvloop", None)  # as on Windows, where it has no build
     name, factory = event_loop.loop_factory("uvloop")
     assert factory is None and name == "asyncio (uvloop is not installed)"

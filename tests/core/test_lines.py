@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import pytest
+
+from core.lines import ChatLines
 from core.reply import Reply
 from core.types import FinalText, PartialAnswer, ReplyEvent
 from tests.conftest import MakeAssistant
@@ -102,10 +105,6 @@ async def test_a_reply_dropped_unread_does_not_hold_up_the_next(
 
 async def test_a_line_whose_task_starts_at_once_still_answers_its_first_message() -> None:
     """Under an eager task factory (Python 3.12+) the line's task runs as soon as it is made."""
-    import pytest
-
-    from core.lines import ChatLines
-
     factory = getattr(asyncio, "eager_task_factory", None)
     if factory is None:
         pytest.skip("no eager tasks before Python 3.12")
