@@ -407,6 +407,28 @@ class LockStripes:
     def release_shared(self) -> None:
         fcntl.flock(self._shared_fd, fcntl.LOCK_UN)
 
+    def alone(self) -> bool | None:
+        """Whether no other process has the store open; None where the system cannot tell.
+
+        Every Ferry process keeps the store-wide lock file open from its store's ``open`` to its
+        ``close``, and so did every release since the lock files stayed open (``fa9a552``, before
+        schema 2): another open description of that file is another process using the store.
+        Linux tells through a write lease, which it grants only on a file nobody else has open
+        (fcntl(2), ``F_SETLEASE``); the lease is given back at once. Elsewhere, and where the file
+        system or the file's owner refuses leases, the answer is None. Ask while holding the
+        store-wide lock (``hold_global``) and before :meth:`try_shared` opened the file again.
+        """
+        setlease = getattr(fcntl, "F_SETLEASE", None)
+        if setlease is None:
+            return None
+        fd = self._fd(self._stripes)
+        try:
+            fcntl.fcntl(fd, setlease, fcntl.F_WRLCK)
+        except OSError as exc:
+            return False if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK) else None
+        fcntl.fcntl(fd, setlease, fcntl.F_UNLCK)
+        return True
+
     def _acquire(self, index: int) -> int:
         """Take stripe ``index`` (its thread lock, then its lock file); returns the file's descriptor."""
         lock = self._thread_locks[index]

@@ -34,6 +34,10 @@ class Migration:
     name: str
     version: int
     apply: Callable[[MigrationContext], None]
+    alone: bool = False
+    """Older releases write the files it rewrites: it runs only once no other process has the
+    store open (an older process still running would go on writing them in their old form, where
+    this release never reads)."""
 
 
 def _initial(ctx: MigrationContext) -> None:
@@ -80,7 +84,7 @@ def _journals(ctx: MigrationContext) -> None:
 # The last migration's version is base.SCHEMA_VERSION (a test holds them together).
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial", 1, _initial),
-    Migration("0002_journals", 2, _journals),
+    Migration("0002_journals", 2, _journals, alone=True),
 )
 
 

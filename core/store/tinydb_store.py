@@ -24,8 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 import os
+import random
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,6 +56,11 @@ from core.store.tinydb_migrations import MigrationContext, check_version, pendin
 from core.store.tinydb_users import UserFiles
 from core.store.workers import WRITE
 
+log = logging.getLogger(__name__)
+
+WAIT_NOTICE_SECONDS = 30.0
+"""How far apart the log lines saying that an update of the store waits for older processes."""
+
 
 class TinyDBStore(UserFiles, IntakeFiles):
     """The ``Store`` on TinyDB files under ``data_dir``; safe for several processes and threads.
@@ -63,10 +71,40 @@ class TinyDBStore(UserFiles, IntakeFiles):
     # open and close
 
     async def open(self) -> None:
-        """Create the folder if needed, run pending migrations, clear temp files of crashed writers."""
-        await asyncio.wrap_future(self._executor().submit(WRITE, self._guard, self._open))
+        """Create the folder if needed, run pending migrations, clear temp files of crashed writers.
 
-    def _open(self) -> None:
+        A migration that rewrites files older releases still write (``Migration.alone``) waits
+        until no other process has the store open. During an upgrade the other bot's older process
+        may still be running (one process restarted before the other, or Docker Compose replacing
+        both at once): what it wrote in the old form after the migration, messages and answers and
+        the records of messages in flight, this release would never read. The wait is logged every
+        ``WAIT_NOTICE_SECONDS`` with what to do, and can be cancelled (a SIGTERM stops the bot).
+        """
+        waiting_since: float | None = None
+        told = 0.0
+        while not await asyncio.wrap_future(self._executor().submit(WRITE, self._guard, self._open)):
+            now = time.monotonic()
+            if waiting_since is None:
+                waiting_since = now
+            if now - told >= WAIT_NOTICE_SECONDS:
+                told = now
+                log.warning(
+                    "The store in %s is open in another process, most likely an older Ferry still running. "
+                    "This version updates the store's files only once nothing older can write them: stop "
+                    "every older ferry process (with Docker Compose, `docker compose up -d` replaces them all). "
+                    "Waiting.",
+                    self._layout.root,
+                )
+            # Two new processes waiting for each other to close the file never keep meeting.
+            await asyncio.sleep(random.uniform(0.5, 1.5))
+        if waiting_since is not None:
+            log.warning(
+                "No other process has the store in %s open any more: updated it after waiting %.0f s",
+                self._layout.root, time.monotonic() - waiting_since,
+            )  # fmt: skip
+
+    def _open(self) -> bool:
+        """Open the store; False (nothing changed) while a migration waits for other processes."""
         root = self._layout.root
         try:
             self._ops.makedirs(root)
@@ -77,25 +115,47 @@ class TinyDBStore(UserFiles, IntakeFiles):
         try:
             with locks.hold_global():
                 self._locks = locks
-                self._migrate()
-                sweep_temp_files(root, self._ops)
+                migrated = self._migrate(locks)
+                if migrated:
+                    sweep_temp_files(root, self._ops)
         except BaseException:
             self._locks = None
             locks.close()
             raise
+        if not migrated:
+            # Closed while waiting: a process that waits to migrate must not look, to another one
+            # doing the same, like a process using the store.
+            self._locks = None
+            locks.close()
+        return migrated
 
-    def _migrate(self) -> None:
+    def _migrate(self, locks: LockStripes | None) -> bool:
+        """Run the pending migrations; False, running none, when one must run alone
+        (``Migration.alone``) and another process has the store open (asked of ``locks``; None:
+        not asked, as for a restore, whose other processes are this release's)."""
         path = self._layout.schema_file
         state = self._single(path, SCHEMA_TABLE) or {"schema_version": 0, "migrations": []}
         applied = list(state["migrations"])
         version = int(state["schema_version"])
         check_version(version, self._migrations)
+        todo = pending(self._migrations, applied)
+        if locks is not None and version and any(m.alone for m in todo):  # a new store has no older writer
+            alone = locks.alone()
+            if alone is False:
+                return False
+            if alone is None:
+                log.warning(
+                    "Cannot tell on this system whether an older Ferry still has the store in %s open; "
+                    "updating its files now. Every older ferry process must be stopped first.",
+                    self._layout.root,
+                )
         ctx = MigrationContext(self._layout, self._ops)
-        for migration in pending(self._migrations, applied):
+        for migration in todo:
             migration.apply(ctx)
             applied.append(migration.name)
             version = max(version, migration.version)
             self._put_single(path, SCHEMA_TABLE, {"schema_version": version, "migrations": applied})
+        return True
 
     async def close(self) -> None:
         """Close lock files and forget cached files; every write is already durable."""
@@ -227,4 +287,4 @@ class TinyDBStore(UserFiles, IntakeFiles):
                     self._ops.atomic_write(root / rel, raw)
             self._cache.clear()
             # A backup of an older Ferry is brought up to date like any store at open.
-            self._migrate()
+            self._migrate(None)
