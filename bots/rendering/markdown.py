@@ -365,4 +365,20 @@ def render(markdown: str, profile: Profile = TELEGRAM) -> Styled:
     tokens = _parser().parse(markdown)
     _flatten_deep_inline(tokens)
     mode = _Mode(profile)
-    return _join(_children(SyntaxTreeNode(tokens).children, mode, "\n\n"), mode)
+    tree = SyntaxTreeNode(tokens)
+    try:
+        return _join(_children(tree.children, mode, "\n\n"), mode)
+    finally:
+        _take_apart(tree)
+
+
+def _take_apart(tree: SyntaxTreeNode) -> None:
+    """Unlink the tree's nodes from each other: a node and its parent refer to each other, and left
+    so, every render (each preview of a streaming answer) was garbage only Python's cycle collector
+    could free (bots/loop.py: tune_gc)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        stack.extend(node.children)
+        node.children = []
+        node.parent = None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from markdown_it.tree import SyntaxTreeNode
 
 from bots.rendering import (
     PLAIN,
@@ -154,3 +156,18 @@ def test_terminal_ansi() -> None:
 def test_terminal_links_keep_their_url_for_rich() -> None:
     styled = Styled("x", (Span(0, 1, "link", "https://e.org"),))
     assert rich_styles(styled) == [(0, 1, "underline blue link https://e.org")]
+
+
+def test_a_render_leaves_no_syntax_tree_for_the_cycle_collector() -> None:
+    """Every preview of a streaming answer is rendered: its tree is freed at once, not left as
+    cycles (a node and its parent) for Python's cycle collector."""
+    gc.collect()
+    gc.disable()
+    try:
+        markdown = "# Title\n\n* a **bold** point\n* `code`, [a link](https://x.y)\n\n| a | b |\n|---|---|\n| 1 | 2 |"
+        for _ in range(3):
+            render(markdown)
+        left = sum(isinstance(o, SyntaxTreeNode) for o in gc.get_objects())
+    finally:
+        gc.enable()
+    assert left == 0

@@ -7,12 +7,14 @@ Exiting ``polling(app)`` waits for every update being handled, so counts checked
 from __future__ import annotations
 
 import asyncio
+import gc
 import html
 import os
 import re
 import signal
 import socket
 import sys
+import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from typing import Any
 import pytest
 
 from bots.telegram.process import Pacing, build_application, polling, run, webhook, webhook_params
+from bots.telegram.reply import LiveAnswer, TelegramReply
 from core import outbox
 from core.app import assemble
 from core.assistant import Assistant
@@ -297,6 +300,38 @@ async def test_group_mention_gets_a_placeholder_that_is_edited(
     assert seen.text == "hello there"
     assert (seen.chat.chat_id, seen.chat.topic, seen.chat.is_group) == (str(GROUP), None, True)
     assert ai.requests[0].messages[-1]["content"].endswith("hello there")
+
+
+async def test_an_answered_message_leaves_no_reference_cycle(
+    tg: FakeTelegram, ai: FakeOpenAI, assistant: Recording, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each answer's view (typing, drafts or the edited placeholder, the preview) is freed by
+    reference counting once shown: left to the cycle collector, a view per answer and all it held
+    outlived the answer (bots/live.py)."""
+    views: list[weakref.ref[Any]] = []
+    for cls in (TelegramReply, LiveAnswer):
+        init = cls.__init__
+
+        def tracked(self: Any, *args: Any, __init: Any = init, **kwargs: Any) -> None:
+            __init(self, *args, **kwargs)
+            views.append(weakref.ref(self))
+
+        monkeypatch.setattr(cls, "__init__", tracked)
+    ai.enqueue(Reply(" ".join(f"word{i}" for i in range(40)), chunk_size=10, chunk_delay=0.03))
+    ai.enqueue(Reply(" ".join(f"part{i}" for i in range(40)), chunk_size=10, chunk_delay=0.03))
+    gc.collect()
+    gc.disable()
+    try:
+        async with polling(app_for(tg, assistant), poll_timeout=1):
+            tg.push_text(42, "hello")
+            await tg.wait_until(lambda: len(tg.log(42).messages) == 1)
+            tg.push_group_text(GROUP, 7, "hello there", mention=True)
+            await tg.wait_until(lambda: bool(tg.log(GROUP).messages) and bool(tg.log(GROUP).messages[0].edits))
+            await tg.wait_until(lambda: tg.log(GROUP).messages[0].text.endswith("part39"))
+            assert len(views) >= 4  # a reply and its live answer for each
+            await tg.wait_until(lambda: all(view() is None for view in views))
+    finally:
+        gc.enable()
 
 
 async def test_unaddressed_group_message_gets_no_answer(tg: FakeTelegram, ai: FakeOpenAI, assistant: Recording) -> None:
