@@ -9,7 +9,9 @@ load generator that plays the people.
 Each of N private chats sends a message, waits for the bot's final ``sendMessage`` and sends the
 next (a closed loop). The first two runs are the table of issue 14, 50 chats × 4 messages: a
 model that answers at once, and a model streaming 6 pieces 200 ms apart (1,200 ms alone).
-Every moment is taken in this process, where it happens: the message queued in the fake Bot API,
+``--runs steady`` is the same streaming model at a steady load below saturation (100 chats, 50
+messages a second, each person sending on a schedule): the latencies the bot itself adds when
+it is not behind a burst's queue. Every moment is taken in this process, where it happens: the message queued in the fake Bot API,
 its update leaving in a ``getUpdates`` answer, the model request arriving, each piece written by
 the fake model, the first draft or message and the final ``sendMessage`` arriving. Columns:
 
@@ -28,7 +30,7 @@ with ``strace -f -c`` (it slows the bot: read its figures for the counts, not th
 as collapsed stacks of the thread holding the GIL, that is where its Python CPU time goes
 (``--format raw --gil``; feed them to a flame graph tool).
 
-Run: ``.venv/bin/python -m bench.telegram_bench [--runs table|all] [--chats 1,100,1000]
+Run: ``.venv/bin/python -m bench.telegram_bench [--runs table|steady|all] [--chats 1,100,1000]
 [--send-rate 1000] [--data-parent DIR] [--profile FILE]``
 """
 
@@ -76,6 +78,9 @@ class Load:
 
 
 TABLE = [Load(50, 200), Load(50, 200, piece_delay=0.2)]
+# Issue 14's latencies at a steady load with answers streaming (200 ms a piece), not a burst: 100
+# chats, 50 messages a second, about 60 answers streaming at any moment.
+STEADY = [Load(100, 2000, rate=50.0, piece_delay=0.2)]
 LOADS = [
     *TABLE,
     Load(1, 200),
@@ -83,6 +88,7 @@ LOADS = [
     Load(1000, 4000),
     # The added latency at a steady load below saturation: the bot's own delay, not a queue's.
     Load(100, 2000, rate=100.0),
+    *STEADY,
 ]
 
 
@@ -415,7 +421,10 @@ async def bench(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chats", help="comma-separated numbers of chats, each answered as fast as it can be")
-    parser.add_argument("--runs", choices=("table", "all"), default="all", help="table: issue 14's two runs only")
+    parser.add_argument(
+        "--runs", choices=("table", "steady", "all"), default="all",
+        help="table: issue 14's two runs only; steady: 100 chats paced at 50 messages/s, answers streaming",
+    )  # fmt: skip
     parser.add_argument(
         "--send-rate", type=float, default=30.0,
         help="FERRY_TELEGRAM_SEND_RATE: new messages/s over all chats (30, Telegram's limit, as users run it; "
@@ -426,8 +435,8 @@ def main() -> None:
     parser.add_argument("--strace", action="store_true", help="count the bot's files written and flushes per answer")
     args = parser.parse_args()
     loads = [Load(int(c), max(200, 4 * int(c))) for c in args.chats.split(",")] if args.chats else LOADS
-    if args.runs == "table":
-        loads = TABLE
+    if args.runs != "all":
+        loads = TABLE if args.runs == "table" else STEADY
     asyncio.run(bench(loads, args.data_parent or disk_folder(), args.send_rate, args.profile, args.strace))
 
 
