@@ -11,7 +11,9 @@ next (a closed loop). The first two runs are the table of issue 14, 50 chats × 
 model that answers at once, and a model streaming 6 pieces 200 ms apart (1,200 ms alone).
 ``--runs steady`` is the same streaming model at a steady load below saturation (100 chats, 50
 messages a second, each person sending on a schedule): the latencies the bot itself adds when
-it is not behind a burst's queue. Every moment is taken in this process, where it happens: the message queued in the fake Bot API,
+it is not behind a burst's queue.
+
+Every moment is taken in this process, where it happens: the message queued in the fake Bot API,
 its update leaving in a ``getUpdates`` answer, the model request arriving, each piece written by
 the fake model, the first draft or message and the final ``sendMessage`` arriving. Columns:
 
