@@ -38,6 +38,10 @@ def all_files(root: Path) -> dict[str, bytes]:
     }
 
 
+def files_named(root: Path, pattern: str) -> list[Path]:
+    return sorted(root.rglob(pattern))
+
+
 async def seeded(root: Path) -> None:
     store = TinyDBStore(root)
     await store.open()
@@ -186,6 +190,39 @@ async def test_a_schema_1_store_keeps_its_usage_and_intake_as_journals(tmp_path:
     assert not any(path.exists() for path in old)
     await store.add_usage(UsageRecord("u1", "c1", "m", 1, 1, 0.1, day + 5))
     assert (await store.usage_totals("u1", day)).tokens == 9
+    await store.close()
+
+
+async def test_a_journal_migration_cut_short_is_finished_by_the_next_start(tmp_path: Path) -> None:
+    """The journals are written and made durable before any schema-1 file is removed: a migration
+    that fails (or a crash) after some removals leaves a store the next start finishes."""
+    layout = TinyDBStore(tmp_path).layout
+    for i in range(3):
+        chunk = layout.chunk_file(f"c{i}", 0).with_suffix(".json")
+        chunk.parent.mkdir(parents=True, exist_ok=True)
+        rows = [MessageRecord(f"m{j}", f"c{i}", "user", f"text {i}.{j}", 1.0, seq=j).to_dict() for j in range(2)]
+        chunk.write_bytes(encode({"messages": {str(j + 1): row for j, row in enumerate(rows)}}))
+    (tmp_path / "schema.json").write_bytes(
+        encode({"schema": {"1": {"schema_version": 1, "migrations": ["0001_initial"]}}})
+    )
+    removals: list[Path] = []
+
+    def second_removal_fails(path: str | Path) -> None:
+        if len(removals) == 1:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        removals.append(Path(path))
+        os.unlink(path)
+
+    with pytest.raises(StoreError):
+        await TinyDBStore(tmp_path, ops=FileOps(unlink=second_removal_fails)).open()
+    assert len(removals) == 1  # every journal was written before the first old file went
+    assert len(files_named(tmp_path, "m*.jsonl")) == 3
+    store = TinyDBStore(tmp_path)
+    await store.open()
+    assert (await store.schema())["migrations"] == ["0001_initial", "0002_journals"]
+    for i in range(3):
+        assert [m.content for m in await store.get_messages(f"c{i}")] == [f"text {i}.0", f"text {i}.1"]
+    assert not files_named(tmp_path, "m*.json")
     await store.close()
 
 
