@@ -30,7 +30,8 @@ class TypingLoop:
     """Calls ``send_typing`` every ``interval`` seconds from :meth:`start` until :meth:`stop`.
 
     ``send_typing`` handles its own errors (a typing indicator is decoration). ``stop`` lets
-    an indicator in flight finish, so it cannot land after the answer.
+    an indicator in flight finish, so it cannot land after the answer. A method is held weakly:
+    its object (the reply view that owns this loop) must outlive it, or the typing stops.
     """
 
     def __init__(self, send_typing: Callable[[], Awaitable[None]], interval: float) -> None:
