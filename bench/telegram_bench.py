@@ -32,8 +32,14 @@ with ``strace -f -c`` (it slows the bot: read its figures for the counts, not th
 as collapsed stacks of the thread holding the GIL, that is where its Python CPU time goes
 (``--format raw --gil``; feed them to a flame graph tool).
 
+``--bot stock|lean|raw`` runs ``bench/floor_bot.py`` in place of ``ferry telegram``: a bot that
+only parses each update, streams the model's answer and sends it once (no store, no history, no
+drafts), on stock ``openai``, on Ferry's lean model client, or on ``json`` and ``aiohttp`` alone.
+Its figures are the floor under Ferry's on this machine: in a burst, the last request waits for
+the CPU of every turn before it, whatever the bot.
+
 Run: ``.venv/bin/python -m bench.telegram_bench [--runs table|steady|all] [--chats 1,100,1000]
-[--send-rate 1000] [--data-parent DIR] [--profile FILE]``
+[--send-rate 1000] [--data-parent DIR] [--profile FILE] [--bot ferry|stock|lean|raw]``
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.datadir import describe, disk_folder
+from bench.floor_bot import KINDS as FLOOR_KINDS
 
 TURNS_PER_CONVERSATION = 10  # then the simulated person is replaced by a new one (fresh history)
 PIECES = 6
@@ -238,9 +245,12 @@ def _fakes(clock: Clock) -> tuple[Any, Any]:
 class BotProcess:
     """``ferry telegram`` (or ``ferry signal``) in a process of its own; its CPU time and peak RSS from /proc."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, messenger: str = "telegram") -> None:
+    def __init__(
+        self, env: dict[str, str], log_path: Path, messenger: str = "telegram", command: list[str] | None = None
+    ) -> None:
         ferry = Path(sys.executable).with_name("ferry")
-        command = [str(ferry), messenger] if ferry.exists() else [sys.executable, "-m", "bots.cli", messenger]
+        if command is None:
+            command = [str(ferry), messenger] if ferry.exists() else [sys.executable, "-m", "bots.cli", messenger]
         self.log_path = log_path
         self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
@@ -375,7 +385,12 @@ def syscalls_per_answer(table: Path, answers: int) -> str:
 
 
 async def bench(
-    loads: list[Load], data_parent: Path, send_rate: float, profile: Path | None, strace: bool = False
+    loads: list[Load],
+    data_parent: Path,
+    send_rate: float,
+    profile: Path | None,
+    strace: bool = False,
+    floor: str | None = None,
 ) -> None:
     clock = Clock()
     tg, ai = _fakes(clock)
@@ -393,8 +408,13 @@ async def bench(
         print(f"telegram send rate: {send_rate:g} new messages/s over all chats (FERRY_TELEGRAM_SEND_RATE)")
         print(event_loop_line())
         print(f"model: fake OpenAI-compatible server, {PIECES} pieces per answer; load: {os.getloadavg()}")
-        bot = BotProcess(bot_environment(tg.root, tg.token, ai.base_url, data_dir, send_rate), Path(tmp) / "bot.log")
-        print(f"bot: `ferry telegram` in pid {bot.pid}; fake Bot API, fake model and people in pid {os.getpid()}")
+        env = bot_environment(tg.root, tg.token, ai.base_url, data_dir, send_rate)
+        command = [sys.executable, "-m", "bench.floor_bot"] if floor else None
+        if floor:
+            env["FLOOR_KIND"] = floor
+        bot = BotProcess(env, Path(tmp) / "bot.log", command=command)
+        name = f"bench/floor_bot.py, FLOOR_KIND={floor} (no store, no drafts)" if floor else "`ferry telegram`"
+        print(f"bot: {name} in pid {bot.pid}; fake Bot API, fake model and people in pid {os.getpid()}")
         spy = tracer = None
         answers = 0
         try:
@@ -435,11 +455,17 @@ def main() -> None:
     parser.add_argument("--data-parent", type=Path, default=None, help="where the data folder goes (default: on disk)")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy's collapsed stacks of the bot, to FILE")
     parser.add_argument("--strace", action="store_true", help="count the bot's files written and flushes per answer")
+    parser.add_argument(
+        "--bot", choices=("ferry", *FLOOR_KINDS), default="ferry",
+        help="ferry telegram, or bench/floor_bot.py of that kind: parse, ask, send, nothing else (the floor "
+        "under the figures: stock openai, Ferry's lean model client, or json and aiohttp alone)",
+    )  # fmt: skip
     args = parser.parse_args()
     loads = [Load(int(c), max(200, 4 * int(c))) for c in args.chats.split(",")] if args.chats else LOADS
     if args.runs != "all":
         loads = TABLE if args.runs == "table" else STEADY
-    asyncio.run(bench(loads, args.data_parent or disk_folder(), args.send_rate, args.profile, args.strace))
+    floor = None if args.bot == "ferry" else args.bot
+    asyncio.run(bench(loads, args.data_parent or disk_folder(), args.send_rate, args.profile, args.strace, floor))
 
 
 if __name__ == "__main__":
