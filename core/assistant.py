@@ -18,7 +18,7 @@ from core import outbox
 from core.access import AccessControl
 from core.admission import Admission
 from core.answering import Answerer
-from core.catalogue import Catalogue
+from core.catalogue import Catalogue, ModelInfo
 from core.commands import parse_command
 from core.conversations import Conversations
 from core.i18n import Texts
@@ -35,6 +35,7 @@ from core.settings import Settings
 from core.stages import Pipeline
 from core.store.base import Store, StoreError
 from core.types import AdminAlert, ChatKey, Incoming, Notice, ReplyEvent
+from core.window import resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class Assistant:
         self.registry = Registry()
         self._cancels: dict[str, asyncio.Event] = {}
         self._lines = ChatLines()
+        self._window_questions: list[asyncio.Task[ModelInfo]] = []
         self._intake = Intake(
             store, self._lines, self._received, clock, retry=delivery_retry, cancel=self._cancel_here,
             data_dir=settings.data_dir,
@@ -96,13 +98,31 @@ class Assistant:
         return self._metrics
 
     async def start(self) -> None:
-        """Open the store and make sure someone can become admin."""
+        """Open the store and make sure someone can become admin; ask the model server, meanwhile,
+        the windows of the models the catalogue does not know."""
         await self.store.open()
         await self.access.ensure_claim_code()
+        self._window_questions = self._ask_windows()
+
+    def _ask_windows(self) -> list[asyncio.Task[ModelInfo]]:
+        """The first message after a start need not wait for ``/v1/models`` and ``/props`` (two
+        round trips to a hosted provider, 0.1 s to a local server; every chat of a burst waited
+        for them): asked now, beside the start, for the default model and the choices (core/window.py).
+        """
+        if self.settings.context_window:
+            return []  # the setting wins; nothing to ask
+        names = dict.fromkeys((self.settings.model, *self.settings.model_choices))
+        return [
+            asyncio.create_task(resolve_model(self.catalogue.get(name), self.model, None))
+            for name in names
+            if not self.catalogue.get(name).known
+        ]
 
     async def close(self) -> None:
         """Stop the answers in progress, then close the store and the model client."""
         self._intake.close()
+        for question in self._window_questions:
+            question.cancel()
         for event in self._cancels.values():
             event.set()
         await self._lines.close()

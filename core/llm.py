@@ -21,11 +21,13 @@ has started (neither do we: the text already shown would be repeated).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx2
 import openai
@@ -35,6 +37,9 @@ from openai._utils._json import openapi_dumps
 
 from core import sse
 from core.model_errors import ErrorKind, ModelError, classify
+
+if TYPE_CHECKING:
+    from core.window import Reported  # window.py builds on this module
 
 __all__ = [
     "Delta",
@@ -54,6 +59,9 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_CHUNK_TIMEOUT = 60.0
 DEFAULT_CONCURRENCY = 64
 DEFAULT_MAX_RETRIES = 2
+# A model's window is metadata: a turn does not wait a minute for it (the catalogue's default then).
+WINDOW_WAIT = 5.0
+WINDOW_RETRY = 30.0  # seconds before a server that did not answer is asked again
 
 # OpenAI's newer families reject ``max_tokens`` and want ``max_completion_tokens``.
 _COMPLETION_TOKENS_FAMILIES = ("o1", "o3", "o4", "gpt-5")
@@ -155,7 +163,8 @@ class OpenAIModelClient:
     ) -> None:
         self.chunk_timeout = chunk_timeout
         self._windows: dict[str, int | None] = {}
-        self._asking: dict[str, asyncio.Future[int | None]] = {}  # questions in flight
+        self._window_retry: dict[str, float] = {}  # model -> when to ask a silent server again
+        self._asking: dict[str, asyncio.Future[Reported]] = {}  # questions in flight
         self._slots = asyncio.Semaphore(concurrency)
         timeout = httpx2.Timeout(chunk_timeout, connect=connect_timeout)
         if http_client is None:
@@ -207,21 +216,34 @@ class OpenAIModelClient:
         await self.aclose()
 
     async def context_window(self, model: str) -> int | None:
-        """The window in tokens the server reports for ``model``, or None; asked once (never raises).
+        """The window in tokens the server reports for ``model``, or None (never raises).
 
-        Turns that need it at the same moment (a burst after a start) share the one question.
+        Asked once, and again after ``WINDOW_RETRY`` seconds while the server has not answered
+        (down, or starting: a 5xx); None meanwhile. Turns that need it at the same moment (a
+        burst after a start) share the one question, which waits ``WINDOW_WAIT`` at most.
         """
         if model in self._windows:
             return self._windows[model]
+        if time.monotonic() < self._window_retry.get(model, 0.0):
+            return None
         asking = self._asking.get(model)
         if asking is None:
             from core.window import ask_window  # window.py builds on this module
 
-            asking = self._asking[model] = asyncio.ensure_future(ask_window(self._client, model, self.chunk_timeout))
-            asking.add_done_callback(lambda _: self._asking.pop(model, None))
-        window = await asyncio.shield(asking)
-        self._windows[model] = window
-        return window
+            wait = min(self.chunk_timeout, WINDOW_WAIT)
+            asking = self._asking[model] = asyncio.ensure_future(ask_window(self._client, model, wait))
+            asking.add_done_callback(functools.partial(self._asked, model))
+        reported = await asyncio.shield(asking)
+        if reported.final:
+            self._windows[model] = reported.window
+        else:
+            self._window_retry[model] = time.monotonic() + WINDOW_RETRY
+        return reported.window
+
+    def _asked(self, model: str, asking: asyncio.Future[Reported]) -> None:
+        self._asking.pop(model, None)
+        if not asking.cancelled() and asking.exception() is not None:  # retrieved: the client was closed
+            log.debug("the window question for %s ended with %r", model, asking.exception())
 
     async def list_models(self) -> list[str]:
         """The model ids from ``GET /v1/models``; raises :class:`ModelError` on failure."""

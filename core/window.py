@@ -89,9 +89,24 @@ async def resolve_model(info: ModelInfo, client: ModelClient | WindowReporter, s
     return dataclasses.replace(info, context_window=window) if window else info
 
 
-async def ask_window(client: openai.AsyncOpenAI, model: str, wait: float) -> int | None:
-    """Ask ``/v1/models`` and llama.cpp's ``/props`` for the window (see :func:`reported_window`)."""
+@dataclasses.dataclass(frozen=True)
+class Reported:
+    """What the server said of a model's window: the window (None: it does not say), and whether
+    that is its answer (False: it did not answer, or only with a 5xx; ask again later)."""
+
+    window: int | None
+    final: bool
+
+
+async def ask_window(client: openai.AsyncOpenAI, model: str, wait: float) -> Reported:
+    """Ask ``/v1/models`` and llama.cpp's ``/props`` for the window (see :func:`reported_window`).
+
+    A server that is down, too slow, or answers 5xx has not said: llama.cpp answers 503 while it
+    loads its model, and a provider's bad minute passes. Its silence is not final, unlike a 404
+    (no ``/props`` outside llama.cpp) or a list without the window.
+    """
     answers: list[Any] = []
+    final = True
     for url in ("/models", props_url(str(client.base_url))):
         try:
             async with asyncio.timeout(wait):
@@ -99,9 +114,16 @@ async def ask_window(client: openai.AsyncOpenAI, model: str, wait: float) -> int
         except (openai.OpenAIError, TimeoutError, ValueError) as exc:
             log.debug("no context window from %s: %r", url, exc)
             answers.append(None)
+            if isinstance(exc, (openai.APIConnectionError, TimeoutError)) or (
+                isinstance(exc, openai.APIStatusError) and exc.status_code >= 500
+            ):
+                final = False
     window = reported_window(model, answers[0], answers[1])
-    log.info("the model server reports a context window of %s tokens for %s", window, model)
-    return window
+    if window is not None or final:
+        log.info("the model server reports a context window of %s tokens for %s", window, model)
+        return Reported(window, True)
+    log.info("the model server did not say what context window %s has; asking again later", model)
+    return Reported(None, False)
 
 
 def limit_in_message(message: str) -> int | None:

@@ -6,17 +6,19 @@ llama.cpp, vLLM and OpenRouter behave (see the fake's docstring for the upstream
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
 import pytest
 
+from core import llm
 from core.assistant import Assistant
 from core.context import alternate
 from core.store.base import MessageRecord, Role
 from tests.conftest import MakeAssistant
 from tests.core.test_assistant import conversation_of, final, say, texts
-from tests.fakes.openai_server import FakeOpenAI, Reply
+from tests.fakes.openai_server import Error, FakeOpenAI, Reply
 
 
 def strictly_alternating(messages: list[dict[str, str]]) -> bool:
@@ -129,3 +131,65 @@ async def test_an_answer_that_fills_the_window_does_not_advise_continue(
     assert answer.text.endswith(
         "_(cut off: the conversation has filled the model's memory; start a new one with /new)_"
     )
+
+
+async def lookups_made(server: FakeOpenAI, count: int) -> None:
+    for _ in range(200):
+        if len(server.lookups) >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"expected {count} window lookups, saw {[r.path for r in server.lookups]}")
+
+
+async def test_the_window_is_asked_when_the_core_starts_not_by_the_first_message(
+    make_assistant: MakeAssistant, openai_server: FakeOpenAI
+) -> None:
+    """After a restart every chat's first message waited for ``/v1/models`` and ``/props``: two
+    round trips to a hosted provider before the model was asked."""
+    openai_server.context_window = 2048
+    openai_server.reports = "vllm"
+    openai_server.models = ["local-gguf"]
+    assistant = await make_assistant(FERRY_MODEL="local-gguf", FERRY_MODELS="local-gguf")
+    await lookups_made(openai_server, 2)
+    assert openai_server.chat_requests == []  # asked before anyone wrote
+    long = "many words here " * 200
+    for n in range(6):
+        assert final(await say(assistant, f"{n} {long}")).text.startswith(f"You said: {n}")
+    assert openai_server._prompt_tokens(openai_server.chat_requests[-1].messages) <= 2048
+    assert [r.path for r in openai_server.lookups] == ["/v1/models", "/props"]
+
+
+async def test_a_known_model_or_the_window_setting_asks_nothing(
+    make_assistant: MakeAssistant, openai_server: FakeOpenAI
+) -> None:
+    await make_assistant(FERRY_MODEL="gpt-4o-mini", FERRY_MODELS="gpt-4o-mini")
+    await make_assistant(FERRY_MODEL="local-gguf", FERRY_MODELS="local-gguf", FERRY_CONTEXT_WINDOW="4096")
+    await asyncio.sleep(0.1)
+    assert openai_server.lookups == []
+
+
+async def test_a_server_that_did_not_answer_about_the_window_is_asked_again_later(
+    make_assistant: MakeAssistant, openai_server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """llama.cpp answers 503 while it loads its model, and a bot often starts before its model
+    server: that silence is not the server's answer (the window it reports once up is)."""
+    openai_server.context_window = 2048
+    openai_server.reports = "vllm"
+    openai_server.models = ["local-gguf"]
+    openai_server.enqueue_models_error(Error.server_error(503))
+    assistant = await make_assistant(FERRY_MODEL="local-gguf", FERRY_MODELS="local-gguf")
+    await lookups_made(openai_server, 2)
+    # Not asked again at once: the message meanwhile fits the catalogue's default window.
+    assert final(await say(assistant, "hello")).text.startswith("You said: hello")
+    assert len(openai_server.lookups) == 2
+
+    monkeypatch.setattr(llm, "WINDOW_RETRY", 0.0)
+    openai_server.enqueue_models_error(Error.server_error(503))
+    other = await make_assistant(FERRY_MODEL="local-gguf", FERRY_MODELS="local-gguf")
+    await lookups_made(openai_server, 4)
+    long = "many words here " * 200
+    for n in range(6):
+        assert final(await say(other, f"{n} {long}", sender="telegram:2")).text.startswith(f"You said: {n}")
+    # Asked again by the next message, answered, and kept: the window the server reports is used.
+    assert openai_server._prompt_tokens(openai_server.chat_requests[-1].messages) <= 2048
+    assert [r.path for r in openai_server.lookups] == ["/v1/models", "/props"] * 3
