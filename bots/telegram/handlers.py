@@ -144,7 +144,11 @@ class TelegramBot:
         if message is not None and (message.migrate_to_chat_id or message.migrate_from_chat_id):
             await self.on_migrate(message)  # the one service message that matters: history moves
             return
-        if message is None or message.from_user is None or filters.StatusUpdate.ALL.check_update(update):
+        if message is None or message.from_user is None:
+            return
+        # A service message (someone joined, a pin, a video chat...) carries no text; the check of
+        # all 46 kinds is skipped for the messages that do.
+        if message.text is None and filters.StatusUpdate.ALL.check_update(update):
             return
         self.ids.saw(message.chat.id, message.message_id)
         # The ticket is taken before any await: a document's download cannot be overtaken.

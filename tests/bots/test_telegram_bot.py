@@ -347,6 +347,23 @@ async def test_unaddressed_group_message_gets_no_answer(tg: FakeTelegram, ai: Fa
     assert not ai.requests
 
 
+async def test_service_messages_get_no_answer_and_never_reach_the_core(
+    tg: FakeTelegram, ai: FakeOpenAI, assistant: Recording
+) -> None:
+    """Someone joins the group, a message is pinned in a private chat: Bot API service messages,
+    without text (core.telegram.org/bots/api#message); the text after them is answered."""
+    alice = tg.user(42)
+    async with polling(app_for(tg, assistant), poll_timeout=1):
+        tg.push_update({"message": tg._message(GROUP, alice, new_chat_members=[tg.user(43, "Bob")])})
+        pinned = {"message_id": 1, "date": 1700000000, "chat": {"id": 42, "type": "private"}, "text": "old"}
+        tg.push_update({"message": tg._message(42, alice, pinned_message=pinned)})
+        tg.push_text(42, "hello")
+        await tg.wait_until(lambda: len(tg.log(42).messages) == 1)
+    assert [m.text for m in assistant.seen] == ["hello"]
+    assert not tg.log(GROUP).messages
+    assert len(ai.requests) == 1
+
+
 async def test_reply_in_a_forum_topic_stays_in_the_topic(
     tg: FakeTelegram, ai: FakeOpenAI, assistant: Recording
 ) -> None:
