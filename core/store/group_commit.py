@@ -97,17 +97,32 @@ class LoopCommit(Generic[K]):
         self._cond = threading.Condition()
         self._queue: list[tuple[set[K], asyncio.Future[None]]] = []
         self._thread: threading.Thread | None = None
+        self._kicks: set[asyncio.AbstractEventLoop] = set()  # loops that will wake the thread
 
     async def durable(self, items: set[K]) -> None:
-        """Return once ``items`` are flushed; raise what the flush raised."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Return once ``items`` are flushed; raise what the flush raised.
+
+        The thread is woken once the loop has run the rest of its round, not at once: every turn
+        that wrote in the round joins the same flush. Woken at the first, it took one turn's
+        items, and its wake-up and flush took the GIL from the loop in the middle of the round.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
         with self._cond:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._wait, name=self._name, daemon=True)
                 self._thread.start()
             self._queue.append((items, future))
-            self._cond.notify()
+            kick = loop not in self._kicks
+            self._kicks.add(loop)
+        if kick:
+            loop.call_soon(self._kick, loop)
         await future
+
+    def _kick(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._cond:
+            self._kicks.discard(loop)
+            self._cond.notify()
 
     def _wait(self) -> None:
         me = threading.current_thread()
