@@ -109,14 +109,9 @@ class Assistant:
         round trips to a hosted provider, 0.1 s to a local server; every chat of a burst waited
         for them): asked now, beside the start, for the default model and the choices (core/window.py).
         """
-        if self.settings.context_window:
-            return []  # the setting wins; nothing to ask
         names = dict.fromkeys((self.settings.model, *self.settings.model_choices))
-        return [
-            asyncio.create_task(resolve_model(self.catalogue.get(name), self.model, None))
-            for name in names
-            if not self.catalogue.get(name).known
-        ]
+        setting = self.settings.context_window  # resolve_model asks nothing when it is set or the model known
+        return [asyncio.create_task(resolve_model(self.catalogue.get(n), self.model, setting)) for n in names]
 
     async def close(self) -> None:
         """Stop the answers in progress, then close the store and the model client."""
